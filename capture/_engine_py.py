@@ -1,0 +1,291 @@
+"""The hot loop, pure Python: the twin of ext/engine.pyx (same class, same results).
+
+``Engine.run`` walks indexed capture records. RTP for a known flow is handled here entirely:
+sequence accounting (RFC 3550 extended sequence numbers, duplicates, reordering, loss,
+SSRC changes), placement by RTP timestamp anchored to wall time, and G.711 decoding into
+the call's stereo ring buffer. It returns to the caller only for what Python must see:
+SIP ports, TCP on SIP ports, ICMP, IP fragments, malformed frames (status ``PYTHON``),
+telephone-event packets and streams whose raw packets are kept (``EVENT``), or when the
+capture clock passes the caller's deadline (``TICK``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _packet_py as packet
+from ._g711_py import ALAW_TABLE, ULAW_TABLE
+from .errors import Truncated, Unsupported
+from .frame import flow_key
+
+DONE, PYTHON, EVENT, TICK = 0, 1, 2, 3
+EVENT_RAW, EVENT_TELEPHONE = 1, 2
+CODEC_NONE, CODEC_ULAW, CODEC_ALAW = 0, 1, 2
+WINDOW = 16384          # samples per call kept in memory (2.048 s), a power of two
+RESYNC = 4000           # re-anchor a stream when RTP time and wall time differ by 0.5 s
+SEEN = 128              # sequence numbers remembered per stream for duplicate detection
+RATE = 8000
+
+STAT_FIELDS = ("packets", "lost", "duplicates", "reordered", "late", "too_far", "malformed",
+               "ssrc_changes", "resyncs", "events", "other_pt")
+
+
+class _Stream:
+    __slots__ = ("slot", "channel", "codec", "audio_pt", "event_pt", "raw", "started", "ssrc",
+                 "first_ssrc", "base_ext", "max_ext", "expected_acc", "received", "dup",
+                 "reordered", "late", "too_far", "malformed", "ssrc_changes", "resyncs",
+                 "anchored", "anchor_pos", "anchor_ts", "first_ns", "last_ns", "src_key",
+                 "events", "other_pt", "seen")
+
+    def __init__(self):
+        for f in self.__slots__:
+            setattr(self, f, 0)
+        self.seen = [-1] * SEEN
+        self.src_key = None
+
+
+class _Call:
+    __slots__ = ("start_ns", "flushed", "ring", "last_rtp_ns")
+
+    def __init__(self, start_ns):
+        self.start_ns = start_ns
+        self.flushed = 0
+        self.ring = np.zeros((WINDOW, 2), dtype=np.int16)
+        self.last_rtp_ns = 0
+
+
+class Engine:
+    """Flow table, per-stream RTP state and per-call audio rings (see module doc)."""
+
+    def __init__(self, sip_ports=(5060,)):
+        self.sip_ports = frozenset(int(p) for p in sip_ports)
+        self.flows = {}
+        self.streams = []
+        self.free_streams = []
+        self.calls = []
+        self.free_calls = []
+        self.counters = {"records": 0, "rtp": 0, "other": 0, "unsupported": 0, "python": 0}
+
+    # calls -----------------------------------------------------------------------------
+    def add_call(self, start_ns: int) -> int:
+        c = _Call(start_ns)
+        if self.free_calls:
+            slot = self.free_calls.pop()
+            self.calls[slot] = c
+        else:
+            slot = len(self.calls)
+            self.calls.append(c)
+        return slot
+
+    def end_call(self, slot: int) -> None:
+        self.calls[slot] = None
+        self.free_calls.append(slot)
+
+    def flushed(self, slot: int) -> int:
+        return self.calls[slot].flushed
+
+    def last_rtp_ns(self, slot: int) -> int:
+        return self.calls[slot].last_rtp_ns
+
+    def flush(self, slot: int, upto: int) -> bytes:
+        """Hand out interleaved 16-bit PCM for samples [flushed, upto) and forget them."""
+        c = self.calls[slot]
+        out = []
+        while upto > c.flushed:
+            a = c.flushed & (WINDOW - 1)
+            k = min(upto - c.flushed, WINDOW - a)
+            out.append(c.ring[a:a + k].tobytes())
+            c.ring[a:a + k] = 0
+            c.flushed += k
+        return b"".join(out)
+
+    # streams ---------------------------------------------------------------------------
+    def set_stream(self, key: int, slot: int, channel: int, codec: int, audio_pt: int,
+                   event_pt: int, raw: bool) -> int:
+        """Route RTP sent to ``key`` into channel ``channel`` of call ``slot``; returns its id.
+
+        Calling it again for the same key updates the codec and payload types in place.
+        """
+        sid = self.flows.get(key)
+        if sid is None:
+            s = _Stream()
+            if self.free_streams:
+                sid = self.free_streams.pop()
+                self.streams[sid] = s
+            else:
+                sid = len(self.streams)
+                self.streams.append(s)
+            self.flows[key] = sid
+        s = self.streams[sid]
+        s.slot, s.channel, s.codec = slot, channel, codec
+        s.audio_pt, s.event_pt, s.raw = audio_pt, event_pt, 1 if raw else 0
+        return sid
+
+    def remove_stream(self, key: int) -> None:
+        sid = self.flows.pop(key, None)
+        if sid is not None:
+            self.streams[sid] = None
+            self.free_streams.append(sid)
+
+    def stream_id(self, key: int):
+        return self.flows.get(key)
+
+    def stream_stats(self, sid: int) -> dict:
+        s = self.streams[sid]
+        expected = s.expected_acc + ((s.max_ext - s.base_ext + 1) if s.started else 0)
+        return {
+            "ssrc": s.first_ssrc if s.started else None, "src_key": s.src_key,
+            "first_ns": s.first_ns, "last_ns": s.last_ns,
+            "packets": s.received, "lost": max(0, expected - s.received),
+            "duplicates": s.dup, "reordered": s.reordered, "late": s.late,
+            "too_far": s.too_far, "malformed": s.malformed, "ssrc_changes": s.ssrc_changes,
+            "resyncs": s.resyncs, "events": s.events, "other_pt": s.other_pt,
+        }
+
+    # the loop --------------------------------------------------------------------------
+    def run(self, buf, offs, lens, tss, lts, i: int, n: int, deadline: int):
+        """Process records i..n-1; return (status, index, arg) as described in the module doc."""
+        sip = self.sip_ports
+        cnt = self.counters
+        while i < n:
+            ts = int(tss[i])
+            if ts >= deadline:
+                return TICK, i, 0
+            off = int(offs[i])
+            data = buf[off:off + int(lens[i])]
+            cnt["records"] += 1
+            try:
+                f = packet.parse(data, int(lts[i]))
+            except Unsupported:
+                cnt["unsupported"] += 1
+                i += 1
+                continue
+            except Truncated:
+                cnt["python"] += 1
+                return PYTHON, i, 0
+            if f.frag_id >= 0:
+                cnt["python"] += 1
+                return PYTHON, i, 0
+            if f.proto == 17:
+                sid = self.flows.get(flow_key(f.dst, f.dport))
+                if sid is not None:
+                    cnt["rtp"] += 1
+                    st = self._rtp(sid, data, f.payload_off, f.payload_len, ts,
+                                   flow_key(f.src, f.sport), False)
+                    if st != DONE:
+                        return EVENT, i, st
+                    i += 1
+                    continue
+                if f.sport in sip or f.dport in sip:
+                    cnt["python"] += 1
+                    return PYTHON, i, 0
+            elif f.proto == 6:
+                if f.sport in sip or f.dport in sip:
+                    cnt["python"] += 1
+                    return PYTHON, i, 0
+            elif f.proto in (1, 58):
+                cnt["python"] += 1
+                return PYTHON, i, 0
+            cnt["other"] += 1
+            i += 1
+        return DONE, n, 0
+
+    def feed_rtp(self, key: int, data: bytes, ts: int, src_key: int, force: bool) -> int:
+        """Process one RTP payload sent to ``key`` (the Python path: fragments, raw streams).
+
+        Returns 0, or EVENT_RAW / EVENT_TELEPHONE when Python must look at it.
+        """
+        sid = self.flows.get(key)
+        if sid is None:
+            return 0
+        return self._rtp(sid, data, 0, len(data), ts, src_key, force)
+
+    def _rtp(self, sid, data, off, length, ts, src_key, force):
+        s = self.streams[sid]
+        if s.raw and not force:
+            return EVENT_RAW
+        if length < 12 or (data[off] >> 6) != 2:
+            s.malformed += 1
+            return 0
+        b0 = data[off]
+        h = 12 + 4 * (b0 & 0x0F)
+        if b0 & 0x10:
+            if h + 4 > length:
+                s.malformed += 1
+                return 0
+            h += 4 + 4 * ((data[off + h + 2] << 8) | data[off + h + 3])
+        if h > length:
+            s.malformed += 1
+            return 0
+        plen = length - h
+        if b0 & 0x20:
+            padn = data[off + length - 1]
+            if padn == 0 or padn > plen:
+                s.malformed += 1
+                return 0
+            plen -= padn
+        pt = data[off + 1] & 0x7F
+        seq = (data[off + 2] << 8) | data[off + 3]
+        rts = int.from_bytes(data[off + 4:off + 8], "big")
+        ssrc = int.from_bytes(data[off + 8:off + 12], "big")
+        # sequence accounting
+        if not s.started or ssrc != s.ssrc:
+            if s.started:
+                s.ssrc_changes += 1
+                s.expected_acc += s.max_ext - s.base_ext + 1
+            else:
+                s.first_ssrc = ssrc
+                s.first_ns = ts
+                s.src_key = src_key
+            s.started = 1
+            s.ssrc = ssrc
+            ext = seq + 0x10000
+            s.base_ext = s.max_ext = ext
+            s.seen = [-1] * SEEN
+            s.anchored = 0
+        else:
+            ud = (seq - s.max_ext) & 0xFFFF
+            ext = s.max_ext + ud if ud < 0x8000 else s.max_ext - (0x10000 - ud)
+            if s.seen[ext & (SEEN - 1)] == ext:
+                s.dup += 1
+                return 0
+            if ext > s.max_ext:
+                s.max_ext = ext
+            else:
+                s.reordered += 1
+                if ext < s.base_ext:
+                    s.base_ext = ext
+        s.seen[ext & (SEEN - 1)] = ext
+        s.received += 1
+        s.last_ns = ts
+        c = self.calls[s.slot]
+        c.last_rtp_ns = ts
+        if pt != s.audio_pt or s.codec == CODEC_NONE:
+            if pt == s.event_pt:
+                s.events += 1
+                return EVENT_TELEPHONE
+            s.other_pt += 1
+            return 0
+        # placement: RTP timestamp anchored to wall time
+        wall = ((ts - c.start_ns) * RATE) // 1_000_000_000
+        if not s.anchored:
+            s.anchored = 1
+            s.anchor_pos, s.anchor_ts = wall, rts
+        d = (rts - s.anchor_ts) & 0xFFFFFFFF
+        if d >= 0x80000000:
+            d -= 0x100000000
+        pos = s.anchor_pos + d
+        if abs(pos - wall) > RESYNC:
+            s.resyncs += 1
+            s.anchor_pos, s.anchor_ts = wall, rts
+            pos = wall
+        if pos < c.flushed:
+            s.late += 1
+            return 0
+        if pos + plen > c.flushed + WINDOW:
+            s.too_far += 1
+            return 0
+        table = ULAW_TABLE if s.codec == CODEC_ULAW else ALAW_TABLE
+        samples = table[np.frombuffer(bytes(data[off + h:off + h + plen]), dtype=np.uint8)]
+        idx = (np.arange(pos, pos + plen) & (WINDOW - 1))
+        c.ring[idx, s.channel] = samples
+        return 0

@@ -1,0 +1,30 @@
+"""The one switch between the Cython kernels (built from ext/) and their pure-Python twins.
+
+``SHADOWREC_PURE=1`` forces the twins; without it the C kernels are used when they are
+built, and the twins otherwise (with a warning, since they are ~30x slower).
+"""
+from __future__ import annotations
+
+import os
+import types
+import warnings
+
+
+def load(pure: bool = False) -> types.SimpleNamespace:
+    """Return a namespace with ``packet`` (parse), ``Indexer``, ``Engine`` and ``g711``."""
+    if not pure:
+        try:
+            from . import _engine_c, _g711_c, _packet_c, _pcap_c
+        except ImportError as e:  # not built (e.g. a source checkout without setup.py build_ext)
+            warnings.warn(f"shadowrec C kernels unavailable ({e}); using the pure-Python twins",
+                          RuntimeWarning, stacklevel=2)
+        else:
+            return types.SimpleNamespace(name="c", packet=_packet_c, Indexer=_pcap_c.Indexer,
+                                         Engine=_engine_c.Engine, g711=_g711_c, engine=_engine_c)
+    from . import _engine_py, _g711_py, _packet_py, _pcap_py
+    return types.SimpleNamespace(name="python", packet=_packet_py, Indexer=_pcap_py.Indexer,
+                                 Engine=_engine_py.Engine, g711=_g711_py, engine=_engine_py)
+
+
+def default() -> types.SimpleNamespace:
+    return load(pure=os.environ.get("SHADOWREC_PURE", "") == "1")

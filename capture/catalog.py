@@ -1,0 +1,88 @@
+"""The embedded call catalog: SQLite in WAL mode, one row per call, upserted by call id."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    state TEXT NOT NULL,
+    end_reason TEXT,
+    near_dn TEXT, far_dn TEXT, near_device TEXT, far_device TEXT,
+    primary_failed INTEGER NOT NULL DEFAULT 0,
+    meta TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
+CREATE INDEX IF NOT EXISTS calls_near_dn ON calls(near_dn);
+CREATE INDEX IF NOT EXISTS calls_far_dn ON calls(far_dn);
+CREATE INDEX IF NOT EXISTS calls_near_device ON calls(near_device);
+CREATE INDEX IF NOT EXISTS calls_far_device ON calls(far_device);
+"""
+
+
+class Catalog:
+    def __init__(self, path: str):
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self._batch = []
+
+    def upsert(self, meta: dict) -> None:
+        """Queue a call's metadata; ``commit`` writes the queue in one transaction."""
+        self._batch.append((
+            meta["id"], meta["started_at"], meta.get("ended_at"), meta["state"],
+            meta.get("end_reason"), meta["near"]["dn"], meta["far"]["dn"],
+            meta["near"]["device"].upper(), meta["far"]["device"].upper(),
+            1 if meta["primary"]["failed_at"] else 0, json.dumps(meta, sort_keys=True)))
+
+    def commit(self) -> None:
+        if not self._batch:
+            return
+        self.db.execute("BEGIN")
+        self.db.executemany(
+            "INSERT INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+            "started_at=excluded.started_at, ended_at=excluded.ended_at, state=excluded.state, "
+            "end_reason=excluded.end_reason, near_dn=excluded.near_dn, far_dn=excluded.far_dn, "
+            "near_device=excluded.near_device, far_device=excluded.far_device, "
+            "primary_failed=excluded.primary_failed, meta=excluded.meta", self._batch)
+        self.db.execute("COMMIT")
+        self._batch = []
+
+    def query(self, since=None, until=None, dn=None, device=None, end_reason=None,
+              primary_failed=None, limit=None, offset=0) -> list:
+        """Calls, oldest first, filtered: time range (ISO strings), DN or device on either side."""
+        where, args = [], []
+        if since:
+            where.append("started_at >= ?")
+            args.append(since)
+        if until:
+            where.append("started_at < ?")
+            args.append(until)
+        if dn:
+            where.append("(near_dn = ? OR far_dn = ?)")
+            args += [dn, dn]
+        if device:
+            where.append("(near_device = ? OR far_device = ?)")
+            args += [device.upper(), device.upper()]
+        if end_reason:
+            where.append("end_reason = ?")
+            args.append(end_reason)
+        if primary_failed is not None:
+            where.append("primary_failed = ?")
+            args.append(1 if primary_failed else 0)
+        sql = "SELECT meta FROM calls"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at, id"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [int(limit), int(offset)]
+        return [json.loads(r[0]) for r in self.db.execute(sql, args)]
+
+    def close(self) -> None:
+        self.commit()
+        self.db.close()

@@ -1,0 +1,139 @@
+"""The ``shadowrec`` command: record, calls, synth, bench."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+from . import __version__
+
+
+def _record(args) -> int:
+    from .pipeline import Options, Recorder
+
+    opts = Options(out_dir=args.out, sip_ports=tuple(args.sip_port or (5060,)),
+                   rtp_timeout_s=args.rtp_timeout, keep_pcap=args.pcap, durable_s=args.fsync_interval)
+    files = list(args.files)
+    if not files:
+        from .synth import SynthSpec, generate
+        demo = os.path.join(args.out, "demo-bib.pcap")
+        os.makedirs(args.out, exist_ok=True)
+        generate(demo, SynthSpec(calls=6, duration_s=8, fail_at_s=5.0, dtmf="42", loss=0.01, dup=0.01,
+                                 reorder=0.01, jitter_ms=5))
+        print(f"no capture given: recording the embedded demo {demo} (6 BiB calls, primary dies at 5 s)",
+              file=sys.stderr)
+        files = [demo]
+    rec = Recorder(opts)
+    t = time.perf_counter()
+    for f in files:
+        rec.record_file(f)
+    summary = rec.finish()
+    summary["seconds"] = round(time.perf_counter() - t, 3)
+    json.dump(summary, sys.stdout, indent=2, sort_keys=True)
+    print()
+    return 0
+
+
+def _calls(args) -> int:
+    from .catalog import Catalog
+
+    path = os.path.join(args.out, "catalog.sqlite")
+    if not os.path.exists(path):
+        print(f"shadowrec: no catalog in {args.out}", file=sys.stderr)
+        return 2
+    cat = Catalog(path)
+    rows = cat.query(since=args.since, until=args.until, dn=args.dn, device=args.device,
+                     end_reason=args.end_reason,
+                     primary_failed=True if args.primary_failed else None, limit=args.limit)
+    cat.close()
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2, sort_keys=True)
+        print()
+    else:
+        for r in rows:
+            failed = " primary-failed" if r["primary"]["failed_at"] else ""
+            print(f"{r['id']}  {r['started_at']}  {r['duration_s'] or 0:8.3f}s  {r['near']['dn']:>10} "
+                  f"<-> {r['far']['dn']:<10}  {r['codec'] or '-':5} {r['end_reason'] or r['state']}{failed}")
+    return 0
+
+
+def _synth(args) -> int:
+    from .synth import SynthSpec, generate
+
+    spec = SynthSpec(calls=args.calls, duration_s=args.duration, spacing_s=args.spacing, codec=args.codec,
+                     transport=args.transport, tcp_split=args.tcp_split, loss=args.loss, dup=args.dup,
+                     reorder=args.reorder, jitter_ms=args.jitter_ms, dtmf=args.dtmf,
+                     vlan=tuple(args.vlan or ()), ipv6=args.ipv6, fail_at_s=args.fail_at,
+                     calls_after_fail=args.calls_after_fail, noise_flows=args.noise_flows,
+                     garbage=args.garbage, seed=args.seed, keep_audio=False, pcapng=args.pcapng)
+    calls = generate(args.output, spec)
+    print(json.dumps({"output": args.output, "calls": len(calls),
+                      "answered": sum(c.answered for c in calls)}))
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="shadowrec", description="Passive recorder for Cisco Built-in-Bridge calls.")
+    p.add_argument("--version", action="version", version=f"shadowrec {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every parse error, not only the first 20")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("record", help="record every BiB call in capture files (pcap/pcapng)")
+    r.add_argument("files", nargs="*", help="capture files; none: record an embedded synthetic demo")
+    r.add_argument("--out", required=True, help="output directory (WAVs, sidecars, catalog.sqlite)")
+    r.add_argument("--sip-port", type=int, action="append", help="SIP port (repeatable; default 5060)")
+    r.add_argument("--rtp-timeout", type=float, default=30.0, help="end a call after this many silent seconds")
+    r.add_argument("--pcap", action="store_true", help="also keep a raw pcap of every call")
+    r.add_argument("--fsync-interval", type=float, default=0.0,
+                   help="fdatasync recordings every N capture seconds (0: only when a call ends)")
+    r.set_defaults(func=_record)
+
+    c = sub.add_parser("calls", help="list recorded calls from the catalog")
+    c.add_argument("--out", required=True, help="output directory given to record")
+    c.add_argument("--json", action="store_true", help="print a JSON array of call metadata")
+    c.add_argument("--since", help="started at or after (ISO 8601 UTC, e.g. 2026-09-21T00:00:00Z)")
+    c.add_argument("--until", help="started before (ISO 8601 UTC)")
+    c.add_argument("--dn", help="directory number on either side")
+    c.add_argument("--device", help="device name on either side (case-insensitive)")
+    c.add_argument("--end-reason", choices=["bye", "rtp_timeout", "capture_end", "shutdown"])
+    c.add_argument("--primary-failed", action="store_true", help="only calls that outlived the primary")
+    c.add_argument("--limit", type=int)
+    c.set_defaults(func=_calls)
+
+    s = sub.add_parser("synth", help="write a synthetic BiB capture")
+    s.add_argument("output")
+    s.add_argument("--calls", type=int, default=10)
+    s.add_argument("--duration", type=float, default=10.0, help="seconds per call")
+    s.add_argument("--spacing", type=float, default=0.25, help="seconds between call starts")
+    s.add_argument("--codec", choices=["PCMU", "PCMA", "G729"], default="PCMU")
+    s.add_argument("--transport", choices=["udp", "tcp"], default="udp")
+    s.add_argument("--tcp-split", action="store_true")
+    s.add_argument("--loss", type=float, default=0.0)
+    s.add_argument("--dup", type=float, default=0.0)
+    s.add_argument("--reorder", type=float, default=0.0)
+    s.add_argument("--jitter-ms", type=float, default=0.0)
+    s.add_argument("--dtmf", default="")
+    s.add_argument("--vlan", type=int, action="append")
+    s.add_argument("--ipv6", action="store_true")
+    s.add_argument("--fail-at", type=float, help="the primary dies this many seconds in")
+    s.add_argument("--calls-after-fail", type=int, default=0)
+    s.add_argument("--noise-flows", type=int, default=0)
+    s.add_argument("--garbage", type=int, default=0)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--pcapng", action="store_true")
+    s.set_defaults(func=_synth)
+
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose:
+        from . import pipeline
+        pipeline.MAX_LOGGED_ERRORS = 1 << 60
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The record that both frame parsers (ext/packet.pyx and capture/_packet_py.py) return."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+# Link types (tcpdump.org/linktypes.html) that shadowrec reads.
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW_OLD = 12
+LINKTYPE_RAW = 101
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+SUPPORTED_LINKTYPES = frozenset({0, 1, 12, 101, 113, 228, 229, 276})
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+
+MAX_VLAN_TAGS = 4
+
+
+class Frame(NamedTuple):
+    """One captured frame, decoded down to its transport header.
+
+    ``frag_id`` is -1 for a whole datagram; for an IP fragment it is the IP identification
+    and ``l4_off``/``l4_len`` delimit the fragment's data (``frag_off`` bytes into the
+    datagram, ``frag_more`` set on all but the last). ``payload_off``/``payload_len`` are the
+    UDP or TCP payload of a whole datagram (0/0 otherwise). ``tcp_flags`` is -1 for non-TCP.
+    """
+
+    ip_version: int
+    src: bytes
+    dst: bytes
+    proto: int
+    ip_off: int
+    l4_off: int
+    l4_len: int
+    frag_id: int
+    frag_off: int
+    frag_more: bool
+    sport: int
+    dport: int
+    payload_off: int
+    payload_len: int
+    tcp_seq: int
+    tcp_flags: int
+
+
+def flow_key(addr: bytes, port: int) -> int:
+    """The integer key of an (address, port) pair used by the RTP flow table.
+
+    IPv4 keys are below 2**48; IPv6 keys have bit 160 set so the two families never meet.
+    """
+    k = (int.from_bytes(addr, "big") << 16) | port
+    return k if len(addr) == 4 else k | (1 << 160)
+
+
+def key_to_str(key: int) -> str:
+    """Render a flow key as ``addr:port`` (``[addr]:port`` for IPv6)."""
+    import ipaddress
+
+    port = key & 0xFFFF
+    if key >> 160:
+        a = ipaddress.IPv6Address((key >> 16) & ((1 << 128) - 1))
+        return f"[{a}]:{port}"
+    return f"{ipaddress.IPv4Address(key >> 16)}:{port}"

@@ -1,0 +1,63 @@
+"""IPv4 and IPv6 fragment reassembly (RFC 791 / RFC 8200), bounded in memory and time."""
+from __future__ import annotations
+
+MAX_DATAGRAM = 65535
+MAX_PENDING = 4096
+TIMEOUT_NS = 30 * 1_000_000_000
+
+
+class _Pending:
+    __slots__ = ("parts", "total", "first_ns", "size")
+
+    def __init__(self, ts):
+        self.parts = {}
+        self.total = None
+        self.first_ns = ts
+        self.size = 0
+
+
+class Defragmenter:
+    def __init__(self):
+        self.pending: dict = {}
+        self.counters = {"fragments": 0, "reassembled": 0, "fragment_errors": 0, "fragments_expired": 0}
+
+    def add(self, key, offset: int, more: bool, data: bytes, ts: int):
+        """Add a fragment of datagram ``key``; return the whole transport datagram when complete."""
+        self.counters["fragments"] += 1
+        if offset + len(data) > MAX_DATAGRAM:
+            self.counters["fragment_errors"] += 1
+            return None
+        p = self.pending.get(key)
+        if p is None:
+            if len(self.pending) >= MAX_PENDING:
+                oldest = min(self.pending, key=lambda k: self.pending[k].first_ns)
+                del self.pending[oldest]
+                self.counters["fragments_expired"] += 1
+            p = self.pending[key] = _Pending(ts)
+        if offset not in p.parts:
+            p.parts[offset] = bytes(data)
+            p.size += len(data)
+        if not more:
+            p.total = offset + len(data)
+        if p.total is None or p.size < p.total:
+            return None
+        buf = bytearray(p.total)
+        pos = 0
+        for off in sorted(p.parts):
+            chunk = p.parts[off]
+            if off > pos:
+                return None          # a hole: overlapping fragments filled size but not space
+            end = min(off + len(chunk), p.total)
+            if end > pos:
+                buf[pos:end] = chunk[pos - off:end - off]
+                pos = end
+        if pos < p.total:
+            return None
+        del self.pending[key]
+        self.counters["reassembled"] += 1
+        return bytes(buf)
+
+    def expire(self, now: int):
+        for k in [k for k, p in self.pending.items() if now - p.first_ns > TIMEOUT_NS]:
+            del self.pending[k]
+            self.counters["fragments_expired"] += 1

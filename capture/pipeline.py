@@ -1,0 +1,473 @@
+"""The recording pipeline: capture records in, one stereo WAV + sidecar + catalog row per call out.
+
+One synchronous loop; time is the capture's own clock (packet timestamps), so a file and a
+live interface run the same code. The hot part is ``Engine.run`` (C or its twin); this
+module handles what the engine hands back: SIP (UDP, TCP), ICMP, fragments, DTMF, raw
+packets, and the periodic work (flushing audio to disk, timeouts) on ``TICK``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import mmap
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+from . import _impl, health, sip
+from .calls import (CallEnded, CallStarted, CallTable, Evidence, MediaMapped, MediaUnmapped)
+from .catalog import Catalog
+from .errors import ParseError, PcapError
+from .frame import flow_key, key_to_str
+from .ipfrag import Defragmenter
+from .tcp import TcpReassembler
+from .writer import PcapWriter, WavWriter, write_json_atomic
+
+log = logging.getLogger("shadowrec")
+NS = 1_000_000_000
+RATE = 8000
+CODECS = {"PCMU": 1, "PCMA": 2}
+DTMF = "0123456789*#ABCD"
+MAX_LOGGED_ERRORS = 20
+
+
+def iso(ns: int | None) -> str | None:
+    if ns is None:
+        return None
+    t = dt.datetime.fromtimestamp(ns // NS, dt.timezone.utc)
+    return f"{t:%Y-%m-%dT%H:%M:%S}.{(ns % NS) // 1_000_000:03d}Z"
+
+
+@dataclass
+class Options:
+    out_dir: str
+    sip_ports: tuple = (5060,)
+    rtp_timeout_s: float = 30.0
+    keep_pcap: bool = False          # a raw pcap for every call (always for undecoded codecs)
+    tick_s: float = 0.5              # housekeeping period, capture time
+    lag_s: float = 0.5               # audio is written this long after it is due (reordering)
+    sync_s: float = 1.0              # WAV headers cover everything written this often
+    durable_s: float = 0.0           # fdatasync recordings this often (0: only at call end)
+    linger_s: float = 5.0            # keep an ended call's metadata open for late evidence
+
+
+@dataclass
+class _Rec:
+    call: object
+    slot: int
+    wav: WavWriter | None = None
+    wav_rel: str = ""
+    meta_path: str = ""
+    pcap: PcapWriter | None = None
+    pcap_rel: str | None = None
+    keys: dict = field(default_factory=dict)          # role -> flow key
+    finished_streams: list = field(default_factory=list)
+    events: dict = field(default_factory=dict)        # (role, rtp ts) -> event dict
+    sip_frames: list = field(default_factory=list)    # (ts, linktype, frame) until a pcap opens
+    dirty: bool = False
+    end_frames: int | None = None
+
+
+class Recorder:
+    """Record every BiB call in one or more captures into ``opts.out_dir``."""
+
+    def __init__(self, opts: Options, impl=None):
+        self.opts = opts
+        self.impl = impl or _impl.default()
+        self.engine = self.impl.Engine(opts.sip_ports)
+        self.table = CallTable(opts.rtp_timeout_s)
+        self.tcp = TcpReassembler()
+        self.defrag = Defragmenter()
+        os.makedirs(opts.out_dir, exist_ok=True)
+        self.catalog = Catalog(os.path.join(opts.out_dir, "catalog.sqlite"))
+        self.sip_ports = frozenset(opts.sip_ports)
+        self.active: dict = {}
+        self.closing: list = []          # (deadline_ns, _Rec)
+        self.errors: Counter = Counter()
+        self.counters: Counter = Counter()
+        self.now = 0
+        self.deadline = 0
+        self.next_sync = 0
+        self.next_durable = 0
+        self.lag = int(opts.lag_s * RATE)
+
+    # input --------------------------------------------------------------------------------
+    def record_file(self, path: str) -> None:
+        """Run one capture file through the pipeline (errors in it are counted, not raised)."""
+        try:
+            f = open(path, "rb")
+        except OSError as e:
+            self._error(PcapError(f"{path}: {e.strerror}"))
+            return
+        with f:
+            try:
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except ValueError:
+                self._error(PcapError(f"{path}: empty file"))
+                return
+            try:
+                idx = self.impl.Indexer(mm)
+            except PcapError as e:
+                self._error(PcapError(f"{path}: {e}"))
+                mm.close()
+                return
+            while True:
+                batch = idx.next_batch(65536)
+                if not len(batch[0]):
+                    break
+                self.feed(mm, *batch)
+            if idx.error:
+                self._error(PcapError(f"{path}: {idx.error}"))
+            self.counters["records_read"] += idx.records
+            mm.close()
+
+    def feed(self, buf, offs, lens, tss, lts) -> None:
+        """Process a batch of indexed records (offsets into ``buf``)."""
+        eng = self.impl.engine
+        n = len(offs)
+        i = 0
+        if self.deadline == 0 and n:
+            self.deadline = int(tss[0])
+        while i < n:
+            st, i, arg = self.engine.run(buf, offs, lens, tss, lts, i, n, self.deadline)
+            if st == eng.DONE:
+                break
+            ts = int(tss[i])
+            if st == eng.TICK:
+                self.tick(ts)
+                continue
+            if ts > self.now:
+                self.now = ts
+            off = int(offs[i])
+            frame = bytes(buf[off:off + int(lens[i])])
+            if st == eng.PYTHON:
+                self._frame(frame, ts, int(lts[i]))
+            else:
+                self._event(frame, ts, int(lts[i]), arg)
+            i += 1
+        if n:
+            self.now = max(self.now, int(tss[n - 1]))
+
+    # the rare path --------------------------------------------------------------------------
+    def _frame(self, frame: bytes, ts: int, lt: int) -> None:
+        try:
+            f = self.impl.packet.parse(frame, lt)
+            if f.frag_id >= 0:
+                key = (f.ip_version, f.src, f.dst, f.proto, f.frag_id)
+                dg = self.defrag.add(key, f.frag_off, f.frag_more,
+                                     frame[f.l4_off:f.l4_off + f.l4_len], ts)
+                if dg is not None:
+                    self._datagram(f.ip_version, f.src, f.dst, f.proto, dg, ts, frame, lt)
+                return
+            if f.proto in (17, 6):
+                payload = frame[f.payload_off:f.payload_off + f.payload_len]
+                if f.proto == 17:
+                    self._udp(f.src, f.dst, f.sport, f.dport, payload, ts, frame, lt)
+                else:
+                    self._tcp(f.src, f.dst, f.sport, f.dport, f.tcp_seq, f.tcp_flags, payload, ts, frame, lt)
+            elif f.proto in (1, 58):
+                self._icmp(f.ip_version, f.src, frame[f.l4_off:f.l4_off + f.l4_len], ts)
+        except ParseError as e:
+            self._error(e)
+
+    def _datagram(self, ver, src, dst, proto, dg, ts, frame, lt):
+        from .errors import Truncated
+        if proto == 17:
+            if len(dg) < 8:
+                raise Truncated(f"reassembled UDP datagram of {len(dg)} bytes")
+            ulen = (dg[4] << 8) | dg[5]
+            if ulen < 8 or ulen > len(dg):
+                raise Truncated(f"reassembled UDP length {ulen} does not fit {len(dg)} bytes")
+            self._udp(src, dst, (dg[0] << 8) | dg[1], (dg[2] << 8) | dg[3], dg[8:ulen], ts, None, lt)
+        elif proto == 6:
+            if len(dg) < 20 or (dg[12] >> 4) * 4 > len(dg) or (dg[12] >> 4) < 5:
+                raise Truncated(f"reassembled TCP segment of {len(dg)} bytes")
+            doff = (dg[12] >> 4) * 4
+            self._tcp(src, dst, (dg[0] << 8) | dg[1], (dg[2] << 8) | dg[3],
+                      int.from_bytes(dg[4:8], "big"), dg[13], dg[doff:], ts, None, lt)
+        elif proto in (1, 58):
+            self._icmp(ver, src, dg, ts)
+
+    def _udp(self, src, dst, sport, dport, payload, ts, frame, lt):
+        key = flow_key(dst, dport)
+        if self.engine.stream_id(key) is not None:
+            self._rtp(key, payload, ts, flow_key(src, sport), frame, lt, force=False)
+        elif sport in self.sip_ports or dport in self.sip_ports:
+            self.counters["sip_udp"] += 1
+            self._sip(sip.parse(payload), ts, src, sport, dst, dport, "udp", frame, lt)
+
+    def _tcp(self, src, dst, sport, dport, seq, flags, payload, ts, frame, lt):
+        if sport not in self.sip_ports and dport not in self.sip_ports:
+            return
+        for data in self.tcp.feed((src, sport, dst, dport), seq, flags, payload, ts):
+            self.counters["sip_tcp"] += 1
+            try:
+                msg = sip.parse(data)
+            except ParseError as e:
+                self._error(e)
+                continue
+            self._sip(msg, ts, src, sport, dst, dport, "tcp", frame, lt)
+            frame = None    # the segment is stored once, with the first message it carried
+
+    def _sip(self, msg, ts, src, sport, dst, dport, transport, frame, lt):
+        import ipaddress
+        fx = self.table.on_sip(msg, ts, (str(ipaddress.ip_address(src)), sport),
+                               (str(ipaddress.ip_address(dst)), dport), transport)
+        self._apply(fx)
+        d = self.table.dialogs.get(msg.call_id)
+        if d is not None and frame is not None:
+            rec = self.active.get(d.call.id)
+            if rec is not None:
+                if rec.pcap is not None:
+                    rec.pcap.write(ts, frame, lt)
+                elif len(rec.sip_frames) < 64:
+                    rec.sip_frames.append((ts, lt, frame))
+
+    def _icmp(self, ver, reporter, data, ts):
+        import ipaddress
+        err = health.parse(ver, data)
+        if err is None or err.quoted_proto != 17 and err.quoted_proto != 6:
+            return
+        self.counters["icmp_errors"] += 1
+        self._apply(self.table.on_icmp(ts, err.kind, err.quoted_dst, err.quoted_dport,
+                                       str(ipaddress.ip_address(reporter))))
+
+    def _event(self, frame, ts, lt, arg):
+        f = self.impl.packet.parse(frame, lt)
+        payload = frame[f.payload_off:f.payload_off + f.payload_len]
+        key = flow_key(f.dst, f.dport)
+        if arg == self.impl.engine.EVENT_RAW:
+            self._rtp(key, payload, ts, flow_key(f.src, f.sport), frame, lt, force=False)
+        else:
+            self._telephone_event(key, payload, ts)
+
+    def _rtp(self, key, payload, ts, src_key, frame, lt, force):
+        eng = self.impl.engine
+        st = self.engine.feed_rtp(key, payload, ts, src_key, force)
+        if st == eng.EVENT_RAW:
+            d = self.table.media.get(key)
+            rec = self.active.get(d.call.id) if d is not None else None
+            if rec is not None and frame is not None:
+                self._pcap_for(rec, lt).write(ts, frame, lt)
+            st = self.engine.feed_rtp(key, payload, ts, src_key, True)
+        if st == eng.EVENT_TELEPHONE:
+            self._telephone_event(key, payload, ts)
+
+    def _telephone_event(self, key, payload, ts):
+        """RFC 4733: one event per RTP timestamp; the end bit and duration update it."""
+        d = self.table.media.get(key)
+        rec = self.active.get(d.call.id) if d is not None else None
+        if rec is None or len(payload) < 12:
+            return
+        h = 12 + 4 * (payload[0] & 0x0F)
+        if payload[0] & 0x10 and len(payload) >= h + 4:
+            h += 4 + 4 * ((payload[h + 2] << 8) | payload[h + 3])
+        if len(payload) < h + 4:
+            self.errors["TelephoneEventTruncated"] += 1
+            return
+        code = payload[h]
+        dur = (payload[h + 2] << 8) | payload[h + 3]
+        rts = int.from_bytes(payload[4:8], "big")
+        ev = rec.events.get((d.role, rts))
+        if ev is None:
+            ev = rec.events[(d.role, rts)] = {
+                "role": d.role, "event": code, "digit": DTMF[code] if code < 16 else None,
+                "at": iso(ts), "duration_ms": 0, "ended": False}
+            rec.dirty = True
+        ev["duration_ms"] = max(ev["duration_ms"], dur // 8)
+        if payload[h + 1] & 0x80:
+            ev["ended"] = True
+
+    # effects --------------------------------------------------------------------------------
+    def _apply(self, fx) -> None:
+        for e in fx:
+            if isinstance(e, CallStarted):
+                self.active[e.call.id] = _Rec(e.call, self.engine.add_call(e.call.started_ns))
+            elif isinstance(e, MediaMapped):
+                rec = self.active.get(e.call.id)
+                if rec is None:
+                    continue
+                if rec.wav is None:
+                    self._open_outputs(rec)
+                if e.old_key is not None:
+                    self._drop_stream(rec, e.role, e.old_key)
+                codec = CODECS.get(e.codec, 0)
+                raw = self.opts.keep_pcap or codec == 0
+                self.engine.set_stream(e.key, rec.slot, 0 if e.role == "near" else 1, codec,
+                                       e.audio_pt, e.event_pt, raw)
+                rec.keys[e.role] = e.key
+                rec.dirty = True
+            elif isinstance(e, MediaUnmapped):
+                rec = self.active.get(e.call.id)
+                if rec is not None and rec.keys.get(e.role) == e.key:
+                    self._drop_stream(rec, e.role, e.key)
+                    rec.dirty = True
+            elif isinstance(e, CallEnded):
+                self._end(e)
+            elif isinstance(e, Evidence):
+                rec = self.active.get(e.call.id) or next(
+                    (r for _, r in self.closing if r.call is e.call), None)
+                if rec is not None:
+                    rec.dirty = True
+
+    def _open_outputs(self, rec: _Rec) -> None:
+        c = rec.call
+        day = dt.datetime.fromtimestamp(c.started_ns // NS, dt.timezone.utc)
+        rel_dir = os.path.join("calls", f"{day:%Y}", f"{day:%m}", f"{day:%d}")
+        os.makedirs(os.path.join(self.opts.out_dir, rel_dir), exist_ok=True)
+        rec.wav_rel = os.path.join(rel_dir, c.id + ".wav")
+        rec.wav = WavWriter(os.path.join(self.opts.out_dir, rec.wav_rel))
+        rec.meta_path = os.path.join(self.opts.out_dir, rel_dir, c.id + ".json")
+        self._write_meta(rec)
+        self.counters["calls_recorded"] += 1
+
+    def _pcap_for(self, rec: _Rec, lt: int) -> PcapWriter:
+        if rec.pcap is None:
+            rec.pcap_rel = rec.wav_rel[:-4] + ".pcap"
+            rec.pcap = PcapWriter(os.path.join(self.opts.out_dir, rec.pcap_rel), lt)
+            for ts, flt, fr in rec.sip_frames:
+                rec.pcap.write(ts, fr, flt)
+            rec.sip_frames = []
+            rec.dirty = True
+        return rec.pcap
+
+    def _drop_stream(self, rec: _Rec, role: str, key: int) -> None:
+        sid = self.engine.stream_id(key)
+        if sid is not None:
+            rec.finished_streams.append(self._stream_meta(role, key, self.engine.stream_stats(sid)))
+            self.engine.remove_stream(key)
+        if rec.keys.get(role) == key:
+            del rec.keys[role]
+
+    @staticmethod
+    def _stream_meta(role, key, s):
+        return {"role": role, "ssrc": s["ssrc"], "src": key_to_str(s["src_key"]) if s["src_key"] else None,
+                "dst": key_to_str(key), "packets": s["packets"], "lost": s["lost"],
+                "duplicates": s["duplicates"], "reordered": s["reordered"], "late": s["late"],
+                "malformed": s["malformed"], "ssrc_changes": s["ssrc_changes"],
+                "resyncs": s["resyncs"], "first_at": iso(s["first_ns"] or None),
+                "last_at": iso(s["last_ns"] or None)}
+
+    def _end(self, e: CallEnded) -> None:
+        rec = self.active.pop(e.call.id, None)
+        if rec is None:
+            return
+        for role, key in list(rec.keys.items()):
+            self._drop_stream(rec, role, key)
+        if rec.wav is None:            # never answered: nothing was recorded
+            self.engine.end_call(rec.slot)
+            return
+        end = ((e.at_ns - e.call.started_ns) * RATE) // NS
+        if e.reason == "rtp_timeout":
+            end += RATE // 50           # the last packet's 20 ms
+        end = max(end, 0)
+        flushed = self.engine.flushed(rec.slot)
+        if end > flushed:
+            rec.wav.append(self.engine.flush(rec.slot, end))
+        elif end < flushed:
+            rec.wav.truncate(end)
+        self.engine.end_call(rec.slot)
+        rec.wav.close(durable=True)
+        if rec.pcap is not None:
+            rec.pcap.close()
+        rec.end_frames = end
+        self._write_meta(rec)
+        self.closing.append((e.at_ns + int(self.opts.linger_s * NS), rec))
+
+    def meta(self, rec: _Rec) -> dict:
+        c = rec.call
+        streams = list(rec.finished_streams)
+        for role, key in rec.keys.items():
+            sid = self.engine.stream_id(key)
+            if sid is not None:
+                streams.append(self._stream_meta(role, key, self.engine.stream_stats(sid)))
+        streams.sort(key=lambda s: (s["role"] != "near", s["first_at"] or ""))
+        ended = c.ended_ns
+        failed = c.failed_ns
+        return {
+            "id": c.id, "kind": "bib", "state": "complete" if ended is not None else "recording",
+            "started_at": iso(c.started_ns), "ended_at": iso(ended),
+            "duration_s": round((ended - c.started_ns) / NS, 3) if ended is not None else None,
+            "end_reason": c.end_reason, "codec": c.codec or None,
+            "decoded": c.codec in CODECS,
+            "near": {"device": c.near.device, "dn": c.near.dn, "refci": c.near.refci},
+            "far": {"device": c.far.device, "dn": c.far.dn, "refci": c.far.refci},
+            "primary": {"address": c.primary_address, "port": c.primary_port,
+                        "failed_at": iso(failed),
+                        "evidence": [{"kind": ev["kind"], "at": iso(ev["at_ns"]), "detail": ev["detail"]}
+                                     for ev in sorted(c.evidence, key=lambda x: x["at_ns"])]},
+            "streams": streams,
+            "events": sorted(rec.events.values(), key=lambda x: x["at"]),
+            "wav": rec.wav_rel, "pcap": rec.pcap_rel, "previous": c.previous,
+            "transport": c.transport, "sample_rate": RATE, "channels": ["near", "far"],
+            "sip_call_ids": {r: d.call_id for r, d in c.dialogs.items()},
+            "frames": rec.end_frames if rec.end_frames is not None else (rec.wav.frames if rec.wav else 0),
+        }
+
+    def _write_meta(self, rec: _Rec, durable: bool = False) -> None:
+        m = self.meta(rec)
+        write_json_atomic(rec.meta_path, m, durable)
+        self.catalog.upsert(m)
+        rec.dirty = False
+
+    # time ----------------------------------------------------------------------------------
+    def tick(self, now: int) -> None:
+        """Housekeeping at capture time ``now``: write due audio, timeouts, late metadata."""
+        self.now = max(self.now, now)
+        now = self.now
+        self.deadline = now + int(self.opts.tick_s * NS)
+        for rec in self.active.values():
+            if rec.wav is None:
+                continue
+            due = ((now - rec.call.started_ns) * RATE) // NS - self.lag
+            if due > self.engine.flushed(rec.slot):
+                rec.wav.append(self.engine.flush(rec.slot, due))
+        self._apply(self.table.tick(now, lambda call: self.engine.last_rtp_ns(self.active[call.id].slot)
+                                    if call.id in self.active else 0))
+        if now >= self.next_sync:
+            durable = self.opts.durable_s > 0 and now >= self.next_durable
+            for rec in self.active.values():
+                if rec.wav is not None:
+                    rec.wav.sync(durable)
+                    if rec.dirty:
+                        self._write_meta(rec)
+            if durable:
+                self.next_durable = now + int(self.opts.durable_s * NS)
+            self._close_lingering(now)
+            self.catalog.commit()
+            self.tcp.expire(now)
+            self.defrag.expire(now)
+            self.next_sync = now + int(self.opts.sync_s * NS)
+
+    def _close_lingering(self, now: int) -> None:
+        keep = []
+        for deadline, rec in self.closing:
+            if now >= deadline:
+                if rec.dirty:
+                    self._write_meta(rec)
+            else:
+                keep.append((deadline, rec))
+        self.closing = keep
+
+    def finish(self, reason: str = "capture_end") -> dict:
+        """End every open call (at the last packet's time) and flush everything."""
+        self._apply(self.table.end_all(self.now, reason, None))
+        self._close_lingering(1 << 62)
+        self.catalog.close()
+        return self.summary()
+
+    def summary(self) -> dict:
+        out = dict(self.counters)
+        out.update({f"engine_{k}": v for k, v in self.engine.counters.items()})
+        out.update(self.table.counters)
+        out.update(self.tcp.counters)
+        out.update(self.defrag.counters)
+        out["errors"] = dict(self.errors)
+        out["kernels"] = self.impl.name
+        return out
+
+    def _error(self, e: Exception) -> None:
+        name = type(e).__name__
+        self.errors[name] += 1
+        if sum(self.errors.values()) <= MAX_LOGGED_ERRORS:
+            log.warning("%s: %s", name, e)
