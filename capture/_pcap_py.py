@@ -30,16 +30,19 @@ def _rd16(b, o, le):
 
 def _tsres_to_ns(ts, res):
     """Convert a pcapng timestamp with if_tsresol byte ``res`` to nanoseconds."""
+    m = (1 << 64) - 1
     if res & 0x80:
         k = res & 0x7F
         if k > 32:
             raise PcapError(f"timestamp resolution 2^-{k} is not supported")
-        return (ts >> k) * 1_000_000_000 + (((ts & ((1 << k) - 1)) * 1_000_000_000) >> k)
-    if res > 9:
+        ns = (((ts >> k) * 1_000_000_000) + (((ts & ((1 << k) - 1)) * 1_000_000_000) >> k)) & m
+    elif res > 9:
         if res > 18:
             raise PcapError(f"timestamp resolution 10^-{res} is not supported")
-        return ts // (10 ** (res - 9))
-    return ts * (10 ** (9 - res))
+        ns = ts // (10 ** (res - 9))
+    else:
+        ns = (ts * (10 ** (9 - res))) & m
+    return ns - (1 << 64) if ns >> 63 else ns  # 64-bit arithmetic, as the C twin does
 
 
 class Indexer:

@@ -88,7 +88,8 @@ def main(argv=None) -> int:
     r.add_argument("--rtp-timeout", type=float, default=30.0, help="end a call after this many silent seconds")
     r.add_argument("--pcap", action="store_true", help="also keep a raw pcap of every call")
     r.add_argument("--fsync-interval", type=float, default=0.0,
-                   help="fdatasync recordings every N capture seconds (0: only when a call ends)")
+                   help="fdatasync recordings every N capture seconds and when a call ends "
+                        "(default 0: never; a killed process still leaves valid files, power loss may not)")
     r.set_defaults(func=_record)
 
     c = sub.add_parser("calls", help="list recorded calls from the catalog")

@@ -47,7 +47,8 @@ class Options:
     tick_s: float = 0.5              # housekeeping period, capture time
     lag_s: float = 0.5               # audio is written this long after it is due (reordering)
     sync_s: float = 1.0              # WAV headers cover everything written this often
-    durable_s: float = 0.0           # fdatasync recordings this often (0: only at call end)
+    durable_s: float = 0.0           # fdatasync recordings this often and at call end (0: never;
+                                     # a killed process still leaves valid files, a power loss may not)
     linger_s: float = 5.0            # keep an ended call's metadata open for late evidence
 
 
@@ -119,6 +120,7 @@ class Recorder:
             if idx.error:
                 self._error(PcapError(f"{path}: {idx.error}"))
             self.counters["records_read"] += idx.records
+            del idx            # the C indexer holds a view of the mapping
             mm.close()
 
     def feed(self, buf, offs, lens, tss, lts) -> None:
@@ -296,7 +298,6 @@ class Recorder:
                 self.engine.set_stream(e.key, rec.slot, 0 if e.role == "near" else 1, codec,
                                        e.audio_pt, e.event_pt, raw)
                 rec.keys[e.role] = e.key
-                rec.dirty = True
             elif isinstance(e, MediaUnmapped):
                 rec = self.active.get(e.call.id)
                 if rec is not None and rec.keys.get(e.role) == e.key:
@@ -367,11 +368,11 @@ class Recorder:
         elif end < flushed:
             rec.wav.truncate(end)
         self.engine.end_call(rec.slot)
-        rec.wav.close(durable=True)
+        rec.wav.close(durable=self.opts.durable_s > 0)
         if rec.pcap is not None:
             rec.pcap.close()
         rec.end_frames = end
-        self._write_meta(rec)
+        self._write_meta(rec, durable=self.opts.durable_s > 0)
         self.closing.append((e.at_ns + int(self.opts.linger_s * NS), rec))
 
     def meta(self, rec: _Rec) -> dict:

@@ -1,0 +1,104 @@
+"""Benchmark: `shadowrec record` on N concurrent BiB calls, beside a C libpcap read of the same file.
+
+    python3 bench/bench.py [--calls 1000] [--duration 20] [--dir /dev/shm/shadowrec-bench]
+
+Writes the synthetic capture and the recordings to --dir (tmpfs by default), then prints
+packets/s and calls/core for: the C libpcap baseline (bench/pcapcount.c, compiled here),
+the C indexer alone, the full record run with the C kernels, and the full run with the
+pure-Python twins on a slice of the calls. A G.711 BiB call is 100 packets/s (two
+50 packet/s streams), so calls/core = packets/s / 100.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import mmap
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from capture import _impl, synth  # noqa: E402
+from capture.pipeline import Options, Recorder  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def record(path, out, impl, repeat=1):
+    best = None
+    for _ in range(repeat):
+        shutil.rmtree(out, ignore_errors=True)
+        t = time.perf_counter()
+        rec = Recorder(Options(out_dir=out), impl)
+        rec.record_file(path)
+        summary = rec.finish()
+        s = time.perf_counter() - t
+        best = s if best is None else min(best, s)
+    return best, summary
+
+
+def row(name, packets, seconds):
+    pps = packets / seconds
+    print(f"{name:44s} {packets:>10,d} pkts {seconds:8.3f} s {pps / 1e6:8.3f} Mpps {pps / 100:>12,.0f} calls/core")
+    return {"name": name, "packets": packets, "seconds": round(seconds, 4), "pps": round(pps)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=1000)
+    ap.add_argument("--duration", type=float, default=20.0)
+    ap.add_argument("--dir", default="/dev/shm/shadowrec-bench")
+    ap.add_argument("--python-calls", type=int, default=50, help="calls for the pure-Python twin run")
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args()
+    os.makedirs(args.dir, exist_ok=True)
+    cap = os.path.join(args.dir, "bib.pcap")
+    small = os.path.join(args.dir, "bib-small.pcap")
+    t = time.perf_counter()
+    spec = synth.SynthSpec(calls=args.calls, duration_s=args.duration, spacing_s=0.001, keep_audio=False, seed=7)
+    synth.generate(cap, spec)
+    spec.calls = args.python_calls
+    synth.generate(small, spec)
+    print(f"synthesised {args.calls} concurrent calls x {args.duration:g} s in {time.perf_counter() - t:.1f} s "
+          f"({os.path.getsize(cap) / 1e6:.0f} MB)")
+    binary = os.path.join(args.dir, "pcapcount")
+    subprocess.run(["gcc", "-O2", "-o", binary, os.path.join(HERE, "pcapcount.c"), "-lpcap"], check=True)
+    results = []
+    base = min((json.loads(subprocess.run([binary, cap], capture_output=True, text=True, check=True).stdout)
+                for _ in range(3)), key=lambda r: r["seconds"])
+    results.append(row("baseline: C libpcap pcap_next_ex read", base["packets"], base["seconds"]))
+    c = _impl.load(pure=False)
+    if c.name != "c":
+        sys.exit("the C kernels are not built: pip install . (or python setup.py build_ext --inplace)")
+    with open(cap, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        best = None
+        for _ in range(3):
+            t = time.perf_counter()
+            idx = c.Indexer(mm)
+            n = 0
+            while True:
+                b = idx.next_batch(65536)
+                if not len(b[0]):
+                    break
+                n += len(b[0])
+            best = min(best or 1e9, time.perf_counter() - t)
+            del idx
+        mm.close()
+    results.append(row("shadowrec C indexer only (pcap walk)", n, best))
+    s, summ = record(cap, os.path.join(args.dir, "out-c"), c, repeat=3)
+    results.append(row(f"shadowrec record, C kernels ({summ['calls_recorded']} calls)", summ["records_read"], s))
+    s, summ2 = record(small, os.path.join(args.dir, "out-py"), _impl.load(pure=True))
+    results.append(row(f"shadowrec record, Python twins ({summ2['calls_recorded']} calls)", summ2["records_read"], s))
+    print(f"record run on {args.calls} calls: ratio to the libpcap baseline "
+          f"{results[2]['pps'] / results[0]['pps']:.2f}; errors {summ['errors']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

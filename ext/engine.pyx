@@ -1,0 +1,369 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The hot loop (C): the twin of capture/_engine_py.py. Read that module's doc first.
+
+Per record: frame parse (ext/frame.pxd), flow lookup, RTP sequence accounting, placement
+and G.711 decoding into the call's ring; everything else goes back to Python.
+"""
+import numpy as np
+cimport numpy as cnp
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
+from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, realloc
+from libc.string cimport memset
+
+from frame cimport *
+
+from capture._g711_py import ALAW_TABLE as _AT, ULAW_TABLE as _UT
+
+cnp.import_array()
+
+DONE, PYTHON, EVENT, TICK = 0, 1, 2, 3
+EVENT_RAW, EVENT_TELEPHONE = 1, 2
+CODEC_NONE, CODEC_ULAW, CODEC_ALAW = 0, 1, 2
+WINDOW = 16384
+RESYNC = 4000
+SEEN = 128
+RATE = 8000
+DEF C_WINDOW = 16384
+DEF C_RESYNC = 4000
+DEF C_SEEN = 128
+
+cdef int16_t ULAW[256]
+cdef int16_t ALAW[256]
+cdef int _i
+for _i in range(256):
+    ULAW[_i] = _UT[_i]
+    ALAW[_i] = _AT[_i]
+
+
+cdef struct StreamC:
+    int in_use
+    int slot, channel, codec, audio_pt, event_pt, raw, started, anchored
+    uint32_t ssrc, first_ssrc, anchor_ts
+    int64_t base_ext, max_ext, expected_acc, received, dup, reordered, late, too_far, malformed
+    int64_t ssrc_changes, resyncs, events, other_pt, anchor_pos, first_ns, last_ns
+    int64_t seen[C_SEEN]
+
+
+cdef struct CallC:
+    int in_use
+    int64_t start_ns, flushed, last_rtp_ns
+    int16_t* ring
+
+
+cdef inline object key_of(const unsigned char* a, int alen, int port):
+    cdef uint64_t v
+    if alen == 4:
+        v = (<uint64_t>u32(a, 0) << 16) | port
+        return v
+    return (int.from_bytes(a[:16], "big") << 16) | port | (1 << 160)
+
+
+cdef class Engine:
+    """Flow table, per-stream RTP state and per-call audio rings (see the module doc)."""
+
+    cdef StreamC* st
+    cdef Py_ssize_t n_st, cap_st
+    cdef CallC* cl
+    cdef Py_ssize_t n_cl, cap_cl
+    cdef list free_streams, free_calls, rings, src_keys
+    cdef readonly dict flows
+    cdef readonly frozenset sip_ports
+    cdef unsigned char sip[65536]
+    cdef int64_t c_records, c_rtp, c_other, c_unsupported, c_python
+
+    def __cinit__(self, sip_ports=(5060,)):
+        self.st = NULL
+        self.cl = NULL
+        self.n_st = self.cap_st = self.n_cl = self.cap_cl = 0
+        self.free_streams, self.free_calls, self.rings, self.src_keys = [], [], [], []
+        self.flows = {}
+        self.sip_ports = frozenset(int(p) for p in sip_ports)
+        memset(self.sip, 0, sizeof(self.sip))
+        for p in self.sip_ports:
+            self.sip[p & 0xFFFF] = 1
+        self.c_records = self.c_rtp = self.c_other = self.c_unsupported = self.c_python = 0
+
+    def __dealloc__(self):
+        free(self.st)
+        free(self.cl)
+
+    @property
+    def counters(self):
+        return {"records": self.c_records, "rtp": self.c_rtp, "other": self.c_other,
+                "unsupported": self.c_unsupported, "python": self.c_python}
+
+    # calls -----------------------------------------------------------------------------
+    def add_call(self, int64_t start_ns):
+        cdef Py_ssize_t slot
+        cdef CallC* p
+        if self.free_calls:
+            slot = self.free_calls.pop()
+        else:
+            if self.n_cl == self.cap_cl:
+                self.cap_cl = max(64, self.cap_cl * 2)
+                p = <CallC*>realloc(self.cl, self.cap_cl * sizeof(CallC))
+                if p == NULL:
+                    raise MemoryError()
+                self.cl = p
+            slot = self.n_cl
+            self.n_cl += 1
+            self.rings.append(None)
+        ring = np.zeros((C_WINDOW, 2), dtype=np.int16)
+        cdef int16_t[:, ::1] rv = ring
+        self.rings[slot] = ring
+        self.cl[slot].in_use = 1
+        self.cl[slot].start_ns = start_ns
+        self.cl[slot].flushed = 0
+        self.cl[slot].last_rtp_ns = 0
+        self.cl[slot].ring = &rv[0, 0]
+        return slot
+
+    def end_call(self, Py_ssize_t slot):
+        self.cl[slot].in_use = 0
+        self.cl[slot].ring = NULL
+        self.rings[slot] = None
+        self.free_calls.append(slot)
+
+    def flushed(self, Py_ssize_t slot):
+        return self.cl[slot].flushed
+
+    def last_rtp_ns(self, Py_ssize_t slot):
+        return self.cl[slot].last_rtp_ns
+
+    def flush(self, Py_ssize_t slot, int64_t upto):
+        """Hand out interleaved 16-bit PCM for samples [flushed, upto) and forget them."""
+        cdef CallC* c = &self.cl[slot]
+        ring = self.rings[slot]
+        out = []
+        cdef int64_t a, k
+        while upto > c.flushed:
+            a = c.flushed & (C_WINDOW - 1)
+            k = min(upto - c.flushed, C_WINDOW - a)
+            out.append(ring[a:a + k].tobytes())
+            memset(&c.ring[a * 2], 0, k * 4)
+            c.flushed += k
+        return b"".join(out)
+
+    # streams ---------------------------------------------------------------------------
+    def set_stream(self, key, int slot, int channel, int codec, int audio_pt, int event_pt, raw):
+        cdef Py_ssize_t sid
+        cdef StreamC* p
+        cdef object found = self.flows.get(key)
+        if found is None:
+            if self.free_streams:
+                sid = self.free_streams.pop()
+            else:
+                if self.n_st == self.cap_st:
+                    self.cap_st = max(64, self.cap_st * 2)
+                    p = <StreamC*>realloc(self.st, self.cap_st * sizeof(StreamC))
+                    if p == NULL:
+                        raise MemoryError()
+                    self.st = p
+                sid = self.n_st
+                self.n_st += 1
+                self.src_keys.append(None)
+            memset(&self.st[sid], 0, sizeof(StreamC))
+            self.st[sid].in_use = 1
+            self.src_keys[sid] = None
+            self.flows[key] = sid
+        else:
+            sid = found
+        cdef StreamC* s = &self.st[sid]
+        s.slot, s.channel, s.codec = slot, channel, codec
+        s.audio_pt, s.event_pt, s.raw = audio_pt, event_pt, 1 if raw else 0
+        return sid
+
+    def remove_stream(self, key):
+        sid = self.flows.pop(key, None)
+        if sid is not None:
+            self.st[<Py_ssize_t>sid].in_use = 0
+            self.src_keys[sid] = None
+            self.free_streams.append(sid)
+
+    def stream_id(self, key):
+        return self.flows.get(key)
+
+    def stream_stats(self, Py_ssize_t sid):
+        cdef StreamC* s = &self.st[sid]
+        cdef int64_t expected = s.expected_acc + ((s.max_ext - s.base_ext + 1) if s.started else 0)
+        return {
+            "ssrc": s.first_ssrc if s.started else None, "src_key": self.src_keys[sid],
+            "first_ns": s.first_ns, "last_ns": s.last_ns,
+            "packets": s.received, "lost": max(0, expected - s.received),
+            "duplicates": s.dup, "reordered": s.reordered, "late": s.late,
+            "too_far": s.too_far, "malformed": s.malformed, "ssrc_changes": s.ssrc_changes,
+            "resyncs": s.resyncs, "events": s.events, "other_pt": s.other_pt,
+        }
+
+    # the loop --------------------------------------------------------------------------
+    def run(self, const unsigned char[:] buf, const int64_t[:] offs, const int32_t[:] lens,
+            const int64_t[:] tss, const int32_t[:] lts, Py_ssize_t i, Py_ssize_t n, int64_t deadline):
+        """Process records i..n-1; return (status, index, arg) as in capture/_engine_py.py."""
+        cdef FrameC f
+        cdef const unsigned char* base = &buf[0] if buf.shape[0] else NULL
+        cdef const unsigned char* d
+        cdef int64_t ts
+        cdef uint64_t kv
+        cdef PyObject* hit
+        cdef int rc
+        while i < n:
+            ts = tss[i]
+            if ts >= deadline:
+                return TICK, i, 0
+            d = base + offs[i]
+            self.c_records += 1
+            if parse_frame(d, lens[i], lts[i], &f) != OK:
+                if is_unsupported(f.err):
+                    self.c_unsupported += 1
+                    i += 1
+                    continue
+                self.c_python += 1
+                return PYTHON, i, 0
+            if f.frag_id >= 0:
+                self.c_python += 1
+                return PYTHON, i, 0
+            if f.proto == 17:
+                if f.ip_version == 4:
+                    kv = (<uint64_t>u32(d, f.dst_off) << 16) | f.dport
+                    hit = PyDict_GetItem(self.flows, kv)
+                else:
+                    hit = PyDict_GetItem(self.flows, key_of(d + f.dst_off, 16, f.dport))
+                if hit != NULL:
+                    self.c_rtp += 1
+                    rc = self._rtp(<Py_ssize_t><object>hit, d + f.payload_off, f.payload_len, ts,
+                                   d + f.src_off, 4 if f.ip_version == 4 else 16, f.sport, None, 0)
+                    if rc != 0:
+                        return EVENT, i, rc
+                    i += 1
+                    continue
+                if self.sip[f.sport] or self.sip[f.dport]:
+                    self.c_python += 1
+                    return PYTHON, i, 0
+            elif f.proto == 6:
+                if self.sip[f.sport] or self.sip[f.dport]:
+                    self.c_python += 1
+                    return PYTHON, i, 0
+            elif f.proto == 1 or f.proto == 58:
+                self.c_python += 1
+                return PYTHON, i, 0
+            self.c_other += 1
+            i += 1
+        return DONE, n, 0
+
+    def feed_rtp(self, key, data, int64_t ts, src_key, bint force):
+        """Process one RTP payload sent to ``key`` (the Python path: fragments, raw streams)."""
+        sid = self.flows.get(key)
+        if sid is None:
+            return 0
+        cdef const unsigned char[:] mv = data
+        cdef Py_ssize_t n = mv.shape[0]
+        return self._rtp(sid, &mv[0] if n else <const unsigned char*>b"", n, ts, NULL, 0, 0, src_key, force)
+
+    cdef int _rtp(self, Py_ssize_t sid, const unsigned char* p, Py_ssize_t length, int64_t ts,
+                  const unsigned char* saddr, int alen, int sport, object src_key, bint force) except -1:
+        cdef StreamC* s = &self.st[sid]
+        cdef CallC* c
+        cdef Py_ssize_t h, plen, k
+        cdef int b0, pt, padn, seq, ud
+        cdef uint32_t rts, ssrc
+        cdef int64_t ext, wall, pos, dd
+        cdef const int16_t* table
+        cdef int16_t* ring
+        cdef int ch
+        if s.raw and not force:
+            return EVENT_RAW
+        if length < 12 or (p[0] >> 6) != 2:
+            s.malformed += 1
+            return 0
+        b0 = p[0]
+        h = 12 + 4 * (b0 & 0x0F)
+        if b0 & 0x10:
+            if h + 4 > length:
+                s.malformed += 1
+                return 0
+            h += 4 + 4 * ((p[h + 2] << 8) | p[h + 3])
+        if h > length:
+            s.malformed += 1
+            return 0
+        plen = length - h
+        if b0 & 0x20:
+            padn = p[length - 1]
+            if padn == 0 or padn > plen:
+                s.malformed += 1
+                return 0
+            plen -= padn
+        pt = p[1] & 0x7F
+        seq = (p[2] << 8) | p[3]
+        rts = u32(p, 4)
+        ssrc = u32(p, 8)
+        if not s.started or ssrc != s.ssrc:
+            if s.started:
+                s.ssrc_changes += 1
+                s.expected_acc += s.max_ext - s.base_ext + 1
+            else:
+                s.first_ssrc = ssrc
+                s.first_ns = ts
+                self.src_keys[sid] = src_key if saddr == NULL else key_of(saddr, alen, sport)
+            s.started = 1
+            s.ssrc = ssrc
+            ext = seq + 0x10000
+            s.base_ext = ext
+            s.max_ext = ext
+            for k in range(C_SEEN):
+                s.seen[k] = -1
+            s.anchored = 0
+        else:
+            ud = (seq - s.max_ext) & 0xFFFF
+            ext = s.max_ext + ud if ud < 0x8000 else s.max_ext - (0x10000 - ud)
+            if s.seen[ext & (C_SEEN - 1)] == ext:
+                s.dup += 1
+                return 0
+            if ext > s.max_ext:
+                s.max_ext = ext
+            else:
+                s.reordered += 1
+                if ext < s.base_ext:
+                    s.base_ext = ext
+        s.seen[ext & (C_SEEN - 1)] = ext
+        s.received += 1
+        s.last_ns = ts
+        c = &self.cl[s.slot]
+        c.last_rtp_ns = ts
+        if pt != s.audio_pt or s.codec == 0:
+            if pt == s.event_pt:
+                s.events += 1
+                return EVENT_TELEPHONE
+            s.other_pt += 1
+            return 0
+        wall = ((ts - c.start_ns) * RATE) // 1000000000
+        if (ts - c.start_ns) < 0 and ((ts - c.start_ns) * RATE) % 1000000000:
+            wall -= 1      # floor division, as Python does
+        if not s.anchored:
+            s.anchored = 1
+            s.anchor_pos = wall
+            s.anchor_ts = rts
+        dd = <int32_t>(rts - s.anchor_ts)
+        pos = s.anchor_pos + dd
+        if pos - wall > C_RESYNC or wall - pos > C_RESYNC:
+            s.resyncs += 1
+            s.anchor_pos = wall
+            s.anchor_ts = rts
+            pos = wall
+        if pos < c.flushed:
+            s.late += 1
+            return 0
+        if pos + plen > c.flushed + C_WINDOW:
+            s.too_far += 1
+            return 0
+        if s.codec == 1:
+            table = &ULAW[0]
+        else:
+            table = &ALAW[0]
+        ring = c.ring
+        ch = s.channel
+        p = p + h
+        for k in range(plen):
+            ring[((pos + k) & (C_WINDOW - 1)) * 2 + ch] = table[p[k]]
+        return 0
