@@ -9,7 +9,8 @@ unreachable for the RTP rate-limited to one a second as Linux does). It returns 
 :class:`SynthCall` per call with the samples each WAV channel must contain.
 
 The first RTP packet of each stream is never lost, delayed or reordered: it anchors the
-stream in time, so the expected audio is exact.
+stream in time, so the expected audio is exact. Jitter and reordering never delay a packet
+past the call's BYE (the recorder rightly drops audio that arrives after the call ended).
 """
 from __future__ import annotations
 
@@ -134,13 +135,14 @@ class _Net:
     def udp_fragments(self, src, dst, sport, dport, payload: bytes, size: int = 256) -> list:
         l4 = self.udp_l4(src, dst, sport, dport, payload)
         self.ipid = (self.ipid + 1) & 0xFFFF
+        ident = self.ipid
         out = []
         for off in range(0, len(l4), size):
             more = 1 if off + size < len(l4) else 0
             if self.v6:
-                out.append(self.ip(src, dst, 17, l4[off:off + size], (self.ipid, off, more)))
+                out.append(self.ip(src, dst, 17, l4[off:off + size], (ident, off, more)))
             else:
-                out.append(self.ip(src, dst, 17, l4[off:off + size], (self.ipid, (off // 8) | (more << 13))))
+                out.append(self.ip(src, dst, 17, l4[off:off + size], (ident, (off // 8) | (more << 13))))
         return out
 
     def tcp(self, src, dst, sport, dport, seq, ack, flags, payload: bytes) -> bytes:
@@ -217,25 +219,43 @@ def generate(path: str, spec: SynthSpec) -> list:
         sport, dport = (call_sport, 5060) if to_primary else (5060, call_sport)
         if spec.transport == "udp":
             if spec.fragment_sip and to_primary and msg.startswith(b"INVITE"):
-                for k, fr in enumerate(net.udp_fragments(src, dst, sport, dport, msg)):
-                    emit(ts + k * 1000, fr)
+                frags = net.udp_fragments(src, dst, sport, dport, msg)
+                for k, fr in enumerate(frags):
+                    emit(ts - (len(frags) - 1 - k) * 1000, fr)   # complete at its time
             else:
                 emit(ts, net.udp(src, dst, sport, dport, msg))
             return
-        d = "c2r" if to_primary else "r2c"
-        sport, dport = (40000, 5060) if to_primary else (5060, 40000)
-        if spec.tcp_split and rng.random() < 0.5:
-            cut = rng.randrange(1, len(msg))
-            parts = [msg[:cut], msg[cut:]]
-        else:
-            parts = [msg]
-        for k, part in enumerate(parts):
-            seq = tcp_state[d]
-            seg = net.tcp(src, dst, sport, dport, seq, 0, 0x18, part)
-            emit(ts + k * 2000, seg)
-            if spec.tcp_split and rng.random() < 0.2:
-                emit(ts + k * 2000 + 500, seg)          # a retransmitted segment
-            tcp_state[d] += len(part)
+        tcp_pending.append((ts, len(tcp_pending), to_primary, msg))
+
+    def flush_tcp():
+        """TCP sequence numbers follow wire order, so segments are numbered once all are known."""
+        segments = []
+        for ts, _, to_primary, msg in sorted(tcp_pending):
+            prev = next((x for x in reversed(segments) if x[1] == to_primary), None)
+            # coalesce: an ACK or a 2xx held back (< 20 ms) travels with the next message
+            if (spec.tcp_split and prev is not None and prev is segments[-1] and ts - prev[0] < 20 * MS
+                    and prev[3] and rng.random() < 0.7):
+                prev[0], prev[2] = ts, prev[2] + msg
+                prev[3] = False
+                continue
+            holdable = msg.startswith(b"ACK") or (msg.startswith(b"SIP/2.0 200") and b"INVITE" in msg[:400])
+            segments.append([ts, to_primary, msg, holdable])
+        for ts, to_primary, msg, _ in segments:
+            src, dst = (cucm, primary) if to_primary else (primary, cucm)
+            d = "c2r" if to_primary else "r2c"
+            sport, dport = (40000, 5060) if to_primary else (5060, 40000)
+            if spec.tcp_split and rng.random() < 0.5:
+                cut = rng.randrange(1, len(msg))
+                parts = [msg[:cut], msg[cut:]]
+            else:
+                parts = [msg]
+            for k, part in enumerate(parts):
+                seg = net.tcp(src, dst, sport, dport, tcp_state[d], 0, 0x18, part)
+                at = ts - (len(parts) - 1 - k) * 2000        # the message is complete at its time
+                emit(at, seg)
+                if spec.tcp_split and rng.random() < 0.2:
+                    emit(at + 500, seg)                      # a retransmitted segment
+                tcp_state[d] += len(part)
 
     if spec.transport == "tcp":
         emit(T0 - 10 * MS, net.tcp(cucm, primary, 40000, 5060, 999, 0, 0x02, b""))
@@ -365,6 +385,7 @@ def generate(path: str, spec: SynthSpec) -> list:
                     cap += int(rng.uniform(0, spec.jitter_ms) * MS)
                 if j > 0 and rng.random() < spec.reorder:
                     cap += 2 * spec.ptime_ms * MS + 1000   # arrives after the next two packets
+                cap = min(cap, end - MS)                   # nothing is delayed past the BYE
                 emit(cap, frame)
                 if j > 0 and rng.random() < spec.dup:
                     stats["dup"] += 1
@@ -384,6 +405,7 @@ def generate(path: str, spec: SynthSpec) -> list:
                 c.near = exp
             else:
                 c.far = exp
+    flush_tcp()
     # unrelated traffic and garbage, spread over the capture
     span = max(int((spec.calls * spec.spacing_s + spec.duration_s) * NS), NS)
     for f in range(spec.noise_flows):

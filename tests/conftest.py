@@ -1,0 +1,30 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+from capture import _impl  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+C = _impl.load(pure=False)
+PY = _impl.load(pure=True)
+if C.name != "c" and os.environ.get("CI"):
+    raise RuntimeError("the C kernels must be built for CI (pip install -e . or setup.py build_ext --inplace)")
+IMPLS = [pytest.param(C, id="c"), pytest.param(PY, id="python")]
+
+
+@pytest.fixture(params=IMPLS)
+def impl(request):
+    return request.param
+
+
+def data(name):
+    return os.path.join(DATA, name)
+
+
+def sip_sample(name):
+    """A sample SIP message with the CRLF line ends it had on the wire."""
+    with open(data(name), "rb") as f:
+        return f.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

@@ -1,0 +1,127 @@
+"""Call logic from real CUCM messages: pairing, media mapping, endings, evidence. No I/O."""
+from capture import sip
+from capture.calls import (CallEnded, CallEvent, CallStarted, CallState, CallTable, DialogEvent, DialogState,
+                           Evidence, MediaMapped, call_transition, dialog_transition)
+from capture.frame import flow_key
+from conftest import sip_sample
+
+CUCM = ("10.48.32.90", 5060)
+REC = ("10.48.32.170", 5060)
+NS = 10**9
+
+
+def msg(name, **replace):
+    raw = sip_sample(name)
+    for a, b in replace.items():
+        raw = raw.replace(a.encode(), b.encode())
+    return sip.parse(raw)
+
+
+def near_setup(t, table, t0=0):
+    fx = table.on_sip(msg("bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt"), t0, CUCM, REC, "udp")
+    fx += table.on_sip(msg("bib_02_recorder_200OK_sdp_offer_to_nearend_INVITE.txt"), t0 + NS // 100, REC, CUCM, "udp")
+    fx += table.on_sip(msg("bib_03_cucm10.5_udp_ACK_sdp_answer_sendonly_nearend.txt"), t0 + NS // 50, CUCM, REC, "udp")
+    return fx
+
+
+def test_dialog_and_call_transition_functions():
+    s = DialogState.CALLING
+    for ev, want in [(DialogEvent.PROVISIONAL, DialogState.PROCEEDING), (DialogEvent.SUCCESS, DialogState.ACCEPTED),
+                     (DialogEvent.ACK, DialogState.CONFIRMED), (DialogEvent.CANCEL, DialogState.CONFIRMED),
+                     (DialogEvent.BYE, DialogState.TERMINATED), (DialogEvent.SUCCESS, DialogState.TERMINATED)]:
+        s = dialog_transition(s, ev)
+        assert s is want
+    assert dialog_transition(DialogState.PROCEEDING, DialogEvent.FAILURE) is DialogState.TERMINATED
+    assert call_transition(CallState.SETUP, CallEvent.MEDIA) is CallState.RECORDING
+    assert call_transition(CallState.ENDED, CallEvent.MEDIA) is CallState.ENDED
+
+
+def test_pairs_near_and_far_dialogs_from_real_cucm_messages():
+    table = CallTable()
+    fx = near_setup(None, table)
+    started = [e for e in fx if isinstance(e, CallStarted)]
+    mapped = [e for e in fx if isinstance(e, MediaMapped)]
+    assert len(started) == 1
+    call = started[0].call
+    assert (call.near.device, call.near.dn, call.near.refci) == ("SEP001795BDD16B", "9110001", "38960750")
+    assert (call.far.device, call.far.dn, call.far.refci) == ("SEP0018195AA209", "9110006", "38960749")
+    assert call.primary_address == "10.48.32.170"
+    # the key is the recorder's address and port from the 200 OK, never the ACK's placeholder 4000
+    assert mapped[-1].key == flow_key(bytes([10, 48, 32, 170]), 6000) and mapped[-1].codec == "PCMU"
+    assert mapped[-1].event_pt == 101
+    assert call.dialogs["near"].state is DialogState.CONFIRMED and call.dialogs["near"].phone_addr == "10.48.32.33"
+    # far-end INVITE, device name in another case: same call
+    far = msg("bib_04_cucm10.5_udp_INVITE_farend_delayed_offer.txt", **{"sep0018195aa209": "SEP0018195AA209"})
+    fx = table.on_sip(far, NS // 10, CUCM, REC, "udp")
+    assert not [e for e in fx if isinstance(e, CallStarted)]
+    assert call.dialogs["far"].call_id.startswith("abbb8e00-4291f775-204d")
+
+
+def test_first_bye_ends_the_call_and_a_new_pair_links_back():
+    table = CallTable()
+    call = near_setup(None, table)[0].call
+    bye = sip.parse(sip_sample("bib_05_cucm10.5_udp_BYE_farend_reason_q850_cause47.txt")
+                    .replace(b"ef7acf80-43d153e4-51-5a20300e", b"abbb8e00-4291f775-204c-5a20300e"))
+    fx = table.on_sip(bye, 5 * NS, CUCM, REC, "udp")
+    ended = [e for e in fx if isinstance(e, CallEnded)]
+    assert ended and ended[0].reason == "bye" and ended[0].at_ns == 5 * NS and call.state is CallState.ENDED
+    # resume after hold: CUCM opens a new pair with the same refci -> a new call, linked
+    fx = table.on_sip(msg("bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt",
+                          **{"abbb8e00-4291f775-204c": "new-dialog-1"}), 9 * NS, CUCM, REC, "udp")
+    new = [e for e in fx if isinstance(e, CallStarted)][0].call
+    assert new.id != call.id and new.previous == call.id
+
+
+def test_reinvite_moves_media_to_a_new_port():
+    table = CallTable()
+    near_setup(None, table)
+    ok = msg("bib_02_recorder_200OK_sdp_offer_to_nearend_INVITE.txt",
+             **{"CSeq: 101 INVITE": "CSeq: 102 INVITE", "m=audio 6000": "m=audio 6002"})
+    fx = table.on_sip(ok, 3 * NS, REC, CUCM, "udp")
+    m = [e for e in fx if isinstance(e, MediaMapped)][0]
+    assert m.key == flow_key(bytes([10, 48, 32, 170]), 6002) and m.old_key == flow_key(bytes([10, 48, 32, 170]), 6000)
+
+
+def test_rejected_invite_records_nothing():
+    table = CallTable()
+    table.on_sip(msg("bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt"), 0, CUCM, REC, "udp")
+    busy = msg("bib_02_recorder_200OK_sdp_offer_to_nearend_INVITE.txt", **{"200 OK": "486 Busy Here"})
+    fx = table.on_sip(busy, 1, REC, CUCM, "udp")
+    assert [e.reason for e in fx if isinstance(e, CallEnded)] == ["rejected"]
+
+
+def test_unanswered_retransmission_is_evidence_until_answered():
+    table = CallTable()
+    call = near_setup(None, table)[0].call
+    bye = msg("bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt",
+              **{"INVITE sip:8675309@10.48.32.170:5060": "BYE sip:10.48.32.170:5060", "101 INVITE": "102 BYE"})
+    table.on_sip(bye, 10 * NS, CUCM, REC, "udp")
+    fx = table.on_sip(bye, 10 * NS + NS // 2, CUCM, REC, "udp")
+    ev = [e for e in fx if isinstance(e, Evidence)]
+    assert ev and ev[0].kind == "bye_unanswered" and call.failed_ns == 10 * NS
+
+
+def test_icmp_for_a_calls_rtp_port_marks_that_call():
+    table = CallTable()
+    call = near_setup(None, table)[0].call
+    fx = table.on_icmp(7 * NS, "icmp_port_unreachable", bytes([10, 48, 32, 170]), 6000, "10.48.32.170")
+    assert [e.kind for e in fx] == ["icmp_port_unreachable"] and call.failed_ns == 7 * NS
+    assert table.on_icmp(8 * NS, "icmp_port_unreachable", bytes([10, 48, 32, 170]), 6000, "x") == []
+
+
+def test_rtp_timeout_and_setup_timeout():
+    table = CallTable(rtp_timeout_s=5)
+    call = near_setup(None, table)[0].call
+    fx = table.tick(20 * NS, lambda c: 3 * NS)
+    assert [(e.reason, e.at_ns) for e in fx if isinstance(e, CallEnded)] == [("rtp_timeout", 3 * NS)]
+    table.on_sip(msg("bib_04_cucm10.5_udp_INVITE_farend_delayed_offer.txt",
+                     **{"38960750": "111"}), 30 * NS, CUCM, REC, "udp")
+    fx = table.tick(70 * NS, lambda c: 0)
+    assert [e.reason for e in fx if isinstance(e, CallEnded)] == ["rejected"]
+
+
+def test_non_bib_invites_are_counted_not_recorded():
+    table = CallTable()
+    fx = table.on_sip(msg("bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt", **{"x-nearend;": ""}),
+                      0, CUCM, REC, "udp")
+    assert fx == [] and table.counters["non_bib_invites"] == 1

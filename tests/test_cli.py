@@ -1,0 +1,37 @@
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+def sh(*args, check=True):
+    return subprocess.run([sys.executable, "-m", "capture.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=check, env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+def test_record_embedded_demo_then_list_and_filter(tmp_path):
+    out = str(tmp_path / "o")
+    r = sh("record", "--out", out)
+    summary = json.loads(r.stdout)
+    assert summary["calls_recorded"] == 6 and "embedded demo" in r.stderr
+    calls = json.loads(sh("calls", "--out", out, "--json").stdout)
+    assert len(calls) == 6 and {c["end_reason"] for c in calls} == {"bye"}
+    failed = json.loads(sh("calls", "--out", out, "--json", "--primary-failed").stdout)
+    assert 0 < len(failed) <= 6 and all(c["primary"]["failed_at"] for c in failed)
+    one = json.loads(sh("calls", "--out", out, "--json", "--dn", calls[0]["far"]["dn"]).stdout)
+    assert [c["id"] for c in one] == [calls[0]["id"]]
+    assert calls[0]["id"] in sh("calls", "--out", out).stdout
+
+
+def test_synth_command_and_help(tmp_path):
+    p = str(tmp_path / "x.pcapng")
+    r = sh("synth", p, "--calls", "2", "--duration", "1", "--transport", "tcp", "--pcapng")
+    assert json.loads(r.stdout) == {"output": p, "calls": 2, "answered": 2}
+    assert "record" in sh("--help").stdout and "--fsync-interval" in sh("record", "--help").stdout
+
+
+def test_calls_without_catalog_is_a_clear_error(tmp_path):
+    r = sh("calls", "--out", str(tmp_path), check=False)
+    assert r.returncode == 2 and "no catalog" in r.stderr

@@ -1,0 +1,131 @@
+"""Frame parser: both kernels against dpkt-built frames, and against each other on any input."""
+import struct
+
+import dpkt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from capture.errors import ParseError, Truncated, Unsupported
+from conftest import C, PY
+
+SRC4, DST4 = bytes([198, 18, 1, 10]), bytes([198, 18, 0, 20])
+SRC6 = bytes.fromhex("20010db8000000000000000000010001")
+DST6 = bytes.fromhex("20010db8000000000000000000000020")
+
+
+def udp4(payload=b"hello", sport=30000, dport=20000):
+    u = dpkt.udp.UDP(sport=sport, dport=dport, data=payload)
+    u.ulen = 8 + len(payload)
+    ip = dpkt.ip.IP(src=SRC4, dst=DST4, p=17, data=u)
+    ip.len = 20 + u.ulen
+    return ip
+
+
+def eth(ip, etype=0x0800, tags=()):
+    e = bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=etype, data=b""))[:12]
+    for tpid, vid in tags:
+        e += struct.pack("!HH", tpid, vid)
+    return e + struct.pack("!H", etype) + bytes(ip)
+
+
+def test_ethernet_ipv4_udp(impl):
+    f = impl.packet.parse(eth(udp4()), 1)
+    assert (f.ip_version, f.src, f.dst, f.proto, f.sport, f.dport) == (4, SRC4, DST4, 17, 30000, 20000)
+    assert f.payload_len == 5 and f.frag_id == -1
+    frame = eth(udp4())
+    assert frame[f.payload_off:f.payload_off + f.payload_len] == b"hello"
+
+
+@pytest.mark.parametrize("tags", [[(0x8100, 100)], [(0x88A8, 10), (0x8100, 20)], [(0x9100, 1), (0x8100, 2)]])
+def test_vlan_and_qinq(impl, tags):
+    f = impl.packet.parse(eth(udp4(), tags=tags), 1)
+    assert f.ip_off == 14 + 4 * len(tags) and f.dport == 20000
+
+
+def test_too_many_vlan_tags_is_unsupported(impl):
+    with pytest.raises(Unsupported, match="VLAN"):
+        impl.packet.parse(eth(udp4(), tags=[(0x8100, i) for i in range(5)]), 1)
+
+
+def test_linux_sll_and_sll2_and_raw_and_null(impl):
+    ip = bytes(udp4())
+    sll = struct.pack("!HHH8sH", 0, 1, 6, b"\x02" * 8, 0x0800) + ip
+    sll2 = struct.pack("!HHIHBB8s", 0x0800, 0, 2, 1, 0, 6, b"\x02" * 8) + ip
+    for data, lt in ((sll, 113), (sll2, 276), (ip, 101), (ip, 12), (ip, 228),
+                     (struct.pack("<I", 2) + ip, 0), (struct.pack(">I", 2) + ip, 0)):
+        f = impl.packet.parse(data, lt)
+        assert (f.src, f.dport, f.payload_len) == (SRC4, 20000, 5), lt
+
+
+def test_ipv6_with_extension_headers(impl):
+    u = dpkt.udp.UDP(sport=5060, dport=5060, data=b"x" * 10)
+    u.ulen = 18
+    hop = bytes([17, 0]) + b"\0" * 6            # hop-by-hop options, next header UDP
+    ip6 = struct.pack("!IHBB16s16s", 6 << 28, 8 + 18, 0, 64, SRC6, DST6) + hop + bytes(u)
+    f = impl.packet.parse(eth(ip6, 0x86DD), 1)
+    assert (f.ip_version, f.proto, f.src, f.dst, f.sport, f.payload_len) == (6, 17, SRC6, DST6, 5060, 10)
+
+
+def test_ipv4_and_ipv6_fragments(impl):
+    ip = udp4(b"y" * 100)
+    ip.mf, ip.offset = 1, 0
+    f = impl.packet.parse(eth(ip), 1)
+    assert f.frag_id == ip.id and f.frag_more and f.frag_off == 0
+    ip.mf, ip.offset = 0, 5  # last fragment, 5 x 8 = 40 bytes in (dpkt counts 8-byte units)
+    f = impl.packet.parse(eth(ip), 1)
+    assert f.frag_off == 40 and not f.frag_more and f.sport == 0
+    frag = struct.pack("!BBHI", 17, 0, 16 | 1, 0xDEADBEEF)
+    ip6 = struct.pack("!IHBB16s16s", 6 << 28, 8 + 16, 44, 64, SRC6, DST6) + frag + b"z" * 16
+    f = impl.packet.parse(eth(ip6, 0x86DD), 1)
+    assert (f.frag_id, f.frag_off, f.frag_more, f.l4_len) == (0xDEADBEEF, 16, True, 16)
+
+
+def test_tcp_header(impl):
+    t = dpkt.tcp.TCP(sport=40000, dport=5060, seq=123456, flags=dpkt.tcp.TH_ACK | dpkt.tcp.TH_PUSH, data=b"SIP")
+    ip = dpkt.ip.IP(src=SRC4, dst=DST4, p=6, data=t)
+    ip.len = 20 + len(bytes(t))
+    f = impl.packet.parse(eth(ip), 1)
+    assert (f.proto, f.tcp_seq, f.tcp_flags, f.payload_len) == (6, 123456, 0x18, 3)
+
+
+@pytest.mark.parametrize("cut", [0, 5, 13, 20, 33, 40])
+def test_truncated_frames_raise_truncated(impl, cut):
+    with pytest.raises(Truncated):
+        impl.packet.parse(eth(udp4())[:cut], 1)
+
+
+def test_non_ip_is_unsupported(impl):
+    with pytest.raises(Unsupported, match="ethertype 0x0806"):
+        impl.packet.parse(eth(b"\0" * 28, 0x0806), 1)
+    with pytest.raises(Unsupported, match="link type 147"):
+        impl.packet.parse(b"\0" * 40, 147)
+
+
+def _outcome(mod, data, lt):
+    try:
+        return mod.packet.parse(data, lt)
+    except ParseError as e:
+        return type(e), str(e)
+
+
+LINKTYPES = st.sampled_from([0, 1, 12, 101, 113, 228, 229, 276, 147])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.binary(max_size=120), LINKTYPES)
+def test_c_and_python_agree_on_random_bytes(data, lt):
+    assert _outcome(C, data, lt) == _outcome(PY, data, lt)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.data())
+def test_c_and_python_agree_on_mutated_frames(d):
+    base = d.draw(st.sampled_from([eth(udp4()), eth(udp4(), tags=[(0x8100, 5)]), bytes(udp4())]))
+    lt = 1 if base[:1] != b"\x45" else 101
+    data = bytearray(base)
+    for _ in range(d.draw(st.integers(1, 4))):
+        i = d.draw(st.integers(0, len(data) - 1))
+        data[i] = d.draw(st.integers(0, 255))
+    data = bytes(data[:d.draw(st.integers(0, len(data)))])
+    assert _outcome(C, data, lt) == _outcome(PY, data, lt)

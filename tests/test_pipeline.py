@@ -1,0 +1,214 @@
+"""End to end: synthetic BiB captures through `Recorder`, WAVs compared sample for sample."""
+import glob
+import json
+import os
+import wave
+
+import struct
+
+import numpy as np
+import pytest
+
+from capture import synth
+from capture.catalog import Catalog
+from capture._pcap_py import Indexer
+from capture.pipeline import Options, Recorder, iso
+from conftest import C, PY, data
+
+NS = 10**9
+
+
+def run(impl, tmp_path, spec, name="cap.pcap", **opts):
+    cap = str(tmp_path / name)
+    calls = synth.generate(cap, spec)
+    out = str(tmp_path / f"out-{impl.name}")
+    rec = Recorder(Options(out_dir=out, **opts), impl)
+    rec.record_file(cap)
+    summary = rec.finish()
+    metas = {m["near"]["dn"]: m for m in map(lambda p: json.load(open(p)), glob.glob(out + "/calls/*/*/*/*.json"))}
+    return calls, metas, summary, out
+
+
+def audio(out, meta):
+    with wave.open(os.path.join(out, meta["wav"])) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, 8000)
+        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)
+
+
+def assert_exact(out, call, meta, tolerance=0):
+    """Each channel equals the known audio, at an offset of at most ``tolerance`` samples."""
+    a = audio(out, meta)
+    assert len(a) == call.frames
+    for ch, exp in ((0, call.near), (1, call.far)):
+        got = a[:, ch]
+        ok = any(np.array_equal(got[max(0, s):len(got) + min(0, s)], exp[max(0, -s):len(exp) - max(0, s)])
+                 for s in range(-tolerance, tolerance + 1))
+        assert ok, f"channel {ch} of {meta['id']} differs from the audio sent"
+
+
+@pytest.mark.parametrize("variant", [
+    {}, {"codec": "PCMA"}, {"transport": "tcp", "tcp_split": True}, {"vlan": (100, 200)}, {"ipv6": True},
+    {"pcapng": True}, {"fragment_sip": True}, {"fragment_sip": True, "ipv6": True},
+])
+def test_calls_recorded_bit_exactly(impl, tmp_path, variant):
+    calls, metas, summary, out = run(impl, tmp_path, synth.SynthSpec(calls=3, duration_s=2, **variant))
+    assert len(metas) == 3 and summary["errors"] == {}
+    for c in calls:
+        m = metas[c.near_dn]
+        assert_exact(out, c, m)
+        assert m["end_reason"] == "bye" and m["codec"] == ("PCMA" if variant.get("codec") else "PCMU")
+        assert [s["role"] for s in m["streams"]] == ["near", "far"]
+        assert all(s["lost"] == 0 and s["packets"] == c.packets[s["role"]]["sent"] for s in m["streams"])
+
+
+def test_loss_duplicates_reordering_and_jitter(impl, tmp_path):
+    spec = synth.SynthSpec(calls=4, duration_s=4, loss=0.03, dup=0.03, reorder=0.03, jitter_ms=15, seed=3)
+    calls, metas, summary, out = run(impl, tmp_path, spec)
+    for c in calls:
+        m = metas[c.near_dn]
+        assert_exact(out, c, m)            # lost packets are silence, duplicates and reordering change nothing
+        for s in m["streams"]:
+            st = c.packets[s["role"]]
+            assert s["lost"] == st["lost"] and s["duplicates"] == st["dup"]
+            assert s["packets"] == st["sent"] - st["lost"]
+    assert sum(s["reordered"] for m in metas.values() for s in m["streams"]) > 0
+
+
+def test_output_contract(tmp_path):
+    calls, metas, _, out = run(C, tmp_path, synth.SynthSpec(calls=2, duration_s=2, dtmf="5#"))
+    c = calls[0]
+    m = metas[c.near_dn]
+    for k in ("id", "kind", "started_at", "ended_at", "duration_s", "end_reason", "codec", "near", "far",
+              "primary", "streams", "wav"):
+        assert k in m
+    assert m["kind"] == "bib" and m["state"] == "complete"
+    assert m["started_at"] == "2026-09-21T14:13:20.000Z" and m["ended_at"] == "2026-09-21T14:13:22.000Z"
+    assert m["duration_s"] == 2.0
+    assert m["near"] == {"device": c.near_device, "dn": c.near_dn, "refci": c.refci}
+    assert m["far"]["dn"] == c.far_dn and m["far"]["refci"] == str(int(c.refci) - 1)
+    assert m["primary"] == {"address": "198.18.0.20", "port": 5060, "failed_at": None, "evidence": []}
+    s = m["streams"][0]
+    assert s["src"] == f"{c.phone}:30000" and s["dst"] == "198.18.0.20:20000" and isinstance(s["ssrc"], int)
+    assert [(e["digit"], e["role"], e["ended"]) for e in m["events"]] == [("5", "near", True), ("#", "near", True)]
+    assert m["events"][0]["duration_ms"] == 100
+    assert os.path.exists(os.path.join(out, m["wav"]))
+    cat = Catalog(os.path.join(out, "catalog.sqlite"))
+    assert [r["id"] for r in cat.query(dn=c.far_dn)] == [m["id"]]
+    assert [r["id"] for r in cat.query(device=c.near_device.lower())] == [m["id"]]
+    assert len(cat.query(since="2026-09-21T14:13:20.100Z")) == 1
+    assert cat.query(primary_failed=True) == []
+    cat.close()
+
+
+def test_primary_dies_mid_call_recording_goes_on_to_the_bye(impl, tmp_path):
+    spec = synth.SynthSpec(calls=3, duration_s=6, fail_at_s=3.0, calls_after_fail=2, seed=5)
+    calls, metas, summary, out = run(impl, tmp_path, spec)
+    answered = [c for c in calls if c.answered]
+    assert len(answered) == 3 and len(metas) == 3            # never-answered calls cannot be recorded passively
+    for c in answered:
+        m = metas[c.near_dn]
+        assert_exact(out, c, m)                               # audio to the real end, across the failure
+        assert m["end_reason"] == "bye" and m["duration_s"] == 6.0
+        kinds = {e["kind"] for e in m["primary"]["evidence"]}
+        assert "bye_unanswered" in kinds and m["primary"]["failed_at"] is not None
+    assert any("icmp_port_unreachable" in {e["kind"] for e in m["primary"]["evidence"]} for m in metas.values())
+    first_icmp = min(e["at"] for m in metas.values() for e in m["primary"]["evidence"]
+                     if e["kind"] == "icmp_port_unreachable")
+    assert first_icmp >= "2026-09-21T14:13:23.000Z"
+
+
+def test_rtp_timeout_and_capture_end(tmp_path):
+    cap = str(tmp_path / "c.pcap")
+    calls = synth.generate(cap, synth.SynthSpec(calls=1, duration_s=3))
+    buf = open(cap, "rb").read()
+    offs, lens, tss, lts = Indexer(buf).next_batch(10**6)
+    # drop the BYEs (and their answers): the call must end by RTP timeout, or at the end of the capture
+    keep = [(o, n) for o, n in zip(offs, lens) if b"BYE" not in buf[o:o + n]]
+    arp = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06" + b"\0" * 28     # unrelated traffic 5 s after the call
+    later = int(tss[-1]) + 5 * NS
+    with open(cap, "wb") as f:
+        f.write(buf[:24])
+        for o, n in keep:
+            f.write(buf[o - 16:o + n])
+        f.write(struct.pack("<IIII", later // NS, later % NS, len(arp), len(arp)) + arp)
+    for timeout, reason in ((1.0, "rtp_timeout"), (60.0, "capture_end")):
+        out = str(tmp_path / reason)
+        rec = Recorder(Options(out_dir=out, rtp_timeout_s=timeout), C)
+        rec.record_file(cap)
+        rec.finish()
+        (m,) = [json.load(open(p)) for p in glob.glob(out + "/calls/*/*/*/*.json")]
+        assert m["end_reason"] == reason
+        last = max(s["last_at"] for s in m["streams"])
+        if reason == "rtp_timeout":
+            assert m["ended_at"] == last                  # ends at the last RTP packet
+        else:
+            assert m["ended_at"] == iso(later)             # ends with the capture
+        a = audio(out, m)
+        exp = calls[0].near
+        n = min(len(a), len(exp))
+        assert np.array_equal(a[:n, 0], exp[:n]) and len(a) >= len(exp) - 200
+
+
+def test_g729_is_not_decoded_but_kept_as_pcap(impl, tmp_path):
+    calls, metas, summary, out = run(impl, tmp_path, synth.SynthSpec(calls=1, duration_s=2, codec="G729"))
+    m = metas[calls[0].near_dn]
+    assert m["codec"] == "G729" and m["decoded"] is False and m["pcap"]
+    import dpkt
+    pk = list(dpkt.pcap.Reader(open(os.path.join(out, m["pcap"]), "rb")))
+    rtp = sum(c.packets[r]["sent"] for c in calls for r in ("near", "far"))
+    assert len(pk) >= rtp + 6                       # every RTP packet and the call's SIP
+    assert (audio(out, m) == 0).all()
+
+
+def test_noise_garbage_and_many_unrelated_flows_harm_nothing(impl, tmp_path):
+    spec = synth.SynthSpec(calls=2, duration_s=2, noise_flows=3000 if impl.name == "c" else 300, garbage=200)
+    calls, metas, summary, out = run(impl, tmp_path, spec)
+    for c in calls:
+        assert_exact(out, c, metas[c.near_dn])
+    assert summary["errors"].get("SipError", 0) > 0 and summary["engine_other"] > 0
+
+
+def test_c_and_python_pipelines_write_identical_recordings(tmp_path):
+    spec = synth.SynthSpec(calls=3, duration_s=3, loss=0.05, dup=0.05, reorder=0.05, jitter_ms=20, dtmf="9",
+                           fail_at_s=2.0, garbage=20, transport="tcp", tcp_split=True)
+    _, ma, _, oa = run(C, tmp_path, spec)
+    _, mb, _, ob = run(PY, tmp_path, spec)
+    assert ma.keys() == mb.keys()
+    for k in ma:
+        a = dict(ma[k])
+        b = dict(mb[k])
+        assert a == b
+        assert open(os.path.join(oa, a["wav"]), "rb").read() == open(os.path.join(ob, b["wav"]), "rb").read()
+
+
+def test_rerun_on_same_dir_neither_loses_nor_duplicates(tmp_path):
+    cap = str(tmp_path / "r.pcap")
+    synth.generate(cap, synth.SynthSpec(calls=3, duration_s=2))
+    out = str(tmp_path / "out")
+    for _ in range(2):
+        rec = Recorder(Options(out_dir=out), C)
+        rec.record_file(cap)
+        rec.finish()
+    cat = Catalog(os.path.join(out, "catalog.sqlite"))
+    assert len(cat.query()) == 3 and len(glob.glob(out + "/calls/*/*/*/*.wav")) == 3
+    cat.close()
+
+
+@pytest.mark.parametrize("name", ["heplify_rtp_rtcp_sip_ipv4_udp.pcap", "heplify_erspan_sip_ipv4_udp.pcapng",
+                                  "sipp_dtmf_2833_1.pcap", "miarec_12a_g729_rtp_with_icmp_port_unreachable.pcap",
+                                  "sipp_g711a.pcap"])
+def test_public_captures_without_bib_record_nothing_and_do_not_fail(impl, tmp_path, name):
+    rec = Recorder(Options(out_dir=str(tmp_path)), impl)
+    rec.record_file(data(name))
+    s = rec.finish()
+    assert s["records_read"] > 0 and s.get("calls_recorded", 0) == 0
+
+
+@pytest.mark.parametrize("blob", [b"", b"\xd4\xc3\xb2\xa1", b"not a capture at all"])
+def test_unreadable_files_are_reported_not_raised(tmp_path, blob):
+    p = tmp_path / "bad.pcap"
+    p.write_bytes(blob)
+    rec = Recorder(Options(out_dir=str(tmp_path / "o")), C)
+    rec.record_file(str(p))
+    rec.record_file(str(tmp_path / "missing.pcap"))
+    assert rec.finish()["errors"] == {"PcapError": 2}
