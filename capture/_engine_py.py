@@ -49,7 +49,7 @@ class _Call:
     def __init__(self, start_ns):
         self.start_ns = start_ns
         self.flushed = 0
-        self.ring = np.zeros((WINDOW, 2), dtype=np.int16)
+        self.ring = np.zeros((2, WINDOW), dtype=np.int16)   # planar: near, far
         self.last_rtp_ns = 0
 
 
@@ -93,8 +93,8 @@ class Engine:
         while upto > c.flushed:
             a = c.flushed & (WINDOW - 1)
             k = min(upto - c.flushed, WINDOW - a)
-            out.append(c.ring[a:a + k].tobytes())
-            c.ring[a:a + k] = 0
+            out.append(np.ascontiguousarray(c.ring[:, a:a + k].T).tobytes())
+            c.ring[:, a:a + k] = 0
             c.flushed += k
         return b"".join(out)
 
@@ -287,5 +287,5 @@ class Engine:
         table = ULAW_TABLE if s.codec == CODEC_ULAW else ALAW_TABLE
         samples = table[np.frombuffer(bytes(data[off + h:off + h + plen]), dtype=np.uint8)]
         idx = (np.arange(pos, pos + plen) & (WINDOW - 1))
-        c.ring[idx, s.channel] = samples
+        c.ring[s.channel, idx] = samples
         return 0

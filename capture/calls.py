@@ -231,6 +231,7 @@ class CallTable:
         self.media: dict[int, Dialog] = {}
         self.calls: dict[str, Call] = {}          # calls not ended
         self.txns: dict[tuple, _Txn] = {}
+        self.next_purge = 0
         self.counters = {"sip_messages": 0, "non_bib_invites": 0, "stray_messages": 0,
                          "rejected_calls": 0}
 
@@ -458,11 +459,13 @@ class CallTable:
                 for d in call.dialogs.values():
                     d.state = dialog_transition(d.state, DialogEvent.TIMEOUT)
                 self._end(fx, call, "rtp_timeout", last)
-        for k in [k for k, t in self.txns.items() if now - t.first_ns > TXN_FORGET_NS]:
-            del self.txns[k]
-        for k in [k for k, d in self.dialogs.items()
-                  if d.call.state is CallState.ENDED and now - (d.call.ended_ns or now) > TXN_FORGET_NS]:
-            del self.dialogs[k]
+        if now >= self.next_purge:
+            self.next_purge = now + TXN_FORGET_NS // 4
+            for k in [k for k, t in self.txns.items() if now - t.first_ns > TXN_FORGET_NS]:
+                del self.txns[k]
+            for k in [k for k, d in self.dialogs.items()
+                      if d.call.state is CallState.ENDED and now - (d.call.ended_ns or now) > TXN_FORGET_NS]:
+                del self.dialogs[k]
         return fx
 
     def end_all(self, now: int, reason: str, last_rtp) -> list:

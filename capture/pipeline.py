@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import mmap
 import os
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -29,6 +30,10 @@ RATE = 8000
 CODECS = {"PCMU": 1, "PCMA": 2}
 DTMF = "0123456789*#ABCD"
 MAX_LOGGED_ERRORS = 20
+
+
+def _ntop(addr: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
 
 
 def iso(ns: int | None) -> str | None:
@@ -91,6 +96,7 @@ class Recorder:
         self.next_sync = 0
         self.next_durable = 0
         self.lag = int(opts.lag_s * RATE)
+        self.dirs: set = set()
 
     # input --------------------------------------------------------------------------------
     def record_file(self, path: str) -> None:
@@ -212,9 +218,7 @@ class Recorder:
             frame = None    # the segment is stored once, with the first message it carried
 
     def _sip(self, msg, ts, src, sport, dst, dport, transport, frame, lt):
-        import ipaddress
-        fx = self.table.on_sip(msg, ts, (str(ipaddress.ip_address(src)), sport),
-                               (str(ipaddress.ip_address(dst)), dport), transport)
+        fx = self.table.on_sip(msg, ts, (_ntop(src), sport), (_ntop(dst), dport), transport)
         self._apply(fx)
         d = self.table.dialogs.get(msg.call_id)
         if d is not None and frame is not None:
@@ -226,13 +230,12 @@ class Recorder:
                     rec.sip_frames.append((ts, lt, frame))
 
     def _icmp(self, ver, reporter, data, ts):
-        import ipaddress
         err = health.parse(ver, data)
         if err is None or err.quoted_proto != 17 and err.quoted_proto != 6:
             return
         self.counters["icmp_errors"] += 1
         self._apply(self.table.on_icmp(ts, err.kind, err.quoted_dst, err.quoted_dport,
-                                       str(ipaddress.ip_address(reporter))))
+                                       _ntop(reporter)))
 
     def _event(self, frame, ts, lt, arg):
         f = self.impl.packet.parse(frame, lt)
@@ -315,7 +318,9 @@ class Recorder:
         c = rec.call
         day = dt.datetime.fromtimestamp(c.started_ns // NS, dt.timezone.utc)
         rel_dir = os.path.join("calls", f"{day:%Y}", f"{day:%m}", f"{day:%d}")
-        os.makedirs(os.path.join(self.opts.out_dir, rel_dir), exist_ok=True)
+        if rel_dir not in self.dirs:
+            os.makedirs(os.path.join(self.opts.out_dir, rel_dir), exist_ok=True)
+            self.dirs.add(rel_dir)
         rec.wav_rel = os.path.join(rel_dir, c.id + ".wav")
         rec.wav = WavWriter(os.path.join(self.opts.out_dir, rec.wav_rel))
         rec.meta_path = os.path.join(self.opts.out_dir, rel_dir, c.id + ".json")

@@ -194,25 +194,20 @@ def parse(data: bytes) -> SipMessage:
     """Parse one SIP message (a UDP payload, or one framed from a TCP stream)."""
     if not data:
         raise Truncated("empty SIP message")
+    data = bytes(data)
     cut = _split_head(data)
     if cut is None:
-        head, body = data, b""
-        if data.endswith(b"\n"):
-            head = data.rstrip(b"\r\n")
-        else:
+        if not data.endswith(b"\n"):
             raise Truncated(f"SIP headers not terminated ({len(data)} bytes)")
+        head, body = data.rstrip(b"\r\n"), b""
     else:
         head, body = data[:cut[0]], data[cut[1]:]
-    cl = _content_length(head)
-    if cl is not None:
-        if len(body) < cl:
-            raise Truncated(f"Content-Length {cl} but {len(body)} body bytes")
-        body = body[:cl]
-    lines = re.split(rb"\r?\n", head)
+    nl = head.find(b"\n")
+    first = head if nl < 0 else head[:nl]
     try:
-        start = lines[0].decode("utf-8")
+        start = first.rstrip(b"\r").decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SipError(f"start line is not UTF-8: {lines[0][:40]!r}") from e
+        raise SipError(f"start line is not UTF-8: {first[:40]!r}") from e
     parts = start.split(" ", 2)
     method = uri = status = None
     reason = ""
@@ -228,15 +223,30 @@ def parse(data: bytes) -> SipMessage:
             raise SipError(f"bad request line {start[:80]!r}")
         method, uri = parts[0].upper(), parts[1]
     headers = []
-    for raw in lines[1:]:
-        line = raw.decode("utf-8", "replace")
-        if line[:1] in (" ", "\t") and headers:
-            k, v = headers[-1]
-            headers[-1] = (k, v + " " + line.strip())
-            continue
-        name, colon, value = line.partition(":")
-        name = name.strip().lower()
-        if not colon or not name or " " in name:
-            raise SipError(f"bad header line {line[:80]!r}")
-        headers.append((COMPACT.get(name, name), value.strip()))
-    return SipMessage(method, uri, status, reason, tuple(headers), bytes(body))
+    cl = None
+    if nl >= 0:
+        for line in head[nl + 1:].decode("utf-8", "replace").split("\n"):
+            if line[-1:] == "\r":
+                line = line[:-1]
+            if line[:1] in (" ", "\t") and headers:
+                k, v = headers[-1]
+                headers[-1] = (k, v + " " + line.strip())
+                continue
+            name, colon, value = line.partition(":")
+            name = name.strip().lower()
+            if not colon or not name or " " in name:
+                raise SipError(f"bad header line {line[:80]!r}")
+            name = COMPACT.get(name, name)
+            value = value.strip()
+            if name == "content-length" and cl is None:
+                if not value.isdigit():
+                    raise SipError(f"bad Content-Length {value[:20]!r}")
+                cl = int(value)
+                if cl > MAX_BODY_BYTES:
+                    raise SipError(f"Content-Length {cl} exceeds {MAX_BODY_BYTES}")
+            headers.append((name, value))
+    if cl is not None:
+        if len(body) < cl:
+            raise Truncated(f"Content-Length {cl} but {len(body)} body bytes")
+        body = body[:cl]
+    return SipMessage(method, uri, status, reason, tuple(headers), body)

@@ -46,8 +46,7 @@ class WavWriter:
             return
         if durable:
             os.fdatasync(self.fd)
-        os.pwrite(self.fd, struct.pack("<I", 36 + self.data_bytes), 4)
-        os.pwrite(self.fd, struct.pack("<I", self.data_bytes), 40)
+        os.pwrite(self.fd, wav_header(self.data_bytes), 0)
         self.synced_bytes = self.data_bytes
         if durable:
             os.fdatasync(self.fd)
@@ -94,7 +93,7 @@ class PcapWriter:
 def write_json_atomic(path: str, obj, durable: bool = False) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write(json.dumps(obj, sort_keys=True, separators=(",", ":")))   # the C encoder
         f.write("\n")
         if durable:
             f.flush()

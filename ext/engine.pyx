@@ -6,10 +6,11 @@ and G.711 decoding into the call's ring; everything else goes back to Python.
 """
 import numpy as np
 cimport numpy as cnp
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t, uint64_t
-from libc.stdlib cimport free, realloc
+from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memset
 
 from frame cimport *
@@ -28,6 +29,7 @@ RATE = 8000
 DEF C_WINDOW = 16384
 DEF C_RESYNC = 4000
 DEF C_SEEN = 128
+DEF C_RATE = 8000
 
 cdef int16_t ULAW[256]
 cdef int16_t ALAW[256]
@@ -52,6 +54,87 @@ cdef struct CallC:
     int16_t* ring
 
 
+DEF EMPTY = 0
+DEF TOMB = 0xFFFFFFFFFFFFFFFF
+
+
+cdef class _V4Table:
+    """Open addressing (linear probing) from an IPv4 flow key (< 2**48) to a stream id.
+
+    The hot loop looks up IPv4 flows here without creating a Python int; IPv6 flows stay in
+    the Python dict. Keys are stored plus one so that 0 can mean empty.
+    """
+    cdef uint64_t* keys
+    cdef int32_t* vals
+    cdef Py_ssize_t cap, used
+
+    def __cinit__(self):
+        self.cap = 1024
+        self.used = 0
+        self.keys = <uint64_t*>calloc(self.cap, sizeof(uint64_t))
+        self.vals = <int32_t*>calloc(self.cap, sizeof(int32_t))
+        if self.keys == NULL or self.vals == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.keys)
+        free(self.vals)
+
+    cdef inline Py_ssize_t find(self, uint64_t key) noexcept nogil:
+        cdef uint64_t k = key + 1
+        cdef Py_ssize_t mask = self.cap - 1
+        cdef Py_ssize_t i = <Py_ssize_t>((k * 0x9E3779B97F4A7C15ULL) >> 40) & mask
+        while True:
+            if self.keys[i] == k:
+                return self.vals[i]
+            if self.keys[i] == EMPTY:
+                return -1
+            i = (i + 1) & mask
+
+    cdef int put(self, uint64_t key, int32_t val) except -1:
+        cdef Py_ssize_t mask, i
+        cdef uint64_t k = key + 1
+        if (self.used + 1) * 2 > self.cap:
+            self._grow()
+        mask = self.cap - 1
+        i = <Py_ssize_t>((k * 0x9E3779B97F4A7C15ULL) >> 40) & mask
+        while self.keys[i] != EMPTY and self.keys[i] != TOMB and self.keys[i] != k:
+            i = (i + 1) & mask
+        if self.keys[i] == EMPTY:
+            self.used += 1
+        self.keys[i] = k
+        self.vals[i] = val
+        return 0
+
+    cdef void delete(self, uint64_t key) noexcept:
+        cdef uint64_t k = key + 1
+        cdef Py_ssize_t mask = self.cap - 1
+        cdef Py_ssize_t i = <Py_ssize_t>((k * 0x9E3779B97F4A7C15ULL) >> 40) & mask
+        while self.keys[i] != EMPTY:
+            if self.keys[i] == k:
+                self.keys[i] = TOMB          # still counted in used until the next grow
+                return
+            i = (i + 1) & mask
+
+    cdef int _grow(self) except -1:
+        cdef uint64_t* ok = self.keys
+        cdef int32_t* ov = self.vals
+        cdef Py_ssize_t oc = self.cap, i
+        live = sum(1 for i in range(oc) if ok[i] != EMPTY and ok[i] != TOMB)
+        self.cap = oc * 2 if (live + 1) * 4 > oc else oc
+        self.keys = <uint64_t*>calloc(self.cap, sizeof(uint64_t))
+        self.vals = <int32_t*>calloc(self.cap, sizeof(int32_t))
+        if self.keys == NULL or self.vals == NULL:
+            raise MemoryError()
+        self.used = 0
+        for i in range(oc):
+            if ok[i] != EMPTY and ok[i] != TOMB:
+                self.put(ok[i] - 1, ov[i])
+        free(ok)
+        free(ov)
+        return 0
+
+
 cdef inline object key_of(const unsigned char* a, int alen, int port):
     cdef uint64_t v
     if alen == 4:
@@ -68,6 +151,7 @@ cdef class Engine:
     cdef CallC* cl
     cdef Py_ssize_t n_cl, cap_cl
     cdef list free_streams, free_calls, rings, src_keys
+    cdef _V4Table v4
     cdef readonly dict flows
     cdef readonly frozenset sip_ports
     cdef unsigned char sip[65536]
@@ -79,6 +163,7 @@ cdef class Engine:
         self.n_st = self.cap_st = self.n_cl = self.cap_cl = 0
         self.free_streams, self.free_calls, self.rings, self.src_keys = [], [], [], []
         self.flows = {}
+        self.v4 = _V4Table()
         self.sip_ports = frozenset(int(p) for p in sip_ports)
         memset(self.sip, 0, sizeof(self.sip))
         for p in self.sip_ports:
@@ -110,7 +195,7 @@ cdef class Engine:
             slot = self.n_cl
             self.n_cl += 1
             self.rings.append(None)
-        ring = np.zeros((C_WINDOW, 2), dtype=np.int16)
+        ring = np.zeros((2, C_WINDOW), dtype=np.int16)      # planar: near, far
         cdef int16_t[:, ::1] rv = ring
         self.rings[slot] = ring
         self.cl[slot].in_use = 1
@@ -135,16 +220,21 @@ cdef class Engine:
     def flush(self, Py_ssize_t slot, int64_t upto):
         """Hand out interleaved 16-bit PCM for samples [flushed, upto) and forget them."""
         cdef CallC* c = &self.cl[slot]
-        ring = self.rings[slot]
-        out = []
-        cdef int64_t a, k
-        while upto > c.flushed:
-            a = c.flushed & (C_WINDOW - 1)
-            k = min(upto - c.flushed, C_WINDOW - a)
-            out.append(ring[a:a + k].tobytes())
-            memset(&c.ring[a * 2], 0, k * 4)
-            c.flushed += k
-        return b"".join(out)
+        if upto <= c.flushed:
+            return b""
+        cdef int64_t n = upto - c.flushed, j, a
+        out = PyBytes_FromStringAndSize(NULL, n * 4)
+        cdef int16_t* o = <int16_t*>PyBytes_AS_STRING(out)
+        cdef int16_t* near = c.ring
+        cdef int16_t* far = c.ring + C_WINDOW
+        for j in range(n):                   # interleave and clear in one pass
+            a = (c.flushed + j) & (C_WINDOW - 1)
+            o[2 * j] = near[a]
+            o[2 * j + 1] = far[a]
+            near[a] = 0
+            far[a] = 0
+        c.flushed = upto
+        return out
 
     # streams ---------------------------------------------------------------------------
     def set_stream(self, key, int slot, int channel, int codec, int audio_pt, int event_pt, raw):
@@ -168,6 +258,8 @@ cdef class Engine:
             self.st[sid].in_use = 1
             self.src_keys[sid] = None
             self.flows[key] = sid
+            if key < (1 << 48):
+                self.v4.put(key, <int32_t>sid)
         else:
             sid = found
         cdef StreamC* s = &self.st[sid]
@@ -178,6 +270,8 @@ cdef class Engine:
     def remove_stream(self, key):
         sid = self.flows.pop(key, None)
         if sid is not None:
+            if key < (1 << 48):
+                self.v4.delete(key)
             self.st[<Py_ssize_t>sid].in_use = 0
             self.src_keys[sid] = None
             self.free_streams.append(sid)
@@ -207,6 +301,7 @@ cdef class Engine:
         cdef int64_t ts
         cdef uint64_t kv
         cdef PyObject* hit
+        cdef Py_ssize_t sid
         cdef int rc
         while i < n:
             ts = tss[i]
@@ -226,13 +321,13 @@ cdef class Engine:
                 return PYTHON, i, 0
             if f.proto == 17:
                 if f.ip_version == 4:
-                    kv = (<uint64_t>u32(d, f.dst_off) << 16) | f.dport
-                    hit = PyDict_GetItem(self.flows, kv)
+                    sid = self.v4.find((<uint64_t>u32(d, f.dst_off) << 16) | f.dport)
                 else:
                     hit = PyDict_GetItem(self.flows, key_of(d + f.dst_off, 16, f.dport))
-                if hit != NULL:
+                    sid = -1 if hit == NULL else <Py_ssize_t><object>hit
+                if sid >= 0:
                     self.c_rtp += 1
-                    rc = self._rtp(<Py_ssize_t><object>hit, d + f.payload_off, f.payload_len, ts,
+                    rc = self._rtp(sid, d + f.payload_off, f.payload_len, ts,
                                    d + f.src_off, 4 if f.ip_version == 4 else 16, f.sport, None, 0)
                     if rc != 0:
                         return EVENT, i, rc
@@ -271,7 +366,6 @@ cdef class Engine:
         cdef int64_t ext, wall, pos, dd
         cdef const int16_t* table
         cdef int16_t* ring
-        cdef int ch
         if s.raw and not force:
             return EVENT_RAW
         if length < 12 or (p[0] >> 6) != 2:
@@ -337,8 +431,8 @@ cdef class Engine:
                 return EVENT_TELEPHONE
             s.other_pt += 1
             return 0
-        wall = ((ts - c.start_ns) * RATE) // 1000000000
-        if (ts - c.start_ns) < 0 and ((ts - c.start_ns) * RATE) % 1000000000:
+        wall = ((ts - c.start_ns) * C_RATE) // 1000000000
+        if (ts - c.start_ns) < 0 and ((ts - c.start_ns) * C_RATE) % 1000000000:
             wall -= 1      # floor division, as Python does
         if not s.anchored:
             s.anchored = 1
@@ -361,9 +455,8 @@ cdef class Engine:
             table = &ULAW[0]
         else:
             table = &ALAW[0]
-        ring = c.ring
-        ch = s.channel
+        ring = c.ring + (C_WINDOW if s.channel else 0)
         p = p + h
         for k in range(plen):
-            ring[((pos + k) & (C_WINDOW - 1)) * 2 + ch] = table[p[k]]
+            ring[(pos + k) & (C_WINDOW - 1)] = table[p[k]]
         return 0
