@@ -3,7 +3,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = {"packet": "_packet_c", "g711": "_g711_c", "pcapfile": "_pcap_c", "engine": "_engine_c"}
+KERNELS = {"packet": "_packet_c", "g711": "_g711_c", "pcapfile": "_pcap_c", "engine": "_engine_c", "ring": "_ring_c"}
 
 extensions = [
     Extension(f"capture.{mod}", [f"ext/{src}.pyx"], include_dirs=[np.get_include(), "ext"],
@@ -18,7 +18,7 @@ setup(
     packages=["capture", "appliance"],
     ext_modules=cythonize(extensions, include_path=["ext"], language_level=3,
                           compiler_directives={"embedsignature": True}),
-    install_requires=["numpy>=1.24", "dpkt>=1.9", "pydantic-settings>=2"],
+    install_requires=["numpy>=1.24", "dpkt>=1.9", "pcapy-ng>=1.0", "pyroute2>=0.7", "pydantic-settings>=2"],
     extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
     entry_points={"console_scripts": ["shadowrec=capture.cli:main"]},
     python_requires=">=3.11",

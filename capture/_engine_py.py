@@ -66,8 +66,11 @@ class Engine:
         self.counters = {"records": 0, "rtp": 0, "other": 0, "unsupported": 0, "python": 0}
 
     # calls -----------------------------------------------------------------------------
-    def add_call(self, start_ns: int) -> int:
+    def add_call(self, start_ns: int, flushed: int = 0, last_rtp_ns: int = 0) -> int:
+        """A call whose sample 0 is ``start_ns``; a resumed one has ``flushed`` samples on disk."""
         c = _Call(start_ns)
+        c.flushed = flushed
+        c.last_rtp_ns = last_rtp_ns
         if self.free_calls:
             slot = self.free_calls.pop()
             self.calls[slot] = c

@@ -477,3 +477,39 @@ class CallTable:
             else:
                 self._end(fx, call, reason, now)
         return fx
+
+
+# restart: the table's open calls as plain data --------------------------------------------
+def call_to_dict(call: Call) -> dict:
+    return {
+        "id": call.id, "pair_key": list(call.pair_key), "started_ns": call.started_ns,
+        "near": vars(call.near), "far": vars(call.far), "primary_address": call.primary_address,
+        "primary_port": call.primary_port, "transport": call.transport, "previous": call.previous,
+        "state": call.state.value, "evidence": call.evidence,
+        "dialogs": {r: {"call_id": d.call_id, "invite_cseq": d.invite_cseq, "state": d.state.value,
+                        "key": d.key, "recorder_media": d.recorder_media, "phone_addr": d.phone_addr,
+                        "codec": d.codec, "audio_pt": d.audio_pt, "event_pt": d.event_pt}
+                    for r, d in call.dialogs.items()},
+    }
+
+
+def restore_calls(table: CallTable, items: list) -> list:
+    """Put calls saved by ``call_to_dict`` back into ``table``; returns them."""
+    out = []
+    for c in items:
+        call = Call(c["id"], tuple(c["pair_key"]), c["started_ns"], Party(**c["near"]), Party(**c["far"]),
+                    c["primary_address"], c["primary_port"], c["transport"], c["previous"],
+                    CallState(c["state"]), evidence=list(c["evidence"]))
+        for role, d in c["dialogs"].items():
+            dl = Dialog(d["call_id"], role, call, d["invite_cseq"], DialogState(d["state"]), d["key"],
+                        d["recorder_media"], d["phone_addr"], d["codec"], d["audio_pt"], d["event_pt"])
+            call.dialogs[role] = dl
+            table.dialogs[dl.call_id] = dl
+            if dl.key is not None:
+                table.media[dl.key] = dl
+        table.calls[call.id] = call
+        table.last_of_pair[call.pair_key] = call.id
+        if len(call.dialogs) < 2 and call.state is not CallState.ENDED:
+            table.pending[call.pair_key] = call
+        out.append(call)
+    return out

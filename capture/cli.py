@@ -37,6 +37,31 @@ def _record(args) -> int:
     return 0
 
 
+def _capture(args) -> int:
+    from .errors import ConfigError
+    from .live import capture
+    from .pipeline import Options
+
+    opts = Options(out_dir=args.out, sip_ports=tuple(args.sip_port or (5060,)), rtp_timeout_s=args.rtp_timeout,
+                   keep_pcap=args.pcap, durable_s=args.fsync_interval)
+    try:
+        summary = capture(args.iface, opts, workers=args.workers, ring_mb=args.ring_mb, block_kb=args.block_kb,
+                          bpf=args.filter, max_seconds=args.seconds, offloads_off=not args.keep_offloads)
+    except ConfigError as e:
+        print(f"shadowrec: {e}", file=sys.stderr)
+        return 2
+    json.dump(summary, sys.stdout, indent=2, sort_keys=True)
+    print()
+    return 0
+
+
+def _replay(args) -> int:
+    from .replay import replay
+
+    print(json.dumps(replay(args.file, args.iface, args.speed, args.topspeed)))
+    return 0
+
+
 def _calls(args) -> int:
     from .catalog import Catalog
 
@@ -92,6 +117,22 @@ def main(argv=None) -> int:
                         "(default 0: never; a killed process still leaves valid files, power loss may not)")
     r.set_defaults(func=_record)
 
+    k = sub.add_parser("capture", help="record live from a SPAN interface until SIGTERM/SIGINT")
+    k.add_argument("--iface", required=True, help="the SPAN (mirror) interface; needs no IP address")
+    k.add_argument("--out", required=True, help="output directory (WAVs, sidecars, catalog.sqlite, status-N.json)")
+    k.add_argument("--workers", type=int, default=1, help="capture processes, one per core (default 1)")
+    k.add_argument("--ring-mb", type=int, default=64, help="kernel ring per worker in MiB (default 64)")
+    k.add_argument("--block-kb", type=int, default=1024, help="ring block size in KiB (default 1024)")
+    k.add_argument("--filter", help="extra tcpdump filter ANDed with the built-in one (SIP, RTP, ICMP)")
+    k.add_argument("--sip-port", type=int, action="append", help="SIP port (repeatable; default 5060)")
+    k.add_argument("--rtp-timeout", type=float, default=30.0, help="end a call after this many silent seconds")
+    k.add_argument("--pcap", action="store_true", help="also keep a raw pcap of every call")
+    k.add_argument("--fsync-interval", type=float, default=5.0,
+                   help="fdatasync recordings every N seconds and at each call's end (default 5)")
+    k.add_argument("--keep-offloads", action="store_true", help="leave GRO/LRO as they are")
+    k.add_argument("--seconds", type=float, help="stop after this many seconds (tests, benchmarks)")
+    k.set_defaults(func=_capture)
+
     c = sub.add_parser("calls", help="list recorded calls from the catalog")
     c.add_argument("--out", required=True, help="output directory given to record")
     c.add_argument("--json", action="store_true", help="print a JSON array of call metadata")
@@ -126,6 +167,13 @@ def main(argv=None) -> int:
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--pcapng", action="store_true")
     s.set_defaults(func=_synth)
+
+    rp = sub.add_parser("replay", help="send a capture's frames out of an interface at their original pace")
+    rp.add_argument("file")
+    rp.add_argument("--iface", required=True)
+    rp.add_argument("--speed", type=float, default=1.0, help="pace multiplier (default 1.0: real time)")
+    rp.add_argument("--topspeed", action="store_true", help="send as fast as possible")
+    rp.set_defaults(func=_replay)
 
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -22,7 +22,7 @@ from .errors import ParseError, PcapError
 from .frame import flow_key, key_to_str
 from .ipfrag import Defragmenter
 from .tcp import TcpReassembler
-from .writer import PcapWriter, WavWriter, write_json_atomic
+from .writer import PcapWriter, SyncIO, WavWriter, write_json_atomic
 
 log = logging.getLogger("shadowrec")
 NS = 1_000_000_000
@@ -55,6 +55,8 @@ class Options:
     durable_s: float = 0.0           # fdatasync recordings this often and at call end (0: never;
                                      # a killed process still leaves valid files, a power loss may not)
     linger_s: float = 5.0            # keep an ended call's metadata open for late evidence
+    own_by_rtp: bool = False         # several workers: open a call's files only once its RTP is seen here
+    state_file: str | None = None    # live: where open calls are saved on shutdown and resumed from
 
 
 @dataclass
@@ -72,13 +74,15 @@ class _Rec:
     sip_frames: list = field(default_factory=list)    # (ts, linktype, frame) until a pcap opens
     dirty: bool = False
     end_frames: int | None = None
+    resumed: bool = False
 
 
 class Recorder:
     """Record every BiB call in one or more captures into ``opts.out_dir``."""
 
-    def __init__(self, opts: Options, impl=None):
+    def __init__(self, opts: Options, impl=None, io=None):
         self.opts = opts
+        self.io = io or SyncIO()
         self.impl = impl or _impl.default()
         self.engine = self.impl.Engine(opts.sip_ports)
         self.table = CallTable(opts.rtp_timeout_s)
@@ -97,6 +101,8 @@ class Recorder:
         self.next_durable = 0
         self.lag = int(opts.lag_s * RATE)
         self.dirs: set = set()
+        if opts.state_file and os.path.exists(opts.state_file):
+            self._restore(opts.state_file)
 
     # input --------------------------------------------------------------------------------
     def record_file(self, path: str) -> None:
@@ -292,7 +298,7 @@ class Recorder:
                 rec = self.active.get(e.call.id)
                 if rec is None:
                     continue
-                if rec.wav is None:
+                if rec.wav is None and not self.opts.own_by_rtp:
                     self._open_outputs(rec)
                 if e.old_key is not None:
                     self._drop_stream(rec, e.role, e.old_key)
@@ -322,7 +328,7 @@ class Recorder:
             os.makedirs(os.path.join(self.opts.out_dir, rel_dir), exist_ok=True)
             self.dirs.add(rel_dir)
         rec.wav_rel = os.path.join(rel_dir, c.id + ".wav")
-        rec.wav = WavWriter(os.path.join(self.opts.out_dir, rec.wav_rel))
+        rec.wav = WavWriter(os.path.join(self.opts.out_dir, rec.wav_rel), self.io)
         rec.meta_path = os.path.join(self.opts.out_dir, rel_dir, c.id + ".json")
         self._write_meta(rec)
         self.counters["calls_recorded"] += 1
@@ -424,7 +430,9 @@ class Recorder:
         self.deadline = now + int(self.opts.tick_s * NS)
         for rec in self.active.values():
             if rec.wav is None:
-                continue
+                if not (self.opts.own_by_rtp and self.engine.last_rtp_ns(rec.slot)):
+                    continue
+                self._open_outputs(rec)        # this worker sees the call's RTP: it is ours
             due = ((now - rec.call.started_ns) * RATE) // NS - self.lag
             if due > self.engine.flushed(rec.slot):
                 rec.wav.append(self.engine.flush(rec.slot, due))
@@ -456,11 +464,78 @@ class Recorder:
         self.closing = keep
 
     def finish(self, reason: str = "capture_end") -> dict:
-        """End every open call (at the last packet's time) and flush everything."""
-        self._apply(self.table.end_all(self.now, reason, None))
+        """End every open call (at the last packet's time) and flush everything.
+
+        With a ``state_file`` and reason "shutdown", open calls are not ended: their audio is
+        written up to now, they are saved, and the next start resumes them in the same files.
+        """
+        if reason == "shutdown" and self.opts.state_file:
+            self._save(self.opts.state_file)
+        else:
+            self._apply(self.table.end_all(self.now, reason, None))
         self._close_lingering(1 << 62)
         self.catalog.close()
+        self.io.stop()
         return self.summary()
+
+    # restart --------------------------------------------------------------------------------
+    def _save(self, path: str) -> None:
+        from .calls import call_to_dict
+        items = []
+        for rec in self.active.values():
+            if rec.wav is not None:
+                due = ((self.now - rec.call.started_ns) * RATE) // NS
+                rec.wav.append(self.engine.flush(rec.slot, max(due, self.engine.flushed(rec.slot))))
+                rec.wav.close(durable=True)
+            for role, key in list(rec.keys.items()):
+                self._drop_stream(rec, role, key)
+            items.append({"call": call_to_dict(rec.call), "wav": rec.wav_rel or None,
+                          "streams": rec.finished_streams, "events": list(rec.events.values()),
+                          "last_rtp_ns": self.engine.last_rtp_ns(rec.slot), "saved_ns": self.now})
+            if rec.wav is not None:
+                self._write_meta(rec)
+        write_json_atomic(path, {"version": 1, "calls": items}, durable=True)
+        self.counters["calls_saved"] += len(items)
+
+    def _restore(self, path: str) -> None:
+        import json
+        from .calls import MediaMapped, restore_calls
+        with open(path) as f:
+            items = json.load(f)["calls"]
+        calls = restore_calls(self.table, [it["call"] for it in items])
+        for call, it in zip(calls, items):
+            flushed = 0
+            rec = _Rec(call, 0)
+            if it["wav"]:
+                rec.wav_rel = it["wav"]
+                rec.wav = WavWriter(os.path.join(self.opts.out_dir, rec.wav_rel), self.io, resume=True)
+                rec.meta_path = os.path.join(self.opts.out_dir, rec.wav_rel[:-4] + ".json")
+                flushed = rec.wav.frames
+            rec.slot = self.engine.add_call(call.started_ns, flushed, it["last_rtp_ns"])
+            rec.finished_streams = it["streams"]
+            rec.events = {(e["role"], i): e for i, e in enumerate(it["events"])}
+            rec.resumed = True
+            self.active[call.id] = rec
+            self.now = max(self.now, it["saved_ns"])
+            for role, d in call.dialogs.items():
+                if d.key is not None:
+                    self._apply([MediaMapped(call, role, d.key, None, d.codec, d.audio_pt, d.event_pt)])
+        os.replace(path, path + ".restored")
+        self.counters["calls_resumed"] += len(calls)
+
+    def status(self) -> dict:
+        """Counters kept in one place (printed on SIGUSR1, read by the status API)."""
+        lost = 0
+        for rec in self.active.values():
+            for key in rec.keys.values():
+                sid = self.engine.stream_id(key)
+                if sid is not None:
+                    lost += self.engine.stream_stats(sid)["lost"]
+        out = self.summary()
+        out.update({"active_calls": len(self.active), "active_lost_packets": lost,
+                    "queue_bytes": self.io.depth_bytes, "write_dropped_bytes": self.io.dropped_bytes,
+                    "bytes_written": self.io.written_bytes})
+        return out
 
     def summary(self) -> dict:
         out = dict(self.counters)

@@ -21,15 +21,117 @@ def wav_header(data_bytes: int, rate: int = RATE, channels: int = CHANNELS) -> b
                        1, channels, rate, rate * block, block, 16, b"data", data_bytes)
 
 
-class WavWriter:
-    """A 16-bit PCM WAV written as it grows."""
+class SyncIO:
+    """Writes done at once, in the caller's thread (offline recording)."""
 
-    def __init__(self, path: str):
+    depth_bytes = 0
+    dropped_bytes = 0
+    written_bytes = 0
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> None:
+        os.pwrite(fd, data, offset)
+        self.written_bytes += len(data)
+
+    def fdatasync(self, fd: int) -> None:
+        os.fdatasync(fd)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def truncate(self, fd: int, size: int) -> None:
+        os.ftruncate(fd, size)
+
+    def stop(self) -> None:
+        pass
+
+
+class QueuedIO:
+    """Writes handed to one background thread through a bounded queue (live capture).
+
+    Capture never waits for the disk: when more than ``max_bytes`` are queued, audio
+    writes are dropped and counted (``dropped_bytes``); the file keeps its length (a hole
+    reads as silence) so the header stays true. Header patches, syncs and closes are never
+    dropped, and everything for one file happens in order.
+    """
+
+    def __init__(self, max_bytes: int = 64 << 20):
+        import queue
+        import threading
+        self.max_bytes = max_bytes
+        self.depth_bytes = 0
+        self.dropped_bytes = 0
+        self.written_bytes = 0
+        self.errors = 0
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._t = threading.Thread(target=self._run, name="shadowrec-writer", daemon=True)
+        self._t.start()
+
+    def _put(self, op, fd, data, offset, droppable):
+        n = len(data) if data else 0
+        with self._lock:
+            if droppable and self.depth_bytes + n > self.max_bytes:
+                self.dropped_bytes += n
+                return
+            self.depth_bytes += n
+        self._q.put((op, fd, data, offset, n))
+
+    def pwrite(self, fd, data, offset):
+        self._put("w", fd, data, offset, len(data) > 64)
+
+    def fdatasync(self, fd):
+        self._put("s", fd, None, 0, False)
+
+    def close(self, fd):
+        self._put("c", fd, None, 0, False)
+
+    def truncate(self, fd, size):
+        self._put("t", fd, None, size, False)
+
+    def _run(self):
+        while True:
+            op, fd, data, offset, n = self._q.get()
+            try:
+                if op == "w":
+                    os.pwrite(fd, data, offset)
+                    self.written_bytes += n
+                elif op == "s":
+                    os.fdatasync(fd)
+                elif op == "c":
+                    os.close(fd)
+                elif op == "t":
+                    os.ftruncate(fd, offset)
+                elif op == "q":
+                    return
+            except OSError:
+                self.errors += 1
+            with self._lock:
+                self.depth_bytes -= n
+
+    def stop(self):
+        """Finish everything queued, then end the thread."""
+        self._q.put(("q", -1, None, 0, 0))
+        self._t.join()
+
+
+class WavWriter:
+    """A 16-bit PCM WAV written as it grows (or resumed after a restart)."""
+
+    def __init__(self, path: str, io=None, resume: bool = False):
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.write(self.fd, wav_header(0))
-        self.data_bytes = 0
-        self.synced_bytes = 0
+        self.io = io or SyncIO()
+        if resume and os.path.exists(path):
+            self.fd = os.open(path, os.O_RDWR)
+            head = os.pread(self.fd, 44, 0)
+            size = os.fstat(self.fd).st_size
+            n = struct.unpack_from("<I", head, 40)[0] if len(head) == 44 and head[:4] == b"RIFF" else 0
+            self.data_bytes = min(n, max(0, size - 44)) // (2 * CHANNELS) * (2 * CHANNELS)
+            os.ftruncate(self.fd, 44 + self.data_bytes)   # nothing past what the header vouches for
+        else:
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.write(self.fd, wav_header(0))
+            self.data_bytes = 0
+        self.synced_bytes = self.data_bytes
 
     @property
     def frames(self) -> int:
@@ -37,7 +139,7 @@ class WavWriter:
 
     def append(self, pcm: bytes) -> None:
         if pcm:
-            os.pwrite(self.fd, pcm, 44 + self.data_bytes)
+            self.io.pwrite(self.fd, pcm, 44 + self.data_bytes)
             self.data_bytes += len(pcm)
 
     def sync(self, durable: bool = False) -> None:
@@ -45,22 +147,22 @@ class WavWriter:
         if self.synced_bytes == self.data_bytes and not durable:
             return
         if durable:
-            os.fdatasync(self.fd)
-        os.pwrite(self.fd, wav_header(self.data_bytes), 0)
+            self.io.fdatasync(self.fd)
+        self.io.pwrite(self.fd, wav_header(self.data_bytes), 0)
         self.synced_bytes = self.data_bytes
         if durable:
-            os.fdatasync(self.fd)
+            self.io.fdatasync(self.fd)
 
     def truncate(self, frames: int) -> None:
         """Cut the recording to its first ``frames`` frames (a call that ended earlier than written)."""
         self.data_bytes = min(self.data_bytes, frames * 2 * CHANNELS)
-        os.ftruncate(self.fd, 44 + self.data_bytes)
+        self.io.truncate(self.fd, 44 + self.data_bytes)
         self.sync()
 
     def close(self, durable: bool = True) -> None:
         if self.fd >= 0:
             self.sync(durable)
-            os.close(self.fd)
+            self.io.close(self.fd)
             self.fd = -1
 
 

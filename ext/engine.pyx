@@ -180,7 +180,8 @@ cdef class Engine:
                 "unsupported": self.c_unsupported, "python": self.c_python}
 
     # calls -----------------------------------------------------------------------------
-    def add_call(self, int64_t start_ns):
+    def add_call(self, int64_t start_ns, int64_t flushed=0, int64_t last_rtp_ns=0):
+        """A call whose sample 0 is ``start_ns``; a resumed one has ``flushed`` samples on disk."""
         cdef Py_ssize_t slot
         cdef CallC* p
         if self.free_calls:
@@ -200,8 +201,8 @@ cdef class Engine:
         self.rings[slot] = ring
         self.cl[slot].in_use = 1
         self.cl[slot].start_ns = start_ns
-        self.cl[slot].flushed = 0
-        self.cl[slot].last_rtp_ns = 0
+        self.cl[slot].flushed = flushed
+        self.cl[slot].last_rtp_ns = last_rtp_ns
         self.cl[slot].ring = &rv[0, 0]
         return slot
 

@@ -1,0 +1,193 @@
+"""Live recording from a SPAN interface: ``shadowrec capture --iface IF --out DIR``.
+
+One worker per core. Each opens its own TPACKET_V3 ring on the interface with a BPF
+filter that lets every worker see all SIP and ICMP (little traffic; every worker keeps the
+whole call table) but only the RTP of the phones whose source address hashes to it. Both
+BiB streams of a call come from the agent's phone, so a call's audio lands on exactly one
+worker, which is the one that opens its files (``Options.own_by_rtp``).
+
+Writes go through a bounded queue to a writer thread; when the disk falls behind, audio
+is dropped and counted instead of stalling the ring. SIGUSR1 prints the counters,
+SIGTERM/SIGINT stop cleanly: open calls are written up to now and saved, and the next
+start on the same DIR resumes them in the same files.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+
+from . import _impl
+from .errors import ConfigError
+from .pipeline import Options, Recorder
+from .writer import QueuedIO, write_json_atomic
+
+log = logging.getLogger("shadowrec")
+NS = 1_000_000_000
+
+
+def rtp_filter(sip_ports=(5060,)) -> str:
+    """SIP (UDP/TCP), RTP-looking UDP (version 2), ICMP errors and IP fragments."""
+    sip = " or ".join(f"port {p}" for p in sip_ports)
+    return (f"(udp and ({sip})) or (tcp and ({sip})) or icmp or icmp6 or "
+            "(ip and ip[6:2] & 0x3fff != 0) or (ip6 and ip6[6] = 44)")
+
+
+def worker_filter(k: int, n: int, sip_ports=(5060,), extra: str | None = None) -> str:
+    """Worker ``k`` of ``n``: everything but RTP, and RTP from phones with address % n == k."""
+    base = rtp_filter(sip_ports)
+    rtp = "(udp[8] & 0xc0 = 0x80)"
+    if n > 1:
+        rtp = f"({rtp} and ((ip and ip[12:4] % {n} = {k}) or (ip6 and ip6[20:4] % {n} = {k})))"
+    f = f"({base}) or (udp and {rtp})"
+    f = f"({f}) or (vlan and ({f}))"
+    return f"({f}) and ({extra})" if extra else f
+
+
+class Worker:
+    def __init__(self, iface: str, opts: Options, k: int = 0, n: int = 1, ring_mb: int = 64,
+                 block_kb: int = 1024, bpf: str | None = None, queue_mb: int = 64):
+        from .ring import Ring, compile_bpf
+        self.k, self.n = k, n
+        self.opts = opts
+        self.impl = _impl.default()
+        block = block_kb * 1024
+        self.ring = Ring(iface, block, max(2, ring_mb * 1024 * 1024 // block),
+                         bpf=compile_bpf(worker_filter(k, n, opts.sip_ports, bpf)))
+        self.io = QueuedIO(queue_mb << 20)
+        self.rec = Recorder(opts, self.impl, self.io)
+        self.stop = False
+        self.received = 0
+        self.status_path = os.path.join(opts.out_dir, f"status-{k}.json")
+
+    def counters(self) -> dict:
+        packets, drops = self.ring.stats()
+        s = self.rec.status()
+        s.update({"worker": self.k, "workers": self.n, "received": self.received,
+                  "kernel_packets": packets, "kernel_drops": drops, "time": time.time()})
+        return s
+
+    def run(self, max_seconds: float | None = None) -> dict:
+        ring, rec, impl = self.ring, self.rec, self.impl
+        end = time.monotonic() + max_seconds if max_seconds else None
+        next_status = 0.0
+        while not self.stop and (end is None or time.monotonic() < end):
+            off = ring.next_block(100)
+            if off is not None:
+                batch = impl.index_block(ring.mm, off, ring.block_size)
+                if len(batch[0]):
+                    self.received += len(batch[0])
+                    rec.feed(ring.mm, *batch)
+                ring.release(off)
+            now = time.time_ns()
+            if now >= rec.deadline and rec.deadline:
+                rec.tick(now)              # the clock goes on when the link is idle
+            elif not rec.deadline:
+                rec.deadline = now
+            if time.monotonic() >= next_status:
+                write_json_atomic(self.status_path, self.counters())
+                next_status = time.monotonic() + 1.0
+        rec.now = max(rec.now, time.time_ns())
+        final = self.counters()
+        final.update(rec.finish("shutdown"))
+        write_json_atomic(self.status_path, final)
+        self.ring.close()
+        return final
+
+
+def _worker_main(iface, opts, k, n, ring_mb, block_kb, bpf, max_seconds, ready):
+    w = Worker(iface, opts, k, n, ring_mb, block_kb, bpf)
+
+    def on_stop(*_):
+        w.stop = True
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGUSR1, lambda *_: print(json.dumps(w.counters(), sort_keys=True), file=sys.stderr,
+                                                   flush=True))
+    ready.set()
+    w.run(max_seconds)
+
+
+def capture(iface: str, opts: Options, workers: int = 1, ring_mb: int = 64, block_kb: int = 1024,
+            bpf: str | None = None, max_seconds: float | None = None, offloads_off: bool = True,
+            on_ready=None) -> dict:
+    """Record live until SIGTERM/SIGINT (or ``max_seconds``); returns the merged counters."""
+    from .iface import SpanInterface
+    os.makedirs(opts.out_dir, exist_ok=True)
+    with SpanInterface(iface, offloads_off):
+        if workers == 1:
+            opts.state_file = opts.state_file or os.path.join(opts.out_dir, "state-0.json")
+            w = Worker(iface, opts, 0, 1, ring_mb, block_kb, bpf)
+
+            def on_stop(*_):
+                w.stop = True
+
+            old = {s: signal.signal(s, on_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+            old[signal.SIGUSR1] = signal.signal(
+                signal.SIGUSR1, lambda *_: print(json.dumps(w.counters(), sort_keys=True), file=sys.stderr, flush=True))
+            if on_ready:
+                on_ready()
+            try:
+                return w.run(max_seconds)
+            finally:
+                for s, h in old.items():
+                    signal.signal(s, h)
+        ctx = mp.get_context("fork")
+        procs, readies = [], []
+        for k in range(workers):
+            o = Options(**{**vars(opts), "own_by_rtp": True,
+                           "state_file": os.path.join(opts.out_dir, f"state-{k}.json")})
+            ev = ctx.Event()
+            p = ctx.Process(target=_worker_main, args=(iface, o, k, workers, ring_mb, block_kb, bpf, max_seconds, ev),
+                            name=f"shadowrec-capture-{k}")
+            p.start()
+            procs.append(p)
+            readies.append(ev)
+        for ev in readies:
+            ev.wait(30)
+        if on_ready:
+            on_ready()
+        stopping = []
+
+        def forward(sig, _frame):
+            stopping.append(sig)
+            for p in procs:
+                if p.is_alive():
+                    os.kill(p.pid, sig if sig != signal.SIGINT else signal.SIGTERM)
+
+        old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
+        try:
+            for p in procs:
+                while p.is_alive():
+                    p.join(0.2)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        return merge_status(opts.out_dir, workers)
+
+
+def merge_status(out_dir: str, workers: int) -> dict:
+    merged: dict = {"workers": workers}
+    for k in range(workers):
+        try:
+            with open(os.path.join(out_dir, f"status-{k}.json")) as f:
+                s = json.load(f)
+        except (OSError, ValueError):
+            continue
+        for key, v in s.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and key not in ("worker", "workers", "time"):
+                merged[key] = merged.get(key, 0) + v
+            elif key == "errors":
+                for e, c in v.items():
+                    merged.setdefault("errors", {})[e] = merged.setdefault("errors", {}).get(e, 0) + c
+    return merged
+
+
+def ensure_linux():
+    if not sys.platform.startswith("linux"):
+        raise ConfigError("live capture needs Linux (AF_PACKET)")

@@ -1,0 +1,105 @@
+"""A TPACKET_V3 receive ring on an AF_PACKET socket (Linux), set up from Python.
+
+Only the per-block walk is hot (``index_block``: ext/ring.pyx or its twin); socket options,
+the mmap and poll() are done here once. Blocks are handed out in ring order and must be
+given back with ``release`` once their packets are processed.
+"""
+from __future__ import annotations
+
+import ctypes
+import mmap
+import select
+import socket
+import struct
+
+from .errors import ConfigError
+
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_RX_RING = 5
+PACKET_STATISTICS = 6
+PACKET_VERSION = 10
+PACKET_FANOUT = 18
+PACKET_MR_PROMISC = 1
+TPACKET_V3 = 2
+ETH_P_ALL = 0x0003
+SO_ATTACH_FILTER = 26
+TP_STATUS_USER = 1
+PACKET_FANOUT_HASH = 0
+
+
+def compile_bpf(expr: str, snaplen: int = 262144) -> list:
+    """Compile a tcpdump filter with libpcap (through pcapy-ng) to classic BPF instructions."""
+    import pcapy
+    try:
+        return pcapy.compile(1, snaplen, expr, 1, 0).get_bpf()
+    except Exception as e:     # pcapy raises its own PcapError type
+        raise ConfigError(f"bad capture filter {expr!r}: {e}") from e
+
+
+class Ring:
+    """Receive ring on ``ifname``: ``block_size`` × ``blocks`` bytes (32 MiB or more for bursts)."""
+
+    def __init__(self, ifname: str, block_size: int = 1 << 20, blocks: int = 64, timeout_ms: int = 20,
+                 bpf: list | None = None, promisc: bool = True, fanout: int | None = None):
+        if block_size % mmap.PAGESIZE or block_size < 65536:
+            raise ConfigError(f"ring block size {block_size} must be a multiple of the page size and >= 64 KiB")
+        self.block_size = block_size
+        self.blocks = blocks
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        try:
+            if bpf is not None:
+                self._bpf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *ins) for ins in bpf))
+                prog = struct.pack("HL", len(bpf), ctypes.addressof(self._bpf))
+                self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
+            self.sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+            frame = 2048
+            req = struct.pack("IIIIIII", block_size, blocks, frame, block_size * blocks // frame, timeout_ms, 0, 0)
+            self.sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
+            self.mm = mmap.mmap(self.sock.fileno(), block_size * blocks, mmap.MAP_SHARED,
+                                mmap.PROT_READ | mmap.PROT_WRITE)
+            self.ifindex = socket.if_nametoindex(ifname)
+            if promisc:     # undone by the kernel when the socket closes
+                self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP,
+                                     struct.pack("iHH8s", self.ifindex, PACKET_MR_PROMISC, 0, b""))
+            self.sock.bind((ifname, ETH_P_ALL))
+            if fanout is not None:
+                self.sock.setsockopt(SOL_PACKET, PACKET_FANOUT, (fanout & 0xFFFF) | (PACKET_FANOUT_HASH << 16))
+        except OSError as e:
+            self.sock.close()
+            raise ConfigError(f"cannot open a capture ring on {ifname}: {e}") from e
+        self.poller = select.poll()
+        self.poller.register(self.sock.fileno(), select.POLLIN | select.POLLERR)
+        self.current = 0
+        self.packets = 0
+        self.drops = 0
+
+    def next_block(self, timeout_ms: int):
+        """The offset of the next block the kernel handed over, or None after ``timeout_ms``."""
+        off = self.current * self.block_size
+        status = struct.unpack_from("=I", self.mm, off + 8)[0]
+        if not status & TP_STATUS_USER:
+            self.poller.poll(timeout_ms)      # releases the GIL while the link is idle
+            status = struct.unpack_from("=I", self.mm, off + 8)[0]
+            if not status & TP_STATUS_USER:
+                return None
+        return off
+
+    def release(self, off: int) -> None:
+        self.mm[off + 8:off + 12] = b"\0\0\0\0"          # TP_STATUS_KERNEL
+        self.current = (self.current + 1) % self.blocks
+
+    def stats(self) -> tuple:
+        """(packets, drops) seen by the kernel since the ring opened (tpacket_stats_v3)."""
+        raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12)
+        p, d, _freeze = struct.unpack("III", raw)     # reading resets the kernel's counters
+        self.packets += p
+        self.drops += d
+        return self.packets, self.drops
+
+    def close(self) -> None:
+        try:
+            self.mm.close()
+        except BufferError:
+            pass
+        self.sock.close()

@@ -1,0 +1,151 @@
+"""Live capture in a namespace SPAN lab (root): recordings equal `record` on a witness capture."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+
+import numpy as np
+import pytest
+
+from capture import synth
+from lab import SpanLab, can_run_lab
+
+pytestmark = [pytest.mark.netns, pytest.mark.skipif(not can_run_lab(), reason="needs root, ip and tc")]
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+ENV = dict(os.environ, PYTHONPATH=ROOT)
+PY = sys.executable
+
+
+def cli(*args):
+    return [PY, "-m", "capture.cli", *args]
+
+
+def sidecars(out):
+    return {m["near"]["dn"]: m for m in (json.load(open(p)) for p in glob.glob(out + "/calls/*/*/*/*.json"))}
+
+
+def frames(out, meta):
+    with wave.open(os.path.join(out, meta["wav"])) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)
+
+
+def live_run(tmp_path, spec, workers=1, extra_wait=1.5, during=None):
+    """Replay ``spec`` through the mirror; capture live and with tcpdump; return both output dirs."""
+    cap = str(tmp_path / "traffic.pcap")
+    calls = synth.generate(cap, spec)
+    out, witness = str(tmp_path / "live"), str(tmp_path / "witness.pcap")
+    seconds = spec.calls * spec.spacing_s + spec.duration_s + 4
+    with SpanLab() as lab:
+        wit = lab.popen("app", "tcpdump", "-i", "app0", "-w", witness, "--time-stamp-precision", "nano",
+                        "-B", "65536", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        live = lab.popen("app", *cli("capture", "--iface", "app0", "--out", out, "--workers", str(workers),
+                                     "--seconds", str(seconds)), env=ENV, cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 20
+        while time.time() < deadline and len(glob.glob(out + "/status-*.json")) < workers:
+            time.sleep(0.1)
+        time.sleep(0.3)
+        sender = lab.popen("tx", *cli("replay", cap, "--iface", "tx0"), env=ENV, cwd=ROOT,
+                           stdout=subprocess.PIPE, text=True)
+        if during:
+            during(live, lab)
+        assert json.loads(sender.communicate(timeout=120)[0])["errors"] == 0
+        stdout, stderr = live.communicate(timeout=120)
+        wit.send_signal(signal.SIGINT)
+        wit.wait(10)
+    assert live.returncode == 0, stderr
+    ref = str(tmp_path / "ref")
+    subprocess.run(cli("record", witness, "--out", ref), env=ENV, cwd=ROOT, check=True, capture_output=True)
+    return calls, out, ref, json.loads(stdout)
+
+
+def assert_same(out, ref, n):
+    a, b = sidecars(out), sidecars(ref)
+    assert len(a) == len(b) == n
+    for dn, m in b.items():
+        lm = a[dn]
+        for k in ("id", "started_at", "ended_at", "duration_s", "end_reason", "codec", "near", "far", "primary"):
+            assert lm[k] == m[k], k
+        assert [(s["packets"], s["lost"]) for s in lm["streams"]] == [(s["packets"], s["lost"]) for s in m["streams"]]
+        assert np.array_equal(frames(out, lm), frames(ref, m))
+
+
+def test_live_recordings_equal_a_witness_capture(tmp_path):
+    spec = synth.SynthSpec(calls=4, duration_s=3, loss=0.02, dup=0.02, dtmf="7", seed=21)
+    calls, out, ref, summary = live_run(tmp_path, spec)
+    assert summary["kernel_drops"] == 0 and summary["received"] >= sum(
+        c.packets[r]["sent"] for c in calls for r in ("near", "far"))
+    assert_same(out, ref, 4)
+    for c in calls:                      # and the audio is the audio that was sent
+        m = sidecars(out)[c.near_dn]
+        a = frames(out, m)
+        assert np.array_equal(a[a[:, 0] != 0, 0][:8000], c.near[c.near != 0][:8000])
+
+
+def test_two_workers_record_what_one_records(tmp_path):
+    spec = synth.SynthSpec(calls=6, duration_s=2, seed=22)
+    calls, out, ref, summary = live_run(tmp_path, spec, workers=2)
+    assert summary["workers"] == 2 and summary["kernel_drops"] == 0
+    assert_same(out, ref, 6)
+    status = [json.load(open(p)) for p in sorted(glob.glob(out + "/status-*.json"))]
+    assert [s["worker"] for s in status] == [0, 1]
+    assert all(s["calls_recorded"] > 0 for s in status)       # the calls were shared out
+
+
+def test_sigusr1_prints_counters_and_sigterm_resumes_after_restart(tmp_path):
+    spec = synth.SynthSpec(calls=1, duration_s=6, seed=23)
+    cap = str(tmp_path / "t.pcap")
+    (call,) = synth.generate(cap, spec)
+    out = str(tmp_path / "live")
+    with SpanLab() as lab:
+        def start():
+            p = lab.popen("app", *cli("capture", "--iface", "app0", "--out", out), env=ENV, cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            t = time.time()
+            while time.time() - t < 20 and not os.path.exists(out + "/status-0.json"):
+                time.sleep(0.05)
+            return p
+        first = start()
+        time.sleep(0.3)
+        sender = lab.popen("tx", *cli("replay", cap, "--iface", "tx0"), env=ENV, cwd=ROOT, stdout=subprocess.PIPE)
+        time.sleep(2.5)
+        first.send_signal(signal.SIGUSR1)
+        time.sleep(0.3)
+        first.send_signal(signal.SIGTERM)
+        _, err1 = first.communicate(timeout=30)
+        counters = json.loads(err1.strip().splitlines()[-1])
+        assert counters["received"] > 100 and counters["active_calls"] == 1 and "kernel_drops" in counters
+        (m,) = sidecars(out).values()
+        assert m["state"] == "recording"                       # saved, not ended
+        os.remove(out + "/status-0.json")
+        second = start()
+        sender.wait(60)
+        time.sleep(1.0)
+        second.send_signal(signal.SIGTERM)
+        out2, _ = second.communicate(timeout=30)
+    summary = json.loads(out2)
+    assert summary["calls_resumed"] == 1
+    (m,) = sidecars(out).values()
+    assert m["end_reason"] == "bye" and m["state"] == "complete" and abs(m["duration_s"] - 6.0) < 0.05
+    a = frames(out, m)
+    assert abs(len(a) - call.frames) < 80
+    # the audio before the stop and after the restart is the audio sent, with silence between
+    got = a[:, 0]
+    nz = np.nonzero(got)[0]
+    gap = np.nonzero(np.diff(nz) > 800)[0]
+    assert len(gap) == 1                                        # one hole: the restart
+    before, after = got[nz[0]:nz[gap[0]] + 1], got[nz[gap[0] + 1]:nz[-1] + 1]
+    sent = call.near[call.near != 0]
+    assert len(before) > 8000 and len(after) > 8000
+    head = before[before != 0]
+    assert np.array_equal(head, sent[:len(head)])
+    tail = after[after != 0]
+    assert np.array_equal(tail, sent[len(sent) - len(tail):])
+    from capture.catalog import Catalog
+    cat = Catalog(os.path.join(out, "catalog.sqlite"))
+    assert len(cat.query()) == 1
+    cat.close()
