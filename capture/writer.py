@@ -72,9 +72,14 @@ class QueuedIO:
         with self._lock:
             if droppable and self.depth_bytes + n > self.max_bytes:
                 self.dropped_bytes += n
-                return
-            self.depth_bytes += n
-        self._q.put((op, fd, data, offset, n))
+                drop = True
+            else:
+                self.depth_bytes += n
+                drop = False
+        if drop:   # keep the file as long as the header will say: the hole reads as silence
+            self._q.put(("x", fd, None, offset + n, 0))
+        else:
+            self._q.put((op, fd, data, offset, n))
 
     def pwrite(self, fd, data, offset):
         self._put("w", fd, data, offset, len(data) > 64)
@@ -101,6 +106,9 @@ class QueuedIO:
                     os.close(fd)
                 elif op == "t":
                     os.ftruncate(fd, offset)
+                elif op == "x":
+                    if os.fstat(fd).st_size < offset:
+                        os.ftruncate(fd, offset)
                 elif op == "q":
                     return
             except OSError:

@@ -1,0 +1,48 @@
+import os
+import wave
+
+from capture.writer import QueuedIO, SyncIO, WavWriter
+
+
+def test_wav_header_always_covers_only_written_audio(tmp_path):
+    p = str(tmp_path / "a.wav")
+    w = WavWriter(p, SyncIO())
+    w.append(b"\1\0\2\0" * 8000)
+    w.sync()
+    w.append(b"\3\0\4\0" * 100)                  # appended, header not patched yet
+    with wave.open(p) as f:
+        assert f.getnframes() == 8000
+    w.close()
+    with wave.open(p) as f:
+        assert f.getnframes() == 8100
+
+
+def test_resume_trusts_the_header_not_the_file_length(tmp_path):
+    p = str(tmp_path / "r.wav")
+    w = WavWriter(p)
+    w.append(b"\0" * 400)
+    w.sync()
+    os.pwrite(w.fd, b"junk", 44 + 400)            # bytes the header does not vouch for (a crash)
+    w.io.close(w.fd)
+    r = WavWriter(p, resume=True)
+    assert r.frames == 100 and os.path.getsize(p) == 444
+    r.append(b"\1\0" * 4)
+    r.close()
+    with wave.open(p) as f:
+        assert f.getnframes() == 102
+
+
+def test_queued_writer_drops_and_counts_instead_of_blocking(tmp_path):
+    io = QueuedIO(max_bytes=2 << 20)
+    p = str(tmp_path / "q.wav")
+    w = WavWriter(p, io)
+    chunk = b"\1\0" * (512 << 10)                  # 1 MiB
+    for _ in range(64):                            # far faster than any disk: the queue overflows
+        w.append(chunk)
+    w.close()
+    io.stop()
+    assert io.dropped_bytes > 0 and io.dropped_bytes % len(chunk) == 0
+    assert io.written_bytes >= 44 + len(chunk) and io.depth_bytes == 0
+    with wave.open(p) as f:                         # the header tells the truth; a dropped chunk is a hole
+        assert f.getnframes() == 64 * len(chunk) // 4
+    assert os.path.getsize(p) == 44 + 64 * len(chunk)
