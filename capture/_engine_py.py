@@ -20,8 +20,8 @@ from .frame import flow_key
 DONE, PYTHON, EVENT, TICK = 0, 1, 2, 3
 EVENT_RAW, EVENT_TELEPHONE = 1, 2
 CODEC_NONE, CODEC_ULAW, CODEC_ALAW = 0, 1, 2
-WINDOW = 16384          # samples per call kept in memory (2.048 s), a power of two
-RESYNC = 4000           # re-anchor a stream when RTP time and wall time differ by 0.5 s
+WINDOW = 8192           # samples per call kept in memory (1.024 s, 32 KiB for both channels), a power of two
+RESYNC = 2000           # re-anchor a stream when RTP time and wall time differ by 0.25 s
 SEEN = 128              # sequence numbers remembered per stream for duplicate detection
 RATE = 8000
 

@@ -68,13 +68,15 @@ class Worker:
         packets, drops = self.ring.stats()
         s = self.rec.status()
         s.update({"worker": self.k, "workers": self.n, "received": self.received,
-                  "kernel_packets": packets, "kernel_drops": drops, "time": time.time()})
+                  "kernel_packets": packets, "kernel_drops": drops, "time": time.time(),
+                  "cpu_s": round(time.process_time() - getattr(self, "cpu0", time.process_time()), 3)})
         return s
 
     def run(self, max_seconds: float | None = None) -> dict:
         ring, rec, impl = self.ring, self.rec, self.impl
         end = time.monotonic() + max_seconds if max_seconds else None
         next_status = 0.0
+        self.cpu0 = time.process_time()         # this process, all its threads (the writer too)
         while not self.stop and (end is None or time.monotonic() < end):
             off = ring.next_block(100)
             if off is not None:

@@ -49,8 +49,10 @@ class Options:
     sip_ports: tuple = (5060,)
     rtp_timeout_s: float = 30.0
     keep_pcap: bool = False          # a raw pcap for every call (always for undecoded codecs)
-    tick_s: float = 0.5              # housekeeping period, capture time
-    lag_s: float = 0.5               # audio is written this long after it is due (reordering)
+    tick_s: float = 0.25             # housekeeping period, capture time
+    lag_s: float = 0.25              # audio is written this long after it is due (reordering)
+    # The engine keeps 1.024 s per call (WINDOW); a packet is placed at most 0.25 s ahead of wall
+    # time (RESYNC). tick + lag + RESYNC + a packet must stay below WINDOW.
     sync_s: float = 1.0              # WAV headers cover everything written this often
     durable_s: float = 0.0           # fdatasync recordings this often and at call end (0: never;
                                      # a killed process still leaves valid files, a power loss may not)
@@ -75,6 +77,7 @@ class _Rec:
     dirty: bool = False
     end_frames: int | None = None
     resumed: bool = False
+    decoded: bool = False         # all mapped streams are G.711: no raw pcap will be needed
 
 
 class Recorder:
@@ -232,8 +235,8 @@ class Recorder:
             if rec is not None:
                 if rec.pcap is not None:
                     rec.pcap.write(ts, frame, lt)
-                elif len(rec.sip_frames) < 64:
-                    rec.sip_frames.append((ts, lt, frame))
+                elif len(rec.sip_frames) < 64 and (self.opts.keep_pcap or not rec.decoded):
+                    rec.sip_frames.append((ts, lt, frame))   # for the raw pcap, should one be needed
 
     def _icmp(self, ver, reporter, data, ts):
         err = health.parse(ver, data)
@@ -304,6 +307,10 @@ class Recorder:
                     self._drop_stream(rec, e.role, e.old_key)
                 codec = CODECS.get(e.codec, 0)
                 raw = self.opts.keep_pcap or codec == 0
+                rec.decoded = codec != 0 and all(
+                    d.codec in CODECS for d in e.call.dialogs.values() if d.key is not None)
+                if rec.decoded and not self.opts.keep_pcap:
+                    rec.sip_frames = []
                 self.engine.set_stream(e.key, rec.slot, 0 if e.role == "near" else 1, codec,
                                        e.audio_pt, e.event_pt, raw)
                 rec.keys[e.role] = e.key

@@ -263,6 +263,8 @@ def generate(path: str, spec: SynthSpec) -> list:
 
     calls = []
     total = spec.calls + spec.calls_after_fail
+    if total > 11380:
+        raise ValueError("synth numbers recorder RTP ports 20000 + 4k: at most 11,380 calls")
     for k in range(total):
         after = k >= spec.calls
         start = T0 + int(k * spec.spacing_s * NS)
@@ -281,7 +283,7 @@ def generate(path: str, spec: SynthSpec) -> list:
         host = f"[{cucm}]" if spec.ipv6 else cucm
         phost = f"[{primary}]" if spec.ipv6 else primary
         ipver = "IP6" if spec.ipv6 else "IP4"
-        rtp_ports = {"near": 20000 + 4 * k, "far": 20002 + 4 * k}
+        rtp_ports = {"near": 20000 + 4 * k, "far": 20002 + 4 * k}     # unique on the recorder: < 11,380 calls
         ports = {}
         for r, role in enumerate(("near", "far")):
             t = start + r * 30 * MS
@@ -339,7 +341,7 @@ def generate(path: str, spec: SynthSpec) -> list:
         for r, role in enumerate(("near", "far")):
             if role not in ports:
                 continue
-            sport = 30000 + 2 * r + 4 * k
+            sport = 16384 + 2 * r + 4 * (k % 10000)       # phones differ by address; ports may repeat
             ssrc = rng.getrandbits(32)
             seq0 = rng.getrandbits(16)
             ts0 = rng.getrandbits(32)

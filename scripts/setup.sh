@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Set up shadowrec on a Debian machine: system packages (apt), a virtualenv in .venv, the C kernels built.
-# Used by scripts/demo.sh and scripts/test.sh; safe to run again.
+# Used by scripts/demo.sh and scripts/test.sh; safe to run again. Extra apt packages may be named.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(gcc libpcap-dev)
+pkgs=(gcc libpcap-dev "$@")
 python3 -m venv --help >/dev/null 2>&1 || pkgs+=(python3-venv)
 python3 - <<'PY' || pkgs+=(python3-dev)
 import os, sysconfig, sys

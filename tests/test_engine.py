@@ -74,15 +74,15 @@ def _run_engine(impl, path):
     slot = e.add_call(int(tss[0]))
     for k in range(40):
         e.set_stream(flow_key(bytes([198, 18, 0, 20]), 20000 + 2 * k), slot, k % 2, 1, 0, 101, k % 7 == 3)
-    out, i, pcm, deadline = [], 0, [], int(tss[0]) + NS // 3
+    out, i, pcm, deadline = [], 0, [], int(tss[0]) + NS // 5
     while True:
         st_, i, arg = e.run(buf, offs, lens, tss, lts, i, len(offs), deadline)
         out.append((st_, i, arg))
         if st_ == impl.engine.DONE:
             break
         if st_ == impl.engine.TICK:
-            pcm.append(e.flush(slot, ((int(tss[i]) - int(tss[0])) * 8000) // NS - 4000))
-            deadline = int(tss[i]) + NS // 3
+            pcm.append(e.flush(slot, ((int(tss[i]) - int(tss[0])) * 8000) // NS - 2000))
+            deadline = int(tss[i]) + NS // 5
             continue
         i += 1
     stats = [e.stream_stats(s) for s in sorted(set(e.flows.values()))]

@@ -149,3 +149,30 @@ def test_sigusr1_prints_counters_and_sigterm_resumes_after_restart(tmp_path):
     cat = Catalog(os.path.join(out, "catalog.sqlite"))
     assert len(cat.query()) == 1
     cat.close()
+
+
+def test_interface_is_prepared_and_put_back(tmp_path):
+    helper = os.path.join(os.path.dirname(__file__), "ifstate.py")
+    with SpanLab() as lab:
+        state = lambda *a: json.loads(lab.run("app", PY, helper, "app0", *a).stdout)  # noqa: E731
+        lab.run("app", "ip", "link", "set", "app0", "down")
+        assert state("gro-on") == {"up": False, "promisc": False, "gro": True}
+        p = lab.popen("app", *cli("capture", "--iface", "app0", "--out", str(tmp_path / "o"), "--seconds", "4"),
+                      env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t = time.time()
+        while time.time() - t < 20 and not os.path.exists(tmp_path / "o" / "status-0.json"):
+            time.sleep(0.05)
+        assert state() == {"up": True, "promisc": True, "gro": False}     # while capturing
+        p.communicate(timeout=30)
+        assert p.returncode == 0
+        assert state() == {"up": False, "promisc": False, "gro": True}    # exactly as it was
+
+
+def test_bad_interface_and_filter_are_clear_errors(tmp_path):
+    r = subprocess.run(cli("capture", "--iface", "nosuch0", "--out", str(tmp_path), "--seconds", "1"),
+                       env=ENV, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "no interface named nosuch0" in r.stderr
+    with SpanLab() as lab:
+        r = lab.run("app", *cli("capture", "--iface", "app0", "--out", str(tmp_path), "--filter", "udp port nope",
+                                "--seconds", "1"), env=ENV, cwd=ROOT, check=False)
+    assert r.returncode == 2 and "bad capture filter" in r.stderr

@@ -88,7 +88,7 @@ def test_output_contract(tmp_path):
     assert m["far"]["dn"] == c.far_dn and m["far"]["refci"] == str(int(c.refci) - 1)
     assert m["primary"] == {"address": "198.18.0.20", "port": 5060, "failed_at": None, "evidence": []}
     s = m["streams"][0]
-    assert s["src"] == f"{c.phone}:30000" and s["dst"] == "198.18.0.20:20000" and isinstance(s["ssrc"], int)
+    assert s["src"] == f"{c.phone}:16384" and s["dst"] == "198.18.0.20:20000" and isinstance(s["ssrc"], int)
     assert [(e["digit"], e["role"], e["ended"]) for e in m["events"]] == [("5", "near", True), ("#", "near", True)]
     assert m["events"][0]["duration_ms"] == 100
     assert os.path.exists(os.path.join(out, m["wav"]))

@@ -1,0 +1,136 @@
+"""Live capture benchmark in the namespace SPAN lab (root), beside a C libpcap counter.
+
+    python3 bench/live_bench.py [--calls 2000] [--duration 10]
+
+Builds the lab of tests/lab.py, generates N concurrent synthetic BiB calls, and for each
+path (through the bridge and its tc mirred mirror at ~200k pps; injected straight into the
+capture veth at ~480k pps) and for 1 and 2 capture workers, sends the traffic with a C
+sendmmsg sender (bench/sender.c) while `shadowrec capture` and a plain libpcap counter
+(bench/pcapcount_live.c) listen on the same interface. Prints pps offered and captured,
+kernel drops, capture CPU per packet and calls/core, then the memory per active call from
+an offline run with --mem-calls concurrent calls.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+from capture import synth  # noqa: E402
+from lab import SpanLab  # noqa: E402
+
+ENV = dict(os.environ, PYTHONPATH=ROOT)
+
+
+def one(lab, path, target_pps, workers, traffic, work, seconds):
+    out = os.path.join(work, f"out-{path}-{workers}")
+    shutil.rmtree(out, ignore_errors=True)
+    cap = lab.popen("app", sys.executable, "-m", "capture.cli", "capture", "--iface", "app0", "--out", out,
+                    "--workers", str(workers), "--seconds", str(seconds), "--fsync-interval", "0",
+                    env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t = time.time()
+    while time.time() - t < 30 and len([f for f in os.listdir(out) if f.startswith("status-")]
+                                        if os.path.isdir(out) else []) < workers:
+        time.sleep(0.1)
+    counter = lab.popen("app", os.path.join(work, "pcapcount_live"), "app0", str(seconds - 1.5),
+                        stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    ns, dev = ("tx", "tx0") if path == "mirror" else ("sw", "app1")
+    sent = json.loads(lab.run(ns, os.path.join(work, "sender"), dev, traffic, str(target_pps)).stdout)
+    base = json.loads(counter.communicate(timeout=seconds + 30)[0])
+    o, e = cap.communicate(timeout=seconds + 60)
+    if cap.returncode:
+        raise SystemExit(e)
+    s = json.loads(o)
+    return {"path": path, "workers": workers, "offered_pps": sent["pps"], "sent": sent["sent"],
+            "captured": s["received"], "kernel_drops": s["kernel_drops"], "write_dropped_bytes":
+            s.get("write_dropped_bytes", 0), "calls_recorded": s.get("calls_recorded", 0),
+            "cpu_s": s["cpu_s"], "us_per_packet": round(s["cpu_s"] / max(1, s["received"]) * 1e6, 3),
+            "libpcap_packets": base["packets"], "libpcap_drops": base["ps_drop"],
+            "libpcap_us_per_packet": round(base["cpu_s"] / max(1, base["packets"]) * 1e6, 3)}
+
+
+MEM_CODE = """
+import mmap, sys
+from capture import _impl
+from capture.pipeline import Options, Recorder
+path, out, cut = sys.argv[1], sys.argv[2], int(sys.argv[3])
+r = Recorder(Options(out_dir=out))
+f = open(path, "rb")
+mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+idx = _impl.default().Indexer(mm)
+while True:
+    b = idx.next_batch(65536)
+    if not len(b[0]):
+        break
+    keep = b[2] < cut
+    r.feed(mm, *(x[keep] for x in b))
+anon = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("RssAnon")][0]
+print(anon * 1024, len(r.active))
+"""
+
+
+def memory_per_call(work, calls):
+    """Anonymous memory (not the mapped capture) with every call open, minus a 10-call baseline."""
+    res = []
+    for n in (10, calls):
+        f = os.path.join(work, f"mem-{n}.pcap")
+        synth.generate(f, synth.SynthSpec(calls=n, duration_s=4, spacing_s=1.0 / n, keep_audio=False))
+        out = os.path.join(work, "mem-out")
+        shutil.rmtree(out, ignore_errors=True)
+        cut = synth.T0 + int(3.5e9)         # all calls started, none ended yet
+        r = subprocess.run([sys.executable, "-c", MEM_CODE, f, out, str(cut)], env=ENV, cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+        res.append((int(r[0]), int(r[1])))
+    (a0, c0), (a1, c1) = res
+    return (a1 - a0) / (c1 - c0)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--mem-calls", type=int, default=10000)
+    ap.add_argument("--dir", default="/dev/shm/shadowrec-live-bench")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    if os.geteuid():
+        sys.exit("run as root (network namespaces)")
+    work = args.dir
+    os.makedirs(work, exist_ok=True)
+    for src, dst in (("sender.c", "sender"), ("pcapcount_live.c", "pcapcount_live")):
+        subprocess.run(["gcc", "-O2", "-o", os.path.join(work, dst), os.path.join(HERE, src), "-lpcap"], check=True)
+    traffic = os.path.join(work, "traffic.pcap")
+    calls = synth.generate(traffic, synth.SynthSpec(calls=args.calls, duration_s=args.duration, spacing_s=0.0005,
+                                                    keep_audio=False, seed=9))
+    print(f"traffic: {len(calls)} concurrent BiB calls x {args.duration:g} s", flush=True)
+    rows = []
+    with SpanLab() as lab:
+        for path, pps in (("mirror", 200000), ("direct", 480000)):
+            for workers in (1, 2):
+                seconds = args.calls * 100 * args.duration / pps + 8
+                r = one(lab, path, pps, workers, traffic, work, seconds)
+                rows.append(r)
+                print(f"{path:6s} workers={workers} offered {r['offered_pps']:>9,.0f} pps  captured {r['captured']:>9,} "
+                      f"of {r['sent']:,}  kernel drops {r['kernel_drops']:>7,}  cpu {r['us_per_packet']:.3f} us/pkt "
+                      f"({1e6 / max(r['us_per_packet'], 1e-9) / 100:>7,.0f} calls/core)  calls {r['calls_recorded']}  | "
+                      f"libpcap counter: {r['libpcap_packets']:,} pkts, {r['libpcap_drops']:,} drops, "
+                      f"{r['libpcap_us_per_packet']:.3f} us/pkt", flush=True)
+    mem = memory_per_call(work, args.mem_calls)
+    print(f"memory per active call ({args.mem_calls} concurrent, offline record): {mem / 1024:.1f} KiB")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows, "memory_per_call_bytes": mem}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
