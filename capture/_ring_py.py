@@ -23,6 +23,8 @@ def index_block(ring, block_off: int, block_size: int):
     _v, _p, _st, num, first, blen, _seq = _BLK.unpack_from(ring, block_off)
     if blen > block_size:
         raise Truncated(f"block length {blen} exceeds the block size {block_size}")
+    if num > max(0, blen - 48) // 32:
+        raise Truncated(f"block claims {num} packets, more than {blen} bytes can hold")
     offs, lens, tss = [], [], []
     pos = first
     for _ in range(num):

@@ -26,6 +26,8 @@ def index_block(ring, Py_ssize_t block_off, Py_ssize_t block_size):
     cdef uint32_t num = rd32(b + 12), first = rd32(b + 16), blen = rd32(b + 20)
     if blen > block_size:
         raise Truncated(f"block length {blen} exceeds the block size {block_size}")
+    if num > (blen - 48) // 32 if blen > 48 else num > 0:
+        raise Truncated(f"block claims {num} packets, more than {blen} bytes can hold")
     offs = np.empty(num, dtype=np.int64)
     lens = np.empty(num, dtype=np.int32)
     tss = np.empty(num, dtype=np.int64)
