@@ -19,13 +19,11 @@ PACKET_ADD_MEMBERSHIP = 1
 PACKET_RX_RING = 5
 PACKET_STATISTICS = 6
 PACKET_VERSION = 10
-PACKET_FANOUT = 18
 PACKET_MR_PROMISC = 1
 TPACKET_V3 = 2
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
 TP_STATUS_USER = 1
-PACKET_FANOUT_HASH = 0
 
 
 def compile_bpf(expr: str, snaplen: int = 262144) -> list:
@@ -41,7 +39,7 @@ class Ring:
     """Receive ring on ``ifname``: ``block_size`` × ``blocks`` bytes (32 MiB or more for bursts)."""
 
     def __init__(self, ifname: str, block_size: int = 1 << 20, blocks: int = 64, timeout_ms: int = 20,
-                 bpf: list | None = None, promisc: bool = True, fanout: int | None = None):
+                 bpf: list | None = None, promisc: bool = True):
         if block_size % mmap.PAGESIZE or block_size < 65536:
             raise ConfigError(f"ring block size {block_size} must be a multiple of the page size and >= 64 KiB")
         self.block_size = block_size
@@ -63,8 +61,6 @@ class Ring:
                 self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP,
                                      struct.pack("iHH8s", self.ifindex, PACKET_MR_PROMISC, 0, b""))
             self.sock.bind((ifname, ETH_P_ALL))
-            if fanout is not None:
-                self.sock.setsockopt(SOL_PACKET, PACKET_FANOUT, (fanout & 0xFFFF) | (PACKET_FANOUT_HASH << 16))
         except OSError as e:
             self.sock.close()
             raise ConfigError(f"cannot open a capture ring on {ifname}: {e}") from e
