@@ -62,6 +62,40 @@ def _replay(args) -> int:
     return 0
 
 
+def _vrrp(args) -> int:
+    import signal
+    import threading
+
+    from appliance.vrrp.scheduler import VrrpRunner
+    from appliance.vrrp.state import Event, VrrpConfig
+
+    from .errors import ConfigError
+
+    cfg = VrrpConfig(vrid=args.vrid, priority=args.priority, takeover_priority=args.takeover_priority,
+                     advert_int_cs=round(args.advert_int * 100), preempt=not args.no_preempt)
+    try:
+        runner = VrrpRunner(cfg, args.iface, args.vip)
+    except (ConfigError, OSError) as e:
+        print(f"shadowrec: {e}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: runner.post(Event.SHUTDOWN))
+    signal.signal(signal.SIGINT, lambda *_: runner.post(Event.SHUTDOWN))
+    signal.signal(signal.SIGUSR1, lambda *_: print(json.dumps(runner.status()), file=sys.stderr, flush=True))
+    # operator or test hooks for the health verdict: SIGUSR2 = primary dead, SIGHUP = primary alive
+    signal.signal(signal.SIGUSR2, lambda *_: runner.post(Event.PRIMARY_DEAD))
+    signal.signal(signal.SIGHUP, lambda *_: runner.post(Event.PRIMARY_ALIVE))
+    if args.status_file:
+        def dump():
+            from .writer import write_json_atomic
+            while not runner.stop:
+                write_json_atomic(args.status_file, runner.status())
+                time.sleep(0.2)
+        threading.Thread(target=dump, daemon=True).start()
+    runner.run()
+    print(json.dumps(runner.status()))
+    return 0
+
+
 def _calls(args) -> int:
     from .catalog import Catalog
 
@@ -174,6 +208,18 @@ def main(argv=None) -> int:
     rp.add_argument("--speed", type=float, default=1.0, help="pace multiplier (default 1.0: real time)")
     rp.add_argument("--topspeed", action="store_true", help="send as fast as possible")
     rp.set_defaults(func=_replay)
+
+    v = sub.add_parser("vrrp", help="be the VRRPv3 backup of the primary recorder's virtual IP (root)")
+    v.add_argument("--iface", required=True, help="interface that shares the VIP's subnet with the primary")
+    v.add_argument("--vrid", type=int, required=True, help="virtual router id (the primary's keepalived's)")
+    v.add_argument("--vip", action="append", required=True, help="virtual address with prefix, e.g. 198.18.0.20/24")
+    v.add_argument("--priority", type=int, default=50, help="normal priority, below the primary's (default 50)")
+    v.add_argument("--takeover-priority", type=int, default=254,
+                   help="priority advertised while the primary's recorder is dead (default 254)")
+    v.add_argument("--advert-int", type=float, default=1.0, help="advertisement interval in seconds (default 1)")
+    v.add_argument("--no-preempt", action="store_true")
+    v.add_argument("--status-file", help="write the instance's status here five times a second")
+    v.set_defaults(func=_vrrp)
 
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

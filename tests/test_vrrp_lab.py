@@ -1,0 +1,100 @@
+"""shadowrec's VRRP against a real keepalived primary, in namespaces (root)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lab import can_run_lab
+from vrrp_lab import VIP, VipLab, wait
+
+pytestmark = [pytest.mark.netns, pytest.mark.skipif(not can_run_lab() or not os.path.exists("/usr/sbin/keepalived"),
+                                                    reason="needs root and keepalived")]
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+ENV = dict(os.environ, PYTHONPATH=ROOT)
+
+
+def start_shadowrec(lab, tmp_path, *extra):
+    status = str(tmp_path / "vrrp.json")
+    p = lab.popen("app", sys.executable, "-m", "capture.cli", "vrrp", "--iface", "eth0", "--vrid", "20", "--vip",
+                  f"{VIP}/24", "--status-file", status, *extra, env=ENV, cwd=ROOT,
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait(lambda: os.path.exists(status) and json.load(open(status))["adverts_received"] > 0, 10)
+    return p, status
+
+
+def arp_entry(lab):
+    lab.run("cli", sys.executable, "-c", f"import socket; socket.socket(2,2).sendto(b'x', ('{VIP}', 9))")
+    time.sleep(0.2)
+    out = lab.run("cli", "ip", "neigh", "show", VIP).stdout.split()
+    return out[out.index("lladdr") + 1] if "lladdr" in out else None
+
+
+def stop(p):
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=10)
+    assert p.returncode == 0, err
+    return json.loads(out)
+
+
+def test_backup_takes_over_a_crashed_master_announces_it_and_hands_back(tmp_path):
+    with VipLab(tmp_path) as lab:
+        assert lab.start_keepalived(priority=100, advert_int=1)
+        p, status = start_shadowrec(lab, tmp_path)
+        time.sleep(1.5)
+        s = json.load(open(status))
+        assert s["state"] == "Backup" and s["master_ip"] == "198.18.0.2" and s["bad_adverts"] == 0
+        assert lab.has_vip("pri") and not lab.has_vip("app")
+        assert arp_entry(lab) == lab.mac("pri")
+        t0 = time.monotonic()
+        lab.kill_keepalived()
+        assert wait(lambda: lab.has_vip("app"), 6)
+        took = time.monotonic() - t0
+        assert took <= 3.0 + (256 - 50) / 256 + 0.2           # 3 x advert_int + skew, at most
+        time.sleep(0.1)
+        assert lab.mac("app") in lab.run("cli", "ip", "neigh", "show", VIP).stdout   # gratuitous ARP moved it
+        assert lab.has_vip("pri")                       # the crashed host left its stale VIP behind
+        lab.run("pri", "ip", "addr", "del", f"{VIP}/24", "dev", "eth0")   # its restart clears it
+        t0 = time.monotonic()
+        lab.start_keepalived(priority=100, advert_int=1)
+        assert wait(lambda: not lab.has_vip("app"), 8)   # preempted: failback
+        assert lab.has_vip("pri") and not lab.has_vip("app")
+        time.sleep(1.5)
+        assert lab.has_vip("pri") and not lab.has_vip("app")   # and it stays single
+        final = stop(p)
+    assert final["claims"] == 1 and final["releases"] == 1 and final["state"] == "Initialize"
+
+
+def test_keepalived_steps_down_for_the_takeover_priority_and_takes_back(tmp_path):
+    """The policy for a dead recorder on a live host: shadowrec outranks the primary, then hands back."""
+    with VipLab(tmp_path) as lab:
+        assert lab.start_keepalived(priority=100, advert_int=1)
+        p, status = start_shadowrec(lab, tmp_path)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGUSR2)                  # health verdict: primary dead
+        assert wait(lambda: lab.has_vip("app") and not lab.has_vip("pri"), 3)
+        assert time.monotonic() - t0 < 1.0             # keepalived steps down within milliseconds
+        time.sleep(2.5)
+        assert lab.has_vip("app") and not lab.has_vip("pri")          # it stays down while outranked
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGHUP)                   # primary alive again: priority 0, hand back
+        assert wait(lambda: lab.has_vip("pri") and not lab.has_vip("app"), 4)
+        assert time.monotonic() - t0 < 1.5             # the primary's Skew_Time
+        s = json.load(open(status))
+        assert s["state"] == "Backup" and s["priority"] == 50
+        stop(p)
+
+
+def test_fast_adverts_take_over_in_a_third_of_a_second(tmp_path):
+    with VipLab(tmp_path) as lab:
+        assert lab.start_keepalived(priority=100, advert_int=0.1)
+        p, _ = start_shadowrec(lab, tmp_path, "--advert-int", "0.1")
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        lab.kill_keepalived()
+        assert wait(lambda: lab.has_vip("app"), 3, step=0.005)
+        assert time.monotonic() - t0 < 0.3 + 0.1 + 0.1
+        stop(p)
