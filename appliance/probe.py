@@ -73,8 +73,10 @@ class Prober:
     """OPTIONS to ``primary`` (its own address, not the VIP) every ``interval`` seconds."""
 
     def __init__(self, primary: str, on_verdict, interval: float = 0.2, port: int = 5060, local: str = "",
-                 policy: HealthPolicy | None = None):
+                 policy: HealthPolicy | None = None, ifname: str | None = None):
         self.primary, self.port, self.interval = primary, port, interval
+        self.ifname = ifname
+        self.flushed_at = 0.0
         self.policy = policy or HealthPolicy()
         self.on_verdict = on_verdict
         self.stop = False
@@ -99,10 +101,28 @@ class Prober:
             log.warning("primary %s: %s (%s)", self.primary, v.value, self.policy.history[-1][2])
             self.on_verdict(v)
 
+    def _forget_neighbour(self, now: float):
+        """While the primary is dead, drop its ARP entry once a second: a host that comes back
+        (a reboot, a replaced box) may have a new MAC, and the next probe must ask afresh
+        instead of waiting out the kernel's stale entry (about 8 s)."""
+        if self.ifname is None or now - self.flushed_at < 1.0:
+            return
+        self.flushed_at = now
+        try:
+            from pyroute2 import IPRoute
+            with IPRoute() as ipr:
+                idx = ipr.link_lookup(ifname=self.ifname)
+                if idx:
+                    ipr.neigh("del", dst=self.primary, ifindex=idx[0])
+        except Exception:          # no entry to delete: nothing to do
+            pass
+
     def run(self):
         nxt = time.monotonic()
         while not self.stop:
             now = time.monotonic()
+            if self.policy.verdict is Verdict.DEAD:
+                self._forget_neighbour(now)
             if now >= nxt:
                 self.seq += 1
                 pid = f"{self.tag}-{self.seq}"

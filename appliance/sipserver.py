@@ -61,11 +61,14 @@ class Uas:
     def __post_init__(self):
         self._ports = itertools.cycle(range(self.port_range[0], self.port_range[1], 2))
         self.in_use: set = set()
+        # ports the wire shows in use on this address (calls the primary answered, still running):
+        # an offer must never send a second phone to a port another phone is streaming to
+        self.busy = lambda port: False
 
     def _port(self) -> int:
         for _ in range((self.port_range[1] - self.port_range[0]) // 2 + 1):
             p = next(self._ports)
-            if p not in self.in_use:
+            if p not in self.in_use and not self.busy(p) and not self.busy(p + 1):
                 self.in_use.add(p)
                 return p
         raise RuntimeError("no free RTP port")
@@ -171,7 +174,7 @@ class Uas:
 class SipServer:
     """Runs a ``Uas`` on UDP and TCP port 5060 of ``address`` in a thread."""
 
-    def __init__(self, address: str, port: int = 5060, clock=time.monotonic):
+    def __init__(self, address: str, port: int = 5060, clock=time.monotonic, bind: str | None = None):
         self.uas = Uas(address)
         self.clock = clock
         self.stop = False
@@ -180,7 +183,7 @@ class SipServer:
         for s in (self.udp, self.tcp):
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
-            s.bind((address, port))
+            s.bind((bind or address, port))
         self.tcp.listen(64)
         self.conns: dict = {}          # socket -> (peer, bytearray)
         self.rtp: dict = {}            # port -> socket

@@ -96,6 +96,57 @@ def _vrrp(args) -> int:
     return 0
 
 
+def _run(args) -> int:
+    from appliance.takeover import Standby
+    from appliance.vrrp.state import VrrpConfig
+
+    from .errors import ConfigError
+    from .pipeline import Options
+
+    opts = Options(out_dir=args.out, sip_ports=tuple(args.sip_port or (5060,)), rtp_timeout_s=args.rtp_timeout,
+                   durable_s=args.fsync_interval, state_file=os.path.join(args.out, "state-0.json"))
+    os.makedirs(args.out, exist_ok=True)
+    cfg = VrrpConfig(vrid=args.vrid, priority=args.priority, takeover_priority=args.takeover_priority,
+                     advert_int_cs=round(args.advert_int * 100), preempt=not args.no_preempt)
+    try:
+        from .iface import SpanInterface
+        with SpanInterface(args.span):
+            standby = Standby(args.span, args.service, opts, cfg, args.vip, args.primary,
+                              probe_interval=args.probe_interval)
+            summary = standby.run(args.seconds)
+    except ConfigError as e:
+        print(f"shadowrec: {e}", file=sys.stderr)
+        return 2
+    json.dump(summary, sys.stdout, indent=2, sort_keys=True, default=str)
+    print()
+    return 0
+
+
+def _lab(args) -> int:
+    from appliance.lab import run_lab
+
+    report = run_lab(args.kill, args.work, args.calls_before, args.calls_after, advert=args.advert_int,
+                     probe=args.probe_interval)
+    json.dump(report, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+def _lab_cucm(args) -> int:
+    from appliance.labsim import Cucm
+
+    plan = [tuple(float(x) for x in item.split(":")) for item in args.plan.split(";")]
+    Cucm(args.ip, args.vip, args.phones.split(","), plan, args.manifest).run()
+    return 0
+
+
+def _lab_recorder(args) -> int:
+    from appliance.labsim import run_recorder
+
+    run_recorder(args.address)
+    return 0
+
+
 def _calls(args) -> int:
     from .catalog import Catalog
 
@@ -220,6 +271,46 @@ def main(argv=None) -> int:
     v.add_argument("--no-preempt", action="store_true")
     v.add_argument("--status-file", help="write the instance's status here five times a second")
     v.set_defaults(func=_vrrp)
+
+    r2 = sub.add_parser("run", help="the standby: record from SPAN, take over the VIP and answer calls when the "
+                                    "primary dies (root)")
+    r2.add_argument("--span", required=True, help="the SPAN (mirror) interface")
+    r2.add_argument("--service", required=True, help="the interface on the VIP's LAN (VRRP, SIP, RTP)")
+    r2.add_argument("--vrid", type=int, required=True)
+    r2.add_argument("--vip", action="append", required=True, help="virtual address with prefix")
+    r2.add_argument("--primary", required=True, help="the primary recorder host's own address (health probes)")
+    r2.add_argument("--out", required=True)
+    r2.add_argument("--priority", type=int, default=50)
+    r2.add_argument("--takeover-priority", type=int, default=254)
+    r2.add_argument("--advert-int", type=float, default=1.0)
+    r2.add_argument("--no-preempt", action="store_true")
+    r2.add_argument("--probe-interval", type=float, default=0.2, help="seconds between OPTIONS probes")
+    r2.add_argument("--sip-port", type=int, action="append")
+    r2.add_argument("--rtp-timeout", type=float, default=30.0)
+    r2.add_argument("--fsync-interval", type=float, default=5.0)
+    r2.add_argument("--seconds", type=float)
+    r2.set_defaults(func=_run)
+
+    lb = sub.add_parser("lab", help="a whole site in namespaces; kill the primary mid-call and report (root)")
+    lb.add_argument("--kill", choices=["crash", "host", "net"], default="crash",
+                    help="crash: recorder process; host: all its processes and links; net: its switch port")
+    lb.add_argument("--calls-before", type=int, default=4)
+    lb.add_argument("--calls-after", type=int, default=3)
+    lb.add_argument("--advert-int", type=float, default=1.0, help="VRRP advertisement interval (keepalived too)")
+    lb.add_argument("--probe-interval", type=float, default=0.2, help="shadowrec's health probes (default 0.2 s)")
+    lb.add_argument("--work", help="where recordings and logs go (default /tmp/shadowrec-lab-MODE)")
+    lb.set_defaults(func=_lab)
+
+    lc = sub.add_parser("lab-cucm", help=argparse.SUPPRESS)
+    lc.add_argument("--ip", required=True)
+    lc.add_argument("--vip", required=True)
+    lc.add_argument("--phones", required=True)
+    lc.add_argument("--plan", required=True)
+    lc.add_argument("--manifest", required=True)
+    lc.set_defaults(func=_lab_cucm)
+    lr = sub.add_parser("lab-recorder", help=argparse.SUPPRESS)
+    lr.add_argument("--address", required=True)
+    lr.set_defaults(func=_lab_recorder)
 
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -49,36 +49,72 @@ def worker_filter(k: int, n: int, sip_ports=(5060,), extra: str | None = None) -
 
 
 class Worker:
-    def __init__(self, iface: str, opts: Options, k: int = 0, n: int = 1, ring_mb: int = 64,
-                 block_kb: int = 1024, bpf: str | None = None, queue_mb: int = 64):
+    """One capture process: a ring per interface (the SPAN port, and the VIP's interface when
+    shadowrec answers calls itself), one recorder."""
+
+    def __init__(self, iface, opts: Options, k: int = 0, n: int = 1, ring_mb: int = 64,
+                 block_kb: int = 1024, bpf: str | None = None, queue_mb: int = 64, answered=None):
         from .ring import Ring, compile_bpf
         self.k, self.n = k, n
         self.opts = opts
         self.impl = _impl.default()
         block = block_kb * 1024
-        self.ring = Ring(iface, block, max(2, ring_mb * 1024 * 1024 // block),
-                         bpf=compile_bpf(worker_filter(k, n, opts.sip_ports, bpf)))
+        prog = compile_bpf(worker_filter(k, n, opts.sip_ports, bpf))
+        ifaces = [iface] if isinstance(iface, str) else list(iface)
+        self.rings = []
+        try:
+            for name in ifaces:
+                self.rings.append(Ring(name, block, max(2, ring_mb * 1024 * 1024 // block), bpf=prog))
+        except Exception:
+            for r in self.rings:
+                r.close()
+            raise
+        self.ring = self.rings[0]
         self.io = QueuedIO(queue_mb << 20)
         self.rec = Recorder(opts, self.impl, self.io)
+        self.rec.answered_here = answered if answered is not None else set()
         self.stop = False
         self.received = 0
         self.status_path = os.path.join(opts.out_dir, f"status-{k}.json")
 
     def counters(self) -> dict:
-        packets, drops = self.ring.stats()
+        packets = drops = 0
+        for r in self.rings:
+            p, d = r.stats()
+            packets, drops = packets + p, drops + d
         s = self.rec.status()
         s.update({"worker": self.k, "workers": self.n, "received": self.received,
                   "kernel_packets": packets, "kernel_drops": drops, "time": time.time(),
                   "cpu_s": round(time.process_time() - getattr(self, "cpu0", time.process_time()), 3)})
         return s
 
+    def _next(self):
+        """The next ring block of any interface, waiting up to 100 ms when all are idle."""
+        for ring in self.rings:
+            off = ring.next_block(0) if len(self.rings) > 1 else None
+            if off is not None:
+                return ring, off
+        if len(self.rings) == 1:
+            off = self.ring.next_block(100)
+            return (self.ring, off) if off is not None else (None, None)
+        import select
+        p = select.poll()
+        for ring in self.rings:
+            p.register(ring.sock.fileno(), select.POLLIN | select.POLLERR)
+        p.poll(100)
+        for ring in self.rings:
+            off = ring.next_block(0)
+            if off is not None:
+                return ring, off
+        return None, None
+
     def run(self, max_seconds: float | None = None) -> dict:
-        ring, rec, impl = self.ring, self.rec, self.impl
+        rec, impl = self.rec, self.impl
         end = time.monotonic() + max_seconds if max_seconds else None
         next_status = 0.0
         self.cpu0 = time.process_time()         # this process, all its threads (the writer too)
         while not self.stop and (end is None or time.monotonic() < end):
-            off = ring.next_block(100)
+            ring, off = self._next()
             if off is not None:
                 batch = impl.index_block(ring.mm, off, ring.block_size)
                 if len(batch[0]):
@@ -97,7 +133,8 @@ class Worker:
         final = self.counters()
         final.update(rec.finish("shutdown"))
         write_json_atomic(self.status_path, final)
-        self.ring.close()
+        for r in self.rings:
+            r.close()
         return final
 
 

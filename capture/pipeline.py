@@ -104,6 +104,7 @@ class Recorder:
         self.next_durable = 0
         self.lag = int(opts.lag_s * RATE)
         self.dirs: set = set()
+        self.answered_here: set = set()      # SIP Call-IDs that shadowrec's own UAS answered
         if opts.state_file and os.path.exists(opts.state_file):
             self._restore(opts.state_file)
 
@@ -419,6 +420,8 @@ class Recorder:
             "events": sorted(rec.events.values(), key=lambda x: x["at"]),
             "wav": rec.wav_rel, "pcap": rec.pcap_rel, "previous": c.previous,
             "transport": c.transport, "sample_rate": RATE, "channels": ["near", "far"],
+            "answered_by": "shadowrec" if any(d.call_id in self.answered_here for d in c.dialogs.values())
+            else "primary",
             "sip_call_ids": {r: d.call_id for r, d in c.dialogs.items()},
             "frames": rec.end_frames if rec.end_frames is not None else (rec.wav.frames if rec.wav else 0),
         }

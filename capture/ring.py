@@ -75,6 +75,8 @@ class Ring:
         off = self.current * self.block_size
         status = struct.unpack_from("=I", self.mm, off + 8)[0]
         if not status & TP_STATUS_USER:
+            if not timeout_ms:
+                return None
             self.poller.poll(timeout_ms)      # releases the GIL while the link is idle
             status = struct.unpack_from("=I", self.mm, off + 8)[0]
             if not status & TP_STATUS_USER:

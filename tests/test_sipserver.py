@@ -59,3 +59,10 @@ def test_bye_cancel_options_and_unknown():
     sub = bye.replace(b"BYE sip:", b"SUBSCRIBE sip:").replace(b"102 BYE", b"5 SUBSCRIBE")
     assert sip.parse(u.on_message(sub, CUCM, 2.0)[0][1]).status == 501
     assert u.on_message(b"garbage", CUCM, 3.0) == [] and u.counters["bad_messages"] == 1
+
+
+def test_ports_in_use_on_the_wire_are_never_offered():
+    u = Uas("198.18.0.20")
+    u.busy = lambda p: p in (40000, 40002, 40005)        # two calls of the primary's still streaming
+    ok = sip.parse(u.on_message(invite(), CUCM, 0.0)[1][1])
+    assert sdp.parse(ok.body).audio().port == 40006       # 40004 is out too: its RTCP port is busy
