@@ -66,3 +66,42 @@ def test_ports_in_use_on_the_wire_are_never_offered():
     u.busy = lambda p: p in (40000, 40002, 40005)        # two calls of the primary's still streaming
     ok = sip.parse(u.on_message(invite(), CUCM, 0.0)[1][1])
     assert sdp.parse(ok.body).audio().port == 40006       # 40004 is out too: its RTCP port is busy
+
+
+def test_server_over_udp_and_tcp_on_real_sockets():
+    """SipServer on loopback: a UDP INVITE, and two messages in one TCP segment plus one split in two."""
+    import socket
+    import time
+
+    from appliance.sipserver import SipServer
+    srv = SipServer("127.0.0.1", port=0 or 15060).start()
+    try:
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.settimeout(2)
+        u.sendto(invite(), ("127.0.0.1", 15060))
+        got = [sip.parse(u.recv(65535)).status for _ in range(2)]
+        assert got == [100, 200]
+        t = socket.create_connection(("127.0.0.1", 15060), timeout=2)
+        opts = (b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bKa\r\nFrom: <sip:a@b>;tag=1\r\n"
+                b"To: <sip:x@y>\r\nCall-ID: tcp1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+        inv = invite().replace(b"abbb8e00-4291f775-204c", b"tcp-call") + b"\r\n"   # the sample lacks the blank line
+        t.sendall(opts + inv[:100])
+        time.sleep(0.1)
+        t.sendall(inv[100:])
+        buf = b""
+        deadline = time.time() + 2
+        while buf.count(b"SIP/2.0 ") < 3 and time.time() < deadline:
+            buf += t.recv(65535)
+        codes = []
+        while buf:
+            n = sip.frame_length(buf)
+            codes.append(sip.parse(buf[:n]).status)
+            buf = buf[n:]
+        assert codes == [200, 100, 200]
+        deadline = time.time() + 2
+        while len(srv.rtp) < 2 and time.time() < deadline:          # opened right after the answer
+            time.sleep(0.01)
+        assert len(srv.uas.answered) == 2 and len(srv.rtp) == 2      # an RTP socket held per call
+        t.close()
+    finally:
+        srv.close()

@@ -98,3 +98,33 @@ def test_fast_adverts_take_over_in_a_third_of_a_second(tmp_path):
         assert wait(lambda: lab.has_vip("app"), 3, step=0.005)
         assert time.monotonic() - t0 < 0.3 + 0.1 + 0.1
         stop(p)
+
+
+def test_ipv6_vip_is_claimed_and_announced_with_an_unsolicited_na(tmp_path):
+    import dpkt
+
+    with VipLab(tmp_path) as lab:
+        for role, host in (("app", "2001:db8::3"), ("cli", "2001:db8::9")):
+            lab.run(role, "ip", "-6", "addr", "add", f"{host}/64", "dev", "eth0", "nodad")
+        lab.run("cli", "ip", "-6", "neigh", "add", "2001:db8::20", "lladdr", "02:00:00:00:00:99", "dev", "eth0",
+                "nud", "stale")
+        code = (f"import sys; sys.path.insert(0, {ROOT!r}); from appliance.vrrp.vip import VipManager; "
+                "from appliance.vrrp.arp import announce;"
+                "v=VipManager('eth0', ['198.18.0.20/24', '2001:db8::20/64']); print(v.claim());"
+                "print(announce('eth0', [str(x) for x in v.vips], repeat=2))")
+        r = lab.run("app", sys.executable, "-c", code)
+        assert "2001:db8::20/64" in r.stdout and r.stdout.split()[-1] == "4"
+        time.sleep(0.2)
+        neigh = lab.run("cli", "ip", "-6", "neigh", "show", "2001:db8::20").stdout
+        assert lab.mac("app") in neigh                  # the override flag replaced the stale entry
+        frame = lab.run("app", sys.executable, "-c", f"import sys; sys.path.insert(0, {ROOT!r}); "
+                        "from appliance.vrrp.arp import unsolicited_na; "
+                        "print(unsolicited_na('eth0', '2001:db8::20').hex())").stdout.strip()
+    eth = dpkt.ethernet.Ethernet(bytes.fromhex(frame))
+    icmp = eth.data.data
+    assert eth.dst == b"\x33\x33\x00\x00\x00\x01" and eth.data.hlim == 255 and icmp.type == 136
+    raw = bytes(eth.data)
+    import struct
+    pseudo = raw[8:40] + struct.pack("!IxxxB", len(raw) - 40, 58)
+    from appliance.vrrp.arp import _csum
+    assert _csum(pseudo + raw[40:]) == 0                    # a valid ICMPv6 checksum
