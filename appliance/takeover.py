@@ -47,6 +47,8 @@ class Standby:
         vip_packed = ipaddress.ip_address(vip_ip).packed
         media = self.worker.rec.table.media      # read from the SIP thread: membership tests only
         self.sip.uas.busy = lambda port: flow_key(vip_packed, port) in media
+        self.worker.extra_status = lambda: {"vrrp": self.vrrp.status(), "health": self.prober.policy.verdict.value,
+                                            "sip": dict(self.sip.uas.counters)}
         self.prober = Prober(primary, self._verdict, interval=probe_interval, local=vrrp.local_ip, ifname=service)
         self.vrrp_thread = threading.Thread(target=self.vrrp.run, name="shadowrec-vrrp", daemon=True)
 

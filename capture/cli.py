@@ -147,6 +147,19 @@ def _lab_recorder(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from appliance.config import load
+    from appliance.service import serve
+
+    from .errors import ConfigError
+    try:
+        settings = load(args.config)
+    except ConfigError as e:
+        print(f"shadowrec: {e}", file=sys.stderr)
+        return 2
+    return serve(settings)
+
+
 def _calls(args) -> int:
     from .catalog import Catalog
 
@@ -311,6 +324,12 @@ def main(argv=None) -> int:
     lr = sub.add_parser("lab-recorder", help=argparse.SUPPRESS)
     lr.add_argument("--address", required=True)
     lr.set_defaults(func=_lab_recorder)
+
+    sv = sub.add_parser("serve", help="run the appliance (capture or standby, and the status API) as a service")
+    sv.add_argument("--config", default=None,
+                    help="TOML settings (default $SHADOWREC_CONFIG or /etc/shadowrec/shadowrec.toml); "
+                         "SHADOWREC_<SECTION>__<KEY> variables override it")
+    sv.set_defaults(func=_serve)
 
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

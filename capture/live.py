@@ -73,6 +73,7 @@ class Worker:
         self.io = QueuedIO(queue_mb << 20)
         self.rec = Recorder(opts, self.impl, self.io)
         self.rec.answered_here = answered if answered is not None else set()
+        self.extra_status = None              # e.g. the standby's VRRP/health state, merged into status
         self.stop = False
         self.received = 0
         self.status_path = os.path.join(opts.out_dir, f"status-{k}.json")
@@ -86,6 +87,8 @@ class Worker:
         s.update({"worker": self.k, "workers": self.n, "received": self.received,
                   "kernel_packets": packets, "kernel_drops": drops, "time": time.time(),
                   "cpu_s": round(time.process_time() - getattr(self, "cpu0", time.process_time()), 3)})
+        if self.extra_status is not None:
+            s["standby"] = self.extra_status()
         return s
 
     def _next(self):

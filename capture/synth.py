@@ -59,6 +59,7 @@ class SynthSpec:
     seed: int = 1
     keep_audio: bool = True
     pcapng: bool = False
+    start_offset_s: float = 0.0        # shift the whole capture in time (distinct ids across captures)
 
 
 @dataclass
@@ -197,6 +198,7 @@ class _Writer:
 
 def generate(path: str, spec: SynthSpec) -> list:
     """Write the capture to ``path``; return the calls with their expected audio."""
+    T0 = globals()["T0"] + int(spec.start_offset_s * NS)   # noqa: N806  (the capture's epoch)
     rng = random.Random(spec.seed)
     nrng = np.random.default_rng(spec.seed)
     net = _Net(spec)

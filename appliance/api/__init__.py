@@ -1,0 +1,1 @@
+"""The local status API (FastAPI): one router per resource, settings injected, a lifespan."""

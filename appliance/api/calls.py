@@ -1,0 +1,106 @@
+import json
+import os
+from datetime import datetime, timezone
+from enum import Enum
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.responses import FileResponse
+
+from ..config import Settings
+from .deps import catalog, get_settings, require_token
+from .schemas import Call, CallPage
+
+router = APIRouter(prefix="/calls", tags=["calls"], dependencies=[Depends(require_token)])
+CALL_ID = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,80}$", description="the call's id")
+
+
+class EndReason(str, Enum):
+    bye = "bye"
+    rtp_timeout = "rtp_timeout"
+    capture_end = "capture_end"
+    shutdown = "shutdown"
+
+
+def _iso(v: datetime | None) -> str | None:
+    if v is None:
+        return None
+    if v.tzinfo is None:
+        v = v.replace(tzinfo=timezone.utc)
+    v = v.astimezone(timezone.utc)
+    return f"{v:%Y-%m-%dT%H:%M:%S}.{v.microsecond // 1000:03d}Z"
+
+
+def _query(settings, where, args, limit, offset):
+    db = catalog(settings)
+    if db is None:
+        return []
+    try:
+        sql = "SELECT meta FROM calls" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY started_at DESC, id LIMIT ? OFFSET ?"
+        return [json.loads(r[0]) for r in db.execute(sql, [*args, limit, offset])]
+    finally:
+        db.close()
+
+
+@router.get("", response_model=CallPage, summary="Recorded calls, newest first, filtered and paged")
+def list_calls(settings: Settings = Depends(get_settings),
+               since: datetime | None = Query(None, description="started at or after (ISO 8601)"),
+               until: datetime | None = Query(None, description="started before (ISO 8601)"),
+               dn: str | None = Query(None, max_length=64, description="directory number on either side"),
+               device: str | None = Query(None, max_length=64, description="device name on either side"),
+               end_reason: EndReason | None = None,
+               primary_failed: bool | None = Query(None, description="only calls that outlived the primary"),
+               limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0, le=10**9)) -> CallPage:
+    where, args = [], []
+    if since:
+        where.append("started_at >= ?")
+        args.append(_iso(since))
+    if until:
+        where.append("started_at < ?")
+        args.append(_iso(until))
+    if dn:
+        where.append("(near_dn = ? OR far_dn = ?)")
+        args += [dn, dn]
+    if device:
+        where.append("(near_device = ? OR far_device = ?)")
+        args += [device.upper(), device.upper()]
+    if end_reason:
+        where.append("end_reason = ?")
+        args.append(end_reason.value)
+    if primary_failed is not None:
+        where.append("primary_failed = ?")
+        args.append(1 if primary_failed else 0)
+    items = _query(settings, where, args, limit + 1, offset)
+    more = len(items) > limit
+    return CallPage(items=items[:limit], offset=offset, limit=limit, next_offset=offset + limit if more else None)
+
+
+@router.get("/live", response_model=list[Call], summary="Calls being recorded now")
+def live_calls(settings: Settings = Depends(get_settings)) -> list:
+    return _query(settings, ["state = ?"], ["recording"], 1000, 0)
+
+
+def _one(settings, call_id):
+    items = _query(settings, ["id = ?"], [call_id], 1, 0)
+    if not items:
+        raise HTTPException(404, f"no call {call_id}")
+    return items[0]
+
+
+@router.get("/{call_id}", response_model=Call, summary="One call's metadata (its JSON sidecar)",
+            responses={404: {"description": "no such call"}})
+def get_call(call_id: str = CALL_ID, settings: Settings = Depends(get_settings)) -> dict:
+    return _one(settings, call_id)
+
+
+@router.get("/{call_id}/audio", summary="The call's stereo WAV (near end left); HTTP range requests supported",
+            response_class=FileResponse, responses={200: {"content": {"audio/wav": {}}},
+                                                     206: {"content": {"audio/wav": {}}},
+                                                     404: {"description": "no such call or no audio"}})
+def get_audio(call_id: str = CALL_ID, settings: Settings = Depends(get_settings)):
+    meta = _one(settings, call_id)
+    root = os.path.realpath(settings.capture.out)
+    path = os.path.realpath(os.path.join(root, meta["wav"]))
+    if not path.startswith(root + os.sep) or not os.path.exists(path):
+        raise HTTPException(404, f"no audio for call {call_id}")
+    return FileResponse(path, media_type="audio/wav", filename=f"{call_id}.wav")

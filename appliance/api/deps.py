@@ -1,0 +1,52 @@
+"""What every router depends on: the settings, the token check, the appliance's files."""
+from __future__ import annotations
+
+import glob
+import hmac
+import json
+import os
+import sqlite3
+import time
+
+from fastapi import Depends, HTTPException, Request, status
+
+from ..config import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def require_token(request: Request, settings: Settings = Depends(get_settings)) -> None:
+    """With api.token set, every request needs ``Authorization: Bearer <token>`` (or
+    ``?access_token=`` for the page's audio elements, which cannot send headers)."""
+    token = settings.api.token
+    if not token:
+        return
+    got = request.headers.get("authorization", "")
+    got = got[7:] if got.lower().startswith("bearer ") else request.query_params.get("access_token", "")
+    if not hmac.compare_digest(got.encode(), token.encode()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+def worker_status(settings: Settings) -> list:
+    """The capture workers' status files (written every second), newest first."""
+    out = []
+    for p in sorted(glob.glob(os.path.join(settings.capture.out, "status-*.json"))):
+        try:
+            with open(p) as f:
+                s = json.load(f)
+            s["age_s"] = round(time.time() - os.path.getmtime(p), 3)
+            out.append(s)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def catalog(settings: Settings) -> sqlite3.Connection | None:
+    path = os.path.join(settings.capture.out, "catalog.sqlite")
+    if not os.path.exists(path):
+        return None
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    return db

@@ -1,0 +1,31 @@
+"""The FastAPI application: ``create_app(settings)``; the lifespan opens and closes what it needs."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from capture import __version__
+
+from ..config import Settings
+from . import calls, health, metrics, page, status
+
+
+def create_app(settings: Settings, on_start=None, on_stop=None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if on_start:
+            on_start(app)
+        try:
+            yield
+        finally:
+            if on_stop:
+                on_stop(app)
+
+    app = FastAPI(title="shadowrec", version=__version__, lifespan=lifespan,
+                  description="Status, recordings and metrics of a shadowrec appliance. With `api.token` set, "
+                              "send `Authorization: Bearer <token>`.")
+    app.state.settings = settings
+    for r in (health.router, status.router, calls.router, metrics.router, page.router):
+        app.include_router(r)
+    return app

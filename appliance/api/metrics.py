@@ -1,0 +1,55 @@
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ..config import Settings
+from .deps import get_settings, require_token, worker_status
+
+router = APIRouter(tags=["metrics"], dependencies=[Depends(require_token)])
+
+
+class _Collector:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def collect(self):
+        st = worker_status(self.settings)
+        counters = {"received": "packets received by the capture workers",
+                    "kernel_drops": "packets the kernel dropped before shadowrec read them",
+                    "bytes_written": "audio bytes written", "write_dropped_bytes": "audio dropped: disk behind",
+                    "calls_recorded": "calls recorded"}
+        for key, doc in counters.items():
+            m = CounterMetricFamily(f"shadowrec_{key}", doc, labels=["worker"])
+            for s in st:
+                m.add_metric([str(s.get("worker", 0))], float(s.get(key, 0)))
+            yield m
+        for key, doc in {"active_calls": "calls being recorded", "queue_bytes": "bytes waiting for the disk",
+                         "active_lost_packets": "packets lost so far in calls being recorded"}.items():
+            m = GaugeMetricFamily(f"shadowrec_{key}", doc, labels=["worker"])
+            for s in st:
+                m.add_metric([str(s.get("worker", 0))], float(s.get(key, 0)))
+            yield m
+        e = CounterMetricFamily("shadowrec_parse_errors", "malformed input counted and skipped", labels=["kind"])
+        errs: dict = {}
+        for s in st:
+            for k, v in (s.get("errors") or {}).items():
+                errs[k] = errs.get(k, 0) + v
+        for k, v in errs.items():
+            e.add_metric([k], float(v))
+        yield e
+        sb = next((s["standby"] for s in st if s.get("standby")), None)
+        if sb:
+            g = GaugeMetricFamily("shadowrec_vrrp_master", "1 while shadowrec holds the VIP")
+            g.add_metric([], 1.0 if sb.get("vrrp", {}).get("state") == "Master" else 0.0)
+            yield g
+            h = GaugeMetricFamily("shadowrec_primary_up", "1 while the primary recorder answers its probes")
+            h.add_metric([], 1.0 if sb.get("health") == "alive" else 0.0)
+            yield h
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}}})
+def metrics(settings: Settings = Depends(get_settings)) -> Response:
+    reg = CollectorRegistry()
+    reg.register(_Collector(settings))
+    return Response(generate_latest(reg), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,90 @@
+"""Response models: they are the OpenAPI documentation of what the API returns."""
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, Field
+
+
+class Role(str, Enum):
+    MASTER = "MASTER"
+    BACKUP = "BACKUP"
+    PASSIVE = "PASSIVE"
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok")
+
+
+class Ready(BaseModel):
+    ready: bool
+    reason: str
+
+
+class Capture(BaseModel):
+    workers: int
+    received: int
+    kernel_drops: int
+    parse_errors: dict[str, int]
+    active_calls: int
+    active_lost_packets: int
+    queue_bytes: int
+    bytes_written: int
+    write_dropped_bytes: int
+    calls_recorded: int
+    status_age_s: float | None
+
+
+class Disk(BaseModel):
+    path: str
+    total_bytes: int
+    free_bytes: int
+
+
+class Status(BaseModel):
+    version: str
+    role: Role
+    vip: list[str]
+    primary: dict = Field(description="address and health verdict of the primary recorder (standby mode)")
+    vrrp: dict | None
+    capture: Capture
+    disk: Disk
+
+
+class Party(BaseModel):
+    device: str
+    dn: str
+    refci: str
+
+
+class Primary(BaseModel):
+    address: str
+    port: int
+    failed_at: str | None
+    evidence: list[dict]
+
+
+class Call(BaseModel):
+    id: str
+    kind: str
+    state: str
+    started_at: str
+    ended_at: str | None
+    duration_s: float | None
+    end_reason: str | None
+    codec: str | None
+    near: Party
+    far: Party
+    primary: Primary
+    streams: list[dict]
+    wav: str
+    answered_by: str | None = None
+    previous: str | None = None
+    events: list[dict] = []
+
+
+class CallPage(BaseModel):
+    items: list[Call]
+    offset: int
+    limit: int
+    next_offset: int | None = Field(description="pass as offset for the next page; null on the last")

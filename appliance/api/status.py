@@ -1,0 +1,41 @@
+import shutil
+
+from fastapi import APIRouter, Depends
+
+from capture import __version__
+
+from ..config import Settings
+from .deps import get_settings, require_token, worker_status
+from .schemas import Capture, Disk, Role, Status
+
+router = APIRouter(tags=["status"], dependencies=[Depends(require_token)])
+
+
+def summarise(settings: Settings) -> dict:
+    st = worker_status(settings)
+    num = ("received", "kernel_drops", "active_calls", "active_lost_packets", "queue_bytes", "bytes_written",
+           "write_dropped_bytes", "calls_recorded")
+    cap = {k: sum(int(s.get(k, 0)) for s in st) for k in num}
+    errors: dict = {}
+    for s in st:
+        for k, v in (s.get("errors") or {}).items():
+            errors[k] = errors.get(k, 0) + v
+    cap.update(workers=len(st), parse_errors=errors, status_age_s=max((s["age_s"] for s in st), default=None))
+    standby = next((s["standby"] for s in st if s.get("standby")), None)
+    return {"capture": cap, "standby": standby}
+
+
+@router.get("/status", response_model=Status, summary="Role, VIP, primary health, capture counters, disk, version")
+def status(settings: Settings = Depends(get_settings)) -> Status:
+    s = summarise(settings)
+    sb = s["standby"]
+    if not settings.standby.enabled:
+        role = Role.PASSIVE
+    else:
+        role = Role.MASTER if sb and sb.get("vrrp", {}).get("state") == "Master" else Role.BACKUP
+    du = shutil.disk_usage(settings.capture.out)
+    return Status(version=__version__, role=role, vip=settings.standby.vips,
+                  primary={"address": settings.standby.primary or None,
+                           "health": sb.get("health") if sb else None},
+                  vrrp=sb.get("vrrp") if sb else None, capture=Capture(**s["capture"]),
+                  disk=Disk(path=settings.capture.out, total_bytes=du.total, free_bytes=du.free))

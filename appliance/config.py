@@ -1,0 +1,110 @@
+"""The appliance's settings: one TOML file (/etc/shadowrec/shadowrec.toml) plus environment overrides.
+
+Environment variables override the file: ``SHADOWREC_<SECTION>__<KEY>``, for example
+``SHADOWREC_API__PORT=8481`` or ``SHADOWREC_CAPTURE__SPAN=eth1``. Bad settings fail at start
+with a message naming the field (``load`` turns pydantic's errors into one ConfigError).
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+from contextvars import ContextVar
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from capture.errors import ConfigError
+
+DEFAULT_PATH = "/etc/shadowrec/shadowrec.toml"
+_PATH: ContextVar = ContextVar("shadowrec_config_path", default=None)
+
+
+def config_path() -> str:
+    return _PATH.get() or os.environ.get("SHADOWREC_CONFIG", DEFAULT_PATH)
+
+
+class CaptureSettings(BaseModel):
+    span: str = Field("span0", description="SPAN (mirror) interface")
+    out: str = Field("/var/lib/shadowrec", description="recordings, sidecars, catalog, status files")
+    workers: int = Field(1, ge=1, le=64)
+    ring_mb: int = Field(64, ge=4, le=4096)
+    sip_ports: list[int] = Field([5060], min_length=1)
+    rtp_timeout_s: float = Field(30.0, gt=0)
+    fsync_interval_s: float = Field(5.0, ge=0)
+    filter: str | None = None
+
+    @field_validator("sip_ports")
+    @classmethod
+    def _ports(cls, v):
+        if any(not 0 < p < 65536 for p in v):
+            raise ValueError("SIP ports must be 1-65535")
+        return v
+
+
+class StandbySettings(BaseModel):
+    enabled: bool = False
+    service: str = Field("eth0", description="interface on the VIP's LAN")
+    vrid: int = Field(20, ge=1, le=255)
+    vips: list[str] = Field(default_factory=list)
+    primary: str = Field("", description="the primary recorder host's own address")
+    priority: int = Field(50, ge=1, le=254)
+    takeover_priority: int = Field(254, ge=1, le=254)
+    advert_int_s: float = Field(1.0, gt=0, le=40.95)
+    probe_interval_s: float = Field(0.2, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.enabled:
+            if not self.vips:
+                raise ValueError("standby.vips: give the recorder's virtual address(es), e.g. 198.18.0.20/24")
+            for v in self.vips:
+                ipaddress.ip_interface(v)
+            ipaddress.ip_address(self.primary or "missing")
+            if self.takeover_priority <= self.priority:
+                raise ValueError("standby.takeover_priority must be above standby.priority")
+        return self
+
+
+class ApiSettings(BaseModel):
+    listen: str = "127.0.0.1"
+    port: int = Field(8480, ge=1, le=65535)
+    token: str = Field("", description="bearer token; required when listen is not a loopback address")
+
+    @model_validator(mode="after")
+    def _token(self):
+        if not ipaddress.ip_address(self.listen).is_loopback and len(self.token) < 16:
+            raise ValueError("api.token of 16 or more characters is required when api.listen is not loopback")
+        return self
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHADOWREC_", env_nested_delimiter="__", extra="forbid")
+    capture: CaptureSettings = CaptureSettings()
+    standby: StandbySettings = StandbySettings()
+    api: ApiSettings = ApiSettings()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = config_path()
+        sources = [init_settings, env_settings]
+        if os.path.exists(path):
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load(path: str | None = None) -> Settings:
+    """Read the settings; any problem is one ConfigError naming the file and the fields."""
+    if path is not None and not os.path.exists(path):
+        raise ConfigError(f"config file {path} does not exist")
+    token = _PATH.set(path)
+    try:
+        return Settings()
+    except ValidationError as e:
+        where = config_path()
+        lines = [f"{'.'.join(str(x) for x in err['loc']) or 'settings'}: {err['msg']}" for err in e.errors()]
+        raise ConfigError(f"bad configuration ({where}): " + "; ".join(lines)) from None
+    except Exception as e:          # a TOML syntax error
+        raise ConfigError(f"cannot read configuration {config_path()}: {e}") from None
+    finally:
+        _PATH.reset(token)

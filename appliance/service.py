@@ -1,0 +1,128 @@
+"""``shadowrec serve``: the appliance as one systemd service.
+
+The parent process runs the API (uvicorn) and supervises one child: the capture engine
+(``shadowrec capture`` semantics) or, with ``[standby] enabled``, the standby
+(``shadowrec run``: capture, VRRP, health probes, UAS). Keeping the capture in its own
+process keeps the API responsive under load and lets a crashed engine be restarted
+without dropping the API. systemd sees: READY=1 once the API listens and every capture
+worker has reported; WATCHDOG=1 every few seconds while the child lives and reports;
+STATUS= a one-line summary; STOPPING=1 on SIGTERM, after which the child saves its open
+calls so a restart or package upgrade resumes them in the same files.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import socket
+import threading
+import time
+
+from .config import Settings
+
+log = logging.getLogger("shadowrec")
+
+
+def sd_notify(msg: str) -> bool:
+    """Tell systemd (Type=notify) something; a no-op outside systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.connect(addr)
+        s.sendall(msg.encode())
+    return True
+
+
+def _child(settings: Settings):
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from capture.pipeline import Options
+    c = settings.capture
+    opts = Options(out_dir=c.out, sip_ports=tuple(c.sip_ports), rtp_timeout_s=c.rtp_timeout_s,
+                   durable_s=c.fsync_interval_s)
+    if settings.standby.enabled:
+        from capture.iface import SpanInterface
+
+        from .takeover import Standby
+        from .vrrp.state import VrrpConfig
+        sb = settings.standby
+        opts.state_file = os.path.join(c.out, "state-0.json")
+        cfg = VrrpConfig(vrid=sb.vrid, priority=sb.priority, takeover_priority=sb.takeover_priority,
+                         advert_int_cs=round(sb.advert_int_s * 100))
+        with SpanInterface(c.span):
+            Standby(c.span, sb.service, opts, cfg, sb.vips, sb.primary, sb.probe_interval_s, c.ring_mb).run()
+    else:
+        from capture.live import capture
+        capture(c.span, opts, workers=c.workers, ring_mb=c.ring_mb, bpf=c.filter)
+
+
+class Supervisor:
+    """Keeps the capture child running; restarts it (with backoff) if it dies."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.ctx = mp.get_context("fork")
+        self.proc = None
+        self.stopping = False
+        self.restarts = 0
+        self.ready_sent = False
+        self.thread = threading.Thread(target=self._loop, name="shadowrec-supervisor", daemon=True)
+
+    def start(self, _app=None):
+        os.makedirs(self.settings.capture.out, exist_ok=True)
+        self._spawn()
+        self.thread.start()
+
+    def _spawn(self):
+        self.proc = self.ctx.Process(target=_child, args=(self.settings,), name="shadowrec-capture")
+        self.proc.start()
+
+    def _loop(self):
+        from .api.deps import worker_status
+        backoff = 1.0
+        while not self.stopping:
+            time.sleep(1.0)
+            if self.stopping:
+                break
+            if not self.proc.is_alive():
+                log.error("capture engine exited (%s); restarting in %.0f s", self.proc.exitcode, backoff)
+                sd_notify(f"STATUS=capture engine exited ({self.proc.exitcode}); restarting")
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                self.restarts += 1
+                self._spawn()
+                continue
+            st = worker_status(self.settings)
+            fresh = len(st) >= self.settings.capture.workers and all(s["age_s"] < 10 for s in st)
+            if fresh:
+                backoff = 1.0
+                if not self.ready_sent:
+                    self.ready_sent = True
+                    sd_notify("READY=1")
+                sd_notify("WATCHDOG=1")
+                rx = sum(s.get("received", 0) for s in st)
+                calls = sum(s.get("active_calls", 0) for s in st)
+                drops = sum(s.get("kernel_drops", 0) for s in st)
+                sd_notify(f"STATUS=capturing: {rx} packets, {calls} active calls, {drops} kernel drops")
+
+    def stop(self, _app=None):
+        self.stopping = True
+        sd_notify("STOPPING=1")
+        if self.proc is not None and self.proc.is_alive():
+            os.kill(self.proc.pid, signal.SIGTERM)
+            self.proc.join(60)
+            if self.proc.is_alive():
+                self.proc.kill()
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from .api.main import create_app
+    sup = Supervisor(settings)
+    app = create_app(settings, on_start=sup.start, on_stop=sup.stop)
+    uvicorn.run(app, host=settings.api.listen, port=settings.api.port, log_level="warning")
+    return 0

@@ -1,0 +1,33 @@
+"""A real appliance data directory for the API tests: recordings made by the pipeline from a
+synthetic capture in which the primary dies, one call still open, and a worker status file."""
+import json
+import os
+import time
+
+from capture import synth
+from capture._pcap_py import Indexer
+from capture.pipeline import Options, Recorder
+from capture.writer import write_json_atomic
+
+
+def make(out: str) -> dict:
+    cap = os.path.join(out, "..", "api.pcap")
+    synth.generate(cap, synth.SynthSpec(calls=5, duration_s=3, fail_at_s=2.0, seed=4))
+    rec = Recorder(Options(out_dir=out))
+    rec.record_file(cap)
+    rec.finish()
+    # a sixth call still being recorded: half of its capture fed, nothing finished
+    cap2 = os.path.join(out, "..", "live.pcap")
+    synth.generate(cap2, synth.SynthSpec(calls=1, duration_s=6, seed=5, start_offset_s=3600))
+    live = Recorder(Options(out_dir=out))
+    buf = open(cap2, "rb").read()
+    b = Indexer(buf).next_batch(10**6)
+    keep = b[2] < b[2][0] + 3 * 10**9
+    live.feed(buf, *(x[keep] for x in b))
+    live.tick(int(b[2][keep][-1]) + 10**9)
+    live.catalog.commit()
+    status = live.status()
+    status.update({"worker": 0, "workers": 1, "received": 1234, "kernel_packets": 1234, "kernel_drops": 7,
+                   "time": time.time(), "cpu_s": 0.1})
+    write_json_atomic(os.path.join(out, "status-0.json"), status)
+    return {"recorder": live}

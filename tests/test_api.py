@@ -1,0 +1,129 @@
+"""The status API on a real data directory: health, status, calls, audio ranges, metrics, auth, OpenAPI."""
+import os
+import wave
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import settings as hsettings
+
+import api_data
+from appliance.api.main import create_app
+from appliance.config import ApiSettings, CaptureSettings, Settings, load
+from capture.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def datadir(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("appliance") / "data")
+    os.makedirs(out)
+    keep = api_data.make(out)
+    yield out
+    keep["recorder"].catalog.close()
+
+
+def client(out, token=""):
+    s = Settings(capture=CaptureSettings(out=out), api=ApiSettings(token=token))
+    return TestClient(create_app(s))
+
+
+def test_health_ready_and_status(datadir):
+    c = client(datadir)
+    assert c.get("/health").json() == {"status": "ok"}
+    assert c.get("/ready").json()["ready"] is True
+    st = c.get("/status").json()
+    assert st["role"] == "PASSIVE" and st["capture"]["kernel_drops"] == 7 and st["capture"]["active_calls"] == 1
+    assert st["disk"]["free_bytes"] > 0 and st["version"]
+    os.utime(os.path.join(datadir, "status-0.json"), (1, 1))          # a silent engine
+    r = c.get("/ready")
+    assert r.status_code == 503 and "silent" in r.json()["reason"]
+    os.utime(os.path.join(datadir, "status-0.json"))
+
+
+def test_calls_filters_pages_and_one_call(datadir):
+    c = client(datadir)
+    page = c.get("/calls", params={"limit": 2}).json()
+    assert len(page["items"]) == 2 and page["next_offset"] == 2
+    everything = c.get("/calls").json()["items"]
+    assert len(everything) == 6
+    assert everything[0]["started_at"] >= everything[-1]["started_at"]      # newest first
+    one = everything[3]
+    assert [x["id"] for x in c.get("/calls", params={"dn": one["far"]["dn"]}).json()["items"]] == [one["id"]]
+    dev = one["near"]["device"].lower()
+    assert [x["id"] for x in c.get("/calls", params={"device": dev}).json()["items"]] == [one["id"]]
+    failed = c.get("/calls", params={"primary_failed": True}).json()["items"]
+    assert failed and all(x["primary"]["failed_at"] for x in failed)
+    assert all(x["end_reason"] == "bye" for x in c.get("/calls", params={"end_reason": "bye"}).json()["items"])
+    assert c.get("/calls", params={"since": "2030-01-01T00:00:00Z"}).json()["items"] == []
+    live = c.get("/calls/live").json()
+    assert len(live) == 1 and live[0]["state"] == "recording"
+    assert c.get(f"/calls/{one['id']}").json() == one
+    assert c.get("/calls/nope-nothing").status_code == 404
+    for bad in ({"limit": 0}, {"since": "yesterday"}, {"end_reason": "lunch"}, {"offset": -1}):
+        assert c.get("/calls", params=bad).status_code == 422
+
+
+def test_audio_with_range_requests(datadir):
+    c = client(datadir)
+    one = c.get("/calls", params={"end_reason": "bye"}).json()["items"][0]
+    full = c.get(f"/calls/{one['id']}/audio")
+    assert full.status_code == 200 and full.headers["content-type"] == "audio/wav"
+    with open(os.path.join(datadir, one["wav"]), "rb") as f:
+        assert full.content == f.read()
+    with wave.open(os.path.join(datadir, one["wav"])) as w:
+        assert w.getnchannels() == 2
+    part = c.get(f"/calls/{one['id']}/audio", headers={"Range": "bytes=0-43"})
+    assert part.status_code == 206 and part.content == full.content[:44]
+    assert part.headers["content-range"] == f"bytes 0-43/{len(full.content)}"
+
+
+def test_metrics(datadir):
+    text = client(datadir).get("/metrics").text
+    assert 'shadowrec_kernel_drops_total{worker="0"} 7.0' in text and "shadowrec_active_calls" in text
+
+
+def test_token_auth(datadir):
+    c = client(datadir, token="s3cret-token-0123456789")
+    assert c.get("/health").status_code == 200                       # liveness stays open
+    assert c.get("/status").status_code == 401
+    h = {"Authorization": "Bearer s3cret-token-0123456789"}
+    assert c.get("/status", headers=h).status_code == 200
+    one = c.get("/calls", headers=h).json()["items"][0]
+    assert c.get(f"/calls/{one['id']}/audio", params={"access_token": "s3cret-token-0123456789"}).status_code == 200
+    assert c.get("/calls", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_config_errors_are_clear(tmp_path, monkeypatch):
+    p = tmp_path / "c.toml"
+    p.write_text('[api]\nlisten = "0.0.0.0"\n[capture]\nworkers = 0\nsip_ports = [70000]\n')
+    monkeypatch.delenv("SHADOWREC_API__LISTEN", raising=False)
+    with pytest.raises(ConfigError) as e:
+        load(str(p))
+    msg = str(e.value)
+    assert "capture.workers" in msg and "capture.sip_ports" in msg and "api" in msg and str(p) in msg
+    p.write_text('[capture]\nspan = "eth9"\n')
+    monkeypatch.setenv("SHADOWREC_CAPTURE__OUT", str(tmp_path))
+    s = load(str(p))
+    assert s.capture.span == "eth9" and s.capture.out == str(tmp_path)
+    p.write_text("[capture\n")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(str(p))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(str(tmp_path / "missing.toml"))
+
+
+@pytest.fixture(scope="module")
+def api_schema(datadir):
+    app = create_app(Settings(capture=CaptureSettings(out=datadir)))
+    return schemathesis.openapi.from_asgi("/openapi.json", app)
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@hsettings(max_examples=40, deadline=None)
+def test_openapi_property_no_server_errors(case):
+    """Whatever the schema allows (and what it does not), the API never answers 5xx."""
+    response = case.call()
+    assert response.status_code < 500, (case.path, case.query, response.text[:200])
