@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Build dist/shadowrec.img: an MBR disk (2 GiB, sparse) with one ext4 partition holding a Debian bookworm
+# minbase system, a kernel, EXTLINUX, and the shadowrec .deb installed through apt (so its dependencies
+# resolve from Debian). The serial console is ttyS0. Root (needs debootstrap, extlinux, losetup, mount).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+deb=$(ls -t dist/shadowrec_*_amd64.deb 2>/dev/null | head -1 || true)
+[ -n "$deb" ] || deb=$(bash images/build-deb.sh | tail -1)
+work=$(mktemp -d /var/tmp/shadowrec-image.XXXXXX)
+mnt="$work/mnt"
+rootfs="$work/rootfs"
+loop=""
+cleanup() {
+    mountpoint -q "$mnt" && umount "$mnt" || true
+    for d in proc sys dev; do mountpoint -q "$rootfs/$d" && umount -l "$rootfs/$d" || true; done
+    [ -n "$loop" ] && losetup -d "$loop" || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+echo "image: debootstrap bookworm (minbase) from $mirror" >&2
+debootstrap --variant=minbase \
+    --include=systemd,systemd-sysv,udev,kmod,iproute2,linux-image-amd64,python3.11,libpcap0.8,adduser,netbase,procps \
+    bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || { tail -30 "$work/debootstrap.log" >&2; exit 1; }
+echo "image: installing $deb with apt" >&2
+cp "$deb" "$rootfs/tmp/shadowrec.deb"
+mount -t proc proc "$rootfs/proc"; mount -t sysfs sys "$rootfs/sys"; mount --bind /dev "$rootfs/dev"
+chroot "$rootfs" apt-get install -y -q /tmp/shadowrec.deb >"$work/apt.log" 2>&1 || { tail -30 "$work/apt.log" >&2; exit 1; }
+rm "$rootfs/tmp/shadowrec.deb"
+chroot "$rootfs" apt-get clean
+echo shadowrec > "$rootfs/etc/hostname"
+echo "LABEL=root / ext4 defaults,errors=remount-ro 0 1" > "$rootfs/etc/fstab"
+# root's password is "shadowrec" and must be changed at the first login (serial console or VGA)
+echo "root:shadowrec" | chroot "$rootfs" chpasswd
+chroot "$rootfs" chage -d 0 root
+chroot "$rootfs" systemctl enable systemd-networkd shadowrec.service shadowrec-firstboot.service \
+    shadowrec-report.service >/dev/null 2>&1
+for d in proc sys dev; do umount -l "$rootfs/$d"; done
+kernel=$(cd "$rootfs/boot" && ls vmlinuz-* | sort -V | tail -1)
+initrd=$(cd "$rootfs/boot" && ls initrd.img-* | sort -V | tail -1)
+echo "image: disk with EXTLINUX ($kernel)" >&2
+mkdir -p dist
+img=dist/shadowrec.img
+rm -f "$img"
+truncate -s 2G "$img"
+echo 'start=2048, type=83, bootable' | sfdisk -q "$img"
+off=$((2048 * 512))
+loop=$(losetup -f --show -o "$off" --sizelimit $(( $(stat -c %s "$img") - off )) "$img")
+mkfs.ext4 -q -L root -O ^64bit,^metadata_csum "$loop"
+mkdir -p "$mnt"
+mount "$loop" "$mnt"
+cp -a "$rootfs/." "$mnt/"
+mkdir -p "$mnt/boot/extlinux"
+extlinux --install "$mnt/boot/extlinux" >/dev/null 2>&1
+cat > "$mnt/boot/extlinux/extlinux.conf" <<CFG
+DEFAULT shadowrec
+TIMEOUT 10
+PROMPT 0
+LABEL shadowrec
+    LINUX /boot/$kernel
+    INITRD /boot/$initrd
+    APPEND root=LABEL=root ro console=tty0 console=ttyS0,115200 net.ifnames=0
+CFG
+umount "$mnt"
+losetup -d "$loop"; loop=""
+dd if=/usr/lib/syslinux/mbr/mbr.bin of="$img" bs=440 count=1 conv=notrunc status=none
+echo "$img"
