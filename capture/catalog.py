@@ -24,11 +24,14 @@ CREATE INDEX IF NOT EXISTS calls_far_device ON calls(far_device);
 
 
 class Catalog:
-    def __init__(self, path: str):
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+    def __init__(self, path: str, readonly: bool = False):
+        if readonly:          # readers (the API) never block the recorder: WAL
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, check_same_thread=False)
+        else:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
         self._batch = []
 
     def upsert(self, meta: dict) -> None:
@@ -53,9 +56,17 @@ class Catalog:
         self._batch = []
 
     def query(self, since=None, until=None, dn=None, device=None, end_reason=None,
-              primary_failed=None, limit=None, offset=0) -> list:
-        """Calls, oldest first, filtered: time range (ISO strings), DN or device on either side."""
+              primary_failed=None, limit=None, offset=0, state=None, call_id=None,
+              newest_first=False) -> list:
+        """Calls filtered by time range (ISO strings), DN or device on either side, end reason,
+        primary failure, state or id; oldest first unless ``newest_first``."""
         where, args = [], []
+        if call_id:
+            where.append("id = ?")
+            args.append(call_id)
+        if state:
+            where.append("state = ?")
+            args.append(state)
         if since:
             where.append("started_at >= ?")
             args.append(since)
@@ -77,12 +88,13 @@ class Catalog:
         sql = "SELECT meta FROM calls"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started_at, id"
+        sql += " ORDER BY started_at DESC, id" if newest_first else " ORDER BY started_at, id"
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             args += [int(limit), int(offset)]
         return [json.loads(r[0]) for r in self.db.execute(sql, args)]
 
     def close(self) -> None:
-        self.commit()
+        if self._batch:
+            self.commit()
         self.db.close()

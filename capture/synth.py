@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._g711_py import ALAW_TABLE, ULAW_TABLE
+from .inet import checksum as _csum
 
 NS = 1_000_000_000
 MS = 1_000_000
@@ -83,15 +84,6 @@ class SynthCall:
     @property
     def frames(self) -> int:
         return ((self.end_ns - self.start_ns) * RATE) // NS
-
-
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 class _Net:

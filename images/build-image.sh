@@ -5,8 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-deb=$(ls -t dist/shadowrec_*_amd64.deb 2>/dev/null | head -1 || true)
-[ -n "$deb" ] || deb=$(bash images/build-deb.sh | tail -1)
+for tool in debootstrap extlinux sfdisk losetup mkfs.ext4 chroot; do
+    command -v "$tool" >/dev/null || { echo "build-image: $tool is missing (apt install debootstrap extlinux syslinux-common fdisk e2fsprogs mount)" >&2; exit 1; }
+done
+[ -f /usr/lib/syslinux/mbr/mbr.bin ] || { echo "build-image: /usr/lib/syslinux/mbr/mbr.bin is missing (apt install syslinux-common)" >&2; exit 1; }
+deb=${SHADOWREC_DEB:-$(bash images/build-deb.sh | tail -1)}
 work=$(mktemp -d /var/tmp/shadowrec-image.XXXXXX)
 mnt="$work/mnt"
 rootfs="$work/rootfs"

@@ -2,5 +2,8 @@
 # Set up shadowrec (scripts/setup.sh) and run the whole test suite. .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh iproute2 tcpdump keepalived   # the lab tests build namespaces and run keepalived (root)
+# the lab tests build namespaces and run keepalived; the page test drives chromium; the image tests build
+# a .deb with Debian's python3.11 and a disk image with debootstrap and EXTLINUX, and boot it in QEMU (root)
+bash scripts/setup.sh iproute2 tcpdump keepalived chromium debootstrap extlinux syslinux-common \
+    qemu-system-x86 fdisk python3.11-venv python3.11-dev
 exec .venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"

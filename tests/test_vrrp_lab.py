@@ -126,5 +126,5 @@ def test_ipv6_vip_is_claimed_and_announced_with_an_unsolicited_na(tmp_path):
     raw = bytes(eth.data)
     import struct
     pseudo = raw[8:40] + struct.pack("!IxxxB", len(raw) - 40, 58)
-    from appliance.vrrp.arp import _csum
+    from capture.inet import checksum as _csum
     assert _csum(pseudo + raw[40:]) == 0                    # a valid ICMPv6 checksum

@@ -30,16 +30,14 @@ def _iso(v: datetime | None) -> str | None:
     return f"{v:%Y-%m-%dT%H:%M:%S}.{v.microsecond // 1000:03d}Z"
 
 
-def _query(settings, where, args, limit, offset):
-    db = catalog(settings)
-    if db is None:
+def _query(settings, limit=1000, offset=0, **filters) -> list:
+    cat = catalog(settings)
+    if cat is None:
         return []
     try:
-        sql = "SELECT meta FROM calls" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY started_at DESC, id LIMIT ? OFFSET ?"
-        return [json.loads(r[0]) for r in db.execute(sql, [*args, limit, offset])]
+        return cat.query(limit=limit, offset=offset, newest_first=True, **filters)
     finally:
-        db.close()
+        cat.close()
 
 
 @router.get("", response_model=CallPage, summary="Recorded calls, newest first, filtered and paged")
@@ -51,37 +49,19 @@ def list_calls(settings: Settings = Depends(get_settings),
                end_reason: EndReason | None = None,
                primary_failed: bool | None = Query(None, description="only calls that outlived the primary"),
                limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0, le=10**9)) -> CallPage:
-    where, args = [], []
-    if since:
-        where.append("started_at >= ?")
-        args.append(_iso(since))
-    if until:
-        where.append("started_at < ?")
-        args.append(_iso(until))
-    if dn:
-        where.append("(near_dn = ? OR far_dn = ?)")
-        args += [dn, dn]
-    if device:
-        where.append("(near_device = ? OR far_device = ?)")
-        args += [device.upper(), device.upper()]
-    if end_reason:
-        where.append("end_reason = ?")
-        args.append(end_reason.value)
-    if primary_failed is not None:
-        where.append("primary_failed = ?")
-        args.append(1 if primary_failed else 0)
-    items = _query(settings, where, args, limit + 1, offset)
+    items = _query(settings, limit + 1, offset, since=_iso(since), until=_iso(until), dn=dn, device=device,
+                   end_reason=end_reason.value if end_reason else None, primary_failed=primary_failed)
     more = len(items) > limit
     return CallPage(items=items[:limit], offset=offset, limit=limit, next_offset=offset + limit if more else None)
 
 
 @router.get("/live", response_model=list[Call], summary="Calls being recorded now")
 def live_calls(settings: Settings = Depends(get_settings)) -> list:
-    return _query(settings, ["state = ?"], ["recording"], 1000, 0)
+    return _query(settings, state="recording")
 
 
 def _one(settings, call_id):
-    items = _query(settings, ["id = ?"], [call_id], 1, 0)
+    items = _query(settings, 1, call_id=call_id)
     if not items:
         raise HTTPException(404, f"no call {call_id}")
     return items[0]

@@ -5,7 +5,6 @@ import glob
 import hmac
 import json
 import os
-import sqlite3
 import time
 
 from fastapi import Depends, HTTPException, Request, status
@@ -44,9 +43,8 @@ def worker_status(settings: Settings) -> list:
     return out
 
 
-def catalog(settings: Settings) -> sqlite3.Connection | None:
+def catalog(settings: Settings):
+    """The call catalog, read-only, or None before the first call."""
+    from capture.catalog import Catalog
     path = os.path.join(settings.capture.out, "catalog.sqlite")
-    if not os.path.exists(path):
-        return None
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    return db
+    return Catalog(path, readonly=True) if os.path.exists(path) else None

@@ -5,6 +5,8 @@ import ipaddress
 import socket
 import struct
 
+from capture.inet import checksum as _csum
+
 BROADCAST = b"\xff" * 6
 
 
@@ -19,15 +21,6 @@ def gratuitous_arp(ifname: str, ip: str) -> bytes:
     a = ipaddress.IPv4Address(ip).packed
     arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, a, b"\0" * 6, a)
     return BROADCAST + mac + b"\x08\x06" + arp
-
-
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def unsolicited_na(ifname: str, ip: str) -> bytes:

@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass
 
 from capture.errors import ParseError, Truncated
+from capture.inet import checksum
 
 VRRP_PROTO = 112
 VRRP_GROUP = "224.0.0.18"
@@ -27,15 +28,6 @@ class Advert:
     priority: int
     max_adver_int_cs: int        # centiseconds (12 bits)
     addresses: tuple             # IPv4 address strings
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def _pseudo(src: str, dst: str, length: int) -> bytes:
