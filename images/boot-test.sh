@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Boot dist/shadowrec.img under QEMU (software emulation) with a management and a SPAN NIC, and wait on
 # the serial console for the appliance's health report. Exit 0 when the service started and /health
-# answered; the console log is kept in dist/boot-serial.log.
+# answered; the console log is kept in dist/boot-serial.log. -cpu max: numpy needs x86-64-v2 (SSE4.2,
+# POPCNT), which every appliance CPU has and QEMU's default emulated CPU (qemu64) lacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 img=${1:-dist/shadowrec.img}
@@ -9,7 +10,7 @@ log=dist/boot-serial.log
 limit=${BOOT_TIMEOUT:-600}
 run=$(mktemp /tmp/shadowrec-boot.XXXXXX.img)
 cp --sparse=always "$img" "$run"        # boot a copy: first boot writes to the disk
-qemu-system-x86_64 -m 1536 -smp 2 -nographic -no-reboot \
+qemu-system-x86_64 -m 1536 -smp 2 -cpu max -nographic -no-reboot \
     -drive file="$run",format=raw,if=virtio \
     -netdev user,id=mgmt -device virtio-net-pci,netdev=mgmt \
     -netdev user,id=span -device virtio-net-pci,netdev=span \

@@ -62,7 +62,7 @@ PROMPT 0
 LABEL shadowrec
     LINUX /boot/$kernel
     INITRD /boot/$initrd
-    APPEND root=LABEL=root ro console=tty0 console=ttyS0,115200 net.ifnames=0
+    APPEND root=LABEL=root ro console=tty0 console=ttyS0,115200 net.ifnames=0 systemd.journald.forward_to_console=1
 CFG
 umount "$mnt"
 losetup -d "$loop"; loop=""
