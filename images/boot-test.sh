@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 img=${1:-dist/shadowrec.img}
 log=dist/boot-serial.log
 limit=${BOOT_TIMEOUT:-600}
+rm -f "$log"
 run=$(mktemp /tmp/shadowrec-boot.XXXXXX.img)
 cp --sparse=always "$img" "$run"        # boot a copy: first boot writes to the disk
 qemu-system-x86_64 -m 1536 -smp 2 -cpu max -nographic -no-reboot \
