@@ -25,11 +25,24 @@ echo "image: debootstrap bookworm (minbase) from $mirror" >&2
 debootstrap --variant=minbase \
     --include=systemd,systemd-sysv,udev,kmod,iproute2,linux-image-amd64,python3.11,libpcap0.8,adduser,netbase,procps \
     bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || { tail -30 "$work/debootstrap.log" >&2; exit 1; }
-echo "image: installing $deb with apt" >&2
+# Every build installs an older copy of the package first and upgrades it to this one with apt: its
+# dependencies resolve from Debian, and an upgrade must keep a locally edited config and the recordings.
+echo "image: installing $deb with apt, as an upgrade" >&2
+dpkg-deb -R "$deb" "$work/older"
+sed -i 's/^Version: .*/Version: 0.0.0~upgradetest/' "$work/older/DEBIAN/control"
+dpkg-deb --root-owner-group -Zgzip -b "$work/older" "$rootfs/tmp/shadowrec-older.deb" >/dev/null
 cp "$deb" "$rootfs/tmp/shadowrec.deb"
 mount -t proc proc "$rootfs/proc"; mount -t sysfs sys "$rootfs/sys"; mount --bind /dev "$rootfs/dev"
-chroot "$rootfs" apt-get install -y -q /tmp/shadowrec.deb >"$work/apt.log" 2>&1 || { tail -30 "$work/apt.log" >&2; exit 1; }
-rm "$rootfs/tmp/shadowrec.deb"
+chroot "$rootfs" apt-get install -y -q /tmp/shadowrec-older.deb >"$work/apt.log" 2>&1 || { tail -30 "$work/apt.log" >&2; exit 1; }
+echo "# edited by the operator" >> "$rootfs/etc/shadowrec/shadowrec.toml"
+mkdir -p "$rootfs/var/lib/shadowrec/calls"
+echo "a recording" > "$rootfs/var/lib/shadowrec/calls/upgrade-check.wav"
+chroot "$rootfs" apt-get install -y -q /tmp/shadowrec.deb >>"$work/apt.log" 2>&1 || { tail -30 "$work/apt.log" >&2; exit 1; }
+grep -q "^# edited by the operator" "$rootfs/etc/shadowrec/shadowrec.toml" || { echo "build-image: the upgrade lost the edited config" >&2; exit 1; }
+[ -f "$rootfs/var/lib/shadowrec/calls/upgrade-check.wav" ] || { echo "build-image: the upgrade lost recordings" >&2; exit 1; }
+chroot "$rootfs" dpkg-query -W -f='image: upgraded to shadowrec ${Version}; config and recordings kept\n' shadowrec >&2
+sed -i '/^# edited by the operator$/d' "$rootfs/etc/shadowrec/shadowrec.toml"
+rm -r "$rootfs/var/lib/shadowrec/calls" "$rootfs/tmp/shadowrec.deb" "$rootfs/tmp/shadowrec-older.deb"
 chroot "$rootfs" apt-get clean
 echo shadowrec > "$rootfs/etc/hostname"
 echo "LABEL=root / ext4 defaults,errors=remount-ro 0 1" > "$rootfs/etc/fstab"
