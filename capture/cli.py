@@ -202,7 +202,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="shadowrec", description="Passive recorder for Cisco Built-in-Bridge calls.")
     p.add_argument("--version", action="version", version=f"shadowrec {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log every parse error, not only the first 20")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     r = sub.add_parser("record", help="record every BiB call in capture files (pcap/pcapng)")
     r.add_argument("files", nargs="*", help="capture files; none: record an embedded synthetic demo")
