@@ -23,7 +23,12 @@ while kill -0 $qemu 2>/dev/null; do
     if grep -q "SHADOWREC-HEALTH" "$log" 2>/dev/null; then
         took=$(( $(date +%s) - start ))
         line=$(grep -a "SHADOWREC-HEALTH" "$log" | tail -1)
-        started=$(grep -ac "Started.*shadowrec.service\|Started shadowrec passive call recorder" "$log" || true)
+        # systemd logs "Started" when READY=1 arrives, up to a supervisor tick after /ready turned true
+        for _ in $(seq 30); do
+            grep -aq "Started shadowrec.service" "$log" && break
+            sleep 1
+        done
+        started=$(grep -ac "Started shadowrec.service" "$log" || true)
         echo "boot: ${took}s; $line; service started lines: $started"
         echo "$line" | grep -q '"status": "ok"' && [ "$started" -ge 1 ] && exit 0
         exit 1
