@@ -22,7 +22,7 @@ start=$(date +%s)
 while kill -0 $qemu 2>/dev/null; do
     if grep -q "SHADOWREC-HEALTH" "$log" 2>/dev/null; then
         took=$(( $(date +%s) - start ))
-        line=$(grep -a "SHADOWREC-HEALTH" "$log" | tail -1)
+        line=$(grep -a "SHADOWREC-HEALTH" "$log" | tail -1 | tr -d '\r')
         # systemd logs "Started" when READY=1 arrives, up to a supervisor tick after /ready turned true
         for _ in $(seq 30); do
             grep -aq "Started shadowrec.service" "$log" && break

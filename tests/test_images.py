@@ -25,7 +25,7 @@ def timed(name, cmd, timeout):
     data[name] = took
     json.dump(data, open(TIMINGS, "w"), indent=1)
     assert r.returncode == 0, f"{name} failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
-    return r.stdout.strip().splitlines()[-1]
+    return r.stdout.strip().split("\n")[-1]
 
 
 @pytest.fixture(scope="module")
