@@ -36,7 +36,7 @@ log = logging.getLogger("shadowrec")
 
 class Standby:
     def __init__(self, span: str, service: str, opts: Options, vrrp: VrrpConfig, vips: list, primary: str,
-                 probe_interval: float = 0.2, ring_mb: int = 64):
+                 probe_interval: float = 0.2, ring_mb: int = 256):
         self.vrrp = VrrpRunner(vrrp, service, vips)
         vip_ip = vips[0].split("/")[0]
         self.sip = SipServer(vip_ip)

@@ -31,11 +31,12 @@ from lab import SpanLab  # noqa: E402
 ENV = dict(os.environ, PYTHONPATH=ROOT)
 
 
-def one(lab, path, target_pps, workers, traffic, work, seconds):
+def one(lab, path, target_pps, workers, traffic, work, seconds, ring_mb=256):
     out = os.path.join(work, f"out-{path}-{workers}")
     shutil.rmtree(out, ignore_errors=True)
     cap = lab.popen("app", sys.executable, "-m", "capture.cli", "capture", "--iface", "app0", "--out", out,
                     "--workers", str(workers), "--seconds", str(seconds), "--fsync-interval", "0",
+                    "--ring-mb", str(ring_mb),
                     env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t = time.time()
     while time.time() - t < 30 and len([f for f in os.listdir(out) if f.startswith("status-")]
@@ -101,6 +102,8 @@ def main():
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--mem-calls", type=int, default=10000)
     ap.add_argument("--dir", default="/dev/shm/shadowrec-live-bench")
+    ap.add_argument("--ring-mb", type=int, default=256, help="kernel ring per worker (shadowrec's default 256)")
+    ap.add_argument("--paths", default="mirror,direct")
     ap.add_argument("--json")
     args = ap.parse_args()
     if os.geteuid():
@@ -115,10 +118,10 @@ def main():
     print(f"traffic: {len(calls)} concurrent BiB calls x {args.duration:g} s", flush=True)
     rows = []
     with SpanLab() as lab:
-        for path, pps in (("mirror", 200000), ("direct", 480000)):
+        for path, pps in [p for p in (("mirror", 200000), ("direct", 480000)) if p[0] in args.paths.split(",")]:
             for workers in (1, 2):
                 seconds = args.calls * 100 * args.duration / pps + 8
-                r = one(lab, path, pps, workers, traffic, work, seconds)
+                r = one(lab, path, pps, workers, traffic, work, seconds, args.ring_mb)
                 rows.append(r)
                 print(f"{path:6s} workers={workers} offered {r['offered_pps']:>9,.0f} pps  captured {r['captured']:>9,} "
                       f"of {r['sent']:,}  kernel drops {r['kernel_drops']:>7,}  cpu {r['us_per_packet']:.3f} us/pkt "

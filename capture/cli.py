@@ -219,7 +219,7 @@ def main(argv=None) -> int:
     k.add_argument("--iface", required=True, help="the SPAN (mirror) interface; needs no IP address")
     k.add_argument("--out", required=True, help="output directory (WAVs, sidecars, catalog.sqlite, status-N.json)")
     k.add_argument("--workers", type=int, default=1, help="capture processes, one per core (default 1)")
-    k.add_argument("--ring-mb", type=int, default=64, help="kernel ring per worker in MiB (default 64)")
+    k.add_argument("--ring-mb", type=int, default=256, help="kernel ring per worker in MiB (default 256)")
     k.add_argument("--block-kb", type=int, default=1024, help="ring block size in KiB (default 1024)")
     k.add_argument("--filter", help="extra tcpdump filter ANDed with the built-in one (SIP, RTP, ICMP)")
     k.add_argument("--sip-port", type=int, action="append", help="SIP port (repeatable; default 5060)")
