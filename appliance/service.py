@@ -67,7 +67,6 @@ class Supervisor:
         self.ctx = mp.get_context("fork")
         self.proc = None
         self.stopping = False
-        self.restarts = 0
         self.ready_sent = False
         self.thread = threading.Thread(target=self._loop, name="shadowrec-supervisor", daemon=True)
 
@@ -92,7 +91,6 @@ class Supervisor:
                 sd_notify(f"STATUS=capture engine exited ({self.proc.exitcode}); restarting")
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
-                self.restarts += 1
                 self._spawn()
                 continue
             st = worker_status(self.settings)

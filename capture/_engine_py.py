@@ -25,8 +25,6 @@ RESYNC = 2000           # re-anchor a stream when RTP time and wall time differ 
 SEEN = 128              # sequence numbers remembered per stream for duplicate detection
 RATE = 8000
 
-STAT_FIELDS = ("packets", "lost", "duplicates", "reordered", "late", "too_far", "malformed",
-               "ssrc_changes", "resyncs", "events", "other_pt")
 
 
 class _Stream:

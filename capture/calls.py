@@ -308,12 +308,9 @@ class CallTable:
             self.last_of_pair[pkey] = cid
             self.calls[cid] = call
             fx.append(CallStarted(call))
-            # the transaction was opened before the call existed
-            txn = self.txns.get((msg.call_id, msg.cseq[0], "INVITE"))
-            if txn is not None:
-                txn.call = call
         else:
             self.pending.pop(pkey, None)
+        # the INVITE's transaction was opened before its call existed
         txn = self.txns.get((msg.call_id, msg.cseq[0], "INVITE"))
         if txn is not None:
             txn.call = call
@@ -468,7 +465,7 @@ class CallTable:
                 del self.dialogs[k]
         return fx
 
-    def end_all(self, now: int, reason: str, last_rtp) -> list:
+    def end_all(self, now: int, reason: str) -> list:
         """End every call still open (end of capture, shutdown)."""
         fx: list = []
         for call in list(self.calls.values()):

@@ -22,7 +22,6 @@ import sys
 import time
 
 from . import _impl
-from .errors import ConfigError
 from .pipeline import Options, Recorder
 from .writer import QueuedIO, write_json_atomic
 
@@ -216,23 +215,27 @@ def capture(iface: str, opts: Options, workers: int = 1, ring_mb: int = DEFAULT_
         return merge_status(opts.out_dir, workers)
 
 
-def merge_status(out_dir: str, workers: int) -> dict:
-    merged: dict = {"workers": workers}
-    for k in range(workers):
-        try:
-            with open(os.path.join(out_dir, f"status-{k}.json")) as f:
-                s = json.load(f)
-        except (OSError, ValueError):
-            continue
+def merge_counters(statuses: list) -> dict:
+    """The workers' counters added up: every number, and the parse errors by class."""
+    merged: dict = {"errors": {}}
+    for s in statuses:
         for key, v in s.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and key not in ("worker", "workers", "time"):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and key not in ("worker", "workers", "time",
+                                                                                       "age_s"):
                 merged[key] = merged.get(key, 0) + v
             elif key == "errors":
                 for e, c in v.items():
-                    merged.setdefault("errors", {})[e] = merged.setdefault("errors", {}).get(e, 0) + c
+                    merged["errors"][e] = merged["errors"].get(e, 0) + c
     return merged
 
 
-def ensure_linux():
-    if not sys.platform.startswith("linux"):
-        raise ConfigError("live capture needs Linux (AF_PACKET)")
+def merge_status(out_dir: str, workers: int) -> dict:
+    statuses = []
+    for k in range(workers):
+        try:
+            with open(os.path.join(out_dir, f"status-{k}.json")) as f:
+                statuses.append(json.load(f))
+        except (OSError, ValueError):
+            continue
+    return {**merge_counters(statuses), "workers": workers}
+

@@ -76,7 +76,6 @@ class _Rec:
     sip_frames: list = field(default_factory=list)    # (ts, linktype, frame) until a pcap opens
     dirty: bool = False
     end_frames: int | None = None
-    resumed: bool = False
     decoded: bool = False         # all mapped streams are G.711: no raw pcap will be needed
 
 
@@ -482,7 +481,7 @@ class Recorder:
         if reason == "shutdown" and self.opts.state_file:
             self._save(self.opts.state_file)
         else:
-            self._apply(self.table.end_all(self.now, reason, None))
+            self._apply(self.table.end_all(self.now, reason))
         self._close_lingering(1 << 62)
         self.catalog.close()
         self.io.stop()
@@ -524,7 +523,6 @@ class Recorder:
             rec.slot = self.engine.add_call(call.started_ns, flushed, it["last_rtp_ns"])
             rec.finished_streams = it["streams"]
             rec.events = {(e["role"], i): e for i, e in enumerate(it["events"])}
-            rec.resumed = True
             self.active[call.id] = rec
             self.now = max(self.now, it["saved_ns"])
             for role, d in call.dialogs.items():

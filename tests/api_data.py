@@ -1,6 +1,5 @@
 """A real appliance data directory for the API tests: recordings made by the pipeline from a
 synthetic capture in which the primary dies, one call still open, and a worker status file."""
-import json
 import os
 import time
 

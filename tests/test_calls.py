@@ -114,6 +114,7 @@ def test_rtp_timeout_and_setup_timeout():
     call = near_setup(None, table)[0].call
     fx = table.tick(20 * NS, lambda c: 3 * NS)
     assert [(e.reason, e.at_ns) for e in fx if isinstance(e, CallEnded)] == [("rtp_timeout", 3 * NS)]
+    assert call.state is CallState.ENDED and call.end_reason == "rtp_timeout"
     table.on_sip(msg("bib_04_cucm10.5_udp_INVITE_farend_delayed_offer.txt",
                      **{"38960750": "111"}), 30 * NS, CUCM, REC, "udp")
     fx = table.tick(70 * NS, lambda c: 0)

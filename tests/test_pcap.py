@@ -98,7 +98,6 @@ def _run(impl, buf):
 
 
 def _valid(ng):
-    import io
     import os
     import tempfile
     fd, p = tempfile.mkstemp()

@@ -1,7 +1,6 @@
 """TPACKET_V3 block walker: both kernels on built blocks, and agreement on random/corrupt ones."""
 import struct
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +13,6 @@ BLOCK = 4096
 
 def block(frames, ts=(1_790_000_000, 5)):
     """A retired TPACKET_V3 block holding ``frames`` the way the kernel lays them out."""
-    body = bytearray()
     first = 48
     pos = first
     hdrs = []

@@ -1,4 +1,3 @@
-import json
 import os
 from datetime import datetime, timezone
 from enum import Enum

@@ -2,6 +2,8 @@ from fastapi import APIRouter, Depends, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from capture.live import merge_counters
+
 from ..config import Settings
 from .deps import get_settings, require_token, worker_status
 
@@ -30,11 +32,7 @@ class _Collector:
                 m.add_metric([str(s.get("worker", 0))], float(s.get(key, 0)))
             yield m
         e = CounterMetricFamily("shadowrec_parse_errors", "malformed input counted and skipped", labels=["kind"])
-        errs: dict = {}
-        for s in st:
-            for k, v in (s.get("errors") or {}).items():
-                errs[k] = errs.get(k, 0) + v
-        for k, v in errs.items():
+        for k, v in merge_counters(st)["errors"].items():
             e.add_metric([k], float(v))
         yield e
         sb = next((s["standby"] for s in st if s.get("standby")), None)

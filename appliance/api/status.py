@@ -3,6 +3,7 @@ import shutil
 from fastapi import APIRouter, Depends
 
 from capture import __version__
+from capture.live import merge_counters
 
 from ..config import Settings
 from .deps import get_settings, require_token, worker_status
@@ -13,14 +14,12 @@ router = APIRouter(tags=["status"], dependencies=[Depends(require_token)])
 
 def summarise(settings: Settings) -> dict:
     st = worker_status(settings)
+    total = merge_counters(st)
     num = ("received", "kernel_drops", "active_calls", "active_lost_packets", "queue_bytes", "bytes_written",
            "write_dropped_bytes", "calls_recorded")
-    cap = {k: sum(int(s.get(k, 0)) for s in st) for k in num}
-    errors: dict = {}
-    for s in st:
-        for k, v in (s.get("errors") or {}).items():
-            errors[k] = errors.get(k, 0) + v
-    cap.update(workers=len(st), parse_errors=errors, status_age_s=max((s["age_s"] for s in st), default=None))
+    cap = {k: int(total.get(k, 0)) for k in num}
+    cap.update(workers=len(st), parse_errors=total["errors"],
+               status_age_s=max((s["age_s"] for s in st), default=None))
     standby = next((s["standby"] for s in st if s.get("standby")), None)
     return {"capture": cap, "standby": standby}
 
