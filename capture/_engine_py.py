@@ -10,6 +10,8 @@ capture clock passes the caller's deadline (``TICK``).
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from . import _packet_py as packet
@@ -42,10 +44,11 @@ class _Stream:
 
 
 class _Call:
-    __slots__ = ("start_ns", "flushed", "ring", "last_rtp_ns")
+    __slots__ = ("start_ns", "flushed", "ring", "last_rtp_ns", "writing")
 
     def __init__(self, start_ns):
         self.start_ns = start_ns
+        self.writing = False
         self.flushed = 0
         self.ring = np.zeros((2, WINDOW), dtype=np.int16)   # planar: near, far
         self.last_rtp_ns = 0
@@ -81,6 +84,10 @@ class Engine:
         self.calls[slot] = None
         self.free_calls.append(slot)
 
+    def set_writing(self, slot: int, on: bool) -> None:
+        """Include call ``slot`` in ``flush_due`` (its recording file is open)."""
+        self.calls[slot].writing = bool(on)
+
     def flushed(self, slot: int) -> int:
         return self.calls[slot].flushed
 
@@ -98,6 +105,22 @@ class Engine:
             c.ring[:, a:a + k] = 0
             c.flushed += k
         return b"".join(out)
+
+    def flush_due(self, now_ns: int, lag: int):
+        """Flush every writing call up to its due sample: ``(now - start) * RATE // 1e9 - lag``.
+
+        Returns ``(pcm, segs)``: one buffer with each call's interleaved PCM in turn (a view
+        of the engine's own buffer, valid until the next ``flush_due``), and an int64 array
+        of rows ``(slot, first frame, frames)`` in buffer order.
+        """
+        parts, rows = [], []
+        for slot, c in enumerate(self.calls):
+            if c is not None and c.writing:
+                due = ((now_ns - c.start_ns) * RATE) // 1_000_000_000 - lag
+                if due > c.flushed:
+                    rows.append((slot, c.flushed, due - c.flushed))
+                    parts.append(self.flush(slot, due))
+        return memoryview(b"".join(parts)), np.array(rows, dtype=np.int64).reshape(-1, 3)
 
     # streams ---------------------------------------------------------------------------
     def set_stream(self, key: int, slot: int, channel: int, codec: int, audio_pt: int,
@@ -290,3 +313,34 @@ class Engine:
         idx = (np.arange(pos, pos + plen) & (WINDOW - 1))
         c.ring[s.channel, idx] = samples
         return 0
+
+
+def pwrite_batch(buf, fds, offsets, lengths) -> int:
+    """Write consecutive pieces of ``buf`` to (fd, offset) in order.
+
+    Returns the number of pieces that failed (short writes are retried to the end).
+    """
+    n = len(fds)
+    if n and (len(lengths) != n or len(offsets) != n):
+        raise ValueError("fds, offsets and lengths differ in length")
+    if any(int(x) < 0 for x in lengths):
+        raise ValueError("a negative length")
+    total = sum(int(x) for x in lengths)
+    if total > len(buf):
+        raise ValueError(f"pieces of {total} bytes do not fit a buffer of {len(buf)}")
+    view = memoryview(buf).cast("B")
+    pos = failed = 0
+    for fd, off, ln in zip(fds, offsets, lengths):
+        fd, off, ln = int(fd), int(off), int(ln)
+        done = 0
+        while done < ln:
+            try:
+                w = os.pwrite(fd, view[pos + done:pos + ln], off + done)
+            except OSError:
+                w = 0
+            if w <= 0:
+                failed += 1
+                break
+            done += w
+        pos += ln
+    return failed

@@ -72,7 +72,7 @@ class Worker:
                 r.close()
             raise
         self.ring = self.rings[0]
-        self.io = QueuedIO(queue_mb << 20)
+        self.io = QueuedIO(queue_mb << 20, self.impl.engine.pwrite_batch)
         self.rec = Recorder(opts, self.impl, self.io)
         self.rec.answered_here = answered if answered is not None else set()
         self.extra_status = None              # e.g. the standby's VRRP/health state, merged into status

@@ -15,6 +15,8 @@ import socket
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from . import _impl, health, sip
 from .calls import (CallEnded, CallStarted, CallTable, Evidence, MediaMapped, MediaUnmapped)
 from .catalog import Catalog
@@ -84,8 +86,8 @@ class Recorder:
 
     def __init__(self, opts: Options, impl=None, io=None):
         self.opts = opts
-        self.io = io or SyncIO()
         self.impl = impl or _impl.default()
+        self.io = io or SyncIO(self.impl.engine.pwrite_batch)
         self.engine = self.impl.Engine(opts.sip_ports)
         self.table = CallTable(opts.rtp_timeout_s)
         self.tcp = TcpReassembler()
@@ -94,6 +96,8 @@ class Recorder:
         self.catalog = Catalog(os.path.join(opts.out_dir, "catalog.sqlite"))
         self.sip_ports = frozenset(opts.sip_ports)
         self.active: dict = {}
+        self.unopened: dict = {}         # own_by_rtp: calls whose files wait for their RTP here
+        self.fd_of = np.full(64, -1, dtype=np.int64)     # engine slot -> its WAV's fd
         self.closing: list = []          # (deadline_ns, _Rec)
         self.errors: Counter = Counter()
         self.counters: Counter = Counter()
@@ -296,7 +300,9 @@ class Recorder:
     def _apply(self, fx) -> None:
         for e in fx:
             if isinstance(e, CallStarted):
-                self.active[e.call.id] = _Rec(e.call, self.engine.add_call(e.call.started_ns))
+                rec = self.active[e.call.id] = _Rec(e.call, self.engine.add_call(e.call.started_ns))
+                if self.opts.own_by_rtp:
+                    self.unopened[e.call.id] = rec
             elif isinstance(e, MediaMapped):
                 rec = self.active.get(e.call.id)
                 if rec is None:
@@ -336,9 +342,25 @@ class Recorder:
             self.dirs.add(rel_dir)
         rec.wav_rel = os.path.join(rel_dir, c.id + ".wav")
         rec.wav = WavWriter(os.path.join(self.opts.out_dir, rec.wav_rel), self.io)
+        self._writing(rec)
         rec.meta_path = os.path.join(self.opts.out_dir, rel_dir, c.id + ".json")
         self._write_meta(rec)
         self.counters["calls_recorded"] += 1
+
+    def _writing(self, rec: _Rec) -> None:
+        """The engine flushes this call's audio into its WAV from now on (see ``tick``)."""
+        self.unopened.pop(rec.call.id, None)
+        if rec.slot >= len(self.fd_of):
+            grown = np.full(max(rec.slot + 1, 2 * len(self.fd_of)), -1, dtype=np.int64)
+            grown[:len(self.fd_of)] = self.fd_of
+            self.fd_of = grown
+        self.fd_of[rec.slot] = rec.wav.fd
+        self.engine.set_writing(rec.slot, True)
+
+    def _frames(self, rec: _Rec) -> int:
+        """Frames in an open call's WAV (the engine's batch writes included)."""
+        rec.wav.advance(self.engine.flushed(rec.slot))
+        return rec.wav.frames
 
     def _pcap_for(self, rec: _Rec, lt: int) -> PcapWriter:
         if rec.pcap is None:
@@ -371,6 +393,7 @@ class Recorder:
         rec = self.active.pop(e.call.id, None)
         if rec is None:
             return
+        self.unopened.pop(e.call.id, None)
         for role, key in list(rec.keys.items()):
             self._drop_stream(rec, role, key)
         if rec.wav is None:            # never answered: nothing was recorded
@@ -380,12 +403,13 @@ class Recorder:
         if e.reason == "rtp_timeout":
             end += RATE // 50           # the last packet's 20 ms
         end = max(end, 0)
-        flushed = self.engine.flushed(rec.slot)
+        flushed = self._frames(rec)
         if end > flushed:
             rec.wav.append(self.engine.flush(rec.slot, end))
         elif end < flushed:
             rec.wav.truncate(end)
         self.engine.end_call(rec.slot)
+        self.fd_of[rec.slot] = -1
         rec.wav.close(durable=self.opts.durable_s > 0)
         if rec.pcap is not None:
             rec.pcap.close()
@@ -422,7 +446,7 @@ class Recorder:
             "answered_by": "shadowrec" if any(d.call_id in self.answered_here for d in c.dialogs.values())
             else "primary",
             "sip_call_ids": {r: d.call_id for r, d in c.dialogs.items()},
-            "frames": rec.end_frames if rec.end_frames is not None else (rec.wav.frames if rec.wav else 0),
+            "frames": rec.end_frames if rec.end_frames is not None else (self._frames(rec) if rec.wav else 0),
         }
 
     def _write_meta(self, rec: _Rec, durable: bool = False) -> None:
@@ -437,20 +461,20 @@ class Recorder:
         self.now = max(self.now, now)
         now = self.now
         self.deadline = now + int(self.opts.tick_s * NS)
-        for rec in self.active.values():
-            if rec.wav is None:
-                if not (self.opts.own_by_rtp and self.engine.last_rtp_ns(rec.slot)):
-                    continue
+        for rec in list(self.unopened.values()):
+            if self.engine.last_rtp_ns(rec.slot):
                 self._open_outputs(rec)        # this worker sees the call's RTP: it is ours
-            due = ((now - rec.call.started_ns) * RATE) // NS - self.lag
-            if due > self.engine.flushed(rec.slot):
-                rec.wav.append(self.engine.flush(rec.slot, due))
+        # every open call's due audio, interleaved by the engine and written in one batch
+        pcm, segs = self.engine.flush_due(now, self.lag)
+        if len(segs):
+            self.io.write_batch(pcm, self.fd_of[segs[:, 0]], 44 + 4 * segs[:, 1], 4 * segs[:, 2])
         self._apply(self.table.tick(now, lambda call: self.engine.last_rtp_ns(self.active[call.id].slot)
                                     if call.id in self.active else 0))
         if now >= self.next_sync:
             durable = self.opts.durable_s > 0 and now >= self.next_durable
             for rec in self.active.values():
                 if rec.wav is not None:
+                    self._frames(rec)
                     rec.wav.sync(durable)
                     if rec.dirty:
                         self._write_meta(rec)
@@ -494,7 +518,7 @@ class Recorder:
         for rec in self.active.values():
             if rec.wav is not None:
                 due = ((self.now - rec.call.started_ns) * RATE) // NS
-                rec.wav.append(self.engine.flush(rec.slot, max(due, self.engine.flushed(rec.slot))))
+                rec.wav.append(self.engine.flush(rec.slot, max(due, self._frames(rec))))
                 rec.wav.close(durable=True)
             for role, key in list(rec.keys.items()):
                 self._drop_stream(rec, role, key)
@@ -521,6 +545,10 @@ class Recorder:
                 rec.meta_path = os.path.join(self.opts.out_dir, rec.wav_rel[:-4] + ".json")
                 flushed = rec.wav.frames
             rec.slot = self.engine.add_call(call.started_ns, flushed, it["last_rtp_ns"])
+            if rec.wav is not None:
+                self._writing(rec)
+            elif self.opts.own_by_rtp:
+                self.unopened[call.id] = rec
             rec.finished_streams = it["streams"]
             rec.events = {(e["role"], i): e for i, e in enumerate(it["events"])}
             self.active[call.id] = rec
@@ -542,6 +570,7 @@ class Recorder:
         out = self.summary()
         out.update({"active_calls": len(self.active), "active_lost_packets": lost,
                     "queue_bytes": self.io.depth_bytes, "write_dropped_bytes": self.io.dropped_bytes,
+                    "write_errors": self.io.errors,
                     "bytes_written": self.io.written_bytes})
         return out
 

@@ -11,16 +11,29 @@ from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, realloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
+from posix.types cimport off_t
+from posix.unistd cimport pwrite
 
 from frame cimport *
+
+cdef extern from *:
+    void __builtin_prefetch(const void* addr, int rw, int locality) nogil
 
 from capture._g711_py import ALAW_TABLE as _AT, ULAW_TABLE as _UT
 
 cnp.import_array()
 
-DONE, PYTHON, EVENT, TICK = 0, 1, 2, 3
-EVENT_RAW, EVENT_TELEPHONE = 1, 2
+cdef enum:
+    C_DONE = 0
+    C_PYTHON = 1
+    C_EVENT = 2
+    C_TICK = 3
+    C_EVENT_RAW = 1
+    C_EVENT_TELEPHONE = 2
+
+DONE, PYTHON, EVENT, TICK = C_DONE, C_PYTHON, C_EVENT, C_TICK
+EVENT_RAW, EVENT_TELEPHONE = C_EVENT_RAW, C_EVENT_TELEPHONE
 CODEC_NONE, CODEC_ULAW, CODEC_ALAW = 0, 1, 2
 WINDOW = 8192
 RESYNC = 2000
@@ -45,11 +58,13 @@ cdef struct StreamC:
     uint32_t ssrc, first_ssrc, anchor_ts
     int64_t base_ext, max_ext, expected_acc, received, dup, reordered, late, too_far, malformed
     int64_t ssrc_changes, resyncs, events, other_pt, anchor_pos, first_ns, last_ns
+    int src_alen, src_port          # the first packet's source (src_alen 0: unknown)
+    unsigned char src_addr[16]
     int64_t seen[C_SEEN]
 
 
 cdef struct CallC:
-    int in_use
+    int in_use, writing
     int64_t start_ns, flushed, last_rtp_ns
     int16_t* ring
 
@@ -143,6 +158,67 @@ cdef inline object key_of(const unsigned char* a, int alen, int port):
     return (int.from_bytes(a[:16], "big") << 16) | port | (1 << 160)
 
 
+cdef inline int64_t _due(int64_t now_ns, int64_t start_ns, int64_t lag) noexcept nogil:
+    """``(now - start) * RATE // 1e9 - lag`` with Python's floor division, without overflow."""
+    cdef int64_t d = now_ns - start_ns
+    cdef int64_t q = d // 1000000000, r = d % 1000000000
+    if r < 0:
+        q -= 1
+        r += 1000000000
+    return q * C_RATE + (r * C_RATE) // 1000000000 - lag
+
+
+cdef void _drain(CallC* c, int64_t upto, int16_t* o) noexcept nogil:
+    """Interleave samples [flushed, upto) of a call into ``o`` and clear them in the ring."""
+    cdef int16_t* near = c.ring
+    cdef int16_t* far = c.ring + C_WINDOW
+    cdef int64_t j = c.flushed, a, k, m
+    while j < upto:
+        a = j & (C_WINDOW - 1)
+        m = min(upto - j, C_WINDOW - a)
+        for k in range(m):
+            o[2 * k] = near[a + k]
+            o[2 * k + 1] = far[a + k]
+        memset(near + a, 0, m * sizeof(int16_t))
+        memset(far + a, 0, m * sizeof(int16_t))
+        o += 2 * m
+        j += m
+    c.flushed = upto
+
+
+def pwrite_batch(const unsigned char[:] buf, const int64_t[:] fds, const int64_t[:] offsets,
+                 const int64_t[:] lengths):
+    """Write consecutive pieces of ``buf`` to (fd, offset) in order, without the GIL.
+
+    Returns the number of pieces that failed (short writes are retried to the end).
+    """
+    cdef Py_ssize_t i, n = fds.shape[0]
+    cdef int64_t pos = 0, done, off
+    cdef ssize_t w
+    cdef int failed = 0
+    cdef const unsigned char* b = &buf[0] if buf.shape[0] else NULL
+    if n and (lengths.shape[0] != n or offsets.shape[0] != n):
+        raise ValueError("fds, offsets and lengths differ in length")
+    cdef int64_t total = 0
+    for i in range(n):
+        if lengths[i] < 0:
+            raise ValueError("a negative length")
+        total += lengths[i]
+    if total > buf.shape[0]:
+        raise ValueError(f"pieces of {total} bytes do not fit a buffer of {buf.shape[0]}")
+    with nogil:
+        for i in range(n):
+            done = 0
+            while done < lengths[i]:
+                w = pwrite(<int>fds[i], b + pos + done, <size_t>(lengths[i] - done), <off_t>(offsets[i] + done))
+                if w <= 0:
+                    failed += 1
+                    break
+                done += w
+            pos += lengths[i]
+    return failed
+
+
 cdef class Engine:
     """Flow table, per-stream RTP state and per-call audio rings (see the module doc)."""
 
@@ -150,10 +226,11 @@ cdef class Engine:
     cdef Py_ssize_t n_st, cap_st
     cdef CallC* cl
     cdef Py_ssize_t n_cl, cap_cl
-    cdef list free_streams, free_calls, rings, src_keys
+    cdef list free_streams, free_calls, rings
     cdef _V4Table v4
     cdef readonly dict flows
     cdef readonly frozenset sip_ports
+    cdef object out
     cdef unsigned char sip[65536]
     cdef int64_t c_records, c_rtp, c_other, c_unsupported, c_python
 
@@ -161,8 +238,9 @@ cdef class Engine:
         self.st = NULL
         self.cl = NULL
         self.n_st = self.cap_st = self.n_cl = self.cap_cl = 0
-        self.free_streams, self.free_calls, self.rings, self.src_keys = [], [], [], []
+        self.free_streams, self.free_calls, self.rings = [], [], []
         self.flows = {}
+        self.out = None
         self.v4 = _V4Table()
         self.sip_ports = frozenset(int(p) for p in sip_ports)
         memset(self.sip, 0, sizeof(self.sip))
@@ -200,6 +278,7 @@ cdef class Engine:
         cdef int16_t[:, ::1] rv = ring
         self.rings[slot] = ring
         self.cl[slot].in_use = 1
+        self.cl[slot].writing = 0
         self.cl[slot].start_ns = start_ns
         self.cl[slot].flushed = flushed
         self.cl[slot].last_rtp_ns = last_rtp_ns
@@ -212,6 +291,10 @@ cdef class Engine:
         self.rings[slot] = None
         self.free_calls.append(slot)
 
+    def set_writing(self, Py_ssize_t slot, bint on):
+        """Include call ``slot`` in ``flush_due`` (its recording file is open)."""
+        self.cl[slot].writing = 1 if on else 0
+
     def flushed(self, Py_ssize_t slot):
         return self.cl[slot].flushed
 
@@ -223,19 +306,48 @@ cdef class Engine:
         cdef CallC* c = &self.cl[slot]
         if upto <= c.flushed:
             return b""
-        cdef int64_t n = upto - c.flushed, j, a
-        out = PyBytes_FromStringAndSize(NULL, n * 4)
-        cdef int16_t* o = <int16_t*>PyBytes_AS_STRING(out)
-        cdef int16_t* near = c.ring
-        cdef int16_t* far = c.ring + C_WINDOW
-        for j in range(n):                   # interleave and clear in one pass
-            a = (c.flushed + j) & (C_WINDOW - 1)
-            o[2 * j] = near[a]
-            o[2 * j + 1] = far[a]
-            near[a] = 0
-            far[a] = 0
-        c.flushed = upto
+        out = PyBytes_FromStringAndSize(NULL, (upto - c.flushed) * 4)
+        _drain(c, upto, <int16_t*>PyBytes_AS_STRING(out))
         return out
+
+    def flush_due(self, int64_t now_ns, int64_t lag):
+        """Flush every writing call up to its due sample: ``(now - start) * RATE // 1e9 - lag``.
+
+        Returns ``(pcm, segs)``: one buffer with each call's interleaved PCM in turn (a view
+        of the engine's own buffer, valid until the next ``flush_due``), and an int64 array
+        of rows ``(slot, first frame, frames)`` in buffer order.
+        """
+        cdef Py_ssize_t slot, k = 0, row = 0
+        cdef int64_t total = 0, due, n
+        cdef CallC* c
+        for slot in range(self.n_cl):
+            c = &self.cl[slot]
+            if c.in_use and c.writing:
+                due = _due(now_ns, c.start_ns, lag)
+                if due > c.flushed:
+                    total += due - c.flushed
+                    k += 1
+        segs = np.empty((k, 3), dtype=np.int64)
+        cdef int64_t[:, ::1] sv = segs
+        if self.out is None or len(self.out) < total * 4:
+            self.out = np.empty(max(total * 4, 2 * (0 if self.out is None else len(self.out))), dtype=np.uint8)
+        cdef unsigned char[::1] ov = self.out
+        cdef int16_t* o = <int16_t*>&ov[0]
+        for slot in range(self.n_cl):
+            if row == k:
+                break
+            c = &self.cl[slot]
+            if c.in_use and c.writing:
+                due = _due(now_ns, c.start_ns, lag)
+                if due > c.flushed:
+                    n = due - c.flushed
+                    sv[row, 0] = slot
+                    sv[row, 1] = c.flushed
+                    sv[row, 2] = n
+                    _drain(c, due, o)
+                    o += 2 * n
+                    row += 1
+        return memoryview(self.out)[:total * 4], segs
 
     # streams ---------------------------------------------------------------------------
     def set_stream(self, key, int slot, int channel, int codec, int audio_pt, int event_pt, raw):
@@ -254,10 +366,8 @@ cdef class Engine:
                     self.st = p
                 sid = self.n_st
                 self.n_st += 1
-                self.src_keys.append(None)
             memset(&self.st[sid], 0, sizeof(StreamC))
             self.st[sid].in_use = 1
-            self.src_keys[sid] = None
             self.flows[key] = sid
             if key < (1 << 48):
                 self.v4.put(key, <int32_t>sid)
@@ -274,7 +384,6 @@ cdef class Engine:
             if key < (1 << 48):
                 self.v4.delete(key)
             self.st[<Py_ssize_t>sid].in_use = 0
-            self.src_keys[sid] = None
             self.free_streams.append(sid)
 
     def stream_id(self, key):
@@ -284,7 +393,8 @@ cdef class Engine:
         cdef StreamC* s = &self.st[sid]
         cdef int64_t expected = s.expected_acc + ((s.max_ext - s.base_ext + 1) if s.started else 0)
         return {
-            "ssrc": s.first_ssrc if s.started else None, "src_key": self.src_keys[sid],
+            "ssrc": s.first_ssrc if s.started else None,
+            "src_key": key_of(s.src_addr, s.src_alen, s.src_port) if s.src_alen else None,
             "first_ns": s.first_ns, "last_ns": s.last_ns,
             "packets": s.received, "lost": max(0, expected - s.received),
             "duplicates": s.dup, "reordered": s.reordered, "late": s.late,
@@ -295,58 +405,72 @@ cdef class Engine:
     # the loop --------------------------------------------------------------------------
     def run(self, const unsigned char[:] buf, const int64_t[:] offs, const int32_t[:] lens,
             const int64_t[:] tss, const int32_t[:] lts, Py_ssize_t i, Py_ssize_t n, int64_t deadline):
-        """Process records i..n-1; return (status, index, arg) as in capture/_engine_py.py."""
+        """Process records i..n-1; return (status, index, arg) as in capture/_engine_py.py.
+
+        The loop runs without the GIL; it takes it back only to look up an IPv6 flow.
+        """
         cdef FrameC f
         cdef const unsigned char* base = &buf[0] if buf.shape[0] else NULL
         cdef const unsigned char* d
         cdef int64_t ts
-        cdef uint64_t kv
         cdef PyObject* hit
         cdef Py_ssize_t sid
-        cdef int rc
-        while i < n:
-            ts = tss[i]
-            if ts >= deadline:
-                return TICK, i, 0
-            d = base + offs[i]
-            self.c_records += 1
-            if parse_frame(d, lens[i], lts[i], &f) != OK:
-                if is_unsupported(f.err):
-                    self.c_unsupported += 1
-                    i += 1
-                    continue
-                self.c_python += 1
-                return PYTHON, i, 0
-            if f.frag_id >= 0:
-                self.c_python += 1
-                return PYTHON, i, 0
-            if f.proto == 17:
-                if f.ip_version == 4:
-                    sid = self.v4.find((<uint64_t>u32(d, f.dst_off) << 16) | f.dport)
-                else:
-                    hit = PyDict_GetItem(self.flows, key_of(d + f.dst_off, 16, f.dport))
-                    sid = -1 if hit == NULL else <Py_ssize_t><object>hit
-                if sid >= 0:
-                    self.c_rtp += 1
-                    rc = self._rtp(sid, d + f.payload_off, f.payload_len, ts,
-                                   d + f.src_off, 4 if f.ip_version == 4 else 16, f.sport, None, 0)
-                    if rc != 0:
-                        return EVENT, i, rc
-                    i += 1
-                    continue
-                if self.sip[f.sport] or self.sip[f.dport]:
-                    self.c_python += 1
-                    return PYTHON, i, 0
-            elif f.proto == 6:
-                if self.sip[f.sport] or self.sip[f.dport]:
-                    self.c_python += 1
-                    return PYTHON, i, 0
-            elif f.proto == 1 or f.proto == 58:
-                self.c_python += 1
-                return PYTHON, i, 0
-            self.c_other += 1
-            i += 1
-        return DONE, n, 0
+        cdef int rc, status = C_DONE, arg = 0
+        cdef _V4Table v4 = self.v4
+        if n > offs.shape[0] or n > lens.shape[0] or n > tss.shape[0] or n > lts.shape[0]:
+            raise ValueError("n exceeds the index arrays")
+        with nogil:
+            while i < n:
+                ts = tss[i]
+                if ts >= deadline:
+                    status = C_TICK
+                    break
+                d = base + offs[i]
+                self.c_records += 1
+                if parse_frame(d, lens[i], lts[i], &f) != OK:
+                    if is_unsupported(f.err):
+                        self.c_unsupported += 1
+                        i += 1
+                        continue
+                    status = C_PYTHON
+                    break
+                if f.frag_id >= 0:
+                    status = C_PYTHON
+                    break
+                if f.proto == 17:
+                    if f.ip_version == 4:
+                        sid = v4.find((<uint64_t>u32(d, f.dst_off) << 16) | f.dport)
+                    else:
+                        with gil:
+                            hit = PyDict_GetItem(self.flows, key_of(d + f.dst_off, 16, f.dport))
+                            sid = -1 if hit == NULL else <Py_ssize_t><object>hit
+                    if sid >= 0:
+                        self.c_rtp += 1
+                        rc = self._rtp(sid, d + f.payload_off, f.payload_len, ts,
+                                       d + f.src_off, 4 if f.ip_version == 4 else 16, f.sport, 0)
+                        if rc != 0:
+                            status = C_EVENT
+                            arg = rc
+                            break
+                        i += 1
+                        continue
+                    if self.sip[f.sport] or self.sip[f.dport]:
+                        status = C_PYTHON
+                        break
+                elif f.proto == 6:
+                    if self.sip[f.sport] or self.sip[f.dport]:
+                        status = C_PYTHON
+                        break
+                elif f.proto == 1 or f.proto == 58:
+                    status = C_PYTHON
+                    break
+                self.c_other += 1
+                i += 1
+        if status == C_PYTHON:
+            self.c_python += 1
+        elif status == C_DONE:
+            i = n
+        return status, i, arg
 
     def feed_rtp(self, key, data, int64_t ts, src_key, bint force):
         """Process one RTP payload sent to ``key`` (the Python path: fragments, raw streams)."""
@@ -355,10 +479,17 @@ cdef class Engine:
             return 0
         cdef const unsigned char[:] mv = data
         cdef Py_ssize_t n = mv.shape[0]
-        return self._rtp(sid, &mv[0] if n else <const unsigned char*>b"", n, ts, NULL, 0, 0, src_key, force)
+        cdef bytes addr = b""
+        cdef int alen = 0, port = 0
+        if src_key is not None:
+            alen = 4 if src_key < (1 << 48) else 16
+            addr = ((src_key >> 16) & ((1 << (8 * alen)) - 1)).to_bytes(alen, "big")
+            port = src_key & 0xFFFF
+        return self._rtp(sid, &mv[0] if n else <const unsigned char*>b"", n, ts,
+                         <const unsigned char*>addr if alen else NULL, alen, port, force)
 
     cdef int _rtp(self, Py_ssize_t sid, const unsigned char* p, Py_ssize_t length, int64_t ts,
-                  const unsigned char* saddr, int alen, int sport, object src_key, bint force) except -1:
+                  const unsigned char* saddr, int alen, int sport, bint force) noexcept nogil:
         cdef StreamC* s = &self.st[sid]
         cdef CallC* c
         cdef Py_ssize_t h, plen, k
@@ -368,7 +499,7 @@ cdef class Engine:
         cdef const int16_t* table
         cdef int16_t* ring
         if s.raw and not force:
-            return EVENT_RAW
+            return C_EVENT_RAW
         if length < 12 or (p[0] >> 6) != 2:
             s.malformed += 1
             return 0
@@ -400,7 +531,10 @@ cdef class Engine:
             else:
                 s.first_ssrc = ssrc
                 s.first_ns = ts
-                self.src_keys[sid] = src_key if saddr == NULL else key_of(saddr, alen, sport)
+                if saddr != NULL:
+                    memcpy(s.src_addr, saddr, alen)
+                    s.src_alen = alen
+                    s.src_port = sport
             s.started = 1
             s.ssrc = ssrc
             ext = seq + 0x10000
@@ -429,7 +563,7 @@ cdef class Engine:
         if pt != s.audio_pt or s.codec == 0:
             if pt == s.event_pt:
                 s.events += 1
-                return EVENT_TELEPHONE
+                return C_EVENT_TELEPHONE
             s.other_pt += 1
             return 0
         wall = ((ts - c.start_ns) * C_RATE) // 1000000000
@@ -460,4 +594,9 @@ cdef class Engine:
         p = p + h
         for k in range(plen):
             ring[(pos + k) & (C_WINDOW - 1)] = table[p[k]]
+        # This stream's next packet lands right after this one, about 2 x calls packets from
+        # now: ask for those ring lines (into L2) so that its stores do not wait on memory.
+        for k in range(0, plen + 32, 32):
+            __builtin_prefetch(ring + ((pos + plen + k) & (C_WINDOW - 1)), 1, 2)
+        __builtin_prefetch(&s.seen[(ext + 1) & (C_SEEN - 1)], 1, 2)
         return 0

@@ -1,7 +1,9 @@
 """The hot loop: RTP accounting and placement, and C/Python agreement on whole captures and random RTP."""
+import os
 import struct
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -122,3 +124,77 @@ def test_c_and_python_agree_on_random_rtp(packets, codec, raw_header):
             rets.append(e.feed_rtp(KEY, pkt, arrival, 5, False))
         results.append((rets, e.stream_stats(e.stream_id(KEY)), e.flush(slot, 20000), e.last_rtp_ns(slot)))
     assert results[0] == results[1]
+
+
+def test_flush_due_writes_only_open_calls_up_to_their_due_sample(impl):
+    e = impl.Engine((5060,))
+    a, b, c = e.add_call(0), e.add_call(NS), e.add_call(0)      # b starts 1 s later; c is not open
+    e.set_stream(KEY, a, 0, 1, 0, 101, False)
+    e.feed_rtp(KEY, rtp(1, 0, payload=b"\x00" * 160), 0, 1, False)
+    e.set_writing(a, True)
+    e.set_writing(b, True)
+    pcm, segs = e.flush_due(NS + NS // 2, 400)                  # due: a 12000-400, b 4000-400
+    assert segs.tolist() == [[a, 0, 11600], [b, 0, 3600]]
+    assert len(pcm) == 4 * (11600 + 3600)
+    near = np.frombuffer(bytes(pcm[:4 * 11600]), dtype=np.int16).reshape(-1, 2)[:, 0]
+    assert (near[:160] == -32124).all() and (near[160:] == 0).all()
+    assert e.flushed(a) == 11600 and e.flushed(b) == 3600 and e.flushed(c) == 0
+    pcm, segs = e.flush_due(NS + NS // 2, 400)                   # nothing new is due
+    assert len(pcm) == 0 and segs.shape == (0, 3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(-2 * NS, 3 * NS), st.integers(0, 20000), st.booleans()),
+                min_size=1, max_size=6),
+       st.lists(st.tuples(st.integers(0, 5), st.integers(0, 0xFFFF), st.integers(0, 4 * NS)), max_size=30),
+       st.lists(st.integers(-NS, 8 * NS), min_size=1, max_size=5), st.integers(0, 4000))
+def test_c_and_python_agree_on_flush_due(calls, packets, nows, lag):
+    results = []
+    for impl in (C, PY):
+        e = impl.Engine((5060,))
+        slots = []
+        for k, (start, flushed, writing) in enumerate(calls):
+            slot = e.add_call(start, flushed)
+            e.set_writing(slot, writing)
+            e.set_stream(KEY + k + 1, slot, k % 2, 1 + k % 2, 0, 101, False)
+            slots.append(slot)
+        out = []
+        for k, seq, at in packets:
+            if k < len(calls):
+                e.feed_rtp(KEY + k + 1, rtp(seq, seq * 160, payload=bytes(range(160))), at, 5, False)
+        for now in sorted(nows):
+            pcm, segs = e.flush_due(now, lag)
+            out.append((bytes(pcm), segs.tolist()))
+        results.append((out, [e.flushed(s) for s in slots]))
+    assert results[0] == results[1]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 5000), st.binary(max_size=300)), max_size=12))
+def test_c_and_python_pwrite_batch_write_the_same_files(tmp_path_factory, pieces):
+    contents = []
+    for impl in (C, PY):
+        d = tmp_path_factory.mktemp(impl.name)
+        fds = [os.open(str(d / f"f{k}"), os.O_RDWR | os.O_CREAT, 0o644) for k in range(3)]
+        buf = b"".join(p for _, _, p in pieces)
+        failed = impl.engine.pwrite_batch(
+            buf, np.array([fds[f] for f, _, _ in pieces], dtype=np.int64),
+            np.array([o for _, o, _ in pieces], dtype=np.int64),
+            np.array([len(p) for _, _, p in pieces], dtype=np.int64))
+        assert failed == 0
+        contents.append([os.pread(fd, 1 << 20, 0) for fd in fds])
+        for fd in fds:
+            os.close(fd)
+    assert contents[0] == contents[1]
+
+
+def test_pwrite_batch_counts_failures_and_checks_its_arguments(impl):
+    r, w = os.pipe()
+    os.close(w)
+    one = np.array([1], dtype=np.int64)
+    assert impl.engine.pwrite_batch(b"x", np.array([r], dtype=np.int64), np.zeros(1, np.int64), one) == 1
+    os.close(r)
+    with pytest.raises(ValueError, match="do not fit"):
+        impl.engine.pwrite_batch(b"", one, np.zeros(1, np.int64), one)
+    with pytest.raises(ValueError, match="differ in length"):
+        impl.engine.pwrite_batch(b"xx", np.array([1, 2], dtype=np.int64), np.zeros(1, np.int64), one)
