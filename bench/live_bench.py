@@ -56,6 +56,8 @@ def one(lab, path, target_pps, workers, traffic, work, seconds, ring_mb=256):
             "captured": s["received"], "kernel_drops": s["kernel_drops"], "write_dropped_bytes":
             s.get("write_dropped_bytes", 0), "calls_recorded": s.get("calls_recorded", 0),
             "cpu_s": s["cpu_s"], "us_per_packet": round(s["cpu_s"] / max(1, s["received"]) * 1e6, 3),
+            "capture_us_per_packet": round(s["capture_cpu_s"] / max(1, s["received"]) * 1e6, 3),
+            "writer_us_per_packet": round(s["writer_cpu_s"] / max(1, s["received"]) * 1e6, 3),
             "libpcap_packets": base["packets"], "libpcap_drops": base["ps_drop"],
             "libpcap_us_per_packet": round(base["cpu_s"] / max(1, base["packets"]) * 1e6, 3)}
 
@@ -125,6 +127,7 @@ def main():
                 rows.append(r)
                 print(f"{path:6s} workers={workers} offered {r['offered_pps']:>9,.0f} pps  captured {r['captured']:>9,} "
                       f"of {r['sent']:,}  kernel drops {r['kernel_drops']:>7,}  cpu {r['us_per_packet']:.3f} us/pkt "
+                      f"(capture thread {r['capture_us_per_packet']:.3f}, writer {r['writer_us_per_packet']:.3f}) "
                       f"({1e6 / max(r['us_per_packet'], 1e-9) / 100:>7,.0f} calls/core)  calls {r['calls_recorded']}  | "
                       f"libpcap counter: {r['libpcap_packets']:,} pkts, {r['libpcap_drops']:,} drops, "
                       f"{r['libpcap_us_per_packet']:.3f} us/pkt", flush=True)

@@ -88,7 +88,9 @@ class Worker:
         s = self.rec.status()
         s.update({"worker": self.k, "workers": self.n, "received": self.received,
                   "kernel_packets": packets, "kernel_drops": drops, "time": time.time(),
-                  "cpu_s": round(time.process_time() - getattr(self, "cpu0", time.process_time()), 3)})
+                  "cpu_s": round(time.process_time() - getattr(self, "cpu0", time.process_time()), 3),
+                  "capture_cpu_s": round(time.thread_time() - getattr(self, "tcpu0", time.thread_time()), 3),
+                  "writer_cpu_s": round(self.io.cpu_s(), 3)})
         if self.extra_status is not None:
             s["standby"] = self.extra_status()
         return s
@@ -118,6 +120,7 @@ class Worker:
         end = time.monotonic() + max_seconds if max_seconds else None
         next_status = 0.0
         self.cpu0 = time.process_time()         # this process, all its threads (the writer too)
+        self.tcpu0 = time.thread_time()         # the capture loop's own thread
         while not self.stop and (end is None or time.monotonic() < end):
             ring, off = self._next()
             if off is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import time
 
 RATE = 8000
 CHANNELS = 2
@@ -152,6 +153,13 @@ class QueuedIO:
                 self.errors += 1
             with self._lock:
                 self.depth_bytes -= n
+
+    def cpu_s(self) -> float:
+        """CPU seconds the writer thread has used (0 once it has ended)."""
+        try:
+            return time.clock_gettime(time.pthread_getcpuclockid(self._t.ident))
+        except (OSError, TypeError):
+            return 0.0
 
     def stop(self):
         """Finish everything queued, then end the thread."""

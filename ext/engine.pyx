@@ -9,10 +9,11 @@ cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
-from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, memset
 from posix.types cimport off_t
+from posix.stdlib cimport posix_memalign
 from posix.unistd cimport pwrite
 
 from frame cimport *
@@ -53,14 +54,22 @@ for _i in range(256):
 
 
 cdef struct StreamC:
-    int in_use
-    int slot, channel, codec, audio_pt, event_pt, raw, started, anchored
-    uint32_t ssrc, first_ssrc, anchor_ts
-    int64_t base_ext, max_ext, expected_acc, received, dup, reordered, late, too_far, malformed
-    int64_t ssrc_changes, resyncs, events, other_pt, anchor_pos, first_ns, last_ns
+    # what every packet reads and writes, packed into the first 64-byte cache line
+    uint8_t channel, codec, raw, started, anchored, in_use
+    int16_t audio_pt, event_pt
+    int32_t slot
+    uint32_t ssrc, anchor_ts
+    int64_t max_ext, anchor_pos, received, last_ns, base_ext
+    # the rest: counters and the first packet's facts
+    uint32_t first_ssrc
     int src_alen, src_port          # the first packet's source (src_alen 0: unknown)
     unsigned char src_addr[16]
+    int64_t expected_acc, dup, reordered, late, too_far, malformed
+    int64_t ssrc_changes, resyncs, events, other_pt, first_ns, _pad
     int64_t seen[C_SEEN]
+
+
+assert sizeof(StreamC) % 64 == 0, "StreamC must fill whole cache lines"
 
 
 cdef struct CallC:
@@ -358,11 +367,13 @@ cdef class Engine:
             if self.free_streams:
                 sid = self.free_streams.pop()
             else:
-                if self.n_st == self.cap_st:
+                if self.n_st == self.cap_st:       # grown cache-line aligned (see StreamC)
                     self.cap_st = max(64, self.cap_st * 2)
-                    p = <StreamC*>realloc(self.st, self.cap_st * sizeof(StreamC))
-                    if p == NULL:
+                    if posix_memalign(<void**>&p, 64, self.cap_st * sizeof(StreamC)) != 0:
                         raise MemoryError()
+                    if self.st != NULL:
+                        memcpy(p, self.st, self.n_st * sizeof(StreamC))
+                        free(self.st)
                     self.st = p
                 sid = self.n_st
                 self.n_st += 1
