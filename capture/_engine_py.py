@@ -106,18 +106,22 @@ class Engine:
             c.flushed += k
         return b"".join(out)
 
-    def flush_due(self, now_ns: int, lag: int):
-        """Flush every writing call up to its due sample: ``(now - start) * RATE // 1e9 - lag``.
+    def flush_due(self, now_ns: int, lag: int, max_bytes: int = 2 << 20):
+        """Flush writing calls up to their due sample: ``(now - start) * RATE // 1e9 - lag``.
 
-        Returns ``(pcm, segs)``: one buffer with each call's interleaved PCM in turn (a view
-        of the engine's own buffer, valid until the next ``flush_due``), and an int64 array
-        of rows ``(slot, first frame, frames)`` in buffer order.
+        Calls are taken in slot order while their PCM fits ``max_bytes`` (always at least one),
+        so call it again until ``segs`` is empty. Returns ``(pcm, segs)``: one buffer with each
+        call's interleaved PCM in turn (a view of the engine's own buffer, valid until the next
+        ``flush_due``), and an int64 array of rows ``(slot, first frame, frames)`` in buffer order.
         """
-        parts, rows = [], []
+        parts, rows, total = [], [], 0
         for slot, c in enumerate(self.calls):
             if c is not None and c.writing:
                 due = ((now_ns - c.start_ns) * RATE) // 1_000_000_000 - lag
                 if due > c.flushed:
+                    if rows and (total + due - c.flushed) * 4 > max_bytes:
+                        break
+                    total += due - c.flushed
                     rows.append((slot, c.flushed, due - c.flushed))
                     parts.append(self.flush(slot, due))
         return memoryview(b"".join(parts)), np.array(rows, dtype=np.int64).reshape(-1, 3)

@@ -32,6 +32,7 @@ RATE = 8000
 CODECS = {"PCMU": 1, "PCMA": 2}
 DTMF = "0123456789*#ABCD"
 MAX_LOGGED_ERRORS = 20
+FLUSH_BYTES = 2 << 20                # audio handed to the writer at a time
 
 
 def _ntop(addr: bytes) -> str:
@@ -465,8 +466,10 @@ class Recorder:
             if self.engine.last_rtp_ns(rec.slot):
                 self._open_outputs(rec)        # this worker sees the call's RTP: it is ours
         # every open call's due audio, interleaved by the engine and written in one batch
-        pcm, segs = self.engine.flush_due(now, self.lag)
-        if len(segs):
+        while True:          # in batches of at most FLUSH_BYTES (the writer queue takes them whole)
+            pcm, segs = self.engine.flush_due(now, self.lag, FLUSH_BYTES)
+            if not len(segs):
+                break
             self.io.write_batch(pcm, self.fd_of[segs[:, 0]], 44 + 4 * segs[:, 1], 4 * segs[:, 2])
         self._apply(self.table.tick(now, lambda call: self.engine.last_rtp_ns(self.active[call.id].slot)
                                     if call.id in self.active else 0))

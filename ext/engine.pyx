@@ -319,14 +319,15 @@ cdef class Engine:
         _drain(c, upto, <int16_t*>PyBytes_AS_STRING(out))
         return out
 
-    def flush_due(self, int64_t now_ns, int64_t lag):
-        """Flush every writing call up to its due sample: ``(now - start) * RATE // 1e9 - lag``.
+    def flush_due(self, int64_t now_ns, int64_t lag, int64_t max_bytes=2 << 20):
+        """Flush writing calls up to their due sample: ``(now - start) * RATE // 1e9 - lag``.
 
-        Returns ``(pcm, segs)``: one buffer with each call's interleaved PCM in turn (a view
-        of the engine's own buffer, valid until the next ``flush_due``), and an int64 array
-        of rows ``(slot, first frame, frames)`` in buffer order.
+        Calls are taken in slot order while their PCM fits ``max_bytes`` (always at least one),
+        so call it again until ``segs`` is empty. Returns ``(pcm, segs)``: one buffer with each
+        call's interleaved PCM in turn (a view of the engine's own buffer, valid until the next
+        ``flush_due``), and an int64 array of rows ``(slot, first frame, frames)`` in buffer order.
         """
-        cdef Py_ssize_t slot, k = 0, row = 0
+        cdef Py_ssize_t slot, k = 0, row = 0, last = -1
         cdef int64_t total = 0, due, n
         cdef CallC* c
         for slot in range(self.n_cl):
@@ -334,17 +335,18 @@ cdef class Engine:
             if c.in_use and c.writing:
                 due = _due(now_ns, c.start_ns, lag)
                 if due > c.flushed:
+                    if k and (total + due - c.flushed) * 4 > max_bytes:
+                        break
                     total += due - c.flushed
                     k += 1
+                    last = slot
         segs = np.empty((k, 3), dtype=np.int64)
         cdef int64_t[:, ::1] sv = segs
         if self.out is None or len(self.out) < total * 4:
             self.out = np.empty(max(total * 4, 2 * (0 if self.out is None else len(self.out))), dtype=np.uint8)
         cdef unsigned char[::1] ov = self.out
         cdef int16_t* o = <int16_t*>&ov[0]
-        for slot in range(self.n_cl):
-            if row == k:
-                break
+        for slot in range(last + 1):
             c = &self.cl[slot]
             if c.in_use and c.writing:
                 due = _due(now_ns, c.start_ns, lag)

@@ -141,14 +141,19 @@ def test_flush_due_writes_only_open_calls_up_to_their_due_sample(impl):
     assert e.flushed(a) == 11600 and e.flushed(b) == 3600 and e.flushed(c) == 0
     pcm, segs = e.flush_due(NS + NS // 2, 400)                   # nothing new is due
     assert len(pcm) == 0 and segs.shape == (0, 3)
+    pcm, segs = e.flush_due(3 * NS, 400, max_bytes=4 * 9000)     # a alone, though over the limit; b next
+    assert segs.tolist() == [[a, 11600, 12000]]
+    pcm, segs = e.flush_due(3 * NS, 400, max_bytes=4 * 9000)
+    assert segs.tolist() == [[b, 3600, 12000]]
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(-2 * NS, 3 * NS), st.integers(0, 20000), st.booleans()),
                 min_size=1, max_size=6),
        st.lists(st.tuples(st.integers(0, 5), st.integers(0, 0xFFFF), st.integers(0, 4 * NS)), max_size=30),
-       st.lists(st.integers(-NS, 8 * NS), min_size=1, max_size=5), st.integers(0, 4000))
-def test_c_and_python_agree_on_flush_due(calls, packets, nows, lag):
+       st.lists(st.integers(-NS, 8 * NS), min_size=1, max_size=5), st.integers(0, 4000),
+       st.sampled_from([1, 40000, 2 << 20]))
+def test_c_and_python_agree_on_flush_due(calls, packets, nows, lag, max_bytes):
     results = []
     for impl in (C, PY):
         e = impl.Engine((5060,))
@@ -163,8 +168,12 @@ def test_c_and_python_agree_on_flush_due(calls, packets, nows, lag):
             if k < len(calls):
                 e.feed_rtp(KEY + k + 1, rtp(seq, seq * 160, payload=bytes(range(160))), at, 5, False)
         for now in sorted(nows):
-            pcm, segs = e.flush_due(now, lag)
-            out.append((bytes(pcm), segs.tolist()))
+            while True:
+                pcm, segs = e.flush_due(now, lag, max_bytes)
+                out.append((bytes(pcm), segs.tolist()))
+                if not len(segs):
+                    break
+                assert len(segs) == 1 or len(pcm) <= max_bytes
         results.append((out, [e.flushed(s) for s in slots]))
     assert results[0] == results[1]
 
