@@ -18,6 +18,7 @@ from . import _packet_py as packet
 from ._g711_py import ALAW_TABLE, ULAW_TABLE
 from .errors import Truncated, Unsupported
 from .frame import flow_key
+from .writer import wav_header
 
 DONE, PYTHON, EVENT, TICK = 0, 1, 2, 3
 EVENT_RAW, EVENT_TELEPHONE = 1, 2
@@ -44,12 +45,12 @@ class _Stream:
 
 
 class _Call:
-    __slots__ = ("start_ns", "flushed", "ring", "last_rtp_ns", "writing")
+    __slots__ = ("start_ns", "flushed", "synced", "ring", "last_rtp_ns", "writing")
 
     def __init__(self, start_ns):
         self.start_ns = start_ns
         self.writing = False
-        self.flushed = 0
+        self.flushed = self.synced = 0
         self.ring = np.zeros((2, WINDOW), dtype=np.int16)   # planar: near, far
         self.last_rtp_ns = 0
 
@@ -70,7 +71,7 @@ class Engine:
     def add_call(self, start_ns: int, flushed: int = 0, last_rtp_ns: int = 0) -> int:
         """A call whose sample 0 is ``start_ns``; a resumed one has ``flushed`` samples on disk."""
         c = _Call(start_ns)
-        c.flushed = flushed
+        c.flushed = c.synced = flushed
         c.last_rtp_ns = last_rtp_ns
         if self.free_calls:
             slot = self.free_calls.pop()
@@ -106,25 +107,53 @@ class Engine:
             c.flushed += k
         return b"".join(out)
 
-    def flush_due(self, now_ns: int, lag: int, max_bytes: int = 2 << 20):
-        """Flush writing calls up to their due sample: ``(now - start) * RATE // 1e9 - lag``.
+    def flush_due(self, now_ns: int, lag: int, out):
+        """Flush writing calls towards their due sample ``(now - start) * RATE // 1e9 - lag``.
 
-        Calls are taken in slot order while their PCM fits ``max_bytes`` (always at least one),
-        so call it again until ``segs`` is empty. Returns ``(pcm, segs)``: one buffer with each
-        call's interleaved PCM in turn (a view of the engine's own buffer, valid until the next
-        ``flush_due``), and an int64 array of rows ``(slot, first frame, frames)`` in buffer order.
+        Calls are taken in slot order and their interleaved PCM is written one after another
+        into ``out``; when ``out`` is full, the last call is flushed only as far as fits and
+        the rest waits for the next call (so call again until no rows come back). Returns
+        ``(nbytes, segs)``: the bytes used in ``out`` and an int64 array of rows
+        ``(slot, first frame, frames)`` in buffer order.
         """
-        parts, rows, total = [], [], 0
+        view = memoryview(out).cast("B")
+        room = len(view) // 4
+        pos = 0
+        rows = []
         for slot, c in enumerate(self.calls):
+            if room == 0:
+                break
             if c is not None and c.writing:
                 due = ((now_ns - c.start_ns) * RATE) // 1_000_000_000 - lag
                 if due > c.flushed:
-                    if rows and (total + due - c.flushed) * 4 > max_bytes:
-                        break
-                    total += due - c.flushed
-                    rows.append((slot, c.flushed, due - c.flushed))
-                    parts.append(self.flush(slot, due))
-        return memoryview(b"".join(parts)), np.array(rows, dtype=np.int64).reshape(-1, 3)
+                    n = min(due - c.flushed, room)
+                    rows.append((slot, c.flushed, n))
+                    view[pos:pos + 4 * n] = self.flush(slot, c.flushed + n)
+                    pos += 4 * n
+                    room -= n
+        return pos, np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+    def headers_due(self, out):
+        """WAV headers (44 bytes each) for writing calls whose header is behind their audio.
+
+        The header of a call covers its ``flushed`` frames afterwards. Fills ``out`` as far as
+        whole headers fit (call again until no slots come back); returns ``(nbytes, slots)``.
+        """
+        view = memoryview(out).cast("B")
+        slots = []
+        for slot, c in enumerate(self.calls):
+            if len(slots) == len(view) // 44:
+                break
+            if c is not None and c.writing and c.synced != c.flushed:
+                k = 44 * len(slots)
+                view[k:k + 44] = wav_header((c.flushed * 4) & 0xFFFFFFFF)
+                c.synced = c.flushed
+                slots.append(slot)
+        return 44 * len(slots), np.array(slots, dtype=np.int64)
+
+    def set_synced(self, slot: int, frames: int) -> None:
+        """The WAV header of call ``slot`` was written by someone else and covers ``frames``."""
+        self.calls[slot].synced = frames
 
     # streams ---------------------------------------------------------------------------
     def set_stream(self, key: int, slot: int, channel: int, codec: int, audio_pt: int,

@@ -32,7 +32,6 @@ RATE = 8000
 CODECS = {"PCMU": 1, "PCMA": 2}
 DTMF = "0123456789*#ABCD"
 MAX_LOGGED_ERRORS = 20
-FLUSH_BYTES = 2 << 20                # audio handed to the writer at a time
 
 
 def _ntop(addr: bytes) -> str:
@@ -466,21 +465,34 @@ class Recorder:
             if self.engine.last_rtp_ns(rec.slot):
                 self._open_outputs(rec)        # this worker sees the call's RTP: it is ours
         # every open call's due audio, interleaved by the engine and written in one batch
-        while True:          # in batches of at most FLUSH_BYTES (the writer queue takes them whole)
-            pcm, segs = self.engine.flush_due(now, self.lag, FLUSH_BYTES)
+        while True:          # every open call's due audio: interleaved in C, written in batches
+            buf = self.io.buffer()
+            _, segs = self.engine.flush_due(now, self.lag, buf)
             if not len(segs):
+                self.io.release(buf)
                 break
-            self.io.write_batch(pcm, self.fd_of[segs[:, 0]], 44 + 4 * segs[:, 1], 4 * segs[:, 2])
-        self._apply(self.table.tick(now, lambda call: self.engine.last_rtp_ns(self.active[call.id].slot)
-                                    if call.id in self.active else 0))
+            self.io.write_batch(buf, self.fd_of[segs[:, 0]], 44 + 4 * segs[:, 1], 4 * segs[:, 2])
         if now >= self.next_sync:
+            self._apply(self.table.tick(now, self._last_rtp))
             durable = self.opts.durable_s > 0 and now >= self.next_durable
+            if durable:
+                for rec in self.active.values():
+                    if rec.wav is not None:
+                        frames = self._frames(rec)
+                        rec.wav.sync(True)
+                        self.engine.set_synced(rec.slot, frames)
+            else:               # headers patched after their audio, in the same order of writes
+                while True:
+                    buf = self.io.buffer()
+                    _, slots = self.engine.headers_due(buf)
+                    if not len(slots):
+                        self.io.release(buf)
+                        break
+                    self.io.write_batch(buf, self.fd_of[slots], np.zeros(len(slots), dtype=np.int64),
+                                        np.full(len(slots), 44, dtype=np.int64), droppable=False)
             for rec in self.active.values():
-                if rec.wav is not None:
-                    self._frames(rec)
-                    rec.wav.sync(durable)
-                    if rec.dirty:
-                        self._write_meta(rec)
+                if rec.dirty and rec.wav is not None:
+                    self._write_meta(rec)
             if durable:
                 self.next_durable = now + int(self.opts.durable_s * NS)
             self._close_lingering(now)
@@ -488,6 +500,10 @@ class Recorder:
             self.tcp.expire(now)
             self.defrag.expire(now)
             self.next_sync = now + int(self.opts.sync_s * NS)
+
+    def _last_rtp(self, call) -> int:
+        rec = self.active.get(call.id)
+        return self.engine.last_rtp_ns(rec.slot) if rec is not None else 0
 
     def _close_lingering(self, now: int) -> None:
         keep = []

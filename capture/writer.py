@@ -12,6 +12,8 @@ import os
 import struct
 import time
 
+import numpy as np
+
 RATE = 8000
 CHANNELS = 2
 
@@ -22,9 +24,17 @@ def wav_header(data_bytes: int, rate: int = RATE, channels: int = CHANNELS) -> b
                        1, channels, rate, rate * block, block, 16, b"data", data_bytes)
 
 
+BATCH_BYTES = 2 << 20      # one batch buffer: audio for many calls, handed to the writer whole
+
+
 def _default_batch():
     from . import _impl
     return _impl.default().engine.pwrite_batch
+
+
+def _new_buffer():
+    import numpy as np
+    return np.empty(BATCH_BYTES, dtype=np.uint8)
 
 
 class SyncIO:
@@ -35,17 +45,27 @@ class SyncIO:
 
     def __init__(self, pwrite_batch=None):
         self._batch = pwrite_batch or _default_batch()
+        self._buf = None
         self.written_bytes = 0
         self.errors = 0
+
+    def buffer(self):
+        """A batch buffer to fill (give it to ``write_batch`` or back with ``release``)."""
+        if self._buf is None:
+            self._buf = _new_buffer()
+        return self._buf
+
+    def release(self, buf) -> None:
+        pass
 
     def pwrite(self, fd: int, data: bytes, offset: int) -> None:
         os.pwrite(fd, data, offset)
         self.written_bytes += len(data)
 
-    def write_batch(self, buf: bytes, fds, offsets, lengths) -> None:
+    def write_batch(self, buf, fds, offsets, lengths, droppable: bool = True) -> None:
         """Consecutive pieces of ``buf`` to (fd, offset), in order (the C kernel: no GIL)."""
         self.errors += self._batch(buf, fds, offsets, lengths)
-        self.written_bytes += len(buf)
+        self.written_bytes += int(np.sum(lengths))
 
     def fdatasync(self, fd: int) -> None:
         os.fdatasync(fd)
@@ -59,6 +79,9 @@ class SyncIO:
     def stop(self) -> None:
         pass
 
+    def cpu_s(self) -> float:
+        return 0.0
+
 
 class QueuedIO:
     """Writes handed to one background thread through a bounded queue (live capture).
@@ -66,7 +89,8 @@ class QueuedIO:
     Capture never waits for the disk: when more than ``max_bytes`` are queued, audio
     writes are dropped and counted (``dropped_bytes``); the file keeps its length (a hole
     reads as silence) so the header stays true. Header patches, syncs and closes are never
-    dropped, and everything for one file happens in order.
+    dropped, and everything for one file happens in order. Batch buffers are pooled: the
+    writer thread gives each back once written, so nothing is copied or allocated per batch.
     """
 
     def __init__(self, max_bytes: int = 64 << 20, pwrite_batch=None):
@@ -78,10 +102,22 @@ class QueuedIO:
         self.dropped_bytes = 0
         self.written_bytes = 0
         self.errors = 0
+        self._free: list = []
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._t = threading.Thread(target=self._run, name="shadowrec-writer", daemon=True)
         self._t.start()
+
+    def buffer(self):
+        """A batch buffer to fill (give it to ``write_batch`` or back with ``release``)."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return _new_buffer()
+
+    def release(self, buf) -> None:
+        with self._lock:
+            self._free.append(buf)
 
     def _put(self, op, fd, data, offset, droppable):
         n = len(data) if data else 0
@@ -100,23 +136,22 @@ class QueuedIO:
     def pwrite(self, fd, data, offset):
         self._put("w", fd, data, offset, len(data) > 64)
 
-    def write_batch(self, buf, fds, offsets, lengths):
-        """Audio for many files at once: queued whole, or dropped whole when the queue is full.
-
-        ``buf`` may be a view the caller reuses: what is queued is a copy.
-        """
-        n = len(buf)
+    def write_batch(self, buf, fds, offsets, lengths, droppable: bool = True):
+        """Pieces of a ``buffer()`` for many files: queued whole, or (audio) dropped whole when
+        the queue is full. The buffer belongs to the writer from here on."""
+        n = int(np.sum(lengths))
         with self._lock:
-            drop = self.depth_bytes + n > self.max_bytes
+            drop = droppable and self.depth_bytes + n > self.max_bytes
             if drop:
                 self.dropped_bytes += n
+                self._free.append(buf)
             else:
                 self.depth_bytes += n
         if drop:   # each file keeps the length its header will claim: the hole reads as silence
             for fd, off, ln in zip(fds, offsets, lengths):
                 self._q.put(("x", int(fd), None, int(off) + int(ln), 0))
         else:
-            self._q.put(("b", (fds, offsets, lengths), bytes(buf), 0, n))
+            self._q.put(("b", (fds, offsets, lengths), buf, 0, n))
 
     def fdatasync(self, fd):
         self._put("s", fd, None, 0, False)
@@ -136,8 +171,11 @@ class QueuedIO:
                     self.written_bytes += n
                 elif op == "b":
                     fds, offsets, lengths = fd
-                    self.errors += self._batch(data, fds, offsets, lengths)
-                    self.written_bytes += n
+                    try:
+                        self.errors += self._batch(data, fds, offsets, lengths)
+                        self.written_bytes += n
+                    finally:
+                        self.release(data)
                 elif op == "s":
                     os.fdatasync(fd)
                 elif op == "c":

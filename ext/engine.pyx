@@ -74,7 +74,7 @@ assert sizeof(StreamC) % 64 == 0, "StreamC must fill whole cache lines"
 
 cdef struct CallC:
     int in_use, writing
-    int64_t start_ns, flushed, last_rtp_ns
+    int64_t start_ns, flushed, synced, last_rtp_ns
     int16_t* ring
 
 
@@ -177,6 +177,22 @@ cdef inline int64_t _due(int64_t now_ns, int64_t start_ns, int64_t lag) noexcept
     return q * C_RATE + (r * C_RATE) // 1000000000 - lag
 
 
+# 16-bit stereo 8 kHz PCM; the two sizes (offsets 4 and 40) are patched per call
+cdef unsigned char WAV_HEADER[44]
+_h = (b"RIFF" + (36).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little") + (1).to_bytes(2, "little")
+      + (2).to_bytes(2, "little") + (8000).to_bytes(4, "little") + (32000).to_bytes(4, "little")
+      + (4).to_bytes(2, "little") + (16).to_bytes(2, "little") + b"data" + bytes(4))
+for _i in range(44):
+    WAV_HEADER[_i] = _h[_i]
+
+
+cdef inline void _le32(unsigned char* p, uint32_t v) noexcept nogil:
+    p[0] = v & 0xFF
+    p[1] = (v >> 8) & 0xFF
+    p[2] = (v >> 16) & 0xFF
+    p[3] = (v >> 24) & 0xFF
+
+
 cdef void _drain(CallC* c, int64_t upto, int16_t* o) noexcept nogil:
     """Interleave samples [flushed, upto) of a call into ``o`` and clear them in the ring."""
     cdef int16_t* near = c.ring
@@ -239,7 +255,6 @@ cdef class Engine:
     cdef _V4Table v4
     cdef readonly dict flows
     cdef readonly frozenset sip_ports
-    cdef object out
     cdef unsigned char sip[65536]
     cdef int64_t c_records, c_rtp, c_other, c_unsupported, c_python
 
@@ -249,7 +264,6 @@ cdef class Engine:
         self.n_st = self.cap_st = self.n_cl = self.cap_cl = 0
         self.free_streams, self.free_calls, self.rings = [], [], []
         self.flows = {}
-        self.out = None
         self.v4 = _V4Table()
         self.sip_ports = frozenset(int(p) for p in sip_ports)
         memset(self.sip, 0, sizeof(self.sip))
@@ -290,6 +304,7 @@ cdef class Engine:
         self.cl[slot].writing = 0
         self.cl[slot].start_ns = start_ns
         self.cl[slot].flushed = flushed
+        self.cl[slot].synced = flushed
         self.cl[slot].last_rtp_ns = last_rtp_ns
         self.cl[slot].ring = &rv[0, 0]
         return slot
@@ -319,46 +334,63 @@ cdef class Engine:
         _drain(c, upto, <int16_t*>PyBytes_AS_STRING(out))
         return out
 
-    def flush_due(self, int64_t now_ns, int64_t lag, int64_t max_bytes=2 << 20):
-        """Flush writing calls up to their due sample: ``(now - start) * RATE // 1e9 - lag``.
+    def flush_due(self, int64_t now_ns, int64_t lag, unsigned char[::1] out):
+        """Flush writing calls towards their due sample ``(now - start) * RATE // 1e9 - lag``.
 
-        Calls are taken in slot order while their PCM fits ``max_bytes`` (always at least one),
-        so call it again until ``segs`` is empty. Returns ``(pcm, segs)``: one buffer with each
-        call's interleaved PCM in turn (a view of the engine's own buffer, valid until the next
-        ``flush_due``), and an int64 array of rows ``(slot, first frame, frames)`` in buffer order.
+        Calls are taken in slot order and their interleaved PCM is written one after another
+        into ``out``; when ``out`` is full, the last call is flushed only as far as fits and
+        the rest waits for the next call (so call again until no rows come back). Returns
+        ``(nbytes, segs)``: the bytes used in ``out`` and an int64 array of rows
+        ``(slot, first frame, frames)`` in buffer order.
         """
-        cdef Py_ssize_t slot, k = 0, row = 0, last = -1
-        cdef int64_t total = 0, due, n
+        cdef Py_ssize_t slot
+        cdef int64_t room = out.shape[0] // 4, due, n
+        cdef int16_t* o = <int16_t*>&out[0] if out.shape[0] else NULL
         cdef CallC* c
+        rows = []
         for slot in range(self.n_cl):
+            if room == 0:
+                break
             c = &self.cl[slot]
             if c.in_use and c.writing:
                 due = _due(now_ns, c.start_ns, lag)
                 if due > c.flushed:
-                    if k and (total + due - c.flushed) * 4 > max_bytes:
-                        break
-                    total += due - c.flushed
-                    k += 1
-                    last = slot
-        segs = np.empty((k, 3), dtype=np.int64)
-        cdef int64_t[:, ::1] sv = segs
-        if self.out is None or len(self.out) < total * 4:
-            self.out = np.empty(max(total * 4, 2 * (0 if self.out is None else len(self.out))), dtype=np.uint8)
-        cdef unsigned char[::1] ov = self.out
-        cdef int16_t* o = <int16_t*>&ov[0]
-        for slot in range(last + 1):
-            c = &self.cl[slot]
-            if c.in_use and c.writing:
-                due = _due(now_ns, c.start_ns, lag)
-                if due > c.flushed:
-                    n = due - c.flushed
-                    sv[row, 0] = slot
-                    sv[row, 1] = c.flushed
-                    sv[row, 2] = n
-                    _drain(c, due, o)
+                    n = min(due - c.flushed, room)
+                    rows.append((slot, c.flushed, n))
+                    _drain(c, c.flushed + n, o)
                     o += 2 * n
-                    row += 1
-        return memoryview(self.out)[:total * 4], segs
+                    room -= n
+        return (out.shape[0] // 4 - room) * 4, np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+    def headers_due(self, unsigned char[::1] out):
+        """WAV headers (44 bytes each) for writing calls whose header is behind their audio.
+
+        The header of a call covers its ``flushed`` frames afterwards. Fills ``out`` as far as
+        whole headers fit (call again until no slots come back); returns ``(nbytes, slots)``.
+        """
+        cdef Py_ssize_t slot, k = 0, cap = out.shape[0] // 44
+        cdef CallC* c
+        cdef unsigned char* h
+        cdef uint32_t data
+        slots = []
+        for slot in range(self.n_cl):
+            if k == cap:
+                break
+            c = &self.cl[slot]
+            if c.in_use and c.writing and c.synced != c.flushed:
+                data = <uint32_t>(c.flushed * 4)
+                h = &out[44 * k]
+                memcpy(h, WAV_HEADER, 44)
+                _le32(h + 4, 36 + data)
+                _le32(h + 40, data)
+                c.synced = c.flushed
+                slots.append(slot)
+                k += 1
+        return 44 * k, np.array(slots, dtype=np.int64)
+
+    def set_synced(self, Py_ssize_t slot, int64_t frames):
+        """The WAV header of call ``slot`` was written by someone else and covers ``frames``."""
+        self.cl[slot].synced = frames
 
     # streams ---------------------------------------------------------------------------
     def set_stream(self, key, int slot, int channel, int codec, int audio_pt, int event_pt, raw):

@@ -133,18 +133,39 @@ def test_flush_due_writes_only_open_calls_up_to_their_due_sample(impl):
     e.feed_rtp(KEY, rtp(1, 0, payload=b"\x00" * 160), 0, 1, False)
     e.set_writing(a, True)
     e.set_writing(b, True)
-    pcm, segs = e.flush_due(NS + NS // 2, 400)                  # due: a 12000-400, b 4000-400
-    assert segs.tolist() == [[a, 0, 11600], [b, 0, 3600]]
-    assert len(pcm) == 4 * (11600 + 3600)
-    near = np.frombuffer(bytes(pcm[:4 * 11600]), dtype=np.int16).reshape(-1, 2)[:, 0]
+    out = np.zeros(1 << 20, dtype=np.uint8)
+    n, segs = e.flush_due(NS + NS // 2, 400, out)               # due: a 12000-400, b 4000-400
+    assert segs.tolist() == [[a, 0, 11600], [b, 0, 3600]] and n == 4 * (11600 + 3600)
+    near = out[:4 * 11600].view(np.int16).reshape(-1, 2)[:, 0]
     assert (near[:160] == -32124).all() and (near[160:] == 0).all()
     assert e.flushed(a) == 11600 and e.flushed(b) == 3600 and e.flushed(c) == 0
-    pcm, segs = e.flush_due(NS + NS // 2, 400)                   # nothing new is due
-    assert len(pcm) == 0 and segs.shape == (0, 3)
-    pcm, segs = e.flush_due(3 * NS, 400, max_bytes=4 * 9000)     # a alone, though over the limit; b next
-    assert segs.tolist() == [[a, 11600, 12000]]
-    pcm, segs = e.flush_due(3 * NS, 400, max_bytes=4 * 9000)
-    assert segs.tolist() == [[b, 3600, 12000]]
+    n, segs = e.flush_due(NS + NS // 2, 400, out)                # nothing new is due
+    assert n == 0 and segs.shape == (0, 3)
+    small = np.zeros(4 * 9000, dtype=np.uint8)                   # room for 9000 frames at a time
+    assert e.flush_due(3 * NS, 400, small)[1].tolist() == [[a, 11600, 9000]]
+    assert e.flush_due(3 * NS, 400, small)[1].tolist() == [[a, 20600, 3000], [b, 3600, 6000]]
+    assert e.flush_due(3 * NS, 400, small)[1].tolist() == [[b, 9600, 6000]]
+    assert e.flush_due(3 * NS, 400, small)[1].tolist() == []
+
+
+def test_headers_due_covers_what_was_flushed(impl):
+    import io
+    import wave
+    e = impl.Engine((5060,))
+    a, b = e.add_call(0), e.add_call(0, 500)                     # b resumed with 500 frames on disk
+    e.set_writing(a, True)
+    e.set_writing(b, True)
+    out = np.zeros(44 * 4, dtype=np.uint8)
+    assert e.headers_due(out)[1].tolist() == []                  # nothing behind yet
+    e.flush_due(NS, 0, np.zeros(1 << 16, dtype=np.uint8))
+    n, slots = e.headers_due(out)
+    assert slots.tolist() == [a, b] and n == 88
+    for k, frames in ((0, 8000), (1, 8000)):
+        with wave.open(io.BytesIO(bytes(out[44 * k:44 * k + 44]) + bytes(4 * frames))) as w:
+            assert (w.getnchannels(), w.getframerate(), w.getsampwidth(), w.getnframes()) == (2, 8000, 2, frames)
+    assert e.headers_due(out)[1].tolist() == []
+    e.set_synced(a, 0)
+    assert e.headers_due(np.zeros(44, dtype=np.uint8))[1].tolist() == [a]
 
 
 @settings(max_examples=200, deadline=None)
@@ -152,8 +173,8 @@ def test_flush_due_writes_only_open_calls_up_to_their_due_sample(impl):
                 min_size=1, max_size=6),
        st.lists(st.tuples(st.integers(0, 5), st.integers(0, 0xFFFF), st.integers(0, 4 * NS)), max_size=30),
        st.lists(st.integers(-NS, 8 * NS), min_size=1, max_size=5), st.integers(0, 4000),
-       st.sampled_from([1, 40000, 2 << 20]))
-def test_c_and_python_agree_on_flush_due(calls, packets, nows, lag, max_bytes):
+       st.sampled_from([0, 3, 4000, 40000, 2 << 20]))
+def test_c_and_python_agree_on_flush_due(calls, packets, nows, lag, size):
     results = []
     for impl in (C, PY):
         e = impl.Engine((5060,))
@@ -167,13 +188,20 @@ def test_c_and_python_agree_on_flush_due(calls, packets, nows, lag, max_bytes):
         for k, seq, at in packets:
             if k < len(calls):
                 e.feed_rtp(KEY + k + 1, rtp(seq, seq * 160, payload=bytes(range(160))), at, 5, False)
+        buf = np.zeros(size, dtype=np.uint8)
+        hbuf = np.zeros(100, dtype=np.uint8)
         for now in sorted(nows):
-            while True:
-                pcm, segs = e.flush_due(now, lag, max_bytes)
-                out.append((bytes(pcm), segs.tolist()))
+            for _ in range(50):
+                n, segs = e.flush_due(now, lag, buf)
+                out.append((bytes(buf[:n]), segs.tolist()))
+                assert n == 4 * int(segs[:, 2].sum()) <= size
                 if not len(segs):
                     break
-                assert len(segs) == 1 or len(pcm) <= max_bytes
+            while True:
+                n, hs = e.headers_due(hbuf)
+                out.append((bytes(hbuf[:n]), hs.tolist()))
+                if not len(hs):
+                    break
         results.append((out, [e.flushed(s) for s in slots]))
     assert results[0] == results[1]
 
