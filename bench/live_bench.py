@@ -49,9 +49,12 @@ def one(lab, path, target_pps, workers, traffic, work, seconds, ring_mb=256):
     sent = json.loads(lab.run(ns, os.path.join(work, "sender"), dev, traffic, str(target_pps)).stdout)
     base = json.loads(counter.communicate(timeout=seconds + 30)[0])
     o, e = cap.communicate(timeout=seconds + 60)
+    with open(out + ".stderr", "w") as f:       # kept beside the recordings' place, for a post-mortem
+        f.write(e)
     if cap.returncode:
         raise SystemExit(e)
     s = json.loads(o)
+    shutil.rmtree(out, ignore_errors=True)     # recordings on tmpfs: free the memory for the next run
     return {"path": path, "workers": workers, "offered_pps": sent["pps"], "sent": sent["sent"],
             "captured": s["received"], "kernel_drops": s["kernel_drops"], "write_dropped_bytes":
             s.get("write_dropped_bytes", 0), "calls_recorded": s.get("calls_recorded", 0),
@@ -115,9 +118,15 @@ def main():
     for src, dst in (("sender.c", "sender"), ("pcapcount_live.c", "pcapcount_live")):
         subprocess.run(["gcc", "-O2", "-o", os.path.join(work, dst), os.path.join(HERE, src), "-lpcap"], check=True)
     traffic = os.path.join(work, "traffic.pcap")
-    calls = synth.generate(traffic, synth.SynthSpec(calls=args.calls, duration_s=args.duration, spacing_s=0.0005,
-                                                    keep_audio=False, seed=9))
-    print(f"traffic: {len(calls)} concurrent BiB calls x {args.duration:g} s", flush=True)
+    # in a child process: the synthesiser holds every packet in memory until it writes them
+    import multiprocessing
+    gen = multiprocessing.get_context("fork").Process(target=synth.generate, args=(traffic, synth.SynthSpec(
+        calls=args.calls, duration_s=args.duration, spacing_s=0.0005, keep_audio=False, seed=9)))
+    gen.start()
+    gen.join()
+    if gen.exitcode:
+        sys.exit(f"generating the traffic failed ({gen.exitcode})")
+    print(f"traffic: {args.calls} concurrent BiB calls x {args.duration:g} s", flush=True)
     rows = []
     with SpanLab() as lab:
         for path, pps in [p for p in (("mirror", 200000), ("direct", 480000)) if p[0] in args.paths.split(",")]:

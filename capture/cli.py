@@ -52,6 +52,10 @@ def _capture(args) -> int:
         return 2
     json.dump(summary, sys.stdout, indent=2, sort_keys=True)
     print()
+    if summary.get("worker_failures"):
+        print(f"shadowrec: {summary['worker_failures']} capture worker failure(s), exit codes "
+              f"{summary['worker_exit_codes']} (see the log above)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -218,7 +222,9 @@ def main(argv=None) -> int:
     k = sub.add_parser("capture", help="record live from a SPAN interface until SIGTERM/SIGINT")
     k.add_argument("--iface", required=True, help="the SPAN (mirror) interface; needs no IP address")
     k.add_argument("--out", required=True, help="output directory (WAVs, sidecars, catalog.sqlite, status-N.json)")
-    k.add_argument("--workers", type=int, default=1, help="capture processes, one per core (default 1)")
+    k.add_argument("--workers", type=int, default=1,
+                   help="capture processes, one per core (default 1); one that dies is started again, "
+                   "and the exit status is then 1")
     k.add_argument("--ring-mb", type=int, default=256, help="kernel ring per worker in MiB (default 256)")
     k.add_argument("--block-kb", type=int, default=1024, help="ring block size in KiB (default 1024)")
     k.add_argument("--filter", help="extra tcpdump filter ANDed with the built-in one (SIP, RTP, ICMP)")

@@ -26,6 +26,7 @@ from .pipeline import Options, Recorder
 from .writer import QueuedIO, write_json_atomic
 
 log = logging.getLogger("shadowrec")
+MAX_WORKER_FAILURES = 10     # restarts of failed workers before the whole capture gives up
 NS = 1_000_000_000
 # 256 MiB of ring per worker: about 2 s of a saturated 1 Gb/s port, enough for a burst of call set-ups
 # (measured: 64 MiB dropped 8-12% at 480k pps while 2,000 calls were set up in a second; 256 MiB dropped 0)
@@ -185,37 +186,67 @@ def capture(iface: str, opts: Options, workers: int = 1, ring_mb: int = DEFAULT_
                 for s, h in old.items():
                     signal.signal(s, h)
         ctx = mp.get_context("fork")
-        procs, readies = [], []
-        for k in range(workers):
+        t0 = time.monotonic()
+
+        def start(k: int):
             o = Options(**{**vars(opts), "own_by_rtp": True,
                            "state_file": os.path.join(opts.out_dir, f"state-{k}.json")})
             ev = ctx.Event()
-            p = ctx.Process(target=_worker_main, args=(iface, o, k, workers, ring_mb, block_kb, bpf, max_seconds, ev),
+            left = None if max_seconds is None else max(0.1, max_seconds - (time.monotonic() - t0))
+            p = ctx.Process(target=_worker_main, args=(iface, o, k, workers, ring_mb, block_kb, bpf, left, ev),
                             name=f"shadowrec-capture-{k}")
             p.start()
-            procs.append(p)
-            readies.append(ev)
+            return p, ev
+
+        procs, readies = zip(*(start(k) for k in range(workers)))
+        procs = list(procs)
         for ev in readies:
             ev.wait(30)
         if on_ready:
             on_ready()
         stopping = []
+        failures: list = []        # (worker, exit code)
 
         def forward(sig, _frame):
-            stopping.append(sig)
+            if sig != signal.SIGUSR1:
+                stopping.append(sig)
             for p in procs:
                 if p.is_alive():
                     os.kill(p.pid, sig if sig != signal.SIGINT else signal.SIGTERM)
 
         old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
         try:
-            for p in procs:
-                while p.is_alive():
-                    p.join(0.2)
+            while True:
+                alive = False
+                for k, p in enumerate(procs):
+                    p.join(0.2 / workers)
+                    if p.is_alive():
+                        alive = True
+                    elif p.exitcode != 0 and not stopping and not _over(t0, max_seconds):
+                        # a worker died (an exception, a signal): say so and start it again. The
+                        # calls it had open are lost from here on; new calls are recorded again.
+                        failures.append((k, p.exitcode))
+                        if len(failures) > MAX_WORKER_FAILURES:
+                            log.error("capture worker %d exited with code %s, %d failures: stopping",
+                                      k, p.exitcode, len(failures))
+                            forward(signal.SIGTERM, None)
+                            continue
+                        log.error("capture worker %d exited with code %s; starting it again", k, p.exitcode)
+                        procs[k] = start(k)[0]
+                        alive = True
+                if not alive:
+                    break
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-        return merge_status(opts.out_dir, workers)
+        merged = merge_status(opts.out_dir, workers)
+        merged["worker_failures"] = len(failures)
+        merged["worker_exit_codes"] = [c for _, c in failures]
+        return merged
+
+
+def _over(t0: float, max_seconds: float | None) -> bool:
+    return max_seconds is not None and time.monotonic() - t0 >= max_seconds
 
 
 def merge_counters(statuses: list) -> dict:

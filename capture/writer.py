@@ -288,11 +288,15 @@ class PcapWriter:
 
 
 def write_json_atomic(path: str, obj, durable: bool = False) -> None:
+    data = (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode()   # the C encoder
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(obj, sort_keys=True, separators=(",", ":")))   # the C encoder
-        f.write("\n")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         if durable:
-            f.flush()
-            os.fsync(f.fileno())
+            os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)

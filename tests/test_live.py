@@ -33,7 +33,7 @@ def frames(out, meta):
         return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)
 
 
-def live_run(tmp_path, spec, workers=1, extra_wait=1.5, during=None):
+def live_run(tmp_path, spec, workers=1, extra_wait=1.5, during=None, before=None, rc=0):
     """Replay ``spec`` through the mirror; capture live and with tcpdump; return both output dirs."""
     cap = str(tmp_path / "traffic.pcap")
     calls = synth.generate(cap, spec)
@@ -49,6 +49,8 @@ def live_run(tmp_path, spec, workers=1, extra_wait=1.5, during=None):
         while time.time() < deadline and len(glob.glob(out + "/status-*.json")) < workers:
             time.sleep(0.1)
         time.sleep(0.3)
+        if before:
+            before(live, out)
         sender = lab.popen("tx", *cli("replay", cap, "--iface", "tx0"), env=ENV, cwd=ROOT,
                            stdout=subprocess.PIPE, text=True)
         if during:
@@ -57,7 +59,7 @@ def live_run(tmp_path, spec, workers=1, extra_wait=1.5, during=None):
         stdout, stderr = live.communicate(timeout=120)
         wit.send_signal(signal.SIGINT)
         wit.wait(10)
-    assert live.returncode == 0, stderr
+    assert live.returncode == rc, stderr
     ref = str(tmp_path / "ref")
     subprocess.run(cli("record", witness, "--out", ref), env=ENV, cwd=ROOT, check=True, capture_output=True)
     return calls, out, ref, json.loads(stdout)
@@ -94,6 +96,23 @@ def test_two_workers_record_what_one_records(tmp_path):
     status = [json.load(open(p)) for p in sorted(glob.glob(out + "/status-*.json"))]
     assert [s["worker"] for s in status] == [0, 1]
     assert all(s["calls_recorded"] > 0 for s in status)       # the calls were shared out
+
+
+def test_a_worker_that_dies_is_started_again_and_reported(tmp_path):
+    def kill_one(live, out):
+        kids = subprocess.run(["pgrep", "-P", str(live.pid)], capture_output=True, text=True).stdout.split()
+        assert len(kids) == 2
+        os.kill(int(kids[1]), signal.SIGKILL)
+        deadline = time.time() + 20                    # until the new worker writes its status
+        while time.time() < deadline and len(
+                subprocess.run(["pgrep", "-P", str(live.pid)], capture_output=True, text=True).stdout.split()) < 2:
+            time.sleep(0.1)
+        time.sleep(1.5)
+
+    spec = synth.SynthSpec(calls=6, duration_s=2, seed=22)
+    calls, out, ref, summary = live_run(tmp_path, spec, workers=2, before=kill_one, rc=1)
+    assert summary["worker_failures"] == 1 and summary["worker_exit_codes"] == [-signal.SIGKILL]
+    assert_same(out, ref, 6)                            # the calls after the restart are all recorded
 
 
 def test_sigusr1_prints_counters_and_sigterm_resumes_after_restart(tmp_path):
