@@ -52,6 +52,9 @@ def _capture(args) -> int:
         return 2
     json.dump(summary, sys.stdout, indent=2, sort_keys=True)
     print()
+    if summary.get("error"):
+        print(f"shadowrec: {summary['error']}", file=sys.stderr)
+        return 1
     if summary.get("worker_failures"):
         print(f"shadowrec: {summary['worker_failures']} capture worker failure(s), exit codes "
               f"{summary['worker_exit_codes']} (see the log above)", file=sys.stderr)

@@ -36,3 +36,7 @@ class SdpError(ParseError):
 
 class ConfigError(CaptureError):
     """Settings that cannot work."""
+
+
+class InterfaceError(CaptureError):
+    """The capture interface went away or its socket failed."""

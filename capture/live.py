@@ -23,6 +23,7 @@ import time
 
 from . import _impl
 from .pipeline import Options, Recorder
+from .errors import InterfaceError
 from .writer import QueuedIO, write_json_atomic
 
 log = logging.getLogger("shadowrec")
@@ -89,6 +90,7 @@ class Worker:
         s = self.rec.status()
         s.update({"worker": self.k, "workers": self.n, "received": self.received,
                   "kernel_packets": packets, "kernel_drops": drops, "time": time.time(),
+                  "link_errors": sum(r.link_errors for r in self.rings),
                   "cpu_s": round(time.process_time() - getattr(self, "cpu0", time.process_time()), 3),
                   "capture_cpu_s": round(time.thread_time() - getattr(self, "tcpu0", time.thread_time()), 3),
                   "writer_cpu_s": round(self.io.cpu_s(), 3)})
@@ -107,9 +109,12 @@ class Worker:
             return (self.ring, off) if off is not None else (None, None)
         import select
         p = select.poll()
-        for ring in self.rings:
-            p.register(ring.sock.fileno(), select.POLLIN | select.POLLERR)
-        p.poll(100)
+        by_fd = {ring.sock.fileno(): ring for ring in self.rings}
+        for fd in by_fd:
+            p.register(fd, select.POLLIN | select.POLLERR)
+        for fd, ev in p.poll(100):
+            if ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                by_fd[fd]._socket_error(100)      # clears the flag, or raises if the interface is gone
         for ring in self.rings:
             off = ring.next_block(0)
             if off is not None:
@@ -122,8 +127,14 @@ class Worker:
         next_status = 0.0
         self.cpu0 = time.process_time()         # this process, all its threads (the writer too)
         self.tcpu0 = time.thread_time()         # the capture loop's own thread
+        error = None
         while not self.stop and (end is None or time.monotonic() < end):
-            ring, off = self._next()
+            try:
+                ring, off = self._next()
+            except InterfaceError as e:          # open calls are saved below, to resume on restart
+                log.error("%s", e)
+                error = str(e)
+                break
             if off is not None:
                 batch = impl.index_block(ring.mm, off, ring.block_size)
                 if len(batch[0]):
@@ -141,6 +152,8 @@ class Worker:
         rec.now = max(rec.now, time.time_ns())
         final = self.counters()
         final.update(rec.finish("shutdown"))
+        if error:
+            final["error"] = error
         write_json_atomic(self.status_path, final)
         for r in self.rings:
             r.close()
@@ -158,7 +171,8 @@ def _worker_main(iface, opts, k, n, ring_mb, block_kb, bpf, max_seconds, ready):
     signal.signal(signal.SIGUSR1, lambda *_: print(json.dumps(w.counters(), sort_keys=True), file=sys.stderr,
                                                    flush=True))
     ready.set()
-    w.run(max_seconds)
+    if w.run(max_seconds).get("error"):
+        sys.exit(1)               # the parent logs it and starts the worker again
 
 
 def capture(iface: str, opts: Options, workers: int = 1, ring_mb: int = DEFAULT_RING_MB, block_kb: int = 1024,

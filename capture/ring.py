@@ -7,12 +7,14 @@ given back with ``release`` once their packets are processed.
 from __future__ import annotations
 
 import ctypes
+import logging
 import mmap
+import os
 import select
 import socket
 import struct
 
-from .errors import ConfigError
+from .errors import ConfigError, InterfaceError
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
@@ -24,6 +26,7 @@ TPACKET_V3 = 2
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
 TP_STATUS_USER = 1
+log = logging.getLogger("shadowrec")
 
 
 def compile_bpf(expr: str, snaplen: int = 262144) -> list:
@@ -56,6 +59,7 @@ class Ring:
             self.sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
             self.mm = mmap.mmap(self.sock.fileno(), block_size * blocks, mmap.MAP_SHARED,
                                 mmap.PROT_READ | mmap.PROT_WRITE)
+            self.ifname = ifname
             self.ifindex = socket.if_nametoindex(ifname)
             if promisc:     # undone by the kernel when the socket closes
                 self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP,
@@ -69,6 +73,7 @@ class Ring:
         self.current = 0
         self.packets = 0
         self.drops = 0
+        self.link_errors = 0
 
     def next_block(self, timeout_ms: int):
         """The offset of the next block the kernel handed over, or None after ``timeout_ms``."""
@@ -77,11 +82,35 @@ class Ring:
         if not status & TP_STATUS_USER:
             if not timeout_ms:
                 return None
-            self.poller.poll(timeout_ms)      # releases the GIL while the link is idle
+            for _, ev in self.poller.poll(timeout_ms):      # releases the GIL while the link is idle
+                if ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                    self._socket_error(timeout_ms)
             status = struct.unpack_from("=I", self.mm, off + 8)[0]
             if not status & TP_STATUS_USER:
                 return None
         return off
+
+    def _socket_error(self, timeout_ms: int) -> None:
+        """The kernel flagged the socket (the link went down, or the interface away).
+
+        Reading SO_ERROR clears the flag, so poll() blocks again instead of spinning. A link
+        that went down comes back by itself (the kernel re-hooks the socket when it is up); an
+        interface that is gone, or a different one under the same name, ends the capture.
+        """
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        try:
+            index = socket.if_nametoindex(self.ifname)
+        except OSError:
+            index = None
+        if index != self.ifindex:
+            raise InterfaceError(f"{self.ifname}: the capture interface is gone"
+                                 + (f" ({os.strerror(err)})" if err else ""))
+        self.link_errors += 1
+        if self.link_errors <= 20:
+            log.warning("%s: capture socket error: %s", self.ifname, os.strerror(err) if err else "hang-up")
+        if not err:
+            import time
+            time.sleep(timeout_ms / 1000)   # a hang-up with no error: do not spin
 
     def release(self, off: int) -> None:
         self.mm[off + 8:off + 12] = b"\0\0\0\0"          # TP_STATUS_KERNEL

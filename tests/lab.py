@@ -7,6 +7,7 @@ with ``tc ... u32 match u32 0 0 action mirred egress mirror`` to the appliance's
 Addresses are from 198.18.0.0/15; everything created is deleted on exit.
 """
 import os
+import signal
 import subprocess
 import uuid
 
@@ -20,6 +21,7 @@ class SpanLab:
         tag = uuid.uuid4().hex[:6]
         self.ns = {r: f"sr{tag}-{r}" for r in ("tx", "sw", "app")}
         self.created = []
+        self.procs = []
 
     def ip(self, ns, *args):
         return sh("ip", "-n", self.ns[ns], *args)
@@ -48,12 +50,25 @@ class SpanLab:
         return self
 
     def __exit__(self, *exc):
+        for p in self.procs:               # nothing started in the lab outlives it (a failed test too)
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)      # with its children (capture workers)
+                except ProcessLookupError:
+                    pass
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    pass
         for name in reversed(self.created):
             sh("ip", "netns", "del", name, check=False)
         return False
 
     def popen(self, ns, *cmd, **kw):
-        return subprocess.Popen(["ip", "netns", "exec", self.ns[ns], *cmd], **kw)
+        kw.setdefault("start_new_session", True)
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns[ns], *cmd], **kw)
+        self.procs.append(p)
+        return p
 
     def run(self, ns, *cmd, **kw):
         return sh("ip", "netns", "exec", self.ns[ns], *cmd, **kw)

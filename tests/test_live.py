@@ -103,11 +103,12 @@ def test_a_worker_that_dies_is_started_again_and_reported(tmp_path):
         kids = subprocess.run(["pgrep", "-P", str(live.pid)], capture_output=True, text=True).stdout.split()
         assert len(kids) == 2
         os.kill(int(kids[1]), signal.SIGKILL)
-        deadline = time.time() + 20                    # until the new worker writes its status
-        while time.time() < deadline and len(
-                subprocess.run(["pgrep", "-P", str(live.pid)], capture_output=True, text=True).stdout.split()) < 2:
+        killed = time.time()
+        deadline = killed + 30                         # until the new worker's loop writes its status
+        while time.time() < deadline and not all(os.path.getmtime(f) > killed + 1.2
+                                                  for f in glob.glob(out + "/status-*.json")):
             time.sleep(0.1)
-        time.sleep(1.5)
+        assert time.time() < deadline
 
     spec = synth.SynthSpec(calls=6, duration_s=2, seed=22)
     calls, out, ref, summary = live_run(tmp_path, spec, workers=2, before=kill_one, rc=1)
@@ -195,3 +196,63 @@ def test_bad_interface_and_filter_are_clear_errors(tmp_path):
         r = lab.run("app", *cli("capture", "--iface", "app0", "--out", str(tmp_path), "--filter", "udp port nope",
                                 "--seconds", "1"), env=ENV, cwd=ROOT, check=False)
     assert r.returncode == 2 and "bad capture filter" in r.stderr
+
+
+def _cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")     # utime + stime
+
+
+def test_link_down_and_up_is_survived_without_spinning(tmp_path):
+    spec = synth.SynthSpec(calls=1, duration_s=2, seed=24)
+    cap = str(tmp_path / "t.pcap")
+    synth.generate(cap, spec)
+    out = str(tmp_path / "live")
+    with SpanLab() as lab:
+        p = lab.popen("app", *cli("capture", "--iface", "app0", "--out", out, "--seconds", "12"), env=ENV, cwd=ROOT,
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t = time.time()
+        while time.time() - t < 20 and not os.path.exists(out + "/status-0.json"):
+            time.sleep(0.05)
+        lab.run("app", "ip", "link", "set", "app0", "down")     # the kernel flags the socket (ENETDOWN)
+        time.sleep(0.5)
+        c0 = _cpu_s(p.pid)
+        time.sleep(2.0)
+        spent = _cpu_s(p.pid) - c0
+        lab.run("app", "ip", "link", "set", "app0", "up")
+        time.sleep(0.5)
+        sender = lab.popen("tx", *cli("replay", cap, "--iface", "tx0"), env=ENV, cwd=ROOT, stdout=subprocess.PIPE)
+        sender.wait(60)
+        o, e = p.communicate(timeout=60)
+    assert spent < 0.5, f"{spent:.2f} s of CPU in 2 s with the link down: the loop spins"
+    assert p.returncode == 0, e
+    summary = json.loads(o)
+    assert summary["link_errors"] >= 1 and "capture socket error" in e
+    assert summary["calls_recorded"] == 1 and len(sidecars(out)) == 1    # recording went on after the link came back
+
+
+def test_interface_that_disappears_ends_the_capture_with_calls_saved(tmp_path):
+    spec = synth.SynthSpec(calls=1, duration_s=8, seed=25)
+    cap = str(tmp_path / "t.pcap")
+    synth.generate(cap, spec)
+    out = str(tmp_path / "live")
+    with SpanLab() as lab:
+        p = lab.popen("app", *cli("capture", "--iface", "app0", "--out", out, "--seconds", "30"), env=ENV, cwd=ROOT,
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t = time.time()
+        while time.time() - t < 20 and not os.path.exists(out + "/status-0.json"):
+            time.sleep(0.05)
+        sender = lab.popen("tx", *cli("replay", cap, "--iface", "tx0"), env=ENV, cwd=ROOT, stdout=subprocess.PIPE)
+        time.sleep(3.0)                                           # the call is up and recording
+        gone = time.time()
+        lab.run("sw", "ip", "link", "del", "app1")                # the SPAN port's veth pair goes away
+        o, e = p.communicate(timeout=20)
+        took = time.time() - gone
+        sender.kill()
+    assert p.returncode == 1 and "app0: the capture interface is gone" in e
+    assert took < 5
+    summary = json.loads(o)
+    assert summary["error"].startswith("app0") and summary["calls_saved"] == 1     # resumable, not lost
+    (m,) = sidecars(out).values()
+    assert m["state"] == "recording" and frames(out, m).shape[0] > 2 * 8000
