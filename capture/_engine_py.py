@@ -25,7 +25,8 @@ EVENT_RAW, EVENT_TELEPHONE = 1, 2
 CODEC_NONE, CODEC_ULAW, CODEC_ALAW = 0, 1, 2
 WINDOW = 8192           # samples per call kept in memory (1.024 s, 32 KiB for both channels), a power of two
 RESYNC = 2000           # re-anchor a stream when RTP time and wall time differ by 0.25 s
-SEEN = 128              # sequence numbers remembered per stream for duplicate detection
+SEEN = 64               # sequence numbers remembered per stream for duplicate detection (a bitmap)
+MASK = (1 << SEEN) - 1
 RATE = 8000
 
 
@@ -35,12 +36,11 @@ class _Stream:
                  "first_ssrc", "base_ext", "max_ext", "expected_acc", "received", "dup",
                  "reordered", "late", "too_far", "malformed", "ssrc_changes", "resyncs",
                  "anchored", "anchor_pos", "anchor_ts", "first_ns", "last_ns", "src_key",
-                 "events", "other_pt", "seen")
+                 "events", "other_pt", "window")
 
     def __init__(self):
         for f in self.__slots__:
             setattr(self, f, 0)
-        self.seen = [-1] * SEEN
         self.src_key = None
 
 
@@ -297,21 +297,25 @@ class Engine:
             s.ssrc = ssrc
             ext = seq + 0x10000
             s.base_ext = s.max_ext = ext
-            s.seen = [-1] * SEEN
+            s.window = 1            # bit d: extended sequence number max_ext - d was seen
             s.anchored = 0
         else:
             ud = (seq - s.max_ext) & 0xFFFF
             ext = s.max_ext + ud if ud < 0x8000 else s.max_ext - (0x10000 - ud)
-            if s.seen[ext & (SEEN - 1)] == ext:
-                s.dup += 1
-                return 0
             if ext > s.max_ext:
+                d = ext - s.max_ext
+                s.window = (((s.window << d) & MASK) if d < SEEN else 0) | 1
                 s.max_ext = ext
             else:
+                d = s.max_ext - ext
+                if d < SEEN and (s.window >> d) & 1:
+                    s.dup += 1
+                    return 0
                 s.reordered += 1
                 if ext < s.base_ext:
                     s.base_ext = ext
-        s.seen[ext & (SEEN - 1)] = ext
+                if d < SEEN:
+                    s.window |= 1 << d
         s.received += 1
         s.last_ns = ts
         c = self.calls[s.slot]
