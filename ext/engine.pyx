@@ -13,6 +13,7 @@ from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, memset
 from posix.types cimport off_t
+from posix.mman cimport MADV_HUGEPAGE, madvise
 from posix.stdlib cimport posix_memalign
 from posix.unistd cimport pwrite
 
@@ -44,6 +45,8 @@ DEF C_WINDOW = 8192
 DEF C_RESYNC = 2000
 DEF C_RATE = 8000
 DEF C_LOOKAHEAD = 8          # records; a power of two
+DEF C_CHUNK_BYTES = 2097152  # a huge page
+DEF C_CHUNK_RINGS = 64       # 2 MiB / (2 channels x 8192 samples x 2 bytes)
 
 cdef int16_t ULAW[256]
 cdef int16_t ALAW[256]
@@ -251,7 +254,9 @@ cdef class Engine:
     cdef Py_ssize_t n_st, cap_st
     cdef CallC* cl
     cdef Py_ssize_t n_cl, cap_cl
-    cdef list free_streams, free_calls, rings
+    cdef list free_streams, free_calls
+    cdef int16_t** chunks           # call rings, CHUNK_RINGS per 2 MiB huge-page-backed chunk
+    cdef Py_ssize_t n_chunks
     cdef _V4Table v4
     cdef readonly dict flows
     cdef readonly frozenset sip_ports
@@ -262,7 +267,9 @@ cdef class Engine:
         self.st = NULL
         self.cl = NULL
         self.n_st = self.cap_st = self.n_cl = self.cap_cl = 0
-        self.free_streams, self.free_calls, self.rings = [], [], []
+        self.free_streams, self.free_calls = [], []
+        self.chunks = NULL
+        self.n_chunks = 0
         self.flows = {}
         self.v4 = _V4Table()
         self.sip_ports = frozenset(int(p) for p in sip_ports)
@@ -272,8 +279,34 @@ cdef class Engine:
         self.c_records = self.c_rtp = self.c_other = self.c_unsupported = self.c_python = 0
 
     def __dealloc__(self):
+        cdef Py_ssize_t k
         free(self.st)
         free(self.cl)
+        for k in range(self.n_chunks):
+            free(self.chunks[k])
+        free(self.chunks)
+
+    cdef int16_t* _ring(self, Py_ssize_t slot) except NULL:
+        """Call ``slot``'s ring (planar: near then far), carved from 2 MiB chunks.
+
+        The rings of thousands of calls are written in turn, a few lines each: with 4 KiB pages
+        nearly every packet would also miss the TLB. The chunks are 2 MiB aligned and advised
+        as huge pages, so 64 calls share one TLB entry. A slot keeps its ring when it is reused.
+        """
+        cdef Py_ssize_t k = slot // C_CHUNK_RINGS
+        cdef void* mem
+        cdef int16_t** grown
+        while k >= self.n_chunks:
+            grown = <int16_t**>realloc(self.chunks, (self.n_chunks + 1) * sizeof(int16_t*))
+            if grown == NULL:
+                raise MemoryError()
+            self.chunks = grown
+            if posix_memalign(&mem, C_CHUNK_BYTES, C_CHUNK_BYTES) != 0:
+                raise MemoryError()
+            madvise(mem, C_CHUNK_BYTES, MADV_HUGEPAGE)       # a hint: fine if the kernel says no
+            self.chunks[self.n_chunks] = <int16_t*>mem
+            self.n_chunks += 1
+        return self.chunks[k] + (slot % C_CHUNK_RINGS) * 2 * C_WINDOW
 
     @property
     def counters(self):
@@ -296,23 +329,20 @@ cdef class Engine:
                 self.cl = p
             slot = self.n_cl
             self.n_cl += 1
-            self.rings.append(None)
-        ring = np.zeros((2, C_WINDOW), dtype=np.int16)      # planar: near, far
-        cdef int16_t[:, ::1] rv = ring
-        self.rings[slot] = ring
+        cdef int16_t* ring = self._ring(slot)
+        memset(ring, 0, 2 * C_WINDOW * sizeof(int16_t))
         self.cl[slot].in_use = 1
         self.cl[slot].writing = 0
         self.cl[slot].start_ns = start_ns
         self.cl[slot].flushed = flushed
         self.cl[slot].synced = flushed
         self.cl[slot].last_rtp_ns = last_rtp_ns
-        self.cl[slot].ring = &rv[0, 0]
+        self.cl[slot].ring = ring
         return slot
 
     def end_call(self, Py_ssize_t slot):
         self.cl[slot].in_use = 0
         self.cl[slot].ring = NULL
-        self.rings[slot] = None
         self.free_calls.append(slot)
 
     def set_writing(self, Py_ssize_t slot, bint on):
