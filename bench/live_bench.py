@@ -105,7 +105,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--duration", type=float, default=10.0)
-    ap.add_argument("--mem-calls", type=int, default=10000)
+    ap.add_argument("--mem-calls", type=int, default=10000,
+                    help="concurrent calls for the memory measurement (0: skip it)")
     ap.add_argument("--dir", default="/dev/shm/shadowrec-live-bench")
     ap.add_argument("--ring-mb", type=int, default=256, help="kernel ring per worker (shadowrec's default 256)")
     ap.add_argument("--paths", default="mirror,direct")
@@ -140,8 +141,10 @@ def main():
                       f"({1e6 / max(r['us_per_packet'], 1e-9) / 100:>7,.0f} calls/core)  calls {r['calls_recorded']}  | "
                       f"libpcap counter: {r['libpcap_packets']:,} pkts, {r['libpcap_drops']:,} drops, "
                       f"{r['libpcap_us_per_packet']:.3f} us/pkt", flush=True)
-    mem = memory_per_call(work, args.mem_calls)
-    print(f"memory per active call ({args.mem_calls} concurrent, offline record): {mem / 1024:.1f} KiB")
+    mem = None
+    if args.mem_calls > 10:
+        mem = memory_per_call(work, args.mem_calls)
+        print(f"memory per active call ({args.mem_calls} concurrent, offline record): {mem / 1024:.1f} KiB")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "memory_per_call_bytes": mem}, f, indent=2)
