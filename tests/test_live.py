@@ -204,17 +204,21 @@ def _cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")     # utime + stime
 
 
+def _one_call_capture(lab, tmp_path, duration_s, seed, seconds):
+    """A capture on the lab's SPAN port, running; and a one-call capture file to replay."""
+    cap, out = str(tmp_path / "t.pcap"), str(tmp_path / "live")
+    synth.generate(cap, synth.SynthSpec(calls=1, duration_s=duration_s, seed=seed))
+    p = lab.popen("app", *cli("capture", "--iface", "app0", "--out", out, "--seconds", str(seconds)), env=ENV,
+                  cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t = time.time()
+    while time.time() - t < 20 and not os.path.exists(out + "/status-0.json"):
+        time.sleep(0.05)
+    return p, cap, out
+
+
 def test_link_down_and_up_is_survived_without_spinning(tmp_path):
-    spec = synth.SynthSpec(calls=1, duration_s=2, seed=24)
-    cap = str(tmp_path / "t.pcap")
-    synth.generate(cap, spec)
-    out = str(tmp_path / "live")
     with SpanLab() as lab:
-        p = lab.popen("app", *cli("capture", "--iface", "app0", "--out", out, "--seconds", "12"), env=ENV, cwd=ROOT,
-                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        t = time.time()
-        while time.time() - t < 20 and not os.path.exists(out + "/status-0.json"):
-            time.sleep(0.05)
+        p, cap, out = _one_call_capture(lab, tmp_path, 2, 24, 12)
         lab.run("app", "ip", "link", "set", "app0", "down")     # the kernel flags the socket (ENETDOWN)
         time.sleep(0.5)
         c0 = _cpu_s(p.pid)
@@ -233,16 +237,8 @@ def test_link_down_and_up_is_survived_without_spinning(tmp_path):
 
 
 def test_interface_that_disappears_ends_the_capture_with_calls_saved(tmp_path):
-    spec = synth.SynthSpec(calls=1, duration_s=8, seed=25)
-    cap = str(tmp_path / "t.pcap")
-    synth.generate(cap, spec)
-    out = str(tmp_path / "live")
     with SpanLab() as lab:
-        p = lab.popen("app", *cli("capture", "--iface", "app0", "--out", out, "--seconds", "30"), env=ENV, cwd=ROOT,
-                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        t = time.time()
-        while time.time() - t < 20 and not os.path.exists(out + "/status-0.json"):
-            time.sleep(0.05)
+        p, cap, out = _one_call_capture(lab, tmp_path, 8, 25, 30)
         sender = lab.popen("tx", *cli("replay", cap, "--iface", "tx0"), env=ENV, cwd=ROOT, stdout=subprocess.PIPE)
         time.sleep(3.0)                                           # the call is up and recording
         gone = time.time()
