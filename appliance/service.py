@@ -16,6 +16,7 @@ import multiprocessing as mp
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 
@@ -53,10 +54,13 @@ def _child(settings: Settings):
         cfg = VrrpConfig(vrid=sb.vrid, priority=sb.priority, takeover_priority=sb.takeover_priority,
                          advert_int_cs=round(sb.advert_int_s * 100))
         with SpanInterface(c.span):
-            Standby(c.span, sb.service, opts, cfg, sb.vips, sb.primary, sb.probe_interval_s, c.ring_mb).run()
+            summary = Standby(c.span, sb.service, opts, cfg, sb.vips, sb.primary, sb.probe_interval_s,
+                              c.ring_mb).run()
     else:
         from capture.live import capture
-        capture(c.span, opts, workers=c.workers, ring_mb=c.ring_mb, bpf=c.filter)
+        summary = capture(c.span, opts, workers=c.workers, ring_mb=c.ring_mb, bpf=c.filter)
+    if summary.get("error") or summary.get("worker_failures"):
+        sys.exit(1)          # e.g. the SPAN interface went away: the supervisor logs it and retries
 
 
 class Supervisor:
