@@ -464,7 +464,6 @@ class Recorder:
         for rec in list(self.unopened.values()):
             if self.engine.last_rtp_ns(rec.slot):
                 self._open_outputs(rec)        # this worker sees the call's RTP: it is ours
-        # every open call's due audio, interleaved by the engine and written in one batch
         while True:          # every open call's due audio: interleaved in C, written in batches
             buf = self.io.buffer()
             _, segs = self.engine.flush_due(now, self.lag, buf)

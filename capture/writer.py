@@ -33,7 +33,6 @@ def _default_batch():
 
 
 def _new_buffer():
-    import numpy as np
     return np.empty(BATCH_BYTES, dtype=np.uint8)
 
 
