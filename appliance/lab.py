@@ -10,7 +10,7 @@ process, host up; ``host``: keepalived, recorder and links gone at once; ``net``
 bridge port disabled, carrier up: a split brain), more calls start after it, the primary comes
 back, and calls span the failback. The report: time from the failure to the VIP owned by
 shadowrec, packets missing from each recording against the audio the phones sent, the share
-of calls recorded, the failback time, and whether the VIP was ever held twice on a connected
+of calls recorded, the failback time, and when and how long the VIP was held twice on a connected
 LAN. Everything created is deleted on exit.
 """
 from __future__ import annotations
@@ -268,8 +268,11 @@ def run_lab(mode: str = "crash", work: str | None = None, calls_before: int = 4,
         report["takeover_s"] = round(took - kill_t, 3) if took is not None else None
         back = next((x[0] for x in timeline if x[0] >= restore_t and x[1] and not x[2]), None)
         report["failback_s"] = round(back - restore_t, 3) if back is not None else None
-        connected = [x for x in timeline if not (mode == "net" and kill_t <= x[0] < restore_t)]
-        report["vip_held_twice"] = [x[0] for x in connected if x[1] and x[2]]
+        # [when, for how long] the VIP was on both hosts of the connected LAN (not the split brain)
+        report["vip_held_twice"] = [
+            [at, round((timeline[k + 1][0] if k + 1 < len(timeline) else at) - at, 3)]
+            for k, (at, pri, app) in enumerate(timeline)
+            if pri and app and not (mode == "net" and kill_t <= at < restore_t)]
         report["vip_single_at_end"] = bool(timeline and timeline[-1][1] and not timeline[-1][2])
     calls = json.load(open(manifest))
     metas = {}

@@ -108,7 +108,9 @@ def test_a_worker_that_dies_is_started_again_and_reported(tmp_path):
         while time.time() < deadline and not all(os.path.getmtime(f) > killed + 1.2
                                                   for f in glob.glob(out + "/status-*.json")):
             time.sleep(0.1)
-        assert time.time() < deadline
+        assert time.time() < deadline, (
+            {os.path.basename(f): round(os.path.getmtime(f) - killed, 1) for f in glob.glob(out + "/status-*.json")},
+            kids, subprocess.run(["pgrep", "-P", str(live.pid)], capture_output=True, text=True).stdout.split())
 
     spec = synth.SynthSpec(calls=6, duration_s=2, seed=22)
     calls, out, ref, summary = live_run(tmp_path, spec, workers=2, before=kill_one, rc=1)
