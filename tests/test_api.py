@@ -33,6 +33,7 @@ def test_health_ready_and_status(datadir):
     assert c.get("/ready").json()["ready"] is True
     st = c.get("/status").json()
     assert st["role"] == "PASSIVE" and st["capture"]["kernel_drops"] == 7 and st["capture"]["active_calls"] == 1
+    assert st["capture"]["link_errors"] == 2 and st["capture"]["write_errors"] == 0
     assert st["disk"]["free_bytes"] > 0 and st["version"]
     os.utime(os.path.join(datadir, "status-0.json"), (1, 1))          # a silent engine
     r = c.get("/ready")
@@ -80,6 +81,7 @@ def test_audio_with_range_requests(datadir):
 def test_metrics(datadir):
     text = client(datadir).get("/metrics").text
     assert 'shadowrec_kernel_drops_total{worker="0"} 7.0' in text and "shadowrec_active_calls" in text
+    assert 'shadowrec_link_errors_total{worker="0"} 2.0' in text
 
 
 def test_token_auth(datadir):

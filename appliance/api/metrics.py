@@ -19,6 +19,7 @@ class _Collector:
         counters = {"received": "packets received by the capture workers",
                     "kernel_drops": "packets the kernel dropped before shadowrec read them",
                     "bytes_written": "audio bytes written", "write_dropped_bytes": "audio dropped: disk behind",
+                    "write_errors": "writes the disk refused", "link_errors": "times the SPAN link went down",
                     "calls_recorded": "calls recorded"}
         for key, doc in counters.items():
             m = CounterMetricFamily(f"shadowrec_{key}", doc, labels=["worker"])

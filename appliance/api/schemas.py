@@ -31,6 +31,8 @@ class Capture(BaseModel):
     queue_bytes: int
     bytes_written: int
     write_dropped_bytes: int
+    write_errors: int = Field(0, description="batches or writes the disk refused (see the service log)")
+    link_errors: int = Field(0, description="times the SPAN port's link went down under the capture")
     calls_recorded: int
     status_age_s: float | None
 

@@ -16,7 +16,7 @@ def summarise(settings: Settings) -> dict:
     st = worker_status(settings)
     total = merge_counters(st)
     num = ("received", "kernel_drops", "active_calls", "active_lost_packets", "queue_bytes", "bytes_written",
-           "write_dropped_bytes", "calls_recorded")
+           "write_dropped_bytes", "write_errors", "link_errors", "calls_recorded")
     cap = {k: int(total.get(k, 0)) for k in num}
     cap.update(workers=len(st), parse_errors=total["errors"],
                status_age_s=max((s["age_s"] for s in st), default=None))
