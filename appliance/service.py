@@ -84,6 +84,8 @@ class Supervisor:
         self.proc.start()
 
     def _loop(self):
+        from capture.live import merge_counters
+
         from .api.deps import worker_status
         backoff = 1.0
         while not self.stopping:
@@ -105,10 +107,9 @@ class Supervisor:
                     self.ready_sent = True
                     sd_notify("READY=1")
                 sd_notify("WATCHDOG=1")
-                rx = sum(s.get("received", 0) for s in st)
-                calls = sum(s.get("active_calls", 0) for s in st)
-                drops = sum(s.get("kernel_drops", 0) for s in st)
-                sd_notify(f"STATUS=capturing: {rx} packets, {calls} active calls, {drops} kernel drops")
+                t = merge_counters(st)
+                sd_notify(f"STATUS=capturing: {t.get('received', 0)} packets, {t.get('active_calls', 0)} active "
+                          f"calls, {t.get('kernel_drops', 0)} kernel drops")
 
     def stop(self, _app=None):
         self.stopping = True

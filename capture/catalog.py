@@ -60,31 +60,22 @@ class Catalog:
               newest_first=False) -> list:
         """Calls filtered by time range (ISO strings), DN or device on either side, end reason,
         primary failure, state or id; oldest first unless ``newest_first``."""
+        dev = device.upper() if device else None
+        filters = (                          # (value, clause, its arguments); None: no filter
+            (call_id or None, "id = ?", [call_id]),
+            (state or None, "state = ?", [state]),
+            (since or None, "started_at >= ?", [since]),
+            (until or None, "started_at < ?", [until]),
+            (dn or None, "(near_dn = ? OR far_dn = ?)", [dn, dn]),
+            (dev, "(near_device = ? OR far_device = ?)", [dev, dev]),
+            (end_reason or None, "end_reason = ?", [end_reason]),
+            (primary_failed, "primary_failed = ?", [1 if primary_failed else 0]),
+        )
         where, args = [], []
-        if call_id:
-            where.append("id = ?")
-            args.append(call_id)
-        if state:
-            where.append("state = ?")
-            args.append(state)
-        if since:
-            where.append("started_at >= ?")
-            args.append(since)
-        if until:
-            where.append("started_at < ?")
-            args.append(until)
-        if dn:
-            where.append("(near_dn = ? OR far_dn = ?)")
-            args += [dn, dn]
-        if device:
-            where.append("(near_device = ? OR far_device = ?)")
-            args += [device.upper(), device.upper()]
-        if end_reason:
-            where.append("end_reason = ?")
-            args.append(end_reason)
-        if primary_failed is not None:
-            where.append("primary_failed = ?")
-            args.append(1 if primary_failed else 0)
+        for value, clause, values in filters:
+            if value is not None:
+                where.append(clause)
+                args += values
         sql = "SELECT meta FROM calls"
         if where:
             sql += " WHERE " + " AND ".join(where)

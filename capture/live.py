@@ -13,6 +13,7 @@ start on the same DIR resumes them in the same files.
 """
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import multiprocessing as mp
@@ -22,8 +23,8 @@ import sys
 import time
 
 from . import _impl
-from .pipeline import Options, Recorder
 from .errors import InterfaceError
+from .pipeline import Options, Recorder
 from .writer import QueuedIO, write_json_atomic
 
 log = logging.getLogger("shadowrec")
@@ -113,8 +114,7 @@ class Worker:
         for fd in by_fd:
             p.register(fd, select.POLLIN | select.POLLERR)
         for fd, ev in p.poll(100):
-            if ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
-                by_fd[fd]._socket_error(100)      # clears the flag, or raises if the interface is gone
+            by_fd[fd].check_poll(ev, 100)      # clears an error flag, or raises if the interface is gone
         for ring in self.rings:
             off = ring.next_block(0)
             if off is not None:
@@ -277,13 +277,23 @@ def merge_counters(statuses: list) -> dict:
     return merged
 
 
-def merge_status(out_dir: str, workers: int) -> dict:
-    statuses = []
-    for k in range(workers):
+def read_statuses(out_dir: str, workers: int | None = None) -> list:
+    """The workers' status files (rewritten every second), each with its ``age_s``: workers
+    0..N-1, or every status file in the directory."""
+    paths = ([os.path.join(out_dir, f"status-{k}.json") for k in range(workers)] if workers is not None
+             else sorted(glob.glob(os.path.join(out_dir, "status-*.json"))))
+    out = []
+    for p in paths:
         try:
-            with open(os.path.join(out_dir, f"status-{k}.json")) as f:
-                statuses.append(json.load(f))
+            with open(p) as f:
+                s = json.load(f)
+            s["age_s"] = round(time.time() - os.path.getmtime(p), 3)
+            out.append(s)
         except (OSError, ValueError):
             continue
-    return {**merge_counters(statuses), "workers": workers}
+    return out
+
+
+def merge_status(out_dir: str, workers: int) -> dict:
+    return {**merge_counters(read_statuses(out_dir, workers)), "workers": workers}
 

@@ -464,13 +464,9 @@ class Recorder:
         for rec in list(self.unopened.values()):
             if self.engine.last_rtp_ns(rec.slot):
                 self._open_outputs(rec)        # this worker sees the call's RTP: it is ours
-        while True:          # every open call's due audio: interleaved in C, written in batches
-            buf = self.io.buffer()
-            _, segs = self.engine.flush_due(now, self.lag, buf)
-            if not len(segs):
-                self.io.release(buf)
-                break
-            self.io.write_batch(buf, self.fd_of[segs[:, 0]], 44 + 4 * segs[:, 1], 4 * segs[:, 2])
+        # every open call's due audio: interleaved in C, written in batches
+        self._write_batches(lambda buf: self.engine.flush_due(now, self.lag, buf)[1],
+                            lambda segs: (self.fd_of[segs[:, 0]], 44 + 4 * segs[:, 1], 4 * segs[:, 2]))
         if now >= self.next_sync:
             self._apply(self.table.tick(now, self._last_rtp))
             durable = self.opts.durable_s > 0 and now >= self.next_durable
@@ -481,14 +477,10 @@ class Recorder:
                         rec.wav.sync(True)
                         self.engine.set_synced(rec.slot, frames)
             else:               # headers patched after their audio, in the same order of writes
-                while True:
-                    buf = self.io.buffer()
-                    _, slots = self.engine.headers_due(buf)
-                    if not len(slots):
-                        self.io.release(buf)
-                        break
-                    self.io.write_batch(buf, self.fd_of[slots], np.zeros(len(slots), dtype=np.int64),
-                                        np.full(len(slots), 44, dtype=np.int64), droppable=False)
+                self._write_batches(lambda buf: self.engine.headers_due(buf)[1],
+                                    lambda slots: (self.fd_of[slots], np.zeros(len(slots), dtype=np.int64),
+                                                   np.full(len(slots), 44, dtype=np.int64)),
+                                    droppable=False)
             for rec in self.active.values():
                 if rec.dirty and rec.wav is not None:
                     self._write_meta(rec)
@@ -499,6 +491,17 @@ class Recorder:
             self.tcp.expire(now)
             self.defrag.expire(now)
             self.next_sync = now + int(self.opts.sync_s * NS)
+
+    def _write_batches(self, fill, pieces, droppable: bool = True) -> None:
+        """Fill pooled buffers with ``fill(buf) -> rows`` until no rows come back; write each
+        buffer to ``pieces(rows) -> (fds, offsets, lengths)``."""
+        while True:
+            buf = self.io.buffer()
+            rows = fill(buf)
+            if not len(rows):
+                self.io.release(buf)
+                return
+            self.io.write_batch(buf, *pieces(rows), droppable=droppable)
 
     def _last_rtp(self, call) -> int:
         rec = self.active.get(call.id)

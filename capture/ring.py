@@ -13,6 +13,7 @@ import os
 import select
 import socket
 import struct
+import time
 
 from .errors import ConfigError, InterfaceError
 
@@ -26,6 +27,7 @@ TPACKET_V3 = 2
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
 TP_STATUS_USER = 1
+POLL_ERRORS = select.POLLERR | select.POLLHUP | select.POLLNVAL
 log = logging.getLogger("shadowrec")
 
 
@@ -83,12 +85,16 @@ class Ring:
             if not timeout_ms:
                 return None
             for _, ev in self.poller.poll(timeout_ms):      # releases the GIL while the link is idle
-                if ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
-                    self._socket_error(timeout_ms)
+                self.check_poll(ev, timeout_ms)
             status = struct.unpack_from("=I", self.mm, off + 8)[0]
             if not status & TP_STATUS_USER:
                 return None
         return off
+
+    def check_poll(self, events: int, timeout_ms: int) -> None:
+        """Handle what poll() said of this ring's socket: an error flag, if any, is dealt with."""
+        if events & POLL_ERRORS:
+            self._socket_error(timeout_ms)
 
     def _socket_error(self, timeout_ms: int) -> None:
         """The kernel flagged the socket (the link went down, or the interface away).
@@ -109,7 +115,6 @@ class Ring:
         if self.link_errors <= 20:
             log.warning("%s: capture socket error: %s", self.ifname, os.strerror(err) if err else "hang-up")
         if not err:
-            import time
             time.sleep(timeout_ms / 1000)   # a hang-up with no error: do not spin
 
     def release(self, off: int) -> None:

@@ -23,6 +23,7 @@ cdef extern from *:
     void __builtin_prefetch(const void* addr, int rw, int locality) nogil
 
 from capture._g711_py import ALAW_TABLE as _AT, ULAW_TABLE as _UT
+from capture.writer import wav_header
 
 cnp.import_array()
 
@@ -180,11 +181,9 @@ cdef inline int64_t _due(int64_t now_ns, int64_t start_ns, int64_t lag) noexcept
     return q * C_RATE + (r * C_RATE) // 1000000000 - lag
 
 
-# 16-bit stereo 8 kHz PCM; the two sizes (offsets 4 and 40) are patched per call
+# the writer's empty WAV header; the two sizes (offsets 4 and 40) are patched per call
 cdef unsigned char WAV_HEADER[44]
-_h = (b"RIFF" + (36).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little") + (1).to_bytes(2, "little")
-      + (2).to_bytes(2, "little") + (8000).to_bytes(4, "little") + (32000).to_bytes(4, "little")
-      + (4).to_bytes(2, "little") + (16).to_bytes(2, "little") + b"data" + bytes(4))
+_h = wav_header(0)
 for _i in range(44):
     WAV_HEADER[_i] = _h[_i]
 
@@ -221,7 +220,7 @@ def pwrite_batch(const unsigned char[:] buf, const int64_t[:] fds, const int64_t
     Returns the number of pieces that failed (short writes are retried to the end).
     """
     cdef Py_ssize_t i, n = fds.shape[0]
-    cdef int64_t pos = 0, done, off
+    cdef int64_t pos = 0, done
     cdef ssize_t w
     cdef int failed = 0
     cdef const unsigned char* b = &buf[0] if buf.shape[0] else NULL
@@ -486,8 +485,8 @@ cdef class Engine:
         It works ahead of itself: a frame's first 256 bytes are prefetched 4 x LOOKAHEAD records
         early; frames are parsed and their IPv4 flow looked up 2 x LOOKAHEAD records early (the
         stream's state is prefetched then), and LOOKAHEAD records early the ring lines the
-        packet will land in are prefetched. Each
-        packet's ~3 cache misses (stream state, ring, call) then overlap instead of adding up.
+        packet will land in are prefetched. Each packet's ~3 cache misses (stream state, ring,
+        call) then overlap instead of adding up.
         The prefetches are only hints: what is computed is exactly what the loop alone computes.
         """
         cdef FrameC* f

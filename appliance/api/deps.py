@@ -1,13 +1,12 @@
 """What every router depends on: the settings, the token check, the appliance's files."""
 from __future__ import annotations
 
-import glob
 import hmac
-import json
 import os
-import time
 
 from fastapi import Depends, HTTPException, Request, status
+
+from capture.live import read_statuses
 
 from ..config import Settings
 
@@ -30,17 +29,8 @@ def require_token(request: Request, settings: Settings = Depends(get_settings)) 
 
 
 def worker_status(settings: Settings) -> list:
-    """The capture workers' status files (written every second), newest first."""
-    out = []
-    for p in sorted(glob.glob(os.path.join(settings.capture.out, "status-*.json"))):
-        try:
-            with open(p) as f:
-                s = json.load(f)
-            s["age_s"] = round(time.time() - os.path.getmtime(p), 3)
-            out.append(s)
-        except (OSError, ValueError):
-            continue
-    return out
+    """The capture workers' status files (written every second), with their age."""
+    return read_statuses(settings.capture.out)
 
 
 def catalog(settings: Settings):
