@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -29,10 +30,24 @@ class Catalog:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, check_same_thread=False)
         else:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
+            self._set_up()
         self._batch = []
+
+    def _set_up(self, patience_s: float = 10.0) -> None:
+        """WAL mode and the schema. Capture workers open one catalog at the same moment, and
+        SQLite refuses the switch to WAL with "database is locked" (no busy wait) while another
+        connection holds a lock: that is retried, as long as ``patience_s``."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def upsert(self, meta: dict) -> None:
         """Queue a call's metadata; ``commit`` writes the queue in one transaction."""

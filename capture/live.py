@@ -214,8 +214,10 @@ def capture(iface: str, opts: Options, workers: int = 1, ring_mb: int = DEFAULT_
 
         procs, readies = zip(*(start(k) for k in range(workers)))
         procs = list(procs)
-        for ev in readies:
-            ev.wait(30)
+        for p, ev in zip(procs, readies):     # a worker that dies starting is not waited for
+            deadline = time.monotonic() + 30
+            while not ev.wait(0.1) and p.is_alive() and time.monotonic() < deadline:
+                pass
         if on_ready:
             on_ready()
         stopping = []

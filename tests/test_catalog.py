@@ -1,0 +1,39 @@
+"""The call catalog: opened by several capture workers at once, queried by the CLI and the API."""
+import multiprocessing as mp
+import random
+import time
+
+from capture.catalog import Catalog
+
+
+def _open(path, start, delay, results):
+    start.wait()
+    try:
+        time.sleep(delay)
+        Catalog(path).close()
+        results.put("ok")
+    except Exception as e:            # reported to the test, not lost in a child's stderr
+        results.put(repr(e))
+
+
+def test_workers_opening_a_new_catalog_at_once_all_succeed(tmp_path):
+    """Capture workers start together and each opens the same new catalog. Now and then SQLite
+    refuses one of them the switch to WAL with "database is locked", without waiting: without
+    the retry, about 1 trial in 100 lost a worker here (measured: 3-4 in 400)."""
+    ctx = mp.get_context("fork")
+    rng = random.Random(5)
+    failures = []
+    for trial in range(400):
+        path = str(tmp_path / f"c{trial}.sqlite")
+        start, results = ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_open, args=(path, start, rng.random() * 0.01, results)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        start.set()
+        failures += [r for r in (results.get(timeout=30) for _ in procs) if r != "ok"]
+        for p in procs:
+            p.join(10)
+    assert failures == []
+    cat = Catalog(str(tmp_path / "c0.sqlite"))
+    assert cat.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    cat.close()
