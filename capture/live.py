@@ -81,6 +81,7 @@ class Worker:
         self.extra_status = None              # e.g. the standby's VRRP/health state, merged into status
         self.stop = False
         self.received = 0
+        self.last_packet_at = None            # wall time the SPAN port last delivered a packet
         self.status_path = os.path.join(opts.out_dir, f"status-{k}.json")
 
     def counters(self) -> dict:
@@ -92,6 +93,7 @@ class Worker:
         s.update({"worker": self.k, "workers": self.n, "received": self.received,
                   "kernel_packets": packets, "kernel_drops": drops, "time": time.time(),
                   "link_errors": sum(r.link_errors for r in self.rings),
+                  "last_packet_at": self.last_packet_at,
                   "cpu_s": round(time.process_time() - getattr(self, "cpu0", time.process_time()), 3),
                   "capture_cpu_s": round(time.thread_time() - getattr(self, "tcpu0", time.thread_time()), 3),
                   "writer_cpu_s": round(self.io.cpu_s(), 3)})
@@ -140,12 +142,17 @@ class Worker:
                 if len(batch[0]):
                     self.received += len(batch[0])
                     rec.feed(ring.mm, *batch)
+                    self.last_packet_at = time.time()
                 ring.release(off)
-            now = time.time_ns()
-            if now >= rec.deadline and rec.deadline:
-                rec.tick(now)              # the clock goes on when the link is idle
-            elif not rec.deadline:
-                rec.deadline = now
+            else:
+                # The rings are empty: the clock goes on by wall time (timeouts on an idle link). Not
+                # while they hold a backlog: after a stall, wall time is ahead of the queued packets,
+                # and ticking by it would write out their audio as silence before they are read.
+                now = time.time_ns()
+                if now >= rec.deadline and rec.deadline:
+                    rec.tick(now)
+                elif not rec.deadline:
+                    rec.deadline = now
             if time.monotonic() >= next_status:
                 write_json_atomic(self.status_path, self.counters())
                 next_status = time.monotonic() + 1.0
@@ -266,12 +273,16 @@ def _over(t0: float, max_seconds: float | None) -> bool:
 
 
 def merge_counters(statuses: list) -> dict:
-    """The workers' counters added up: every number, and the parse errors by class."""
+    """The workers' counters added up: every number, and the parse errors by class; of the
+    times, the latest packet's."""
     merged: dict = {"errors": {}}
     for s in statuses:
         for key, v in s.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and key not in ("worker", "workers", "time",
-                                                                                       "age_s"):
+            if key == "last_packet_at":
+                if v is not None:
+                    merged[key] = max(merged.get(key) or v, v)
+            elif isinstance(v, (int, float)) and not isinstance(v, bool) and key not in ("worker", "workers", "time",
+                                                                                         "age_s"):
                 merged[key] = merged.get(key, 0) + v
             elif key == "errors":
                 for e, c in v.items():

@@ -96,6 +96,24 @@ def test_two_workers_record_what_one_records(tmp_path):
     status = [json.load(open(p)) for p in sorted(glob.glob(out + "/status-*.json"))]
     assert [s["worker"] for s in status] == [0, 1]
     assert all(s["calls_recorded"] > 0 for s in status)       # the calls were shared out
+    assert summary["last_packet_at"] == max(s["last_packet_at"] for s in status)    # the latest, not a sum
+    assert time.time() - 60 < summary["last_packet_at"] < time.time()
+
+
+def test_a_capture_that_stalls_loses_nothing_its_ring_kept(tmp_path):
+    """Stopped for 2 s mid-call (a stall, a debugger, CPU starvation), the capture catches up on
+    the packets its ring held: the wall clock must not flush their audio away before it reads them."""
+    def stall(live, lab):
+        time.sleep(1.0)
+        os.killpg(live.pid, signal.SIGSTOP)
+        time.sleep(2.0)
+        os.killpg(live.pid, signal.SIGCONT)
+
+    spec = synth.SynthSpec(calls=3, duration_s=5, seed=24)
+    calls, out, ref, summary = live_run(tmp_path, spec, during=stall)
+    assert summary["kernel_drops"] == 0
+    assert_same(out, ref, 3)
+    assert all(s["lost"] == 0 for m in sidecars(out).values() for s in m["streams"])
 
 
 def test_a_worker_that_dies_is_started_again_and_reported(tmp_path):

@@ -32,6 +32,12 @@ class _Collector:
             for s in st:
                 m.add_metric([str(s.get("worker", 0))], float(s.get(key, 0)))
             yield m
+        m = GaugeMetricFamily("shadowrec_last_packet_timestamp_seconds",
+                              "wall time the SPAN port last delivered a packet", labels=["worker"])
+        for s in st:
+            if s.get("last_packet_at"):
+                m.add_metric([str(s.get("worker", 0))], float(s["last_packet_at"]))
+        yield m
         e = CounterMetricFamily("shadowrec_parse_errors", "malformed input counted and skipped", labels=["kind"])
         for k, v in merge_counters(st)["errors"].items():
             e.add_metric([k], float(v))

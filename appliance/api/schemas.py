@@ -35,6 +35,9 @@ class Capture(BaseModel):
     link_errors: int = Field(0, description="times the SPAN port's link went down under the capture")
     calls_recorded: int
     status_age_s: float | None
+    last_packet_age_s: float | None = Field(
+        None, description="seconds since the SPAN port last delivered a packet to any worker (null: none yet); "
+                          "a growing value on a busy site means the mirror stopped feeding shadowrec")
 
 
 class Disk(BaseModel):

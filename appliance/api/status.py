@@ -1,4 +1,5 @@
 import shutil
+import time
 
 from fastapi import APIRouter, Depends
 
@@ -19,7 +20,9 @@ def summarise(settings: Settings) -> dict:
            "write_dropped_bytes", "write_errors", "link_errors", "calls_recorded")
     cap = {k: int(total.get(k, 0)) for k in num}
     cap.update(workers=len(st), parse_errors=total["errors"],
-               status_age_s=max((s["age_s"] for s in st), default=None))
+               status_age_s=max((s["age_s"] for s in st), default=None),
+               last_packet_age_s=round(time.time() - total["last_packet_at"], 3) if total.get("last_packet_at")
+               else None)
     standby = next((s["standby"] for s in st if s.get("standby")), None)
     return {"capture": cap, "standby": standby}
 
