@@ -3,7 +3,8 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = {"packet": "_packet_c", "g711": "_g711_c", "pcapfile": "_pcap_c", "engine": "_engine_c", "ring": "_ring_c"}
+KERNELS = {"packet": "_packet_c", "g711": "_g711_c", "pcapfile": "_pcap_c", "engine": "_engine_c", "ring": "_ring_c",
+           "sip": "_sip_c"}
 
 extensions = [
     Extension(f"capture.{mod}", [f"ext/{src}.pyx"], include_dirs=[np.get_include(), "ext"],

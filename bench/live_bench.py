@@ -7,7 +7,9 @@ path (through the bridge and its tc mirred mirror at ~200k pps; injected straigh
 capture veth at ~480k pps) and for 1 and 2 capture workers, sends the traffic with a C
 sendmmsg sender (bench/sender.c) while `shadowrec capture` and a plain libpcap counter
 (bench/pcapcount_live.c) listen on the same interface. Prints pps offered and captured,
-kernel drops, capture CPU per packet and calls/core, then the memory per active call from
+kernel drops, capture CPU per packet and calls/core. The capacity rows pin 1 and 2 workers to
+as many cores and measure what they read from rings the sender filled while they were stopped
+(on 2 cores, the only way to keep the sender off theirs). Then the memory per active call from
 an offline run with --mem-calls concurrent calls.
 """
 from __future__ import annotations
@@ -43,7 +45,8 @@ def one(lab, path, target_pps, workers, traffic, work, seconds, ring_mb=256):
                                         if os.path.isdir(out) else []) < workers:
         time.sleep(0.1)
     counter = lab.popen("app", os.path.join(work, "pcapcount_live"), "app0", str(seconds - 1.5),
-                        stdout=subprocess.PIPE, text=True)
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert counter.stderr.readline().strip() == "ready"
     time.sleep(0.5)
     ns, dev = ("tx", "tx0") if path == "mirror" else ("sw", "app1")
     sent = json.loads(lab.run(ns, os.path.join(work, "sender"), dev, traffic, str(target_pps)).stdout)
@@ -63,6 +66,70 @@ def one(lab, path, target_pps, workers, traffic, work, seconds, ring_mb=256):
             "writer_us_per_packet": round(s["writer_cpu_s"] / max(1, s["received"]) * 1e6, 3),
             "libpcap_packets": base["packets"], "libpcap_drops": base["ps_drop"],
             "libpcap_us_per_packet": round(base["cpu_s"] / max(1, base["packets"]) * 1e6, 3)}
+
+
+def capacity(lab, workers, traffic, work, ring_mb, pps):
+    """What ``workers`` capture workers pinned to as many cores can read, with the sender out of the way.
+
+    The capture and the libpcap counter are stopped (SIGSTOP) while the sender fills their kernel
+    rings with the whole traffic at its real rate (``pps``: the kernel's timestamps must keep the
+    calls' timing, or the engine places far less audio than real calls carry); then each is resumed alone, and its rate is the
+    packets it read over the wall time from its resumption to its last packet. On this 2-core
+    machine that is the only way to give a worker a core of its own: while the sender runs it
+    takes one."""
+    import signal
+    out = os.path.join(work, f"out-capacity-{workers}")
+    shutil.rmtree(out, ignore_errors=True)
+    cores = ",".join(str(c) for c in range(workers))
+    packets = os.path.getsize(traffic) // 200
+    seconds = packets / pps + 15
+    cap = lab.popen("app", "taskset", "-c", cores, sys.executable, "-m", "capture.cli", "capture", "--iface", "app0",
+                    "--out", out, "--workers", str(workers), "--seconds", str(seconds + 600), "--fsync-interval", "0",
+                    "--ring-mb", str(ring_mb), env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    text=True)
+    t = time.time()
+    while time.time() - t < 30 and len([f for f in os.listdir(out) if f.startswith("status-")]
+                                        if os.path.isdir(out) else []) < workers:
+        time.sleep(0.1)
+    counter = lab.popen("app", "taskset", "-c", "0", os.path.join(work, "pcapcount_live"), "app0", str(seconds),
+                        str(ring_mb), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert counter.stderr.readline().strip() == "ready"
+    time.sleep(0.5)
+    os.killpg(cap.pid, signal.SIGSTOP)
+    os.killpg(counter.pid, signal.SIGSTOP)
+    try:
+        sent = json.loads(lab.run("sw", os.path.join(work, "sender"), "app1", traffic, str(pps)).stdout)
+        time.sleep(0.5)
+        t_base = time.time()
+    finally:
+        os.killpg(counter.pid, signal.SIGCONT)
+    base = json.loads(counter.communicate(timeout=seconds + 30)[0])
+    t_cap = time.time()
+    os.killpg(cap.pid, signal.SIGCONT)
+    last = None
+    while True:                     # until every worker has been idle for 2 s
+        time.sleep(1.0)
+        st = [json.load(open(os.path.join(out, f))) for f in os.listdir(out) if f.startswith("status-")]
+        now = (sum(x["received"] for x in st), max(x.get("last_packet_at") or 0 for x in st))
+        if now == last and time.time() - now[1] > 2:
+            break
+        last = now
+    cap.send_signal(signal.SIGTERM)
+    o, e = cap.communicate(timeout=120)
+    with open(out + ".stderr", "w") as f:
+        f.write(e)
+    if cap.returncode:
+        raise SystemExit(e)
+    s = json.loads(o)
+    shutil.rmtree(out, ignore_errors=True)
+    drain = s["last_packet_at"] - t_cap
+    base_drain = base["last_packet_at"] - t_base
+    return {"workers": workers, "sent": sent["sent"], "captured": s["received"], "kernel_drops": s["kernel_drops"],
+            "calls_recorded": s.get("calls_recorded", 0), "seconds": round(drain, 3),
+            "write_dropped_bytes": s.get("write_dropped_bytes", 0), "bytes_written": s.get("bytes_written", 0),
+            "pps": round(s["received"] / drain), "cpu_s": s["cpu_s"],
+            "libpcap_packets": base["packets"], "libpcap_drops": base["ps_drop"],
+            "libpcap_seconds": round(base_drain, 3), "libpcap_pps": round(base["packets"] / base_drain)}
 
 
 MEM_CODE = """
@@ -109,7 +176,11 @@ def main():
                     help="concurrent calls for the memory measurement (0: skip it)")
     ap.add_argument("--dir", default="/dev/shm/shadowrec-live-bench")
     ap.add_argument("--ring-mb", type=int, default=256, help="kernel ring per worker (shadowrec's default 256)")
-    ap.add_argument("--paths", default="mirror,direct")
+    ap.add_argument("--paths", default="mirror,direct,capacity",
+                    help="rows to run: mirror (paced through the bridge), direct (paced into the capture veth), "
+                         "capacity (what 1 and 2 cores read from a full ring)")
+    ap.add_argument("--capacity-ring-mb", type=int, default=1024,
+                    help="kernel ring per worker for the capacity rows: it must hold the whole traffic")
     ap.add_argument("--json")
     args = ap.parse_args()
     if os.geteuid():
@@ -130,6 +201,9 @@ def main():
     print(f"traffic: {args.calls} concurrent BiB calls x {args.duration:g} s", flush=True)
     rows = []
     with SpanLab() as lab:
+        # no IPv6 neighbour discovery noise: only the benchmark's traffic is counted and timed
+        for ns, dev in (("tx", "tx0"), ("sw", "tx1"), ("sw", "br0"), ("sw", "app1"), ("app", "app0")):
+            lab.run(ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
         for path, pps in [p for p in (("mirror", 200000), ("direct", 480000)) if p[0] in args.paths.split(",")]:
             for workers in (1, 2):
                 seconds = args.calls * 100 * args.duration / pps + 8
@@ -141,6 +215,20 @@ def main():
                       f"({1e6 / max(r['us_per_packet'], 1e-9) / 100:>7,.0f} calls/core)  calls {r['calls_recorded']}  | "
                       f"libpcap counter: {r['libpcap_packets']:,} pkts, {r['libpcap_drops']:,} drops, "
                       f"{r['libpcap_us_per_packet']:.3f} us/pkt", flush=True)
+        if "capacity" in args.paths.split(","):
+            for workers in (1, 2):
+                r = capacity(lab, workers, traffic, work, args.capacity_ring_mb, args.calls * 100)
+                r["path"] = "capacity"
+                rows.append(r)
+                print(f"capacity workers={workers} on {workers} core(s): read {r['captured']:>9,} of {r['sent']:,} "
+                      f"in {r['seconds']:.2f} s = {r['pps']:>9,.0f} pps ({r['pps'] / 100:>7,.0f} calls on "
+                      f"{workers} core(s)), kernel drops {r['kernel_drops']:,}, calls {r['calls_recorded']}, audio written "
+                      f"{r['bytes_written'] / 1e6:,.0f} MB, dropped {r['write_dropped_bytes']:,} bytes  | "
+                      f"libpcap counter on 1 core: {r['libpcap_packets']:,} pkts in {r['libpcap_seconds']:.2f} s = "
+                      f"{r['libpcap_pps']:,.0f} pps, {r['libpcap_drops']:,} drops", flush=True)
+        cap = [r for r in rows if r["path"] == "capacity"]
+        if len(cap) == 2:
+            print(f"scaling from 1 to 2 cores: {cap[1]['pps'] / cap[0]['pps']:.2f}x")
     mem = None
     if args.mem_calls > 10:
         mem = memory_per_call(work, args.mem_calls)

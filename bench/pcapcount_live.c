@@ -1,5 +1,5 @@
 /* Baseline for bench/live_bench.py: count packets on IFACE with plain libpcap for SECONDS
-   (kernel buffer BUFFER_MB, 64 by default); prints the wall time of the last packet read too. */
+   (kernel buffer BUFFER_MB, 64 by default, at most 2047); prints the wall time of the last packet read too, and "ready" on stderr once it listens. */
 #include <pcap/pcap.h>
 #include <poll.h>
 #include <stdio.h>
@@ -16,10 +16,12 @@ int main(int argc, char **argv) {
     char err[PCAP_ERRBUF_SIZE];
     pcap_t *p = pcap_create(argv[1], err);
     if (!p) { fprintf(stderr, "%s\n", err); return 1; }
-    pcap_set_snaplen(p, 262144); pcap_set_promisc(p, 1); pcap_set_buffer_size(p, (argc == 4 ? atoi(argv[3]) : 64) << 20);
+    pcap_set_snaplen(p, 262144); pcap_set_promisc(p, 1); long mb = argc == 4 ? atol(argv[3]) : 64;
+    pcap_set_buffer_size(p, mb < 2047 ? (int)(mb << 20) : 2047 << 20);     /* an int: under 2 GiB */
     pcap_set_timeout(p, 50); pcap_set_tstamp_precision(p, PCAP_TSTAMP_PRECISION_NANO);
     if (pcap_activate(p) < 0) { fprintf(stderr, "%s\n", pcap_geterr(p)); return 1; }
     pcap_setnonblock(p, 1, err);
+    fprintf(stderr, "ready\n");     /* a large ring takes a while to set up */
     struct pollfd pf = { pcap_get_selectable_fd(p), POLLIN, 0 };
     double end = now() + atof(argv[2]);
     clock_t c0 = clock();

@@ -11,21 +11,22 @@ import warnings
 
 
 def load(pure: bool = False) -> types.SimpleNamespace:
-    """Return a namespace with ``packet`` (parse), ``Indexer``, ``Engine``, ``g711``, ``index_block``."""
+    """Return a namespace with ``packet`` (parse), ``Indexer``, ``Engine``, ``g711``, ``index_block``,
+    ``sip`` (parse)."""
     if not pure:
         try:
-            from . import _engine_c, _g711_c, _packet_c, _pcap_c, _ring_c
+            from . import _engine_c, _g711_c, _packet_c, _pcap_c, _ring_c, _sip_c
         except ImportError as e:  # not built (e.g. a source checkout without setup.py build_ext)
             warnings.warn(f"shadowrec C kernels unavailable ({e}); using the pure-Python twins",
                           RuntimeWarning, stacklevel=2)
         else:
             return types.SimpleNamespace(name="c", packet=_packet_c, Indexer=_pcap_c.Indexer,
                                          Engine=_engine_c.Engine, g711=_g711_c, engine=_engine_c,
-                                         index_block=_ring_c.index_block)
-    from . import _engine_py, _g711_py, _packet_py, _pcap_py, _ring_py
+                                         index_block=_ring_c.index_block, sip=_sip_c)
+    from . import _engine_py, _g711_py, _packet_py, _pcap_py, _ring_py, sip
     return types.SimpleNamespace(name="python", packet=_packet_py, Indexer=_pcap_py.Indexer,
                                  Engine=_engine_py.Engine, g711=_g711_py, engine=_engine_py,
-                                 index_block=_ring_py.index_block)
+                                 index_block=_ring_py.index_block, sip=sip)
 
 
 def default() -> types.SimpleNamespace:

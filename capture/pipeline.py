@@ -215,7 +215,7 @@ class Recorder:
             self._rtp(key, payload, ts, flow_key(src, sport), frame, lt, force=False)
         elif sport in self.sip_ports or dport in self.sip_ports:
             self.counters["sip_udp"] += 1
-            self._sip(sip.parse(payload), ts, src, sport, dst, dport, "udp", frame, lt)
+            self._sip(self.impl.sip.parse(payload), ts, src, sport, dst, dport, "udp", frame, lt)
 
     def _tcp(self, src, dst, sport, dport, seq, flags, payload, ts, frame, lt):
         if sport not in self.sip_ports and dport not in self.sip_ports:
@@ -223,7 +223,7 @@ class Recorder:
         for data in self.tcp.feed((src, sport, dst, dport), seq, flags, payload, ts):
             self.counters["sip_tcp"] += 1
             try:
-                msg = sip.parse(data)
+                msg = self.impl.sip.parse(data)
             except ParseError as e:
                 self._error(e)
                 continue

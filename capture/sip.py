@@ -23,7 +23,6 @@ COMPACT = {
     "d": "request-disposition",
 }
 _TOKEN = re.compile(rb"^[A-Za-z0-9.!%*_+`'~-]+$")
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass(frozen=True)
@@ -153,12 +152,17 @@ def parse_name_addr(value: str) -> NameAddr:
 
 
 def _split_head(data: bytes):
-    m = _HEAD_END.search(data, 0, MAX_HEADER_BYTES + 4)
-    if m is None:
+    """(start, end) of the first blank line (``\\r?\\n\\r?\\n``) within the header limit, or None.
+
+    Two bytes.find calls: the regular expression took 10 us on a 1 KB INVITE."""
+    lim = MAX_HEADER_BYTES + 4
+    a, b = data.find(b"\n\n", 0, lim), data.find(b"\n\r\n", 0, lim)
+    q = a if b < 0 or 0 <= a < b else b
+    if q < 0:
         if len(data) > MAX_HEADER_BYTES:
             raise SipError(f"no end of headers within {MAX_HEADER_BYTES} bytes")
         return None
-    return m.start(), m.end()
+    return q - 1 if q and data[q - 1] == 13 else q, q + 2 if data[q + 1] == 10 else q + 3
 
 
 def _content_length(head: bytes):
@@ -190,38 +194,53 @@ def frame_length(data: bytes):
     return total if len(data) >= total else None
 
 
-def parse(data: bytes) -> SipMessage:
-    """Parse one SIP message (a UDP payload, or one framed from a TCP stream)."""
+def split_message(data: bytes):
+    """(head, body) of a SIP message: the head ends at the first blank line."""
     if not data:
         raise Truncated("empty SIP message")
-    data = bytes(data)
     cut = _split_head(data)
     if cut is None:
         if not data.endswith(b"\n"):
             raise Truncated(f"SIP headers not terminated ({len(data)} bytes)")
-        head, body = data.rstrip(b"\r\n"), b""
-    else:
-        head, body = data[:cut[0]], data[cut[1]:]
-    nl = head.find(b"\n")
-    first = head if nl < 0 else head[:nl]
+        return data.rstrip(b"\r\n"), b""
+    return data[:cut[0]], data[cut[1]:]
+
+
+def start_line(first: bytes) -> tuple:
+    """(method, uri, status, reason) of a request or status line."""
     try:
         start = first.rstrip(b"\r").decode("utf-8")
     except UnicodeDecodeError as e:
         raise SipError(f"start line is not UTF-8: {first[:40]!r}") from e
     parts = start.split(" ", 2)
-    method = uri = status = None
-    reason = ""
     if parts[0] == "SIP/2.0":
-        if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit():
+        if len(parts) < 2 or len(parts[1]) != 3 or not (parts[1].isascii() and parts[1].isdigit()):
             raise SipError(f"bad status line {start[:80]!r}")
         status = int(parts[1])
         if not 100 <= status <= 699:
             raise SipError(f"status code {status} out of range")
-        reason = parts[2] if len(parts) > 2 else ""
-    else:
-        if len(parts) != 3 or parts[2] != "SIP/2.0" or not _TOKEN.match(parts[0].encode()):
-            raise SipError(f"bad request line {start[:80]!r}")
-        method, uri = parts[0].upper(), parts[1]
+        return None, None, status, parts[2] if len(parts) > 2 else ""
+    if len(parts) != 3 or parts[2] != "SIP/2.0" or not _TOKEN.match(parts[0].encode()):
+        raise SipError(f"bad request line {start[:80]!r}")
+    return parts[0].upper(), parts[1], None, ""
+
+
+def frame_body(body: bytes, cl) -> bytes:
+    """The body as framed by Content-Length (all of it when there is none, as on UDP)."""
+    if cl is None:
+        return body
+    if len(body) < cl:
+        raise Truncated(f"Content-Length {cl} but {len(body)} body bytes")
+    return body[:cl]
+
+
+def parse(data: bytes) -> SipMessage:
+    """Parse one SIP message (a UDP payload, or one framed from a TCP stream).
+
+    The pure-Python twin of ``capture._sip_c.parse``."""
+    head, body = split_message(bytes(data))
+    nl = head.find(b"\n")
+    method, uri, status, reason = start_line(head if nl < 0 else head[:nl])
     headers = []
     cl = None
     if nl >= 0:
@@ -239,14 +258,10 @@ def parse(data: bytes) -> SipMessage:
             name = COMPACT.get(name, name)
             value = value.strip()
             if name == "content-length" and cl is None:
-                if not value.isdigit():
+                if not (value.isascii() and value.isdigit()):     # int() would refuse "²"
                     raise SipError(f"bad Content-Length {value[:20]!r}")
                 cl = int(value)
                 if cl > MAX_BODY_BYTES:
                     raise SipError(f"Content-Length {cl} exceeds {MAX_BODY_BYTES}")
             headers.append((name, value))
-    if cl is not None:
-        if len(body) < cl:
-            raise Truncated(f"Content-Length {cl} but {len(body)} body bytes")
-        body = body[:cl]
-    return SipMessage(method, uri, status, reason, tuple(headers), body)
+    return SipMessage(method, uri, status, reason, tuple(headers), frame_body(body, cl))
