@@ -179,7 +179,7 @@ def main():
     ap.add_argument("--paths", default="mirror,direct,capacity",
                     help="rows to run: mirror (paced through the bridge), direct (paced into the capture veth), "
                          "capacity (what 1 and 2 cores read from a full ring)")
-    ap.add_argument("--capacity-ring-mb", type=int, default=1024,
+    ap.add_argument("--capacity-ring-mb", type=int, default=1536,
                     help="kernel ring per worker for the capacity rows: it must hold the whole traffic")
     ap.add_argument("--json")
     args = ap.parse_args()

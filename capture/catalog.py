@@ -5,6 +5,8 @@ import json
 import sqlite3
 import time
 
+from .writer import to_json
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     id TEXT PRIMARY KEY,
@@ -49,16 +51,27 @@ class Catalog:
                     raise
                 time.sleep(0.02)
 
-    def upsert(self, meta: dict) -> None:
-        """Queue a call's metadata; ``commit`` writes the queue in one transaction."""
+    def upsert(self, meta: dict, text: str | None = None) -> None:
+        """Queue a call's metadata (``text``: its JSON, if already encoded); ``commit`` writes the
+        queue in one transaction."""
         self._batch.append((
             meta["id"], meta["started_at"], meta.get("ended_at"), meta["state"],
             meta.get("end_reason"), meta["near"]["dn"], meta["far"]["dn"],
             meta["near"]["device"].upper(), meta["far"]["device"].upper(),
-            1 if meta["primary"]["failed_at"] else 0, json.dumps(meta, sort_keys=True)))
+            1 if meta["primary"]["failed_at"] else 0, to_json(meta) if text is None else text))
 
     def commit(self) -> None:
-        if not self._batch:
+        """Write the queued rows now."""
+        self.write(self.take())
+
+    def take(self) -> list:
+        """The queued rows, to ``write`` later (on another thread: live capture's writer)."""
+        rows, self._batch = self._batch, []
+        return rows
+
+    def write(self, rows: list) -> None:
+        """Upsert ``rows`` in one transaction."""
+        if not rows:
             return
         self.db.execute("BEGIN")
         self.db.executemany(
@@ -66,9 +79,8 @@ class Catalog:
             "started_at=excluded.started_at, ended_at=excluded.ended_at, state=excluded.state, "
             "end_reason=excluded.end_reason, near_dn=excluded.near_dn, far_dn=excluded.far_dn, "
             "near_device=excluded.near_device, far_device=excluded.far_device, "
-            "primary_failed=excluded.primary_failed, meta=excluded.meta", self._batch)
+            "primary_failed=excluded.primary_failed, meta=excluded.meta", rows)
         self.db.execute("COMMIT")
-        self._batch = []
 
     def query(self, since=None, until=None, dn=None, device=None, end_reason=None,
               primary_failed=None, limit=None, offset=0, state=None, call_id=None,

@@ -24,7 +24,7 @@ from .errors import ParseError, PcapError
 from .frame import flow_key, key_to_str
 from .ipfrag import Defragmenter
 from .tcp import TcpReassembler
-from .writer import PcapWriter, SyncIO, WavWriter, write_json_atomic
+from .writer import PcapWriter, SyncIO, WavWriter, to_json, write_json_atomic
 
 log = logging.getLogger("shadowrec")
 NS = 1_000_000_000
@@ -394,11 +394,14 @@ class Recorder:
         if rec is None:
             return
         self.unopened.pop(e.call.id, None)
-        for role, key in list(rec.keys.items()):
-            self._drop_stream(rec, role, key)
-        if rec.wav is None:            # never answered: nothing was recorded
+        if rec.wav is None:     # never answered, or (several workers) another worker's: nothing recorded here
+            for key in rec.keys.values():
+                if self.engine.stream_id(key) is not None:
+                    self.engine.remove_stream(key)
             self.engine.end_call(rec.slot)
             return
+        for role, key in list(rec.keys.items()):
+            self._drop_stream(rec, role, key)
         end = ((e.at_ns - e.call.started_ns) * RATE) // NS
         if e.reason == "rtp_timeout":
             end += RATE // 50           # the last packet's 20 ms
@@ -451,8 +454,9 @@ class Recorder:
 
     def _write_meta(self, rec: _Rec, durable: bool = False) -> None:
         m = self.meta(rec)
-        write_json_atomic(rec.meta_path, m, durable)
-        self.catalog.upsert(m)
+        text = to_json(m)           # encoded once, for the sidecar and the catalog
+        self.io.write_file(rec.meta_path, (text + "\n").encode(), durable)     # live: on the writer thread
+        self.catalog.upsert(m, text)
         rec.dirty = False
 
     # time ----------------------------------------------------------------------------------
@@ -487,7 +491,7 @@ class Recorder:
             if durable:
                 self.next_durable = now + int(self.opts.durable_s * NS)
             self._close_lingering(now)
-            self.catalog.commit()
+            self._commit_catalog()
             self.tcp.expire(now)
             self.defrag.expire(now)
             self.next_sync = now + int(self.opts.sync_s * NS)
@@ -528,9 +532,17 @@ class Recorder:
         else:
             self._apply(self.table.end_all(self.now, reason))
         self._close_lingering(1 << 62)
-        self.catalog.close()
+        self._commit_catalog()
         self.io.stop()
+        self.catalog.close()
         return self.summary()
+
+    def _commit_catalog(self) -> None:
+        """The catalog rows queued since the last sync, written in order with the files (live:
+        on the writer thread, so neither SQLite nor the disk ever holds up capture)."""
+        rows = self.catalog.take()
+        if rows:
+            self.io.call(lambda: self.catalog.write(rows))
 
     # restart --------------------------------------------------------------------------------
     def _save(self, path: str) -> None:

@@ -8,12 +8,14 @@ therefore leaves a valid WAV up to its last sync. The sidecar is replaced atomic
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 import time
 
 import numpy as np
 
+log = logging.getLogger("shadowrec")
 RATE = 8000
 CHANNELS = 2
 
@@ -68,6 +70,15 @@ class SyncIO:
 
     def fdatasync(self, fd: int) -> None:
         os.fdatasync(fd)
+
+    def write_file(self, path: str, data: bytes, durable: bool = False) -> None:
+        """Replace ``path`` with ``data`` atomically (a sidecar)."""
+        write_file_atomic(path, data, durable)
+        self.written_bytes += len(data)
+
+    def call(self, fn) -> None:
+        """Run ``fn()`` in order with the writes (a catalog commit)."""
+        fn()
 
     def close(self, fd: int) -> None:
         os.close(fd)
@@ -155,6 +166,15 @@ class QueuedIO:
     def fdatasync(self, fd):
         self._put("s", fd, None, 0, False)
 
+    def write_file(self, path, data, durable=False):
+        """Replace ``path`` with ``data`` atomically, on the writer thread (never dropped)."""
+        self._put("j", (path, durable), data, 0, False)
+
+    def call(self, fn):
+        """Run ``fn()`` on the writer thread, in order with the writes (a catalog commit); an
+        exception is logged and counted in ``errors``."""
+        self._put("f", fn, None, 0, False)
+
     def close(self, fd):
         self._put("c", fd, None, 0, False)
 
@@ -184,10 +204,16 @@ class QueuedIO:
                 elif op == "x":
                     if os.fstat(fd).st_size < offset:
                         os.ftruncate(fd, offset)
+                elif op == "j":
+                    write_file_atomic(fd[0], data, fd[1])
+                    self.written_bytes += n
+                elif op == "f":
+                    fd()
                 elif op == "q":
                     return
-            except OSError:
+            except Exception as e:     # OSError, or a catalog commit's sqlite3.Error: counted, logged
                 self.errors += 1
+                log.error("writer: %s: %s", type(e).__name__, e)
             with self._lock:
                 self.depth_bytes -= n
 
@@ -286,8 +312,18 @@ class PcapWriter:
         self.f.close()
 
 
+def to_json(obj) -> str:
+    """The one JSON form of sidecars, status files and catalog rows (the C encoder)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
 def write_json_atomic(path: str, obj, durable: bool = False) -> None:
-    data = (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode()   # the C encoder
+    """Replace ``path`` with ``obj`` as JSON."""
+    write_file_atomic(path, (to_json(obj) + "\n").encode(), durable)
+
+
+def write_file_atomic(path: str, data: bytes, durable: bool = False) -> None:
+    """Replace ``path`` with ``data``: a temporary file (fsync'd if ``durable``), renamed."""
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:

@@ -75,3 +75,32 @@ def test_queued_batch_is_written_whole_or_dropped_whole(tmp_path):
                 f.seek(44 + r * piece)
                 chunk = f.read(piece)
                 assert chunk in (bytes([r + 1]) * piece, bytes(piece))   # that batch's own bytes, or a hole
+
+
+def test_sidecars_and_commits_run_on_the_writer_thread_in_order(tmp_path):
+    """Live capture hands sidecar writes and catalog commits to the writer thread: they are never
+    dropped, run in the order given, and a failing commit is counted and logged, not fatal."""
+    import threading
+    io = QueuedIO(max_bytes=1 << 20)
+    seen = []
+    p = str(tmp_path / "c.json")
+    w = WavWriter(str(tmp_path / "c.wav"), io)
+    for k in range(50):                           # the queue overflows with audio meanwhile
+        w.append(b"\1\0" * (128 << 10))
+        io.write_file(p, b'{"n": %d}\n' % k)
+        io.call(lambda k=k: seen.append((k, threading.current_thread().name)))
+    io.call(lambda: 1 / 0)
+    io.write_file(p, b'{"n": "last"}\n', durable=True)
+    w.close()
+    io.stop()
+    assert io.dropped_bytes > 0                  # audio was dropped, the rest was not
+    assert seen == [(k, "shadowrec-writer") for k in range(50)]
+    assert open(p).read() == '{"n": "last"}\n' and not os.path.exists(p + ".tmp")
+    assert io.errors == 1
+
+
+def test_sync_io_writes_files_and_runs_calls_at_once(tmp_path):
+    io, p, seen = SyncIO(), str(tmp_path / "s.json"), []
+    io.write_file(p, b"{}\n")
+    io.call(lambda: seen.append(open(p).read()))
+    assert seen == ["{}\n"]
