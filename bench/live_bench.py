@@ -68,13 +68,32 @@ def one(lab, path, target_pps, workers, traffic, work, seconds, ring_mb=256):
             "libpcap_us_per_packet": round(base["cpu_s"] / max(1, base["packets"]) * 1e6, 3)}
 
 
+def _group_cpu_ticks(pgid: int) -> int:
+    """User + system CPU (clock ticks) of every process in process group ``pgid``."""
+    total = 0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    st = f.read()
+            except OSError:
+                continue
+            fields = st[st.rindex(")") + 2:].split()     # from field 3 (state) on
+            if int(fields[2]) == pgid:
+                total += int(fields[11]) + int(fields[12])
+    return total
+
+
 def capacity(lab, workers, traffic, work, ring_mb, pps):
     """What ``workers`` capture workers pinned to as many cores can read, with the sender out of the way.
 
     The capture and the libpcap counter are stopped (SIGSTOP) while the sender fills their kernel
     rings with the whole traffic at its real rate (``pps``: the kernel's timestamps must keep the
-    calls' timing, or the engine places far less audio than real calls carry); then each is resumed alone, and its rate is the
-    packets it read over the wall time from its resumption to its last packet. On this 2-core
+    calls' timing, or the engine places far less audio than real calls carry); then each is resumed
+    alone. The counter's rate is the packets it read over the time to its last packet. The
+    capture's is the packets it read over the time until it had also written everything (its
+    processes stop using CPU), with shadowrec's default write queue: audio it had to drop is
+    reported beside the rate. On this 2-core
     machine that is the only way to give a worker a core of its own: while the sender runs it
     takes one."""
     import signal
@@ -106,14 +125,13 @@ def capacity(lab, workers, traffic, work, ring_mb, pps):
     base = json.loads(counter.communicate(timeout=seconds + 30)[0])
     t_cap = time.time()
     os.killpg(cap.pid, signal.SIGCONT)
-    last = None
-    while True:                     # until every worker has been idle for 2 s
-        time.sleep(1.0)
-        st = [json.load(open(os.path.join(out, f))) for f in os.listdir(out) if f.startswith("status-")]
-        now = (sum(x["received"] for x in st), max(x.get("last_packet_at") or 0 for x in st))
-        if now == last and time.time() - now[1] > 2:
-            break
-        last = now
+    busy_until, ticks = t_cap, _group_cpu_ticks(cap.pid)
+    while time.time() - busy_until < 2.0:       # until the capture has used no CPU for 2 s
+        time.sleep(0.05)
+        now, t = _group_cpu_ticks(cap.pid), time.time()
+        if now - ticks >= 2:                    # 20 ms of CPU in 50 ms: still reading or writing
+            busy_until = t
+        ticks = now
     cap.send_signal(signal.SIGTERM)
     o, e = cap.communicate(timeout=120)
     with open(out + ".stderr", "w") as f:
@@ -122,10 +140,11 @@ def capacity(lab, workers, traffic, work, ring_mb, pps):
         raise SystemExit(e)
     s = json.loads(o)
     shutil.rmtree(out, ignore_errors=True)
-    drain = s["last_packet_at"] - t_cap
+    drain = busy_until - t_cap
     base_drain = base["last_packet_at"] - t_base
     return {"workers": workers, "sent": sent["sent"], "captured": s["received"], "kernel_drops": s["kernel_drops"],
             "calls_recorded": s.get("calls_recorded", 0), "seconds": round(drain, 3),
+            "read_seconds": round(s["last_packet_at"] - t_cap, 3),
             "write_dropped_bytes": s.get("write_dropped_bytes", 0), "bytes_written": s.get("bytes_written", 0),
             "pps": round(s["received"] / drain), "cpu_s": s["cpu_s"],
             "libpcap_packets": base["packets"], "libpcap_drops": base["ps_drop"],
@@ -179,6 +198,7 @@ def main():
     ap.add_argument("--paths", default="mirror,direct,capacity",
                     help="rows to run: mirror (paced through the bridge), direct (paced into the capture veth), "
                          "capacity (what 1 and 2 cores read from a full ring)")
+    ap.add_argument("--repeat", type=int, default=1, help="capacity rows: runs of each (the median is compared)")
     ap.add_argument("--capacity-ring-mb", type=int, default=1536,
                     help="kernel ring per worker for the capacity rows: it must hold the whole traffic")
     ap.add_argument("--json")
@@ -216,19 +236,21 @@ def main():
                       f"libpcap counter: {r['libpcap_packets']:,} pkts, {r['libpcap_drops']:,} drops, "
                       f"{r['libpcap_us_per_packet']:.3f} us/pkt", flush=True)
         if "capacity" in args.paths.split(","):
-            for workers in (1, 2):
+            for workers in [w for _ in range(args.repeat) for w in (1, 2)]:
                 r = capacity(lab, workers, traffic, work, args.capacity_ring_mb, args.calls * 100)
                 r["path"] = "capacity"
                 rows.append(r)
                 print(f"capacity workers={workers} on {workers} core(s): read {r['captured']:>9,} of {r['sent']:,} "
-                      f"in {r['seconds']:.2f} s = {r['pps']:>9,.0f} pps ({r['pps'] / 100:>7,.0f} calls on "
+                      f"in {r['read_seconds']:.2f} s, all written in {r['seconds']:.2f} s = {r['pps']:>9,.0f} pps ({r['pps'] / 100:>7,.0f} calls on "
                       f"{workers} core(s)), kernel drops {r['kernel_drops']:,}, calls {r['calls_recorded']}, audio written "
                       f"{r['bytes_written'] / 1e6:,.0f} MB, dropped {r['write_dropped_bytes']:,} bytes  | "
                       f"libpcap counter on 1 core: {r['libpcap_packets']:,} pkts in {r['libpcap_seconds']:.2f} s = "
                       f"{r['libpcap_pps']:,.0f} pps, {r['libpcap_drops']:,} drops", flush=True)
-        cap = [r for r in rows if r["path"] == "capacity"]
-        if len(cap) == 2:
-            print(f"scaling from 1 to 2 cores: {cap[1]['pps'] / cap[0]['pps']:.2f}x")
+        cap = {w: sorted(r["pps"] for r in rows if r["path"] == "capacity" and r["workers"] == w) for w in (1, 2)}
+        if cap[1] and cap[2]:
+            med = {w: v[len(v) // 2] for w, v in cap.items()}
+            print(f"scaling from 1 to 2 cores (median of {len(cap[1])}): {med[2] / med[1]:.2f}x "
+                  f"({med[1]:,} -> {med[2]:,} pps)")
     mem = None
     if args.mem_calls > 10:
         mem = memory_per_call(work, args.mem_calls)

@@ -43,7 +43,7 @@ def _capture(args) -> int:
     from .pipeline import Options
 
     opts = Options(out_dir=args.out, sip_ports=tuple(args.sip_port or (5060,)), rtp_timeout_s=args.rtp_timeout,
-                   keep_pcap=args.pcap, durable_s=args.fsync_interval)
+                   keep_pcap=args.pcap, durable_s=args.fsync_interval, queue_mb=args.queue_mb)
     try:
         summary = capture(args.iface, opts, workers=args.workers, ring_mb=args.ring_mb, block_kb=args.block_kb,
                           bpf=args.filter, max_seconds=args.seconds, offloads_off=not args.keep_offloads)
@@ -230,6 +230,9 @@ def main(argv=None) -> int:
                    "and the exit status is then 1")
     k.add_argument("--ring-mb", type=int, default=256, help="kernel ring per worker in MiB (default 256)")
     k.add_argument("--block-kb", type=int, default=1024, help="ring block size in KiB (default 1024)")
+    k.add_argument("--queue-mb", type=int, default=64,
+                   help="writes waiting for the disk, per worker, in MiB (default 64); beyond it audio is "
+                   "dropped and counted, never capture held up")
     k.add_argument("--filter", help="extra tcpdump filter ANDed with the built-in one (SIP, RTP, ICMP)")
     k.add_argument("--sip-port", type=int, action="append", help="SIP port (repeatable; default 5060)")
     k.add_argument("--rtp-timeout", type=float, default=30.0, help="end a call after this many silent seconds")

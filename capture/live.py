@@ -58,7 +58,7 @@ class Worker:
     shadowrec answers calls itself), one recorder."""
 
     def __init__(self, iface, opts: Options, k: int = 0, n: int = 1, ring_mb: int = DEFAULT_RING_MB,
-                 block_kb: int = 1024, bpf: str | None = None, queue_mb: int = 64, answered=None):
+                 block_kb: int = 1024, bpf: str | None = None, answered=None):
         from .ring import Ring, compile_bpf
         self.k, self.n = k, n
         self.opts = opts
@@ -75,7 +75,7 @@ class Worker:
                 r.close()
             raise
         self.ring = self.rings[0]
-        self.io = QueuedIO(queue_mb << 20, self.impl.engine.pwrite_batch)
+        self.io = QueuedIO(opts.queue_mb << 20, self.impl.engine.pwrite_batch)
         self.rec = Recorder(opts, self.impl, self.io)
         self.rec.answered_here = answered if answered is not None else set()
         self.extra_status = None              # e.g. the standby's VRRP/health state, merged into status

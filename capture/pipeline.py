@@ -60,6 +60,7 @@ class Options:
                                      # a killed process still leaves valid files, a power loss may not)
     linger_s: float = 5.0            # keep an ended call's metadata open for late evidence
     own_by_rtp: bool = False         # several workers: open a call's files only once its RTP is seen here
+    queue_mb: int = 64               # live: bound of the writer queue; audio beyond it is dropped and counted
     state_file: str | None = None    # live: where open calls are saved on shutdown and resumed from
 
 

@@ -118,6 +118,16 @@ def test_config_errors_are_clear(tmp_path, monkeypatch):
         load(str(tmp_path / "missing.toml"))
 
 
+def test_shipped_config_loads_and_bounds_the_write_queue(tmp_path):
+    shipped = os.path.join(os.path.dirname(__file__), "..", "images", "shadowrec.toml")
+    s = load(shipped)
+    assert s.capture.queue_mb == 64 and s.capture.ring_mb == 256      # what the comments there say
+    p = tmp_path / "q.toml"
+    p.write_text("[capture]\nqueue_mb = 1\n")
+    with pytest.raises(ConfigError, match="capture.queue_mb"):
+        load(str(p))
+
+
 def test_openapi_property_no_server_errors(datadir):
     """Whatever the schema allows, for every operation, the API never answers 5xx (schemathesis's
     strategies driven by hypothesis directly, not through its pytest plugin)."""
