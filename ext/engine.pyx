@@ -612,7 +612,8 @@ cdef class Engine:
                   const unsigned char* saddr, int alen, int sport, bint force) noexcept nogil:
         cdef StreamC* s = &self.st[sid]
         cdef CallC* c
-        cdef Py_ssize_t h, plen, k
+        cdef Py_ssize_t h, plen, k, start, first
+        cdef int16_t* dst
         cdef int b0, pt, padn, seq, ud
         cdef uint32_t rts, ssrc
         cdef int64_t ext, wall, pos, dd
@@ -715,6 +716,11 @@ cdef class Engine:
             table = &ALAW[0]
         ring = c.ring + (C_WINDOW if s.channel else 0)
         p = p + h
-        for k in range(plen):
-            ring[(pos + k) & (C_WINDOW - 1)] = table[p[k]]
+        start = pos & (C_WINDOW - 1)
+        first = plen if plen <= C_WINDOW - start else C_WINDOW - start
+        dst = ring + start
+        for k in range(first):               # contiguous up to the ring's end, then from its start
+            dst[k] = table[p[k]]
+        for k in range(first, plen):
+            ring[k - first] = table[p[k]]
         return 0
