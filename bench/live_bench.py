@@ -33,10 +33,11 @@ from lab import SpanLab  # noqa: E402
 ENV = dict(os.environ, PYTHONPATH=ROOT)
 
 
-def one(lab, path, target_pps, workers, traffic, work, seconds, ring_mb=256):
-    out = os.path.join(work, f"out-{path}-{workers}")
+def start_capture(lab, out, workers, seconds, ring_mb, pin=()):
+    """`shadowrec capture` on the lab's SPAN port (``pin``: a taskset prefix), once its workers
+    are up."""
     shutil.rmtree(out, ignore_errors=True)
-    cap = lab.popen("app", sys.executable, "-m", "capture.cli", "capture", "--iface", "app0", "--out", out,
+    cap = lab.popen("app", *pin, sys.executable, "-m", "capture.cli", "capture", "--iface", "app0", "--out", out,
                     "--workers", str(workers), "--seconds", str(seconds), "--fsync-interval", "0",
                     "--ring-mb", str(ring_mb),
                     env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -44,20 +45,38 @@ def one(lab, path, target_pps, workers, traffic, work, seconds, ring_mb=256):
     while time.time() - t < 30 and len([f for f in os.listdir(out) if f.startswith("status-")]
                                         if os.path.isdir(out) else []) < workers:
         time.sleep(0.1)
-    counter = lab.popen("app", os.path.join(work, "pcapcount_live"), "app0", str(seconds - 1.5),
-                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return cap
+
+
+def start_counter(lab, work, seconds, *buffer_mb, pin=()):
+    """The libpcap counter on the same port, once it listens."""
+    counter = lab.popen("app", *pin, os.path.join(work, "pcapcount_live"), "app0", str(seconds),
+                        *map(str, buffer_mb), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert counter.stderr.readline().strip() == "ready"
     time.sleep(0.5)
-    ns, dev = ("tx", "tx0") if path == "mirror" else ("sw", "app1")
-    sent = json.loads(lab.run(ns, os.path.join(work, "sender"), dev, traffic, str(target_pps)).stdout)
-    base = json.loads(counter.communicate(timeout=seconds + 30)[0])
-    o, e = cap.communicate(timeout=seconds + 60)
-    with open(out + ".stderr", "w") as f:       # kept beside the recordings' place, for a post-mortem
+    return counter
+
+
+def finish_capture(cap, out, timeout):
+    """The capture's merged counters; its stderr is kept beside the recordings' place, which is
+    deleted (tmpfs: the memory is freed for the next run)."""
+    o, e = cap.communicate(timeout=timeout)
+    with open(out + ".stderr", "w") as f:
         f.write(e)
     if cap.returncode:
         raise SystemExit(e)
-    s = json.loads(o)
-    shutil.rmtree(out, ignore_errors=True)     # recordings on tmpfs: free the memory for the next run
+    shutil.rmtree(out, ignore_errors=True)
+    return json.loads(o)
+
+
+def one(lab, path, target_pps, workers, traffic, work, seconds, ring_mb=256):
+    out = os.path.join(work, f"out-{path}-{workers}")
+    cap = start_capture(lab, out, workers, seconds, ring_mb)
+    counter = start_counter(lab, work, seconds - 1.5)
+    ns, dev = ("tx", "tx0") if path == "mirror" else ("sw", "app1")
+    sent = json.loads(lab.run(ns, os.path.join(work, "sender"), dev, traffic, str(target_pps)).stdout)
+    base = json.loads(counter.communicate(timeout=seconds + 30)[0])
+    s = finish_capture(cap, out, seconds + 60)
     return {"path": path, "workers": workers, "offered_pps": sent["pps"], "sent": sent["sent"],
             "captured": s["received"], "kernel_drops": s["kernel_drops"], "write_dropped_bytes":
             s.get("write_dropped_bytes", 0), "calls_recorded": s.get("calls_recorded", 0),
@@ -93,27 +112,15 @@ def capacity(lab, workers, traffic, work, ring_mb, pps):
     alone. The counter's rate is the packets it read over the time to its last packet. The
     capture's is the packets it read over the time until it had also written everything (its
     processes stop using CPU), with shadowrec's default write queue: audio it had to drop is
-    reported beside the rate. On this 2-core
-    machine that is the only way to give a worker a core of its own: while the sender runs it
-    takes one."""
+    reported beside the rate. On this 2-core machine that is the only way to give a worker a
+    core of its own: while the sender runs it takes one."""
     import signal
     out = os.path.join(work, f"out-capacity-{workers}")
-    shutil.rmtree(out, ignore_errors=True)
     cores = ",".join(str(c) for c in range(workers))
     packets = os.path.getsize(traffic) // 200
     seconds = packets / pps + 15
-    cap = lab.popen("app", "taskset", "-c", cores, sys.executable, "-m", "capture.cli", "capture", "--iface", "app0",
-                    "--out", out, "--workers", str(workers), "--seconds", str(seconds + 600), "--fsync-interval", "0",
-                    "--ring-mb", str(ring_mb), env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    text=True)
-    t = time.time()
-    while time.time() - t < 30 and len([f for f in os.listdir(out) if f.startswith("status-")]
-                                        if os.path.isdir(out) else []) < workers:
-        time.sleep(0.1)
-    counter = lab.popen("app", "taskset", "-c", "0", os.path.join(work, "pcapcount_live"), "app0", str(seconds),
-                        str(ring_mb), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert counter.stderr.readline().strip() == "ready"
-    time.sleep(0.5)
+    cap = start_capture(lab, out, workers, seconds + 600, ring_mb, pin=("taskset", "-c", cores))
+    counter = start_counter(lab, work, seconds, ring_mb, pin=("taskset", "-c", "0"))
     os.killpg(cap.pid, signal.SIGSTOP)
     os.killpg(counter.pid, signal.SIGSTOP)
     try:
@@ -133,13 +140,7 @@ def capacity(lab, workers, traffic, work, ring_mb, pps):
             busy_until = t
         ticks = now
     cap.send_signal(signal.SIGTERM)
-    o, e = cap.communicate(timeout=120)
-    with open(out + ".stderr", "w") as f:
-        f.write(e)
-    if cap.returncode:
-        raise SystemExit(e)
-    s = json.loads(o)
-    shutil.rmtree(out, ignore_errors=True)
+    s = finish_capture(cap, out, 120)
     drain = busy_until - t_cap
     base_drain = base["last_packet_at"] - t_base
     return {"workers": workers, "sent": sent["sent"], "captured": s["received"], "kernel_drops": s["kernel_drops"],

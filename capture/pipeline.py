@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _impl, health, sip
+from . import _impl, health
 from .calls import (CallEnded, CallStarted, CallTable, Evidence, MediaMapped, MediaUnmapped)
 from .catalog import Catalog
 from .errors import ParseError, PcapError

@@ -225,6 +225,16 @@ def start_line(first: bytes) -> tuple:
     return parts[0].upper(), parts[1], None, ""
 
 
+def content_length(value: str) -> int:
+    """A Content-Length header's value, checked: ASCII digits, at most MAX_BODY_BYTES."""
+    if not (value.isascii() and value.isdigit()):     # int() would refuse "²"
+        raise SipError(f"bad Content-Length {value[:20]!r}")
+    cl = int(value)
+    if cl > MAX_BODY_BYTES:
+        raise SipError(f"Content-Length {cl} exceeds {MAX_BODY_BYTES}")
+    return cl
+
+
 def frame_body(body: bytes, cl) -> bytes:
     """The body as framed by Content-Length (all of it when there is none, as on UDP)."""
     if cl is None:
@@ -258,10 +268,6 @@ def parse(data: bytes) -> SipMessage:
             name = COMPACT.get(name, name)
             value = value.strip()
             if name == "content-length" and cl is None:
-                if not (value.isascii() and value.isdigit()):     # int() would refuse "²"
-                    raise SipError(f"bad Content-Length {value[:20]!r}")
-                cl = int(value)
-                if cl > MAX_BODY_BYTES:
-                    raise SipError(f"Content-Length {cl} exceeds {MAX_BODY_BYTES}")
+                cl = content_length(value)
             headers.append((name, value))
     return SipMessage(method, uri, status, reason, tuple(headers), frame_body(body, cl))
