@@ -394,7 +394,8 @@ class Recorder:
         rec = self.active.pop(e.call.id, None)
         if rec is None:
             return
-        self.unopened.pop(e.call.id, None)
+        if self.unopened.pop(e.call.id, None) is not None and self.engine.last_rtp_ns(rec.slot):
+            self._open_outputs(rec)     # its RTP came here, but it ended before the tick that opens files
         if rec.wav is None:     # never answered, or (several workers) another worker's: nothing recorded here
             for key in rec.keys.values():
                 if self.engine.stream_id(key) is not None:

@@ -61,6 +61,15 @@ def test_calls_recorded_bit_exactly(impl, tmp_path, variant):
         assert all(s["lost"] == 0 and s["packets"] == c.packets[s["role"]]["sent"] for s in m["streams"])
 
 
+def test_a_worker_records_a_call_shorter_than_its_tick(impl, tmp_path):
+    """With several workers, a call's files are opened by the one that sees its RTP, checked at
+    each tick; a call that ends before the next tick had its RTP here too, and is recorded."""
+    calls, metas, summary, out = run(impl, tmp_path, synth.SynthSpec(calls=3, duration_s=0.2), own_by_rtp=True)
+    assert len(metas) == 3 and summary["calls_recorded"] == 3
+    for c in calls:
+        assert_exact(out, c, metas[c.near_dn])
+
+
 def test_loss_duplicates_reordering_and_jitter(impl, tmp_path):
     spec = synth.SynthSpec(calls=4, duration_s=4, loss=0.03, dup=0.03, reorder=0.03, jitter_ms=15, seed=3)
     calls, metas, summary, out = run(impl, tmp_path, spec)
