@@ -33,6 +33,7 @@ NS = 1_000_000_000
 # 256 MiB of ring per worker: about 2 s of a saturated 1 Gb/s port, enough for a burst of call set-ups
 # (measured: 64 MiB dropped 8-12% at 480k pps while 2,000 calls were set up in a second; 256 MiB dropped 0)
 DEFAULT_RING_MB = 256
+DRAIN_S = 10.0       # at a stop, read what the ring holds for at most this long (a full 256 MiB ring: ~2 s)
 
 
 def rtp_filter(sip_ports=(5060,)) -> str:
@@ -123,8 +124,39 @@ class Worker:
                 return ring, off
         return None, None
 
+    def _read(self, ring, off, until_ns: int | None = None) -> bool:
+        """Record one ring block (its packets up to ``until_ns``), and give it back to the kernel.
+        True if the block held a packet after ``until_ns``."""
+        batch = self.impl.index_block(ring.mm, off, ring.block_size)
+        later = until_ns is not None and len(batch[0]) > 0 and int(batch[2][-1]) > until_ns
+        if later:
+            keep = batch[2] <= until_ns
+            batch = tuple(x[keep] for x in batch)
+        if len(batch[0]):
+            self.received += len(batch[0])
+            self.rec.feed(ring.mm, *batch)
+            self.last_packet_at = time.time()
+        ring.release(off)
+        return later
+
+    def _drain(self, limit_s: float = DRAIN_S) -> None:
+        """At a stop, read what the rings hold from before it: those packets reached the SPAN
+        port before the stop, and their audio belongs in the recordings (a stall or a burst can
+        leave seconds of them). Packets after the stop are left to the next start. A ring's last
+        block is handed over within its 20 ms retire timeout; reading stops after ``limit_s``."""
+        stop_ns = time.time_ns()
+        deadline = time.monotonic() + limit_s
+        for ring in self.rings:
+            while time.monotonic() < deadline:
+                try:
+                    off = ring.next_block(50)
+                except InterfaceError:
+                    break
+                if off is None or self._read(ring, off, stop_ns):
+                    break
+
     def run(self, max_seconds: float | None = None) -> dict:
-        rec, impl = self.rec, self.impl
+        rec = self.rec
         end = time.monotonic() + max_seconds if max_seconds else None
         next_status = 0.0
         self.cpu0 = time.process_time()         # this process, all its threads (the writer too)
@@ -138,12 +170,7 @@ class Worker:
                 error = str(e)
                 break
             if off is not None:
-                batch = impl.index_block(ring.mm, off, ring.block_size)
-                if len(batch[0]):
-                    self.received += len(batch[0])
-                    rec.feed(ring.mm, *batch)
-                    self.last_packet_at = time.time()
-                ring.release(off)
+                self._read(ring, off)
             else:
                 # The rings are empty: the clock goes on by wall time (timeouts on an idle link). Not
                 # while they hold a backlog: after a stall, wall time is ahead of the queued packets,
@@ -156,6 +183,8 @@ class Worker:
             if time.monotonic() >= next_status:
                 write_json_atomic(self.status_path, self.counters())
                 next_status = time.monotonic() + 1.0
+        if error is None:
+            self._drain()
         rec.now = max(rec.now, time.time_ns())
         final = self.counters()
         final.update(rec.finish("shutdown"))
