@@ -1,6 +1,7 @@
 """The record that both frame parsers (ext/packet.pyx and capture/_packet_py.py) return."""
 from __future__ import annotations
 
+import socket
 from typing import NamedTuple
 
 # Link types (tcpdump.org/linktypes.html) that shadowrec reads.
@@ -60,10 +61,8 @@ def flow_key(addr: bytes, port: int) -> int:
 
 def key_to_str(key: int) -> str:
     """Render a flow key as ``addr:port`` (``[addr]:port`` for IPv6)."""
-    import ipaddress
-
     port = key & 0xFFFF
     if key >> 160:
-        a = ipaddress.IPv6Address((key >> 16) & ((1 << 128) - 1))
-        return f"[{a}]:{port}"
-    return f"{ipaddress.IPv4Address(key >> 16)}:{port}"
+        import ipaddress
+        return f"[{ipaddress.IPv6Address((key >> 16) & ((1 << 128) - 1))}]:{port}"
+    return f"{socket.inet_ntop(socket.AF_INET, (key >> 16).to_bytes(4, 'big'))}:{port}"

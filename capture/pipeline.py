@@ -8,10 +8,12 @@ packets, and the periodic work (flushing audio to disk, timeouts) on ``TICK``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import mmap
 import os
 import socket
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -38,11 +40,17 @@ def _ntop(addr: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
 
 
+@functools.lru_cache(maxsize=4096)
+def _iso_second(s: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))
+
+
 def iso(ns: int | None) -> str | None:
+    """ISO 8601 UTC with milliseconds (the output contract's times); a call's times share
+    their seconds, so each second is formatted once (datetime took 3.7 µs a time)."""
     if ns is None:
         return None
-    t = dt.datetime.fromtimestamp(ns // NS, dt.timezone.utc)
-    return f"{t:%Y-%m-%dT%H:%M:%S}.{(ns % NS) // 1_000_000:03d}Z"
+    return f"{_iso_second(ns // NS)}.{(ns % NS) // 1_000_000:03d}Z"
 
 
 @dataclass

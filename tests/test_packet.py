@@ -129,3 +129,13 @@ def test_c_and_python_agree_on_mutated_frames(d):
         data[i] = d.draw(st.integers(0, 255))
     data = bytes(data[:d.draw(st.integers(0, len(data)))])
     assert _outcome(C, data, lt) == _outcome(PY, data, lt)
+
+
+@given(st.one_of(st.binary(min_size=4, max_size=4), st.binary(min_size=16, max_size=16)),
+       st.integers(0, 65535))
+def test_a_flow_key_renders_as_its_address_and_port(addr, port):
+    import ipaddress
+
+    from capture.frame import flow_key, key_to_str
+    a = ipaddress.ip_address(addr)
+    assert key_to_str(flow_key(addr, port)) == (f"{a}:{port}" if len(addr) == 4 else f"[{a}]:{port}")

@@ -6,8 +6,11 @@ import wave
 
 import struct
 
+import datetime as dt
+
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 from capture import synth
 from capture.catalog import Catalog
@@ -16,6 +19,13 @@ from capture.pipeline import Options, Recorder, iso
 from conftest import C, PY, data
 
 NS = 10**9
+
+
+@given(st.integers(min_value=-(10**18), max_value=253402300799 * NS + NS - 1))
+def test_iso_is_iso_8601_utc_with_milliseconds(ns):
+    t = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=ns // 1000)
+    assert iso(ns) == t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    assert iso(None) is None
 
 
 def run(impl, tmp_path, spec, name="cap.pcap", **opts):
