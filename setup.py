@@ -20,7 +20,7 @@ setup(
     ext_modules=cythonize(extensions, include_path=["ext"], language_level=3,
                           compiler_directives={"embedsignature": True}),
     install_requires=["numpy>=1.24", "dpkt>=1.9", "pcapy-ng>=1.0", "pyroute2>=0.7", "pydantic-settings>=2.2",
-                      "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.19"],
+                      "fastapi>=0.110", "orjson>=3.8", "uvicorn>=0.29", "prometheus-client>=0.19"],
     extras_require={"test": ["pytest>=7", "hypothesis>=6", "httpx>=0.25", "schemathesis>=4"]},
     package_data={"appliance.api": ["static/*.html"]},
     entry_points={"console_scripts": ["shadowrec=capture.cli:main"]},

@@ -1,7 +1,7 @@
 import os
 import wave
 
-from capture.writer import QueuedIO, SyncIO, WavWriter
+from capture.writer import QueuedIO, SyncIO, WavWriter, to_json
 
 
 def test_wav_header_always_covers_only_written_audio(tmp_path):
@@ -104,3 +104,13 @@ def test_sync_io_writes_files_and_runs_calls_at_once(tmp_path):
     io.write_file(p, b"{}\n")
     io.call(lambda: seen.append(open(p).read()))
     assert seen == ["{}\n"]
+
+
+def test_to_json_is_compact_sorted_utf8_and_reads_back():
+    import json
+
+    import numpy as np
+    obj = {"b": [1, 2.5, None, True], "a": {"device": "SEPÄÖ-ü", "dn": "2001"}, "n": np.int64(7), 3: "x"}
+    text = to_json(obj)
+    assert text == '{"3":"x","a":{"device":"SEPÄÖ-ü","dn":"2001"},"b":[1,2.5,null,true],"n":7}'
+    assert json.loads(text) == {"3": "x", "a": {"device": "SEPÄÖ-ü", "dn": "2001"}, "b": [1, 2.5, None, True], "n": 7}
