@@ -48,8 +48,9 @@ def live_run(tmp_path, spec, workers=1, extra_wait=1.5, during=None, before=None
                                      "--seconds", str(seconds)), env=ENV, cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 20
-        while time.time() < deadline and len(glob.glob(out + "/status-*.json")) < workers:
+        while time.time() < deadline and len(glob.glob(out + "/status-*.json")) < workers and live.poll() is None:
             time.sleep(0.1)
+        assert live.poll() is None, live.communicate()          # it did not start: say why
         time.sleep(0.3)
         if before:
             before(live, out)
