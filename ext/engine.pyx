@@ -9,7 +9,7 @@ cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
-from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, memset
 from posix.types cimport off_t
@@ -65,9 +65,11 @@ cdef struct StreamC:
     uint32_t ssrc, anchor_ts
     int64_t max_ext, anchor_pos, received, last_ns
     uint64_t window                 # bit d: extended sequence number max_ext - d was seen
-    # the rest: counters and the first packet's facts
+    # the rest: where the call's ring is (read only to prefetch it), counters, the first packet's facts
+    int16_t* ring                   # this channel's half of the call's ring, as set_stream found it
     uint32_t first_ssrc
-    int src_alen, src_port          # the first packet's source (src_alen 0: unknown)
+    int16_t src_alen                # the first packet's source (src_alen 0: unknown)
+    uint16_t src_port
     unsigned char src_addr[16]
     int64_t base_ext, expected_acc, dup, reordered, late, too_far, malformed
     int64_t ssrc_changes, resyncs, events, other_pt, first_ns
@@ -86,36 +88,44 @@ DEF EMPTY = 0
 DEF TOMB = 0xFFFFFFFFFFFFFFFF
 
 
+cdef struct V4Slot:
+    uint64_t key                    # flow key + 1 (0: empty, TOMB: deleted)
+    int64_t val
+
+
 cdef class _V4Table:
     """Open addressing (linear probing) from an IPv4 flow key (< 2**48) to a stream id.
 
     The hot loop looks up IPv4 flows here without creating a Python int; IPv6 flows stay in
-    the Python dict. Keys are stored plus one so that 0 can mean empty.
+    the Python dict. Keys are stored plus one so that 0 can mean empty. A key and its value
+    share a 16-byte slot, so a lookup costs one cache line (``slot_of`` gives it to prefetch).
     """
-    cdef uint64_t* keys
-    cdef int32_t* vals
+    cdef V4Slot* slots
     cdef Py_ssize_t cap, used
 
     def __cinit__(self):
         self.cap = 1024
         self.used = 0
-        self.keys = <uint64_t*>calloc(self.cap, sizeof(uint64_t))
-        self.vals = <int32_t*>calloc(self.cap, sizeof(int32_t))
-        if self.keys == NULL or self.vals == NULL:
+        self.slots = <V4Slot*>calloc(self.cap, sizeof(V4Slot))
+        if self.slots == NULL:
             raise MemoryError()
 
     def __dealloc__(self):
-        free(self.keys)
-        free(self.vals)
+        free(self.slots)
+
+    cdef inline const V4Slot* slot_of(self, uint64_t key) noexcept nogil:
+        """Where the probe for ``key`` starts."""
+        cdef uint64_t k = key + 1
+        return &self.slots[<Py_ssize_t>((k * 0x9E3779B97F4A7C15ULL) >> 40) & (self.cap - 1)]
 
     cdef inline Py_ssize_t find(self, uint64_t key) noexcept nogil:
         cdef uint64_t k = key + 1
         cdef Py_ssize_t mask = self.cap - 1
         cdef Py_ssize_t i = <Py_ssize_t>((k * 0x9E3779B97F4A7C15ULL) >> 40) & mask
         while True:
-            if self.keys[i] == k:
-                return self.vals[i]
-            if self.keys[i] == EMPTY:
+            if self.slots[i].key == k:
+                return self.slots[i].val
+            if self.slots[i].key == EMPTY:
                 return -1
             i = (i + 1) & mask
 
@@ -126,40 +136,39 @@ cdef class _V4Table:
             self._grow()
         mask = self.cap - 1
         i = <Py_ssize_t>((k * 0x9E3779B97F4A7C15ULL) >> 40) & mask
-        while self.keys[i] != EMPTY and self.keys[i] != TOMB and self.keys[i] != k:
+        while self.slots[i].key != EMPTY and self.slots[i].key != TOMB and self.slots[i].key != k:
             i = (i + 1) & mask
-        if self.keys[i] == EMPTY:
+        if self.slots[i].key == EMPTY:
             self.used += 1
-        self.keys[i] = k
-        self.vals[i] = val
+        self.slots[i].key = k
+        self.slots[i].val = val
         return 0
 
     cdef void delete(self, uint64_t key) noexcept:
         cdef uint64_t k = key + 1
         cdef Py_ssize_t mask = self.cap - 1
         cdef Py_ssize_t i = <Py_ssize_t>((k * 0x9E3779B97F4A7C15ULL) >> 40) & mask
-        while self.keys[i] != EMPTY:
-            if self.keys[i] == k:
-                self.keys[i] = TOMB          # still counted in used until the next grow
+        while self.slots[i].key != EMPTY:
+            if self.slots[i].key == k:
+                self.slots[i].key = TOMB          # still counted in used until the next grow
                 return
             i = (i + 1) & mask
 
     cdef int _grow(self) except -1:
-        cdef uint64_t* ok = self.keys
-        cdef int32_t* ov = self.vals
+        cdef V4Slot* old = self.slots
         cdef Py_ssize_t oc = self.cap, i
-        live = sum(1 for i in range(oc) if ok[i] != EMPTY and ok[i] != TOMB)
+        live = sum(1 for i in range(oc) if old[i].key != EMPTY and old[i].key != TOMB)
         self.cap = oc * 2 if (live + 1) * 4 > oc else oc
-        self.keys = <uint64_t*>calloc(self.cap, sizeof(uint64_t))
-        self.vals = <int32_t*>calloc(self.cap, sizeof(int32_t))
-        if self.keys == NULL or self.vals == NULL:
+        self.slots = <V4Slot*>calloc(self.cap, sizeof(V4Slot))
+        if self.slots == NULL:
+            self.slots = old
+            self.cap = oc
             raise MemoryError()
         self.used = 0
         for i in range(oc):
-            if ok[i] != EMPTY and ok[i] != TOMB:
-                self.put(ok[i] - 1, ov[i])
-        free(ok)
-        free(ov)
+            if old[i].key != EMPTY and old[i].key != TOMB:
+                self.put(old[i].key - 1, <int32_t>old[i].val)
+        free(old)
         return 0
 
 
@@ -425,6 +434,8 @@ cdef class Engine:
     def set_stream(self, key, int slot, int channel, int codec, int audio_pt, int event_pt, raw):
         cdef Py_ssize_t sid
         cdef StreamC* p
+        if slot < 0 or slot >= self.n_cl or not self.cl[slot].in_use:
+            raise ValueError(f"no call in slot {slot}")
         cdef object found = self.flows.get(key)
         if found is None:
             if self.free_streams:
@@ -449,6 +460,7 @@ cdef class Engine:
             sid = found
         cdef StreamC* s = &self.st[sid]
         s.slot, s.channel, s.codec = slot, channel, codec
+        s.ring = self.cl[slot].ring + (C_WINDOW if channel else 0) if self.cl[slot].ring != NULL else NULL
         s.audio_pt, s.event_pt, s.raw = audio_pt, event_pt, 1 if raw else 0
         return sid
 
@@ -482,18 +494,21 @@ cdef class Engine:
         """Process records i..n-1; return (status, index, arg) as in capture/_engine_py.py.
 
         The loop runs without the GIL; it takes it back only to look up an IPv6 flow.
-        It works ahead of itself: a frame's first 256 bytes are prefetched 4 x LOOKAHEAD records
-        early; frames are parsed and their IPv4 flow looked up 2 x LOOKAHEAD records early (the
-        stream's state is prefetched then), and LOOKAHEAD records early the ring lines the
-        packet will land in are prefetched. Each packet's ~3 cache misses (stream state, ring,
-        call) then overlap instead of adding up.
-        The prefetches are only hints: what is computed is exactly what the loop alone computes.
+        It works ahead of itself, each stage reading only what an earlier stage prefetched:
+        a frame's first 256 bytes are prefetched 4 x LOOKAHEAD records early; frames are parsed
+        2 x LOOKAHEAD early (the flow table slot of an IPv4 UDP frame is prefetched then); the
+        flow is looked up 1.5 x LOOKAHEAD early (the stream's state is prefetched then); and
+        LOOKAHEAD early the call and the ring lines the packet will land in are prefetched. Each
+        packet's ~4 cache misses (flow slot, stream state, call, ring) then overlap instead of
+        adding up. The prefetches are only hints: what is computed is exactly what the loop
+        alone computes (the flow table does not change during a run).
         """
         cdef FrameC* f
         cdef FrameC la_f[2 * C_LOOKAHEAD]
         cdef int la_rc[2 * C_LOOKAHEAD]
-        cdef Py_ssize_t la_sid[2 * C_LOOKAHEAD]
-        cdef Py_ssize_t filled = i, j, k, m
+        cdef Py_ssize_t la_sid[2 * C_LOOKAHEAD]     # -2: an IPv4 UDP flow to look up; -1: none
+        cdef uint64_t la_key[2 * C_LOOKAHEAD]
+        cdef Py_ssize_t filled = i, looked = i, staged = i, j, m
         cdef const unsigned char* base = &buf[0] if buf.shape[0] else NULL
         cdef const unsigned char* d
         cdef int64_t ts
@@ -501,15 +516,14 @@ cdef class Engine:
         cdef Py_ssize_t sid
         cdef int rc, status = C_DONE, arg = 0
         cdef StreamC* s2
-        cdef int16_t* r2
         cdef int64_t pos2
         cdef _V4Table v4 = self.v4
         if n > offs.shape[0] or n > lens.shape[0] or n > tss.shape[0] or n > lts.shape[0]:
             raise ValueError("n exceeds the index arrays")
         with nogil:
             while i < n:
-                # stage A: parse ahead, look the flow up, prefetch the stream's state (and the
-                # frame that stage A will parse next time round)
+                # stage A: parse ahead and prefetch the flow table slot (and the frame that
+                # stage A will parse next time round)
                 while filled < n and filled < i + 2 * C_LOOKAHEAD:
                     if filled + 2 * C_LOOKAHEAD < n:
                         d = base + offs[filled + 2 * C_LOOKAHEAD]
@@ -521,23 +535,31 @@ cdef class Engine:
                     la_sid[j] = -1
                     if (la_rc[j] == OK and la_f[j].frag_id < 0 and la_f[j].proto == 17
                             and la_f[j].ip_version == 4):
-                        la_sid[j] = v4.find((<uint64_t>u32(d, la_f[j].dst_off) << 16) | la_f[j].dport)
+                        la_key[j] = (<uint64_t>u32(d, la_f[j].dst_off) << 16) | la_f[j].dport
+                        la_sid[j] = -2
+                        __builtin_prefetch(v4.slot_of(la_key[j]), 0, 3)
+                    filled += 1
+                # stage A2: look the flow up, prefetch the stream's state (both lines stage B reads)
+                while looked < filled and looked <= i + C_LOOKAHEAD + C_LOOKAHEAD // 2:
+                    j = looked & (2 * C_LOOKAHEAD - 1)
+                    if la_sid[j] == -2:
+                        la_sid[j] = v4.find(la_key[j])
                         if la_sid[j] >= 0:
                             __builtin_prefetch(&self.st[la_sid[j]], 1, 3)
-                    filled += 1
-                # stage B: prefetch the call and the ring lines of the packet LOOKAHEAD ahead
-                k = i + C_LOOKAHEAD
-                if k < filled:
-                    j = k & (2 * C_LOOKAHEAD - 1)
+                            __builtin_prefetch(<char*>&self.st[la_sid[j]] + 64, 0, 3)
+                    looked += 1
+                # stage B: prefetch the call and the ring lines the packet will land in
+                while staged < looked and staged <= i + C_LOOKAHEAD:
+                    j = staged & (2 * C_LOOKAHEAD - 1)
                     if la_sid[j] >= 0:
                         s2 = &self.st[la_sid[j]]
                         __builtin_prefetch(&self.cl[s2.slot], 1, 3)
-                        if s2.anchored and la_f[j].payload_len >= 12 and self.cl[s2.slot].ring != NULL:
-                            d = base + offs[k] + la_f[j].payload_off
+                        if s2.anchored and la_f[j].payload_len >= 12 and s2.ring != NULL:
+                            d = base + offs[staged] + la_f[j].payload_off
                             pos2 = s2.anchor_pos + <int32_t>(u32(d, 4) - s2.anchor_ts)
-                            r2 = self.cl[s2.slot].ring + (C_WINDOW if s2.channel else 0)
                             for m in range(0, la_f[j].payload_len + 32, 32):
-                                __builtin_prefetch(r2 + ((pos2 + m) & (C_WINDOW - 1)), 1, 3)
+                                __builtin_prefetch(s2.ring + ((pos2 + m) & (C_WINDOW - 1)), 1, 3)
+                    staged += 1
                 # the record itself
                 ts = tss[i]
                 if ts >= deadline:
