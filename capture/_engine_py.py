@@ -162,6 +162,8 @@ class Engine:
 
         Calling it again for the same key updates the codec and payload types in place.
         """
+        if not 0 <= slot < len(self.calls) or self.calls[slot] is None:
+            raise ValueError(f"no call in slot {slot}")
         sid = self.flows.get(key)
         if sid is None:
             s = _Stream()

@@ -235,3 +235,13 @@ def test_pwrite_batch_counts_failures_and_checks_its_arguments(impl):
         impl.engine.pwrite_batch(b"", one, np.zeros(1, np.int64), one)
     with pytest.raises(ValueError, match="differ in length"):
         impl.engine.pwrite_batch(b"xx", np.array([1, 2], dtype=np.int64), np.zeros(1, np.int64), one)
+
+
+def test_a_stream_needs_a_call(impl):
+    e, slot = fresh(impl)
+    for bad in (-1, slot + 1):
+        with pytest.raises(ValueError, match=f"no call in slot {bad}"):
+            e.set_stream(flow_key(bytes([198, 18, 0, 21]), 20000), bad, 0, 1, 0, 101, False)
+    e.end_call(slot)
+    with pytest.raises(ValueError, match=f"no call in slot {slot}"):
+        e.set_stream(KEY, slot, 0, 1, 0, 101, False)
