@@ -200,6 +200,15 @@ class Engine:
             "resyncs": s.resyncs, "events": s.events, "other_pt": s.other_pt,
         }
 
+    def lost_total(self) -> int:
+        """Packets lost so far on all streams still routed (``stream_stats``' "lost", summed)."""
+        total = 0
+        for s in self.streams:
+            if s is not None:
+                expected = s.expected_acc + ((s.max_ext - s.base_ext + 1) if s.started else 0)
+                total += max(0, expected - s.received)
+        return total
+
     # the loop --------------------------------------------------------------------------
     def run(self, buf, offs, lens, tss, lts, i: int, n: int, deadline: int):
         """Process records i..n-1; return (status, index, arg) as described in the module doc."""

@@ -604,14 +604,8 @@ class Recorder:
 
     def status(self) -> dict:
         """Counters kept in one place (printed on SIGUSR1, read by the status API)."""
-        lost = 0
-        for rec in self.active.values():
-            for key in rec.keys.values():
-                sid = self.engine.stream_id(key)
-                if sid is not None:
-                    lost += self.engine.stream_stats(sid)["lost"]
         out = self.summary()
-        out.update({"active_calls": len(self.active), "active_lost_packets": lost,
+        out.update({"active_calls": len(self.active), "active_lost_packets": self.engine.lost_total(),
                     "queue_bytes": self.io.depth_bytes, "write_dropped_bytes": self.io.dropped_bytes,
                     "write_errors": self.io.errors,
                     "bytes_written": self.io.written_bytes})

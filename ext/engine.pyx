@@ -488,6 +488,19 @@ cdef class Engine:
             "resyncs": s.resyncs, "events": s.events, "other_pt": s.other_pt,
         }
 
+    def lost_total(self):
+        """Packets lost so far on all streams still routed (``stream_stats``' "lost", summed)."""
+        cdef Py_ssize_t k
+        cdef int64_t total = 0, expected
+        cdef StreamC* s
+        for k in range(self.n_st):
+            s = &self.st[k]
+            if s.in_use:
+                expected = s.expected_acc + ((s.max_ext - s.base_ext + 1) if s.started else 0)
+                if expected > s.received:
+                    total += expected - s.received
+        return total
+
     # the loop --------------------------------------------------------------------------
     def run(self, const unsigned char[:] buf, const int64_t[:] offs, const int32_t[:] lens,
             const int64_t[:] tss, const int32_t[:] lts, Py_ssize_t i, Py_ssize_t n, int64_t deadline):

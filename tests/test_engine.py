@@ -122,7 +122,9 @@ def test_c_and_python_agree_on_random_rtp(packets, codec, raw_header):
             if raw_header:
                 pkt = bytes([b0]) + pkt[1:]      # any version, padding, extension, CSRC count
             rets.append(e.feed_rtp(KEY, pkt, arrival, 5, False))
-        results.append((rets, e.stream_stats(e.stream_id(KEY)), e.flush(slot, 20000), e.last_rtp_ns(slot)))
+        stats = e.stream_stats(e.stream_id(KEY))
+        assert e.lost_total() == stats["lost"]
+        results.append((rets, stats, e.flush(slot, 20000), e.last_rtp_ns(slot)))
     assert results[0] == results[1]
 
 
@@ -245,3 +247,16 @@ def test_a_stream_needs_a_call(impl):
     e.end_call(slot)
     with pytest.raises(ValueError, match=f"no call in slot {slot}"):
         e.set_stream(KEY, slot, 0, 1, 0, 101, False)
+
+
+def test_lost_total_sums_the_streams_still_routed(impl):
+    e, slot = fresh(impl)
+    other = flow_key(bytes([198, 18, 0, 21]), 20002)
+    e.set_stream(other, slot, 1, 1, 0, 101, False)
+    for k, seq in enumerate([0, 3]):              # 2 lost
+        e.feed_rtp(KEY, rtp(seq, seq * 160), k * 20_000_000, 7, False)
+    for k, seq in enumerate([10, 11, 15]):        # 3 lost
+        e.feed_rtp(other, rtp(seq, seq * 160, ssrc=9), k * 20_000_000, 8, False)
+    assert e.lost_total() == 5
+    e.remove_stream(other)
+    assert e.lost_total() == 2
