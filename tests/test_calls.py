@@ -1,4 +1,7 @@
 """Call logic from real CUCM messages: pairing, media mapping, endings, evidence. No I/O."""
+import pytest
+from hypothesis import given, strategies as st
+
 from capture import sip
 from capture.calls import (CallEnded, CallEvent, CallStarted, CallState, CallTable, DialogEvent, DialogState,
                            Evidence, MediaMapped, call_transition, dialog_transition)
@@ -126,3 +129,18 @@ def test_non_bib_invites_are_counted_not_recorded():
     fx = table.on_sip(msg("bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt", **{"x-nearend;": ""}),
                       0, CUCM, REC, "udp")
     assert fx == [] and table.counters["non_bib_invites"] == 1
+
+
+@given(st.one_of(st.ip_addresses().map(str), st.text(max_size=45),
+                 st.sampled_from(["fe80::1%eth0", "010.1.2.3", " 1.2.3.4", "::ffff:1.2.3.4", "1.2.3"])))
+def test_packed_address_is_ipaddress_packed(text):
+    import ipaddress
+
+    from capture.calls import packed_address
+    try:
+        want = ipaddress.ip_address(text).packed
+    except ValueError:
+        with pytest.raises(ValueError):
+            packed_address(text)
+    else:
+        assert packed_address(text) == want
