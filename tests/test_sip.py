@@ -114,8 +114,15 @@ _good = st.lists(st.one_of(
     st.tuples(_name.filter(lambda n: n.strip() and b" " not in n.strip()), st.sampled_from([b":", b": "]), _value,
               _eol).map(b"".join),
     st.tuples(st.sampled_from([b" ", b"\t"]), _value, _eol).map(b"".join)), max_size=16).map(b"".join)
-_start = st.sampled_from([b"INVITE sip:x SIP/2.0", b"SIP/2.0 200 OK", b"ACK sip:y SIP/2.0", b"SIP/2.0 180",
-                          b"BYE  SIP/2.0", b"SIP/2.0 2000 OK", b"\xc3\xa9 sip:x SIP/2.0"])
+_start_piece = st.sampled_from([b"SIP/2.0", b" ", b"  ", b"200", b"099", b"700", b"1x0", b"OK", b"invite", b"INVITE",
+                                b"sip:x", b"\r", b"\t", b"(", b"\xc3\xa9", b"\xff", b"\xb2", b"SIP/2.0X", b"", b"7"])
+_start = st.one_of(
+    st.sampled_from([b"INVITE sip:x SIP/2.0", b"SIP/2.0 200 OK", b"ACK sip:y SIP/2.0", b"SIP/2.0 180",
+                     b"BYE  SIP/2.0", b"SIP/2.0 2000 OK", b"\xc3\xa9 sip:x SIP/2.0", b"SIP/2.0 200 ", b"SIP/2.0 200\r",
+                     b"invite sip:x SIP/2.0\r\r", b" INVITE sip:x SIP/2.0", b"SIP/2.0  200 OK", b"SIP/2.0 \xb200 OK",
+                     b"INVITE sip:x SIP/2.0 x", b"INVITE sip:x y SIP/2.0", b"IN(VITE sip:x SIP/2.0", b"SIP/2.0",
+                     b"SIP/2.0 099 x", b"SIP/2.0 700 x", b"SIP/2.0 sip:x SIP/2.0", b"", b"SIP/2.0 200 OK \xc3\xa9"]),
+    st.lists(_start_piece, max_size=7).map(b"".join))
 _tail = st.sampled_from([b"", b"\r\n", b"\n", b"\r\nv=0\r\n", b"\r\nbody", b"v"])
 
 
