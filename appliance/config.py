@@ -29,7 +29,7 @@ class CaptureSettings(BaseModel):
     workers: int = Field(1, ge=1, le=64)
     ring_mb: int = Field(256, ge=4, le=4096)
     queue_mb: int = Field(64, ge=4, le=4096, description="writes waiting for the disk per worker (MiB); beyond "
-                          "it audio is dropped and counted, capture is never held up")
+                          "it capture waits while its ring is under half full, then audio is dropped and counted")
     sip_ports: list[int] = Field([5060], min_length=1)
     rtp_timeout_s: float = Field(30.0, gt=0)
     fsync_interval_s: float = Field(5.0, ge=0)

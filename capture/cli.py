@@ -231,8 +231,8 @@ def main(argv=None) -> int:
     k.add_argument("--ring-mb", type=int, default=256, help="kernel ring per worker in MiB (default 256)")
     k.add_argument("--block-kb", type=int, default=1024, help="ring block size in KiB (default 1024)")
     k.add_argument("--queue-mb", type=int, default=64,
-                   help="writes waiting for the disk, per worker, in MiB (default 64); beyond it audio is "
-                   "dropped and counted, never capture held up")
+                   help="writes waiting for the disk, per worker, in MiB (default 64); beyond it capture "
+                   "waits while its ring is under half full, then audio is dropped and counted")
     k.add_argument("--filter", help="extra tcpdump filter ANDed with the built-in one (SIP, RTP, ICMP)")
     k.add_argument("--sip-port", type=int, action="append", help="SIP port (repeatable; default 5060)")
     k.add_argument("--rtp-timeout", type=float, default=30.0, help="end a call after this many silent seconds")

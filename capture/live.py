@@ -76,7 +76,7 @@ class Worker:
                 r.close()
             raise
         self.ring = self.rings[0]
-        self.io = QueuedIO(opts.queue_mb << 20, self.impl.engine.pwrite_batch)
+        self.io = QueuedIO(opts.queue_mb << 20, self.impl.engine.pwrite_batch, can_wait=self._ring_has_room)
         self.rec = Recorder(opts, self.impl, self.io)
         self.rec.answered_here = answered if answered is not None else set()
         self.extra_status = None              # e.g. the standby's VRRP/health state, merged into status
@@ -84,6 +84,12 @@ class Worker:
         self.received = 0
         self.last_packet_at = None            # wall time the SPAN port last delivered a packet
         self.status_path = os.path.join(opts.out_dir, f"status-{k}.json")
+
+    def _ring_has_room(self) -> bool:
+        """Whether capture may wait for the writer rather than drop audio: every ring is under
+        half full (the kernel fills blocks in order), so it holds what arrives meanwhile. From
+        half full on, audio is dropped and counted instead: the ring must never overflow."""
+        return not self.stop and not any(r.filled_ahead(r.blocks // 2) for r in self.rings)
 
     def counters(self) -> dict:
         packets = drops = 0
@@ -94,7 +100,7 @@ class Worker:
         s.update({"worker": self.k, "workers": self.n, "received": self.received,
                   "kernel_packets": packets, "kernel_drops": drops, "time": time.time(),
                   "link_errors": sum(r.link_errors for r in self.rings),
-                  "last_packet_at": self.last_packet_at,
+                  "last_packet_at": self.last_packet_at, "write_wait_s": round(self.io.wait_s, 3),
                   "cpu_s": round(time.process_time() - getattr(self, "cpu0", time.process_time()), 3),
                   "capture_cpu_s": round(time.thread_time() - getattr(self, "tcpu0", time.thread_time()), 3),
                   "writer_cpu_s": round(self.io.cpu_s(), 3)})

@@ -91,6 +91,12 @@ class Ring:
                 return None
         return off
 
+    def filled_ahead(self, k: int) -> bool:
+        """Whether the kernel has filled the block ``k`` places after the current one (and so
+        every block before it: it fills them in order)."""
+        off = (self.current + k) % self.blocks * self.block_size
+        return bool(struct.unpack_from("=I", self.mm, off + 8)[0] & TP_STATUS_USER)
+
     def check_poll(self, events: int, timeout_ms: int) -> None:
         """Handle what poll() said of this ring's socket: an error flag, if any, is dealt with."""
         if events & POLL_ERRORS:

@@ -96,25 +96,31 @@ class SyncIO:
 class QueuedIO:
     """Writes handed to one background thread through a bounded queue (live capture).
 
-    Capture never waits for the disk: when more than ``max_bytes`` are queued, audio
+    Capture never has to wait for the disk: when more than ``max_bytes`` are queued, audio
     writes are dropped and counted (``dropped_bytes``); the file keeps its length (a hole
-    reads as silence) so the header stays true. Header patches, syncs and closes are never
-    dropped, and everything for one file happens in order. Batch buffers are pooled: the
-    writer thread gives each back once written, so nothing is copied or allocated per batch.
+    reads as silence) so the header stays true. But while ``can_wait()`` says so (live
+    capture: its kernel ring is under half full, so it holds what arrives meanwhile), audio
+    that would be dropped waits for the writer instead (``wait_s``). Header patches, syncs
+    and closes are never dropped, and everything for one file happens in order. Batch
+    buffers are pooled: the writer thread gives each back once written, so nothing is
+    copied or allocated per batch.
     """
 
-    def __init__(self, max_bytes: int = 64 << 20, pwrite_batch=None):
+    def __init__(self, max_bytes: int = 64 << 20, pwrite_batch=None, can_wait=None):
         import queue
         import threading
         self._batch = pwrite_batch or _default_batch()
         self.max_bytes = max_bytes
+        self.can_wait = can_wait
         self.depth_bytes = 0
         self.dropped_bytes = 0
+        self.wait_s = 0.0
         self.written_bytes = 0
         self.errors = 0
         self._free: list = []
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)    # notified as the queue shrinks
         self._t = threading.Thread(target=self._run, name="shadowrec-writer", daemon=True)
         self._t.start()
 
@@ -129,15 +135,25 @@ class QueuedIO:
         with self._lock:
             self._free.append(buf)
 
+    def _admit(self, n: int, droppable: bool) -> bool:
+        """Count ``n`` bytes into the queue (True), or drop them (False): only audio, only when
+        the queue is full and, for as long as ``can_wait()`` allows, the writer has not caught up.
+        Call with the lock held."""
+        if droppable and self.depth_bytes + n > self.max_bytes and self.can_wait is not None:
+            t0 = time.monotonic()
+            while self.depth_bytes + n > self.max_bytes and self.depth_bytes and self.can_wait():
+                self._drained.wait(0.02)
+            self.wait_s += time.monotonic() - t0
+        if droppable and self.depth_bytes + n > self.max_bytes:
+            self.dropped_bytes += n
+            return False
+        self.depth_bytes += n
+        return True
+
     def _put(self, op, fd, data, offset, droppable):
         n = len(data) if data else 0
         with self._lock:
-            if droppable and self.depth_bytes + n > self.max_bytes:
-                self.dropped_bytes += n
-                drop = True
-            else:
-                self.depth_bytes += n
-                drop = False
+            drop = not self._admit(n, droppable)
         if drop:   # keep the file as long as the header will say: the hole reads as silence
             self._q.put(("x", fd, None, offset + n, 0))
         else:
@@ -151,12 +167,9 @@ class QueuedIO:
         the queue is full. The buffer belongs to the writer from here on."""
         n = int(np.sum(lengths))
         with self._lock:
-            drop = droppable and self.depth_bytes + n > self.max_bytes
+            drop = not self._admit(n, droppable)
             if drop:
-                self.dropped_bytes += n
                 self._free.append(buf)
-            else:
-                self.depth_bytes += n
         if drop:   # each file keeps the length its header will claim: the hole reads as silence
             for fd, off, ln in zip(fds, offsets, lengths):
                 self._q.put(("x", int(fd), None, int(off) + int(ln), 0))
@@ -216,6 +229,8 @@ class QueuedIO:
                 log.error("writer: %s: %s", type(e).__name__, e)
             with self._lock:
                 self.depth_bytes -= n
+                if n:
+                    self._drained.notify_all()
 
     def cpu_s(self) -> float:
         """CPU seconds the writer thread has used (0 once it has ended)."""

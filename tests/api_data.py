@@ -27,7 +27,7 @@ def make(out: str) -> dict:
     live.catalog.commit()
     status = live.status()
     status.update({"worker": 0, "workers": 1, "received": 1234, "kernel_packets": 1234, "kernel_drops": 7,
-                   "link_errors": 2, "last_packet_at": time.time() - 5,
+                   "link_errors": 2, "last_packet_at": time.time() - 5, "write_wait_s": 1.25,
                    "time": time.time(), "cpu_s": 0.1})
     write_json_atomic(os.path.join(out, "status-0.json"), status)
     return {"recorder": live}

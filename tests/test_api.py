@@ -35,6 +35,7 @@ def test_health_ready_and_status(datadir):
     st = c.get("/status").json()
     assert st["role"] == "PASSIVE" and st["capture"]["kernel_drops"] == 7 and st["capture"]["active_calls"] == 1
     assert st["capture"]["link_errors"] == 2 and st["capture"]["write_errors"] == 0
+    assert st["capture"]["write_wait_s"] == 1.25
     assert 5 <= st["capture"]["last_packet_age_s"] < 600        # the status file says 5 s before it was written
     assert st["disk"]["free_bytes"] > 0 and st["version"]
     os.utime(os.path.join(datadir, "status-0.json"), (1, 1))          # a silent engine
@@ -84,6 +85,7 @@ def test_metrics(datadir):
     text = client(datadir).get("/metrics").text
     assert 'shadowrec_kernel_drops_total{worker="0"} 7.0' in text and "shadowrec_active_calls" in text
     assert 'shadowrec_link_errors_total{worker="0"} 2.0' in text
+    assert 'shadowrec_write_wait_seconds_total{worker="0"} 1.25' in text
     stamp = float(text.split('shadowrec_last_packet_timestamp_seconds{worker="0"} ')[1].split()[0])
     assert 5 <= time.time() - stamp < 600
 

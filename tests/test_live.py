@@ -33,19 +33,20 @@ def frames(out, meta):
         return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)
 
 
-def live_run(tmp_path, spec, workers=1, extra_wait=1.5, during=None, before=None, rc=0, after=None):
-    """Replay ``spec`` through the mirror; capture live and with tcpdump; return both output dirs."""
+def live_run(tmp_path, spec, workers=1, during=None, before=None, rc=0, after=None, args=(), seconds=None):
+    """Replay ``spec`` through the mirror; capture live (with ``args``, for ``seconds``) and with
+    tcpdump; return both output dirs."""
     cap = str(tmp_path / "traffic.pcap")
     calls = synth.generate(cap, spec)
     out, witness = str(tmp_path / "live"), str(tmp_path / "witness.pcap")
-    seconds = spec.calls * spec.spacing_s + spec.duration_s + 4
+    seconds = seconds or spec.calls * spec.spacing_s + spec.duration_s + 4
     with SpanLab() as lab:
         # immediate mode: libpcap hands every packet over at once (TPACKET_V3 would keep the last
         # block up to its 1 s timeout, and a SIGINT before that loses the traffic's tail, BYEs included)
         wit = lab.popen("app", "tcpdump", "-i", "app0", "-w", witness, "--time-stamp-precision", "nano",
                         "--immediate-mode", "-B", "65536", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         live = lab.popen("app", *cli("capture", "--iface", "app0", "--out", out, "--workers", str(workers),
-                                     "--seconds", str(seconds)), env=ENV, cwd=ROOT,
+                                     "--seconds", str(seconds), *args), env=ENV, cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 20
         while time.time() < deadline and len(glob.glob(out + "/status-*.json")) < workers and live.poll() is None:
@@ -138,6 +139,27 @@ def test_a_stop_first_reads_what_the_ring_holds(tmp_path):
     calls, out, ref, summary = live_run(tmp_path, spec, before=freeze, after=stop)
     assert summary["kernel_drops"] == 0 and summary["calls_recorded"] == 3
     assert_same(out, ref, 3)
+
+
+def test_a_backlog_on_one_core_waits_for_the_writer_instead_of_dropping_audio(tmp_path):
+    """Capture and its writer share one core, and the capture is frozen while 40 calls arrive.
+    Resumed, it reads the backlog faster than the writer writes, through a 1 MiB write queue:
+    with the ring nearly empty, audio waits for the writer rather than being dropped."""
+    def freeze_on_one_core(live, out):
+        subprocess.run(["taskset", "-a", "-cp", "0", str(live.pid)], check=True, capture_output=True)
+        os.killpg(live.pid, signal.SIGSTOP)
+
+    def resume(live):
+        time.sleep(0.5)                            # the last packets into the ring
+        assert live.poll() is None, live.communicate()
+        os.killpg(live.pid, signal.SIGCONT)
+
+    spec = synth.SynthSpec(calls=40, duration_s=3, spacing_s=0.02, seed=26)
+    calls, out, ref, summary = live_run(tmp_path, spec, before=freeze_on_one_core, after=resume,
+                                        args=("--queue-mb", "1"), seconds=12)
+    assert summary["kernel_drops"] == 0 and summary["write_dropped_bytes"] == 0
+    assert summary["calls_recorded"] == 40
+    assert_same(out, ref, 40)
 
 
 def test_a_worker_that_dies_is_started_again_and_reported(tmp_path):

@@ -1,4 +1,5 @@
 import os
+import time
 import wave
 
 from capture.writer import QueuedIO, SyncIO, WavWriter, to_json
@@ -114,3 +115,35 @@ def test_to_json_is_compact_sorted_utf8_and_reads_back():
     text = to_json(obj)
     assert text == '{"3":"x","a":{"device":"SEPÄÖ-ü","dn":"2001"},"b":[1,2.5,null,true],"n":7}'
     assert json.loads(text) == {"3": "x", "a": {"device": "SEPÄÖ-ü", "dn": "2001"}, "b": [1, 2.5, None, True], "n": 7}
+
+
+def test_audio_waits_for_the_writer_while_capture_can_afford_it(tmp_path):
+    import threading
+    room = threading.Event()
+    room.set()
+    io = QueuedIO(max_bytes=2 << 20, can_wait=room.is_set)
+    gate = threading.Event()
+    io.call(gate.wait)                              # the writer is busy (a slow disk) until the gate opens
+    w = WavWriter(str(tmp_path / "w.wav"), io)
+    chunk = b"\1\0" * (512 << 10)                  # 1 MiB
+    w.append(chunk)
+    w.append(chunk)                                 # the queue is full now
+    threading.Timer(0.3, gate.set).start()
+    t = time.monotonic()
+    w.append(chunk)                                 # waits for the writer instead of dropping
+    assert 0.2 < time.monotonic() - t < 5 and io.dropped_bytes == 0 and 0.2 < io.wait_s < 5
+    while io.depth_bytes:                           # written
+        time.sleep(0.01)
+    gate.clear()
+    io.call(gate.wait)
+    w.append(chunk)
+    w.append(chunk)
+    room.clear()                                    # capture cannot afford to wait: dropped, counted
+    w.append(chunk)
+    assert io.dropped_bytes == len(chunk)
+    gate.set()
+    w.close()
+    io.stop()
+    assert os.path.getsize(str(tmp_path / "w.wav")) == 44 + 6 * len(chunk)
+    with wave.open(str(tmp_path / "w.wav")) as f:
+        assert f.getnframes() == 6 * len(chunk) // 4

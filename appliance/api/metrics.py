@@ -32,6 +32,11 @@ class _Collector:
             for s in st:
                 m.add_metric([str(s.get("worker", 0))], float(s.get(key, 0)))
             yield m
+        m = CounterMetricFamily("shadowrec_write_wait_seconds",
+                                "time capture waited for the disk writer while the kernel ring had room", labels=["worker"])
+        for s in st:
+            m.add_metric([str(s.get("worker", 0))], float(s.get("write_wait_s", 0.0)))
+        yield m
         m = GaugeMetricFamily("shadowrec_last_packet_timestamp_seconds",
                               "wall time the SPAN port last delivered a packet", labels=["worker"])
         for s in st:

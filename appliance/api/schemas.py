@@ -31,6 +31,9 @@ class Capture(BaseModel):
     queue_bytes: int
     bytes_written: int
     write_dropped_bytes: int
+    write_wait_s: float = Field(0.0, description="seconds capture waited for the disk writer while the kernel ring "
+                                                 "had room (instead of dropping audio); a steady rise means the "
+                                                 "disk or the CPU is too slow for the load")
     write_errors: int = Field(0, description="batches or writes the disk refused (see the service log)")
     link_errors: int = Field(0, description="times the SPAN port's link went down under the capture")
     calls_recorded: int
