@@ -4,6 +4,8 @@
 Per record: frame parse (ext/frame.pxd), flow lookup, RTP sequence accounting, placement
 and G.711 decoding into the call's ring; everything else goes back to Python.
 """
+import sys
+
 import numpy as np
 cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -178,6 +180,34 @@ cdef inline object key_of(const unsigned char* a, int alen, int port):
         v = (<uint64_t>u32(a, 0) << 16) | port
         return v
     return (int.from_bytes(a[:16], "big") << 16) | port | (1 << 160)
+
+
+cdef bint LITTLE = sys.byteorder == "little"
+
+
+cdef inline uint64_t _four(const int16_t* table, uint64_t v) noexcept nogil:
+    """The samples of the low four code bytes of ``v``, packed as four little-endian int16s."""
+    return (<uint64_t><uint16_t>table[v & 0xFF] | (<uint64_t><uint16_t>table[(v >> 8) & 0xFF]) << 16
+            | (<uint64_t><uint16_t>table[(v >> 16) & 0xFF]) << 32 | (<uint64_t><uint16_t>table[(v >> 24) & 0xFF]) << 48)
+
+
+cdef inline void _decode(const int16_t* table, const unsigned char* p, int16_t* dst, Py_ssize_t n) noexcept nogil:
+    """``dst[k] = table[p[k]]`` for k < n: G.711 codes to samples. Eight codes are read and
+    eight samples written at a time (unaligned 8-byte moves; the byte-by-byte loop spent most of
+    its time loading and storing, not looking up)."""
+    cdef Py_ssize_t k = 0
+    cdef uint64_t v, lo, hi
+    if LITTLE:
+        while k + 8 <= n:
+            memcpy(&v, p + k, 8)
+            lo = _four(table, v)
+            hi = _four(table, v >> 32)
+            memcpy(dst + k, &lo, 8)
+            memcpy(dst + k + 4, &hi, 8)
+            k += 8
+    while k < n:
+        dst[k] = table[p[k]]
+        k += 1
 
 
 cdef inline int64_t _due(int64_t now_ns, int64_t start_ns, int64_t lag) noexcept nogil:
@@ -647,7 +677,7 @@ cdef class Engine:
                   const unsigned char* saddr, int alen, int sport, bint force) noexcept nogil:
         cdef StreamC* s = &self.st[sid]
         cdef CallC* c
-        cdef Py_ssize_t h, plen, k, start, first
+        cdef Py_ssize_t h, plen, start, first
         cdef int16_t* dst
         cdef int b0, pt, padn, seq, ud
         cdef uint32_t rts, ssrc
@@ -754,8 +784,6 @@ cdef class Engine:
         start = pos & (C_WINDOW - 1)
         first = plen if plen <= C_WINDOW - start else C_WINDOW - start
         dst = ring + start
-        for k in range(first):               # contiguous up to the ring's end, then from its start
-            dst[k] = table[p[k]]
-        for k in range(first, plen):
-            ring[k - first] = table[p[k]]
+        _decode(table, p, dst, first)        # contiguous up to the ring's end, then from its start
+        _decode(table, p + first, ring, plen - first)
         return 0
