@@ -44,6 +44,12 @@ class _Stream:
         self.src_key = None
 
 
+def _lost(s: _Stream) -> int:
+    """Packets a stream is missing: expected (extended sequence span, over its SSRCs) less received."""
+    expected = s.expected_acc + ((s.max_ext - s.base_ext + 1) if s.started else 0)
+    return max(0, expected - s.received)
+
+
 class _Call:
     __slots__ = ("start_ns", "flushed", "synced", "ring", "last_rtp_ns", "writing")
 
@@ -190,11 +196,10 @@ class Engine:
 
     def stream_stats(self, sid: int) -> dict:
         s = self.streams[sid]
-        expected = s.expected_acc + ((s.max_ext - s.base_ext + 1) if s.started else 0)
         return {
             "ssrc": s.first_ssrc if s.started else None, "src_key": s.src_key,
             "first_ns": s.first_ns, "last_ns": s.last_ns,
-            "packets": s.received, "lost": max(0, expected - s.received),
+            "packets": s.received, "lost": _lost(s),
             "duplicates": s.dup, "reordered": s.reordered, "late": s.late,
             "too_far": s.too_far, "malformed": s.malformed, "ssrc_changes": s.ssrc_changes,
             "resyncs": s.resyncs, "events": s.events, "other_pt": s.other_pt,
@@ -202,12 +207,7 @@ class Engine:
 
     def lost_total(self) -> int:
         """Packets lost so far on all streams still routed (``stream_stats``' "lost", summed)."""
-        total = 0
-        for s in self.streams:
-            if s is not None:
-                expected = s.expected_acc + ((s.max_ext - s.base_ext + 1) if s.started else 0)
-                total += max(0, expected - s.received)
-        return total
+        return sum(_lost(s) for s in self.streams if s is not None)
 
     # the loop --------------------------------------------------------------------------
     def run(self, buf, offs, lens, tss, lts, i: int, n: int, deadline: int):

@@ -115,15 +115,18 @@ cdef class _V4Table:
     def __dealloc__(self):
         free(self.slots)
 
+    cdef inline Py_ssize_t _home(self, uint64_t k) noexcept nogil:
+        """Where the probe for stored key ``k`` (a flow key + 1) starts."""
+        return <Py_ssize_t>((k * 0x9E3779B97F4A7C15ULL) >> 40) & (self.cap - 1)
+
     cdef inline const V4Slot* slot_of(self, uint64_t key) noexcept nogil:
-        """Where the probe for ``key`` starts."""
-        cdef uint64_t k = key + 1
-        return &self.slots[<Py_ssize_t>((k * 0x9E3779B97F4A7C15ULL) >> 40) & (self.cap - 1)]
+        """The slot where the probe for ``key`` starts (to prefetch it)."""
+        return &self.slots[self._home(key + 1)]
 
     cdef inline Py_ssize_t find(self, uint64_t key) noexcept nogil:
         cdef uint64_t k = key + 1
         cdef Py_ssize_t mask = self.cap - 1
-        cdef Py_ssize_t i = <Py_ssize_t>((k * 0x9E3779B97F4A7C15ULL) >> 40) & mask
+        cdef Py_ssize_t i = self._home(k)
         while True:
             if self.slots[i].key == k:
                 return self.slots[i].val
@@ -137,7 +140,7 @@ cdef class _V4Table:
         if (self.used + 1) * 2 > self.cap:
             self._grow()
         mask = self.cap - 1
-        i = <Py_ssize_t>((k * 0x9E3779B97F4A7C15ULL) >> 40) & mask
+        i = self._home(k)
         while self.slots[i].key != EMPTY and self.slots[i].key != TOMB and self.slots[i].key != k:
             i = (i + 1) & mask
         if self.slots[i].key == EMPTY:
@@ -149,7 +152,7 @@ cdef class _V4Table:
     cdef void delete(self, uint64_t key) noexcept:
         cdef uint64_t k = key + 1
         cdef Py_ssize_t mask = self.cap - 1
-        cdef Py_ssize_t i = <Py_ssize_t>((k * 0x9E3779B97F4A7C15ULL) >> 40) & mask
+        cdef Py_ssize_t i = self._home(k)
         while self.slots[i].key != EMPTY:
             if self.slots[i].key == k:
                 self.slots[i].key = TOMB          # still counted in used until the next grow
@@ -208,6 +211,12 @@ cdef inline void _decode(const int16_t* table, const unsigned char* p, int16_t* 
     while k < n:
         dst[k] = table[p[k]]
         k += 1
+
+
+cdef inline int64_t _lost(const StreamC* s) noexcept nogil:
+    """Packets a stream is missing: expected (extended sequence span, over its SSRCs) less received."""
+    cdef int64_t expected = s.expected_acc + ((s.max_ext - s.base_ext + 1) if s.started else 0)
+    return expected - s.received if expected > s.received else 0
 
 
 cdef inline int64_t _due(int64_t now_ns, int64_t start_ns, int64_t lag) noexcept nogil:
@@ -507,12 +516,11 @@ cdef class Engine:
 
     def stream_stats(self, Py_ssize_t sid):
         cdef StreamC* s = &self.st[sid]
-        cdef int64_t expected = s.expected_acc + ((s.max_ext - s.base_ext + 1) if s.started else 0)
         return {
             "ssrc": s.first_ssrc if s.started else None,
             "src_key": key_of(s.src_addr, s.src_alen, s.src_port) if s.src_alen else None,
             "first_ns": s.first_ns, "last_ns": s.last_ns,
-            "packets": s.received, "lost": max(0, expected - s.received),
+            "packets": s.received, "lost": _lost(s),
             "duplicates": s.dup, "reordered": s.reordered, "late": s.late,
             "too_far": s.too_far, "malformed": s.malformed, "ssrc_changes": s.ssrc_changes,
             "resyncs": s.resyncs, "events": s.events, "other_pt": s.other_pt,
@@ -521,14 +529,10 @@ cdef class Engine:
     def lost_total(self):
         """Packets lost so far on all streams still routed (``stream_stats``' "lost", summed)."""
         cdef Py_ssize_t k
-        cdef int64_t total = 0, expected
-        cdef StreamC* s
+        cdef int64_t total = 0
         for k in range(self.n_st):
-            s = &self.st[k]
-            if s.in_use:
-                expected = s.expected_acc + ((s.max_ext - s.base_ext + 1) if s.started else 0)
-                if expected > s.received:
-                    total += expected - s.received
+            if self.st[k].in_use:
+                total += _lost(&self.st[k])
         return total
 
     # the loop --------------------------------------------------------------------------
