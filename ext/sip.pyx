@@ -12,7 +12,7 @@ from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.string cimport memchr
 
 from capture.errors import SipError, Truncated
-from capture.sip import COMPACT, MAX_HEADER_BYTES, SipMessage, content_length, frame_body, start_line
+from capture.sip import _TOKEN, COMPACT, MAX_HEADER_BYTES, SipMessage, content_length, frame_body, start_line
 from capture.sip import parse as _parse_py
 
 
@@ -59,10 +59,9 @@ cdef str _name(const unsigned char* p, Py_ssize_t a, Py_ssize_t b):
     return name
 
 
-cdef bint _token[256]          # the characters of a SIP method (RFC 3261 token)
-_TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.!%*_+`'~-"
+cdef bint _token[256]          # the characters of a SIP method: those the twin's _TOKEN accepts
 for _c in range(256):
-    _token[_c] = chr(_c) in _TOKEN_CHARS
+    _token[_c] = _TOKEN.match(bytes([_c])) is not None
 
 
 cdef Py_ssize_t _blank_line(const unsigned char* p, Py_ssize_t lim):
