@@ -30,6 +30,8 @@ class CaptureSettings(BaseModel):
     ring_mb: int = Field(256, ge=4, le=4096)
     queue_mb: int = Field(64, ge=4, le=4096, description="writes waiting for the disk per worker (MiB); beyond "
                           "it capture waits while its ring is under half full, then audio is dropped and counted")
+    reserve_calls: int = Field(1024, ge=0, le=100000, description="audio rings allocated at start per worker "
+                               "(32 KiB a call); the site's concurrent calls, so a burst costs capture no page faults")
     sip_ports: list[int] = Field([5060], min_length=1)
     rtp_timeout_s: float = Field(30.0, gt=0)
     fsync_interval_s: float = Field(5.0, ge=0)

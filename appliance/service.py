@@ -43,7 +43,7 @@ def _child(settings: Settings):
     from capture.pipeline import Options
     c = settings.capture
     opts = Options(out_dir=c.out, sip_ports=tuple(c.sip_ports), rtp_timeout_s=c.rtp_timeout_s,
-                   durable_s=c.fsync_interval_s, queue_mb=c.queue_mb)
+                   durable_s=c.fsync_interval_s, queue_mb=c.queue_mb, reserve_calls=c.reserve_calls)
     if settings.standby.enabled:
         from capture.iface import SpanInterface
 

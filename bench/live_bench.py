@@ -33,13 +33,13 @@ from lab import SpanLab  # noqa: E402
 ENV = dict(os.environ, PYTHONPATH=ROOT)
 
 
-def start_capture(lab, out, workers, seconds, ring_mb, pin=()):
+def start_capture(lab, out, workers, seconds, ring_mb, calls, pin=()):
     """`shadowrec capture` on the lab's SPAN port (``pin``: a taskset prefix), once its workers
-    are up."""
+    are up. Its audio rings are reserved for ``calls``, as a site sized for them would be."""
     shutil.rmtree(out, ignore_errors=True)
     cap = lab.popen("app", *pin, sys.executable, "-m", "capture.cli", "capture", "--iface", "app0", "--out", out,
                     "--workers", str(workers), "--seconds", str(seconds), "--fsync-interval", "0",
-                    "--ring-mb", str(ring_mb),
+                    "--ring-mb", str(ring_mb), "--reserve-calls", str(calls),
                     env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t = time.time()
     while time.time() - t < 30 and len([f for f in os.listdir(out) if f.startswith("status-")]
@@ -69,9 +69,9 @@ def finish_capture(cap, out, timeout):
     return json.loads(o)
 
 
-def one(lab, path, target_pps, workers, traffic, work, seconds, ring_mb=256):
+def one(lab, path, target_pps, workers, traffic, work, seconds, ring_mb, calls):
     out = os.path.join(work, f"out-{path}-{workers}")
-    cap = start_capture(lab, out, workers, seconds, ring_mb)
+    cap = start_capture(lab, out, workers, seconds, ring_mb, calls)
     counter = start_counter(lab, work, seconds - 1.5)
     ns, dev = ("tx", "tx0") if path == "mirror" else ("sw", "app1")
     sent = json.loads(lab.run(ns, os.path.join(work, "sender"), dev, traffic, str(target_pps)).stdout)
@@ -103,7 +103,7 @@ def _group_cpu_ticks(pgid: int) -> int:
     return total
 
 
-def capacity(lab, workers, traffic, work, ring_mb, pps):
+def capacity(lab, workers, traffic, work, ring_mb, pps, calls):
     """What ``workers`` capture workers pinned to as many cores can read, with the sender out of the way.
 
     The capture and the libpcap counter are stopped (SIGSTOP) while the sender fills their kernel
@@ -119,7 +119,7 @@ def capacity(lab, workers, traffic, work, ring_mb, pps):
     cores = ",".join(str(c) for c in range(workers))
     packets = os.path.getsize(traffic) // 200
     seconds = packets / pps + 15
-    cap = start_capture(lab, out, workers, seconds + 600, ring_mb, pin=("taskset", "-c", cores))
+    cap = start_capture(lab, out, workers, seconds + 600, ring_mb, calls, pin=("taskset", "-c", cores))
     counter = start_counter(lab, work, seconds, ring_mb, pin=("taskset", "-c", "0"))
     os.killpg(cap.pid, signal.SIGSTOP)
     os.killpg(counter.pid, signal.SIGSTOP)
@@ -228,7 +228,7 @@ def main():
         for path, pps in [p for p in (("mirror", 200000), ("direct", 480000)) if p[0] in args.paths.split(",")]:
             for workers in (1, 2):
                 seconds = args.calls * 100 * args.duration / pps + 8
-                r = one(lab, path, pps, workers, traffic, work, seconds, args.ring_mb)
+                r = one(lab, path, pps, workers, traffic, work, seconds, args.ring_mb, args.calls)
                 rows.append(r)
                 print(f"{path:6s} workers={workers} offered {r['offered_pps']:>9,.0f} pps  captured {r['captured']:>9,} "
                       f"of {r['sent']:,}  kernel drops {r['kernel_drops']:>7,}  cpu {r['us_per_packet']:.3f} us/pkt "
@@ -238,7 +238,7 @@ def main():
                       f"{r['libpcap_us_per_packet']:.3f} us/pkt", flush=True)
         if "capacity" in args.paths.split(","):
             for workers in [w for _ in range(args.repeat) for w in (1, 2)]:
-                r = capacity(lab, workers, traffic, work, args.capacity_ring_mb, args.calls * 100)
+                r = capacity(lab, workers, traffic, work, args.capacity_ring_mb, args.calls * 100, args.calls)
                 r["path"] = "capacity"
                 rows.append(r)
                 print(f"capacity workers={workers} on {workers} core(s): read {r['captured']:>9,} of {r['sent']:,} "

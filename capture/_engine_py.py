@@ -28,6 +28,7 @@ RESYNC = 2000           # re-anchor a stream when RTP time and wall time differ 
 SEEN = 64               # sequence numbers remembered per stream for duplicate detection (a bitmap)
 MASK = (1 << SEEN) - 1
 RATE = 8000
+CHUNK_RINGS = 64        # the C engine's rings per 2 MiB chunk
 
 
 
@@ -53,11 +54,12 @@ def _lost(s: _Stream) -> int:
 class _Call:
     __slots__ = ("start_ns", "flushed", "synced", "ring", "last_rtp_ns", "writing")
 
-    def __init__(self, start_ns):
+    def __init__(self, start_ns, ring):
         self.start_ns = start_ns
         self.writing = False
         self.flushed = self.synced = 0
-        self.ring = np.zeros((2, WINDOW), dtype=np.int16)   # planar: near, far
+        self.ring = ring            # planar: near, far
+        self.ring.fill(0)
         self.last_rtp_ns = 0
 
 
@@ -71,21 +73,28 @@ class Engine:
         self.free_streams = []
         self.calls = []
         self.free_calls = []
+        self.rings = []             # slot -> its ring, kept when the slot is reused (as in C)
         self.counters = {"records": 0, "rtp": 0, "other": 0, "unsupported": 0, "python": 0}
 
     # calls -----------------------------------------------------------------------------
     def add_call(self, start_ns: int, flushed: int = 0, last_rtp_ns: int = 0) -> int:
         """A call whose sample 0 is ``start_ns``; a resumed one has ``flushed`` samples on disk."""
-        c = _Call(start_ns)
+        slot = self.free_calls.pop() if self.free_calls else len(self.calls)
+        if slot == len(self.calls):
+            self.calls.append(None)
+        if slot == len(self.rings):
+            self.rings.append(np.zeros((2, WINDOW), dtype=np.int16))
+        c = self.calls[slot] = _Call(start_ns, self.rings[slot])
         c.flushed = c.synced = flushed
         c.last_rtp_ns = last_rtp_ns
-        if self.free_calls:
-            slot = self.free_calls.pop()
-            self.calls[slot] = c
-        else:
-            slot = len(self.calls)
-            self.calls.append(c)
         return slot
+
+    def reserve(self, calls: int) -> int:
+        """Allocate the rings of call slots [0, calls) now (a service's start; see the C twin,
+        whose rings come in 2 MiB chunks of 64). Returns the bytes of ring memory in all."""
+        while len(self.rings) < calls:
+            self.rings.append(np.zeros((2, WINDOW), dtype=np.int16))
+        return -(-len(self.rings) // CHUNK_RINGS) * CHUNK_RINGS * 2 * WINDOW * 2
 
     def end_call(self, slot: int) -> None:
         self.calls[slot] = None

@@ -37,13 +37,21 @@ def _record(args) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative")
+    return n
+
+
 def _capture(args) -> int:
     from .errors import ConfigError
     from .live import capture
     from .pipeline import Options
 
     opts = Options(out_dir=args.out, sip_ports=tuple(args.sip_port or (5060,)), rtp_timeout_s=args.rtp_timeout,
-                   keep_pcap=args.pcap, durable_s=args.fsync_interval, queue_mb=args.queue_mb)
+                   keep_pcap=args.pcap, durable_s=args.fsync_interval, queue_mb=args.queue_mb,
+                   reserve_calls=args.reserve_calls)
     try:
         summary = capture(args.iface, opts, workers=args.workers, ring_mb=args.ring_mb, block_kb=args.block_kb,
                           bpf=args.filter, max_seconds=args.seconds, offloads_off=not args.keep_offloads)
@@ -233,6 +241,9 @@ def main(argv=None) -> int:
     k.add_argument("--queue-mb", type=int, default=64,
                    help="writes waiting for the disk, per worker, in MiB (default 64); beyond it capture "
                    "waits while its ring is under half full, then audio is dropped and counted")
+    k.add_argument("--reserve-calls", type=_count, default=1024,
+                   help="audio rings allocated at start, per worker (default 1024: 32 MiB); set it to the "
+                   "site's concurrent calls, so that a burst of new calls costs capture no page faults")
     k.add_argument("--filter", help="extra tcpdump filter ANDed with the built-in one (SIP, RTP, ICMP)")
     k.add_argument("--sip-port", type=int, action="append", help="SIP port (repeatable; default 5060)")
     k.add_argument("--rtp-timeout", type=float, default=30.0, help="end a call after this many silent seconds")

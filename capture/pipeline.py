@@ -70,6 +70,7 @@ class Options:
     own_by_rtp: bool = False         # several workers: open a call's files only once its RTP is seen here
     queue_mb: int = 64               # live: bound of the writer queue; audio beyond it is dropped and counted
     state_file: str | None = None    # live: where open calls are saved on shutdown and resumed from
+    reserve_calls: int = 0           # audio rings allocated at start (32 KiB a call), not when a burst comes
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Recorder:
         self.impl = impl or _impl.default()
         self.io = io or SyncIO(self.impl.engine.pwrite_batch)
         self.engine = self.impl.Engine(opts.sip_ports)
+        self.engine.reserve(opts.reserve_calls)
         self.table = CallTable(opts.rtp_timeout_s)
         self.tcp = TcpReassembler()
         self.defrag = Defragmenter()
@@ -607,6 +609,7 @@ class Recorder:
         out = self.summary()
         out.update({"active_calls": len(self.active), "active_lost_packets": self.engine.lost_total(),
                     "queue_bytes": self.io.depth_bytes, "write_dropped_bytes": self.io.dropped_bytes,
+                    "ring_bytes": self.engine.reserve(0),
                     "write_errors": self.io.errors,
                     "bytes_written": self.io.written_bytes})
         return out

@@ -355,6 +355,21 @@ cdef class Engine:
             self.n_chunks += 1
         return self.chunks[k] + (slot % C_CHUNK_RINGS) * 2 * C_WINDOW
 
+    def reserve(self, Py_ssize_t calls):
+        """Allocate the rings of call slots [0, calls) now and fault their memory in.
+
+        For a service's start: the first touch of a 2 MiB chunk makes the kernel zero a huge
+        page, and a burst of new calls would pay for it in the capture loop (4.7% of the
+        capture process's samples with 2,000 calls starting at once). Chunks that exist are
+        left as they are (they may hold calls). Returns the bytes of ring memory in all.
+        """
+        cdef Py_ssize_t k, before = self.n_chunks
+        if calls > 0:
+            self._ring(calls - 1)
+        for k in range(before, self.n_chunks):
+            memset(self.chunks[k], 0, C_CHUNK_BYTES)
+        return self.n_chunks * C_CHUNK_BYTES
+
     @property
     def counters(self):
         return {"records": self.c_records, "rtp": self.c_rtp, "other": self.c_other,

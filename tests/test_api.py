@@ -36,6 +36,7 @@ def test_health_ready_and_status(datadir):
     assert st["role"] == "PASSIVE" and st["capture"]["kernel_drops"] == 7 and st["capture"]["active_calls"] == 1
     assert st["capture"]["link_errors"] == 2 and st["capture"]["write_errors"] == 0
     assert st["capture"]["write_wait_s"] == 1.25
+    assert st["capture"]["ring_bytes"] == 2 << 20                  # one call's ring: its 2 MiB chunk
     assert 5 <= st["capture"]["last_packet_age_s"] < 600        # the status file says 5 s before it was written
     assert st["disk"]["free_bytes"] > 0 and st["version"]
     os.utime(os.path.join(datadir, "status-0.json"), (1, 1))          # a silent engine
@@ -86,6 +87,7 @@ def test_metrics(datadir):
     assert 'shadowrec_kernel_drops_total{worker="0"} 7.0' in text and "shadowrec_active_calls" in text
     assert 'shadowrec_link_errors_total{worker="0"} 2.0' in text
     assert 'shadowrec_write_wait_seconds_total{worker="0"} 1.25' in text
+    assert 'shadowrec_ring_bytes{worker="0"} 2.097152e+06' in text
     stamp = float(text.split('shadowrec_last_packet_timestamp_seconds{worker="0"} ')[1].split()[0])
     assert 5 <= time.time() - stamp < 600
 
@@ -124,6 +126,7 @@ def test_shipped_config_loads_and_bounds_the_write_queue(tmp_path):
     shipped = os.path.join(os.path.dirname(__file__), "..", "images", "shadowrec.toml")
     s = load(shipped)
     assert s.capture.queue_mb == 64 and s.capture.ring_mb == 256      # what the comments there say
+    assert s.capture.reserve_calls == 1024
     p = tmp_path / "q.toml"
     p.write_text("[capture]\nqueue_mb = 1\n")
     with pytest.raises(ConfigError, match="capture.queue_mb"):

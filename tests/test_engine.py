@@ -260,3 +260,23 @@ def test_lost_total_sums_the_streams_still_routed(impl):
     assert e.lost_total() == 5
     e.remove_stream(other)
     assert e.lost_total() == 2
+
+
+def test_reserve_allocates_rings_ahead_without_touching_calls(impl):
+    """``reserve`` (a service's start) gives slots their rings in 2 MiB chunks of 64; a call
+    already placed keeps its audio, and a reused slot's ring starts silent."""
+    e = impl.Engine((5060,))
+    assert e.reserve(0) == 0
+    assert e.reserve(1) == 2 << 20
+    slot = e.add_call(0)
+    e.set_stream(KEY, slot, 0, 1, 0, 101, False)
+    e.feed_rtp(KEY, rtp(1, 0, payload=b"\x00" * 160), 0, 1, False)
+    assert e.reserve(65) == 4 << 20 and e.reserve(10) == 4 << 20      # grows only
+    pcm = np.frombuffer(e.flush(slot, 160), dtype=np.int16).reshape(-1, 2)
+    assert (pcm[:, 0] == -32124).all()
+    e.feed_rtp(KEY, rtp(2, 160, payload=b"\x00" * 160), 20_000_000, 1, False)   # placed, never flushed
+    e.remove_stream(KEY)
+    e.end_call(slot)
+    again = e.add_call(0)
+    assert again == slot
+    assert e.flush(again, 320) == bytes(4 * 320)

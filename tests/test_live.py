@@ -103,6 +103,7 @@ def test_two_workers_record_what_one_records(tmp_path):
     status = [json.load(open(p)) for p in sorted(glob.glob(out + "/status-*.json"))]
     assert [s["worker"] for s in status] == [0, 1]
     assert all(s["calls_recorded"] > 0 for s in status)       # the calls were shared out
+    assert all(s["ring_bytes"] == 32 << 20 for s in status)   # the default 1,024 rings, reserved at start
     assert summary["last_packet_at"] == max(s["last_packet_at"] for s in status)    # the latest, not a sum
     assert time.time() - 60 < summary["last_packet_at"] < time.time()
 

@@ -27,7 +27,8 @@ class _Collector:
                 m.add_metric([str(s.get("worker", 0))], float(s.get(key, 0)))
             yield m
         for key, doc in {"active_calls": "calls being recorded", "queue_bytes": "bytes waiting for the disk",
-                         "active_lost_packets": "packets lost so far in calls being recorded"}.items():
+                         "active_lost_packets": "packets lost so far in calls being recorded",
+                         "ring_bytes": "memory of the calls' audio rings"}.items():
             m = GaugeMetricFamily(f"shadowrec_{key}", doc, labels=["worker"])
             for s in st:
                 m.add_metric([str(s.get("worker", 0))], float(s.get(key, 0)))

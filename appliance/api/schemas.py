@@ -37,6 +37,8 @@ class Capture(BaseModel):
     write_errors: int = Field(0, description="batches or writes the disk refused (see the service log)")
     link_errors: int = Field(0, description="times the SPAN port's link went down under the capture")
     calls_recorded: int
+    ring_bytes: int = Field(0, description="memory of the calls' audio rings (32 KiB a call, in 2 MiB chunks): "
+                                           "what capture.reserve_calls allocated at start, more after a bigger burst")
     status_age_s: float | None
     last_packet_age_s: float | None = Field(
         None, description="seconds since the SPAN port last delivered a packet to any worker (null: none yet); "
