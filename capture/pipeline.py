@@ -507,6 +507,7 @@ class Recorder:
             self.tcp.expire(now)
             self.defrag.expire(now)
             self.next_sync = now + int(self.opts.sync_s * NS)
+        self.io.flush()         # live: this tick's sidecars, headers and closes to the writer, together
 
     def _write_batches(self, fill, pieces, droppable: bool = True) -> None:
         """Fill pooled buffers with ``fill(buf) -> rows`` until no rows come back; write each

@@ -86,6 +86,9 @@ class SyncIO:
     def truncate(self, fd: int, size: int) -> None:
         os.ftruncate(fd, size)
 
+    def flush(self) -> None:
+        pass
+
     def stop(self) -> None:
         pass
 
@@ -104,6 +107,12 @@ class QueuedIO:
     and closes are never dropped, and everything for one file happens in order. Batch
     buffers are pooled: the writer thread gives each back once written, so nothing is
     copied or allocated per batch.
+
+    Those small never-dropped operations (a call's sidecars, header patches, closes, catalog
+    commits) are gathered and handed over together by ``flush``, which the capture loop calls
+    once per tick, and which every audio write and ``stop`` do first, so the order of all
+    operations stays the order of the calls. One hand-over per operation woke the writer
+    thread each time, and the two threads then passed the GIL back and forth.
     """
 
     def __init__(self, max_bytes: int = 64 << 20, pwrite_batch=None, can_wait=None):
@@ -118,6 +127,7 @@ class QueuedIO:
         self.written_bytes = 0
         self.errors = 0
         self._free: list = []
+        self._pending: list = []        # small operations not yet handed over (see flush)
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)    # notified as the queue shrinks
@@ -152,12 +162,23 @@ class QueuedIO:
 
     def _put(self, op, fd, data, offset, droppable):
         n = len(data) if data else 0
+        if droppable:
+            self.flush()        # first: what waits for room must not wait on what was never handed over
         with self._lock:
             drop = not self._admit(n, droppable)
+        if not droppable:
+            self._pending.append((op, fd, data, offset, n))
+            return
         if drop:   # keep the file as long as the header will say: the hole reads as silence
             self._q.put(("x", fd, None, offset + n, 0))
         else:
             self._q.put((op, fd, data, offset, n))
+
+    def flush(self):
+        """Hand the small operations gathered since the last flush to the writer, in order."""
+        if self._pending:
+            ops, self._pending = self._pending, []
+            self._q.put(("l", ops, None, 0, 0))
 
     def pwrite(self, fd, data, offset):
         self._put("w", fd, data, offset, len(data) > 64)
@@ -166,6 +187,7 @@ class QueuedIO:
         """Pieces of a ``buffer()`` for many files: queued whole, or (audio) dropped whole when
         the queue is full. The buffer belongs to the writer from here on."""
         n = int(np.sum(lengths))
+        self.flush()
         with self._lock:
             drop = not self._admit(n, droppable)
             if drop:
@@ -196,41 +218,45 @@ class QueuedIO:
 
     def _run(self):
         while True:
-            op, fd, data, offset, n = self._q.get()
-            try:
-                if op == "w":
-                    os.pwrite(fd, data, offset)
+            item = self._q.get()
+            if item[0] == "q":
+                return
+            for op in item[1] if item[0] == "l" else (item,):
+                self._do(*op)
+
+    def _do(self, op, fd, data, offset, n):
+        try:
+            if op == "w":
+                os.pwrite(fd, data, offset)
+                self.written_bytes += n
+            elif op == "b":
+                fds, offsets, lengths = fd
+                try:
+                    self.errors += self._batch(data, fds, offsets, lengths)
                     self.written_bytes += n
-                elif op == "b":
-                    fds, offsets, lengths = fd
-                    try:
-                        self.errors += self._batch(data, fds, offsets, lengths)
-                        self.written_bytes += n
-                    finally:
-                        self.release(data)
-                elif op == "s":
-                    os.fdatasync(fd)
-                elif op == "c":
-                    os.close(fd)
-                elif op == "t":
+                finally:
+                    self.release(data)
+            elif op == "s":
+                os.fdatasync(fd)
+            elif op == "c":
+                os.close(fd)
+            elif op == "t":
+                os.ftruncate(fd, offset)
+            elif op == "x":
+                if os.fstat(fd).st_size < offset:
                     os.ftruncate(fd, offset)
-                elif op == "x":
-                    if os.fstat(fd).st_size < offset:
-                        os.ftruncate(fd, offset)
-                elif op == "j":
-                    write_file_atomic(fd[0], data, fd[1])
-                    self.written_bytes += n
-                elif op == "f":
-                    fd()
-                elif op == "q":
-                    return
-            except Exception as e:     # OSError, or a catalog commit's sqlite3.Error: counted, logged
-                self.errors += 1
-                log.error("writer: %s: %s", type(e).__name__, e)
-            with self._lock:
-                self.depth_bytes -= n
-                if n:
-                    self._drained.notify_all()
+            elif op == "j":
+                write_file_atomic(fd[0], data, fd[1])
+                self.written_bytes += n
+            elif op == "f":
+                fd()
+        except Exception as e:     # OSError, or a catalog commit's sqlite3.Error: counted, logged
+            self.errors += 1
+            log.error("writer: %s: %s", type(e).__name__, e)
+        with self._lock:
+            self.depth_bytes -= n
+            if n:
+                self._drained.notify_all()
 
     def cpu_s(self) -> float:
         """CPU seconds the writer thread has used (0 once it has ended)."""
@@ -241,6 +267,7 @@ class QueuedIO:
 
     def stop(self):
         """Finish everything queued, then end the thread."""
+        self.flush()
         self._q.put(("q", -1, None, 0, 0))
         self._t.join()
 

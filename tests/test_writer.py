@@ -147,3 +147,24 @@ def test_audio_waits_for_the_writer_while_capture_can_afford_it(tmp_path):
     assert os.path.getsize(str(tmp_path / "w.wav")) == 44 + 6 * len(chunk)
     with wave.open(str(tmp_path / "w.wav")) as f:
         assert f.getnframes() == 6 * len(chunk) // 4
+
+
+def test_queued_writer_hands_small_operations_over_together_in_order(tmp_path):
+    """Sidecars, header patches and closes wait for ``flush`` (once a tick), an audio write or
+    ``stop``; everything still happens in the order it was asked for."""
+    io = QueuedIO()
+    side = tmp_path / "call.json"
+    io.write_file(str(side), b"first")
+    io.write_file(str(side), b"second")
+    time.sleep(0.05)
+    assert not side.exists() and io.depth_bytes == len(b"first") + len(b"second")
+    io.flush()
+    w = WavWriter(str(tmp_path / "a.wav"), io)
+    w.sync()
+    w.append(b"\1\0" * 100)                       # audio: goes after everything asked before it
+    w.close(durable=False)
+    io.write_file(str(side), b"third")
+    io.stop()
+    assert side.read_bytes() == b"third" and io.depth_bytes == 0 and io.errors == 0
+    with wave.open(str(tmp_path / "a.wav")) as f:
+        assert f.getnframes() == 50
