@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from . import sdp as sdp_mod
+from .clock import utc
 from .errors import ParseError
 from .frame import flow_key
 
@@ -221,13 +222,10 @@ def packed_address(text: str) -> bytes:
 
 def make_call_id(started_ns: int, refci: str, sip_call_id: str) -> str:
     """A stable id: the same capture always gives the same ids (re-runs update, never duplicate)."""
-    import datetime as dt
-
-    t = dt.datetime.fromtimestamp(started_ns // NS, dt.timezone.utc)
     ms = (started_ns % NS) // 1_000_000
     h = hashlib.sha1(sip_call_id.encode()).hexdigest()[:6]
     safe = "".join(ch for ch in refci if ch.isalnum())[:20] or "x"
-    return f"{t:%Y%m%dT%H%M%S}{ms:03d}Z-{safe}-{h}"
+    return f"{utc(started_ns // NS, '%Y%m%dT%H%M%S')}{ms:03d}Z-{safe}-{h}"
 
 
 class CallTable:

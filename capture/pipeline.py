@@ -7,13 +7,11 @@ packets, and the periodic work (flushing audio to disk, timeouts) on ``TICK``.
 """
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
 import mmap
 import os
 import socket
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -22,6 +20,7 @@ import numpy as np
 from . import _impl, health
 from .calls import (CallEnded, CallStarted, CallTable, Evidence, MediaMapped, MediaUnmapped)
 from .catalog import Catalog
+from .clock import utc
 from .errors import ParseError, PcapError
 from .frame import flow_key, key_to_str
 from .ipfrag import Defragmenter
@@ -36,21 +35,17 @@ DTMF = "0123456789*#ABCD"
 MAX_LOGGED_ERRORS = 20
 
 
+@functools.lru_cache(maxsize=4096)
 def _ntop(addr: bytes) -> str:
+    """A packed address as text (the SIP endpoints: a few addresses, each seen many times)."""
     return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
 
 
-@functools.lru_cache(maxsize=4096)
-def _iso_second(s: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))
-
-
 def iso(ns: int | None) -> str | None:
-    """ISO 8601 UTC with milliseconds (the output contract's times); a call's times share
-    their seconds, so each second is formatted once (datetime took 3.7 µs a time)."""
+    """ISO 8601 UTC with milliseconds (the output contract's times)."""
     if ns is None:
         return None
-    return f"{_iso_second(ns // NS)}.{(ns % NS) // 1_000_000:03d}Z"
+    return f"{utc(ns // NS, '%Y-%m-%dT%H:%M:%S')}.{(ns % NS) // 1_000_000:03d}Z"
 
 
 @dataclass
@@ -346,8 +341,7 @@ class Recorder:
 
     def _open_outputs(self, rec: _Rec) -> None:
         c = rec.call
-        day = dt.datetime.fromtimestamp(c.started_ns // NS, dt.timezone.utc)
-        rel_dir = os.path.join("calls", f"{day:%Y}", f"{day:%m}", f"{day:%d}")
+        rel_dir = utc(c.started_ns // NS, "calls/%Y/%m/%d")
         if rel_dir not in self.dirs:
             os.makedirs(os.path.join(self.opts.out_dir, rel_dir), exist_ok=True)
             self.dirs.add(rel_dir)

@@ -4,7 +4,7 @@ from hypothesis import given, strategies as st
 
 from capture import sip
 from capture.calls import (CallEnded, CallEvent, CallStarted, CallState, CallTable, DialogEvent, DialogState,
-                           Evidence, MediaMapped, call_transition, dialog_transition)
+                           Evidence, MediaMapped, call_transition, dialog_transition, make_call_id)
 from capture.frame import flow_key
 from conftest import sip_sample
 
@@ -144,3 +144,13 @@ def test_packed_address_is_ipaddress_packed(text):
             packed_address(text)
     else:
         assert packed_address(text) == want
+
+
+@given(st.integers(min_value=0, max_value=2**63 - 1), st.text(max_size=30), st.text(min_size=1, max_size=40))
+def test_call_id_is_the_start_time_refci_and_a_call_id_hash(ns, refci, call_id):
+    import datetime as dt
+    import hashlib
+    t = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=ns // 1000)
+    safe = "".join(ch for ch in refci if ch.isalnum())[:20] or "x"
+    assert make_call_id(ns, refci, call_id) == (f"{t:%Y%m%dT%H%M%S}{(ns // 10**6) % 1000:03d}Z-{safe}-"
+                                               f"{hashlib.sha1(call_id.encode()).hexdigest()[:6]}")

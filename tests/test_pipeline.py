@@ -36,6 +36,8 @@ def run(impl, tmp_path, spec, name="cap.pcap", **opts):
     rec.record_file(cap)
     summary = rec.finish()
     metas = {m["near"]["dn"]: m for m in map(lambda p: json.load(open(p)), glob.glob(out + "/calls/*/*/*/*.json"))}
+    for m in metas.values():    # filed under the day (UTC) it started
+        assert m["wav"] == "calls/{}/{}/{}/{}.wav".format(*m["started_at"][:10].split("-"), m["id"])
     return calls, metas, summary, out
 
 
