@@ -35,3 +35,10 @@ def test_synth_command_and_help(tmp_path):
 def test_calls_without_catalog_is_a_clear_error(tmp_path):
     r = sh("calls", "--out", str(tmp_path), check=False)
     assert r.returncode == 2 and "no catalog" in r.stderr
+
+
+def test_capture_options_are_checked_before_anything_opens(tmp_path):
+    assert "--reserve-calls" in sh("capture", "--help").stdout
+    r = sh("capture", "--iface", "lo", "--out", str(tmp_path / "o"), "--reserve-calls", "-1", check=False)
+    assert r.returncode == 2 and "--reserve-calls: -1 is negative" in r.stderr
+    assert not os.path.exists(tmp_path / "o")
