@@ -37,10 +37,14 @@ def _record(args) -> int:
     return 0
 
 
-def _count(text: str) -> int:
-    n = int(text)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{n} is negative")
+def _reserve(text: str) -> int:
+    """--reserve-calls: 0-100,000 calls (the appliance's capture.reserve_calls bounds)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of calls") from None
+    if not 0 <= n <= 100_000:
+        raise argparse.ArgumentTypeError(f"{n} is outside 0-100000")
     return n
 
 
@@ -241,7 +245,7 @@ def main(argv=None) -> int:
     k.add_argument("--queue-mb", type=int, default=64,
                    help="writes waiting for the disk, per worker, in MiB (default 64); beyond it capture "
                    "waits while its ring is under half full, then audio is dropped and counted")
-    k.add_argument("--reserve-calls", type=_count, default=1024,
+    k.add_argument("--reserve-calls", type=_reserve, default=1024, metavar="CALLS",
                    help="audio rings allocated at start, per worker (default 1024: 32 MiB); set it to the "
                    "site's concurrent calls, so that a burst of new calls costs capture no page faults")
     k.add_argument("--filter", help="extra tcpdump filter ANDed with the built-in one (SIP, RTP, ICMP)")

@@ -39,6 +39,7 @@ def test_calls_without_catalog_is_a_clear_error(tmp_path):
 
 def test_capture_options_are_checked_before_anything_opens(tmp_path):
     assert "--reserve-calls" in sh("capture", "--help").stdout
-    r = sh("capture", "--iface", "lo", "--out", str(tmp_path / "o"), "--reserve-calls", "-1", check=False)
-    assert r.returncode == 2 and "--reserve-calls: -1 is negative" in r.stderr
+    for bad, why in (("-1", "-1 is outside 0-100000"), ("1e9", "'1e9' is not a number of calls")):
+        r = sh("capture", "--iface", "lo", "--out", str(tmp_path / "o"), "--reserve-calls", bad, check=False)
+        assert r.returncode == 2 and f"--reserve-calls: {why}" in r.stderr
     assert not os.path.exists(tmp_path / "o")
