@@ -604,7 +604,7 @@ class Recorder:
         out = self.summary()
         out.update({"active_calls": len(self.active), "active_lost_packets": self.engine.lost_total(),
                     "queue_bytes": self.io.depth_bytes, "write_dropped_bytes": self.io.dropped_bytes,
-                    "ring_bytes": self.engine.reserve(0),
+                    "ring_bytes": self.engine.reserve(0),      # reserves nothing more: reports
                     "write_errors": self.io.errors,
                     "bytes_written": self.io.written_bytes})
         return out

@@ -77,25 +77,26 @@ class Ring:
         self.drops = 0
         self.link_errors = 0
 
+    def _handed_over(self, off: int) -> bool:
+        """Whether the block at ``off`` is the user's (its block_status has TP_STATUS_USER)."""
+        return bool(struct.unpack_from("=I", self.mm, off + 8)[0] & TP_STATUS_USER)
+
     def next_block(self, timeout_ms: int):
         """The offset of the next block the kernel handed over, or None after ``timeout_ms``."""
         off = self.current * self.block_size
-        status = struct.unpack_from("=I", self.mm, off + 8)[0]
-        if not status & TP_STATUS_USER:
+        if not self._handed_over(off):
             if not timeout_ms:
                 return None
             for _, ev in self.poller.poll(timeout_ms):      # releases the GIL while the link is idle
                 self.check_poll(ev, timeout_ms)
-            status = struct.unpack_from("=I", self.mm, off + 8)[0]
-            if not status & TP_STATUS_USER:
+            if not self._handed_over(off):
                 return None
         return off
 
     def filled_ahead(self, k: int) -> bool:
         """Whether the kernel has filled the block ``k`` places after the current one (and so
         every block before it: it fills them in order)."""
-        off = (self.current + k) % self.blocks * self.block_size
-        return bool(struct.unpack_from("=I", self.mm, off + 8)[0] & TP_STATUS_USER)
+        return self._handed_over((self.current + k) % self.blocks * self.block_size)
 
     def check_poll(self, events: int, timeout_ms: int) -> None:
         """Handle what poll() said of this ring's socket: an error flag, if any, is dealt with."""
