@@ -1,10 +1,10 @@
 """Call logic from real CUCM messages: pairing, media mapping, endings, evidence. No I/O."""
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from capture import sip
-from capture.calls import (CallEnded, CallEvent, CallStarted, CallState, CallTable, DialogEvent, DialogState,
-                           Evidence, MediaMapped, call_transition, dialog_transition, make_call_id)
+from capture.calls import (TIMER_B_NS, CallEnded, CallEvent, CallStarted, CallState, CallTable, DialogEvent,
+                           DialogState, Evidence, MediaMapped, call_transition, dialog_transition, make_call_id)
 from capture.frame import flow_key
 from conftest import sip_sample
 
@@ -122,6 +122,68 @@ def test_rtp_timeout_and_setup_timeout():
                      **{"38960750": "111"}), 30 * NS, CUCM, REC, "udp")
     fx = table.tick(70 * NS, lambda c: 0)
     assert [e.reason for e in fx if isinstance(e, CallEnded)] == ["rejected"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 40),
+       st.lists(st.tuples(st.integers(0, 60), st.one_of(st.none(), st.integers(0, 40)),
+                          st.lists(st.integers(0, 240), max_size=6)),
+                min_size=1, max_size=6),
+       st.lists(st.integers(0, 200), min_size=1, max_size=30))
+def test_tick_deadlines_end_calls_when_looking_at_every_call_would(timeout_s, specs, tick_s):
+    """``tick`` looks only at calls whose deadline has come. The calls it ends, how and at which
+    tick must be what checking every call at every tick gives (the rule in its doc)."""
+    table = CallTable(rtp_timeout_s=timeout_s)
+    T = timeout_s * NS
+    calls = []
+    events = []               # (time, order, what): SIP before a tick at the same time
+    for i, (start_s, answer_s, rtp) in enumerate(specs):     # answer_s: the 200 OK's delay (None: never)
+        start = start_s * NS + i
+        answered = None if answer_s is None else start + answer_s * NS + NS // 100
+        ids = {"38960750": f"7{i:07d}", "abbb8e00-4291f775": f"c{i:07d}-4291f775", "audio 6000": f"audio {6000 + 2 * i}"}
+        events.append((start, 0, ("invite", i, ids)))
+        if answered is not None:
+            events.append((answered, 0, ("ok", i, ids)))
+            events.append((answered + NS // 100, 0, ("ack", i, ids)))
+        calls.append({"start": start, "answered": answered, "rtp": sorted(start + r * NS // 2 for r in rtp)})
+    for k, t in enumerate(sorted(set(tick_s))):
+        events.append((t * NS, 1, ("tick", k)))
+    by_id = {}
+
+    def last_rtp(call):
+        spec = calls[by_id[call.id]]
+        return max((r for r in spec["rtp"] if r <= now), default=0)
+
+    got = {}
+    for now, _, ev in sorted(events, key=lambda e: (e[0], e[1])):
+        if ev[0] == "tick":
+            for e in table.tick(now, last_rtp):
+                if isinstance(e, CallEnded):
+                    got[by_id[e.call.id]] = (e.reason, e.at_ns, now)
+            continue
+        name = {"invite": "bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt",
+                "ok": "bib_02_recorder_200OK_sdp_offer_to_nearend_INVITE.txt",
+                "ack": "bib_03_cucm10.5_udp_ACK_sdp_answer_sendonly_nearend.txt"}[ev[0]]
+        src, dst = (REC, CUCM) if ev[0] == "ok" else (CUCM, REC)
+        for e in table.on_sip(msg(name, **ev[2]), now, src, dst, "udp"):
+            if isinstance(e, CallStarted):
+                by_id[e.call.id] = ev[1]
+    # the rule, checked at every tick for every call still open
+    want = {}
+    for i, spec in enumerate(calls):
+        for now in sorted({t * NS for t in tick_s}):
+            if now < spec["start"]:
+                continue
+            if spec["answered"] is None or now < spec["answered"]:        # still in set-up
+                if now - spec["start"] > TIMER_B_NS:
+                    want[i] = ("rejected", now, now)
+                    break
+                continue
+            last = max((r for r in spec["rtp"] if r <= now), default=0) or spec["start"]
+            if now - last > T:
+                want[i] = ("rtp_timeout", last, now)
+                break
+    assert got == want
 
 
 def test_non_bib_invites_are_counted_not_recorded():
