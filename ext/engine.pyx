@@ -435,11 +435,12 @@ cdef class Engine:
         ``(nbytes, segs)``: the bytes used in ``out`` and an int64 array of rows
         ``(slot, first frame, frames)`` in buffer order.
         """
-        cdef Py_ssize_t slot
+        cdef Py_ssize_t slot, k = 0
         cdef int64_t room = out.shape[0] // 4, due, n
         cdef int16_t* o = <int16_t*>&out[0] if out.shape[0] else NULL
         cdef CallC* c
-        rows = []
+        segs = np.empty((self.n_cl, 3), dtype=np.int64)    # rows written in place: no tuple per call
+        cdef int64_t[:, ::1] r = segs
         for slot in range(self.n_cl):
             if room == 0:
                 break
@@ -448,11 +449,12 @@ cdef class Engine:
                 due = _due(now_ns, c.start_ns, lag)
                 if due > c.flushed:
                     n = min(due - c.flushed, room)
-                    rows.append((slot, c.flushed, n))
+                    r[k, 0], r[k, 1], r[k, 2] = slot, c.flushed, n
+                    k += 1
                     _drain(c, c.flushed + n, o)
                     o += 2 * n
                     room -= n
-        return (out.shape[0] // 4 - room) * 4, np.array(rows, dtype=np.int64).reshape(-1, 3)
+        return (out.shape[0] // 4 - room) * 4, segs[:k]
 
     def headers_due(self, unsigned char[::1] out):
         """WAV headers (44 bytes each) for writing calls whose header is behind their audio.

@@ -37,9 +37,11 @@ def index_block(ring, Py_ssize_t block_off, Py_ssize_t block_size):
     offs = np.empty(num, dtype=np.int64)
     lens = np.empty(num, dtype=np.int32)
     tss = np.empty(num, dtype=np.int64)
+    lts = np.empty(num, dtype=np.int32)
     cdef int64_t[:] o = offs
     cdef int32_t[:] l = lens
     cdef int64_t[:] t = tss
+    cdef int32_t[:] lt = lts
     cdef Py_ssize_t pos = first, n = 0, k, ahead = first
     cdef uint32_t nxt, snap
     cdef uint16_t mac
@@ -60,8 +62,9 @@ def index_block(ring, Py_ssize_t block_off, Py_ssize_t block_size):
         o[n] = block_off + pos + mac
         l[n] = snap
         t[n] = <int64_t>rd32(b + pos + 4) * 1000000000 + rd32(b + pos + 8)
+        lt[n] = 1                           # Ethernet (the ring's link type)
         n += 1
         if nxt == 0:
             break
         pos += nxt
-    return offs[:n], lens[:n], tss[:n], np.full(n, 1, dtype=np.int32)
+    return offs[:n], lens[:n], tss[:n], lts[:n]
