@@ -4,7 +4,9 @@
 
 Builds the lab of tests/lab.py, generates N concurrent synthetic BiB calls, and for each
 path (through the bridge and its tc mirred mirror at ~200k pps; injected straight into the
-capture veth at ~480k pps) and for 1 and 2 capture workers, sends the traffic with a C
+capture veth at ~480k pps; with ``--paths realtime``, injected at the calls' own rate, so that
+N calls are N calls at once in wall time too and the per-second work of each open call is
+counted at its real weight) and for 1 and 2 capture workers, sends the traffic with a C
 sendmmsg sender (bench/sender.c) while `shadowrec capture` and a plain libpcap counter
 (bench/pcapcount_live.c) listen on the same interface. Prints pps offered and captured,
 kernel drops, capture CPU per packet and calls/core. The capacity rows pin 1 and 2 workers to
@@ -73,7 +75,7 @@ def one(lab, path, target_pps, workers, traffic, work, seconds, ring_mb, calls):
     out = os.path.join(work, f"out-{path}-{workers}")
     cap = start_capture(lab, out, workers, seconds, ring_mb, calls)
     counter = start_counter(lab, work, seconds - 1.5)
-    ns, dev = ("tx", "tx0") if path == "mirror" else ("sw", "app1")
+    ns, dev = ("tx", "tx0") if path == "mirror" else ("sw", "app1")     # realtime: like direct
     sent = json.loads(lab.run(ns, os.path.join(work, "sender"), dev, traffic, str(target_pps)).stdout)
     base = json.loads(counter.communicate(timeout=seconds + 30)[0])
     s = finish_capture(cap, out, seconds + 60)
@@ -198,6 +200,7 @@ def main():
     ap.add_argument("--ring-mb", type=int, default=256, help="kernel ring per worker (shadowrec's default 256)")
     ap.add_argument("--paths", default="mirror,direct,capacity",
                     help="rows to run: mirror (paced through the bridge), direct (paced into the capture veth), "
+                         "realtime (into the capture veth at the calls' own rate, calls x 100 pps), "
                          "capacity (what 1 and 2 cores read from a full ring)")
     ap.add_argument("--repeat", type=int, default=1, help="capacity rows: runs of each (the median is compared)")
     ap.add_argument("--capacity-ring-mb", type=int, default=1536,
@@ -225,7 +228,8 @@ def main():
         # no IPv6 neighbour discovery noise: only the benchmark's traffic is counted and timed
         for ns, dev in (("tx", "tx0"), ("sw", "tx1"), ("sw", "br0"), ("sw", "app1"), ("app", "app0")):
             lab.run(ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
-        for path, pps in [p for p in (("mirror", 200000), ("direct", 480000)) if p[0] in args.paths.split(",")]:
+        paced = (("mirror", 200000), ("direct", 480000), ("realtime", args.calls * 100))
+        for path, pps in [p for p in paced if p[0] in args.paths.split(",")]:
             for workers in (1, 2):
                 seconds = args.calls * 100 * args.duration / pps + 8
                 r = one(lab, path, pps, workers, traffic, work, seconds, args.ring_mb, args.calls)
