@@ -237,7 +237,8 @@ def main():
                 print(f"{path:6s} workers={workers} offered {r['offered_pps']:>9,.0f} pps  captured {r['captured']:>9,} "
                       f"of {r['sent']:,}  kernel drops {r['kernel_drops']:>7,}  cpu {r['us_per_packet']:.3f} us/pkt "
                       f"(capture thread {r['capture_us_per_packet']:.3f}, writer {r['writer_us_per_packet']:.3f}) "
-                      f"({1e6 / max(r['us_per_packet'], 1e-9) / 100:>7,.0f} calls/core)  calls {r['calls_recorded']}  | "
+                      f"({1e6 / max(r['us_per_packet'], 1e-9) / 100:>7,.0f} calls/core)  calls {r['calls_recorded']}  "
+                      f"audio dropped {r['write_dropped_bytes']:,} bytes  | "
                       f"libpcap counter: {r['libpcap_packets']:,} pkts, {r['libpcap_drops']:,} drops, "
                       f"{r['libpcap_us_per_packet']:.3f} us/pkt", flush=True)
         if "capacity" in args.paths.split(","):
