@@ -82,8 +82,7 @@ class Engine:
         slot = self.free_calls.pop() if self.free_calls else len(self.calls)
         if slot == len(self.calls):
             self.calls.append(None)
-        if slot == len(self.rings):
-            self.rings.append(np.zeros((2, WINDOW), dtype=np.int16))
+        self.reserve(slot + 1)
         c = self.calls[slot] = _Call(start_ns, self.rings[slot])
         c.flushed = c.synced = flushed
         c.last_rtp_ns = last_rtp_ns
