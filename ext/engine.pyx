@@ -466,7 +466,8 @@ cdef class Engine:
         cdef CallC* c
         cdef unsigned char* h
         cdef uint32_t data
-        slots = []
+        slots = np.empty(min(self.n_cl, cap), dtype=np.int64)     # filled in place, as flush_due's rows
+        cdef int64_t[::1] sl = slots
         for slot in range(self.n_cl):
             if k == cap:
                 break
@@ -478,9 +479,9 @@ cdef class Engine:
                 _le32(h + 4, 36 + data)
                 _le32(h + 40, data)
                 c.synced = c.flushed
-                slots.append(slot)
+                sl[k] = slot
                 k += 1
-        return 44 * k, np.array(slots, dtype=np.int64)
+        return 44 * k, slots[:k]
 
     def set_synced(self, Py_ssize_t slot, int64_t frames):
         """The WAV header of call ``slot`` was written by someone else and covers ``frames``."""
