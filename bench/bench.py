@@ -53,21 +53,25 @@ def write_floor(recorded, floor_dir, pwrite_batch, repeat=3):
     2 MiB buffers, a second of every call before the next second, closed. Best of ``repeat``."""
     sizes = [os.path.getsize(p) for p in glob.glob(os.path.join(recorded, "calls", "**", "*.wav"), recursive=True)]
     piece = 32000
+    per = BATCH_BYTES // piece
+    # the pieces, in write order, planned before the clock starts: (file index, offset, length)
+    plan = np.array([(i, off, min(piece, size - off)) for off in range(0, max(sizes, default=0), piece)
+                     for i, size in enumerate(sizes) if off < size], dtype=np.int64).reshape(-1, 3)
+    offsets = [plan[k:k + per, 1].copy() for k in range(0, len(plan), per)]
+    lengths = [plan[k:k + per, 2].copy() for k in range(0, len(plan), per)]
     buf = np.zeros(BATCH_BYTES, dtype=np.uint8)
     best = None
     for _ in range(repeat):
         shutil.rmtree(floor_dir, ignore_errors=True)
         os.makedirs(floor_dir)
         t = time.perf_counter()
-        fds = [os.open(os.path.join(floor_dir, f"{i}.wav"), os.O_WRONLY | os.O_CREAT, 0o644) for i in range(len(sizes))]
-        rows = np.array([(fd, off, min(piece, size - off)) for off in range(0, max(sizes, default=0), piece)
-                         for fd, size in zip(fds, sizes) if off < size], dtype=np.int64).reshape(-1, 3)
-        for k in range(0, len(rows), BATCH_BYTES // piece):
-            chunk = rows[k:k + BATCH_BYTES // piece]
-            if pwrite_batch(buf, chunk[:, 0].copy(), chunk[:, 1].copy(), chunk[:, 2].copy()):
+        fds = np.array([os.open(os.path.join(floor_dir, f"{i}.wav"), os.O_WRONLY | os.O_CREAT, 0o644)
+                        for i in range(len(sizes))], dtype=np.int64)
+        for b, k in enumerate(range(0, len(plan), per)):
+            if pwrite_batch(buf, fds[plan[k:k + per, 0]], offsets[b], lengths[b]):
                 sys.exit(f"writing to {floor_dir} failed")
         for fd in fds:
-            os.close(fd)
+            os.close(int(fd))
         s = time.perf_counter() - t
         best = s if best is None else min(best, s)
     shutil.rmtree(floor_dir, ignore_errors=True)
