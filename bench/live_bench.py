@@ -35,14 +35,16 @@ from lab import SpanLab  # noqa: E402
 ENV = dict(os.environ, PYTHONPATH=ROOT)
 
 
-def start_capture(lab, out, workers, seconds, ring_mb, calls, pin=()):
-    """`shadowrec capture` on the lab's SPAN port (``pin``: a taskset prefix), once its workers
-    are up. Its audio rings are reserved for ``calls``, as a site sized for them would be."""
+def start_capture(lab, out, workers, seconds, ring_mb, calls, pin=(), root=ROOT):
+    """`shadowrec capture` (from the checkout ``root``) on the lab's SPAN port (``pin``: a taskset
+    prefix), once its workers are up. Its audio rings are reserved for ``calls``, as a site sized
+    for them would be."""
     shutil.rmtree(out, ignore_errors=True)
     cap = lab.popen("app", *pin, sys.executable, "-m", "capture.cli", "capture", "--iface", "app0", "--out", out,
                     "--workers", str(workers), "--seconds", str(seconds), "--fsync-interval", "0",
                     "--ring-mb", str(ring_mb), "--reserve-calls", str(calls),
-                    env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    env=dict(os.environ, PYTHONPATH=root), cwd=root,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t = time.time()
     while time.time() - t < 30 and len([f for f in os.listdir(out) if f.startswith("status-")]
                                         if os.path.isdir(out) else []) < workers:
@@ -71,15 +73,45 @@ def finish_capture(cap, out, timeout):
     return json.loads(o)
 
 
-def one(lab, path, target_pps, workers, traffic, work, seconds, ring_mb, calls):
+def _capture_cpu(out, workers):
+    """(packets received, capture-thread CPU seconds) summed over the workers' status files."""
+    rows = []
+    for k in range(workers):
+        with open(os.path.join(out, f"status-{k}.json")) as f:
+            rows.append(json.load(f))
+    return sum(r["received"] for r in rows), sum(r["capture_cpu_s"] for r in rows)
+
+
+def steady(out, workers, send_s, result):
+    """Capture-thread CPU per packet between 30% and 90% of the send: the calls have all started
+    and none has ended, so this is the per-packet cost without the calls' set-up and teardown
+    (the status files are rewritten every second, so each end is up to a second old)."""
+    time.sleep(0.3 * send_s)
+    try:
+        n0, c0 = _capture_cpu(out, workers)
+        time.sleep(0.6 * send_s)
+        n1, c1 = _capture_cpu(out, workers)
+    except (OSError, ValueError):
+        return
+    if n1 > n0:
+        result["steady_capture_us_per_packet"] = round((c1 - c0) / (n1 - n0) * 1e6, 3)
+
+
+def one(lab, path, target_pps, workers, traffic, work, seconds, ring_mb, calls, root=ROOT, send_s=0.0):
+    import threading
     out = os.path.join(work, f"out-{path}-{workers}")
-    cap = start_capture(lab, out, workers, seconds, ring_mb, calls)
+    cap = start_capture(lab, out, workers, seconds, ring_mb, calls, root=root)
     counter = start_counter(lab, work, seconds - 1.5)
     ns, dev = ("tx", "tx0") if path == "mirror" else ("sw", "app1")     # realtime: like direct
+    mid = {}
+    sampler = threading.Thread(target=steady, args=(out, workers, send_s, mid))
+    sampler.start()
     sent = json.loads(lab.run(ns, os.path.join(work, "sender"), dev, traffic, str(target_pps)).stdout)
+    sampler.join()
     base = json.loads(counter.communicate(timeout=seconds + 30)[0])
     s = finish_capture(cap, out, seconds + 60)
     return {"path": path, "workers": workers, "offered_pps": sent["pps"], "sent": sent["sent"],
+            "audio": root == ROOT, "steady_capture_us_per_packet": mid.get("steady_capture_us_per_packet"),
             "captured": s["received"], "kernel_drops": s["kernel_drops"], "write_dropped_bytes":
             s.get("write_dropped_bytes", 0), "calls_recorded": s.get("calls_recorded", 0),
             "cpu_s": s["cpu_s"], "us_per_packet": round(s["cpu_s"] / max(1, s["received"]) * 1e6, 3),
@@ -190,6 +222,21 @@ def memory_per_call(work, calls):
     return (a1 - a0) / (c1 - c0)
 
 
+def build_floor(work):
+    """A copy of this checkout built with SHADOWREC_NO_AUDIO (see ext/engine.pyx); its root."""
+    dst = os.path.join(work, "floor-build")
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.so", "__pycache__", ".hypothesis", ".pytest_cache"))
+    subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "-q"], cwd=dst, check=True,
+                   env=dict(os.environ, CFLAGS="-DSHADOWREC_NO_AUDIO"), stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    check = subprocess.run([sys.executable, "-c", "from capture import _engine_c as e; print(e.AUDIO)"],
+                           cwd=dst, env=dict(os.environ, PYTHONPATH=dst), capture_output=True, text=True)
+    if check.stdout.strip() != "False":
+        raise SystemExit(f"the floor build in {dst} still places audio: {check.stdout}{check.stderr}")
+    return dst
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=2000)
@@ -205,6 +252,10 @@ def main():
     ap.add_argument("--repeat", type=int, default=1, help="capacity rows: runs of each (the median is compared)")
     ap.add_argument("--capacity-ring-mb", type=int, default=1536,
                     help="kernel ring per worker for the capacity rows: it must hold the whole traffic")
+    ap.add_argument("--floor", action="store_true",
+                    help="after each paced row with 1 worker, run it again with a copy of shadowrec built "
+                         "with SHADOWREC_NO_AUDIO (every count and timer, no audio placed or read back): "
+                         "what any audio layout would still cost")
     ap.add_argument("--json")
     args = ap.parse_args()
     if os.geteuid():
@@ -229,18 +280,24 @@ def main():
         for ns, dev in (("tx", "tx0"), ("sw", "tx1"), ("sw", "br0"), ("sw", "app1"), ("app", "app0")):
             lab.run(ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
         paced = (("mirror", 200000), ("direct", 480000), ("realtime", args.calls * 100))
+        floor = build_floor(work) if args.floor else None
+        runs = []
         for path, pps in [p for p in paced if p[0] in args.paths.split(",")]:
-            for workers in (1, 2):
-                seconds = args.calls * 100 * args.duration / pps + 8
-                r = one(lab, path, pps, workers, traffic, work, seconds, args.ring_mb, args.calls)
-                rows.append(r)
-                print(f"{path:6s} workers={workers} offered {r['offered_pps']:>9,.0f} pps  captured {r['captured']:>9,} "
-                      f"of {r['sent']:,}  kernel drops {r['kernel_drops']:>7,}  cpu {r['us_per_packet']:.3f} us/pkt "
-                      f"(capture thread {r['capture_us_per_packet']:.3f}, writer {r['writer_us_per_packet']:.3f}) "
-                      f"({1e6 / max(r['us_per_packet'], 1e-9) / 100:>7,.0f} calls/core)  calls {r['calls_recorded']}  "
-                      f"audio dropped {r['write_dropped_bytes']:,} bytes  | "
-                      f"libpcap counter: {r['libpcap_packets']:,} pkts, {r['libpcap_drops']:,} drops, "
-                      f"{r['libpcap_us_per_packet']:.3f} us/pkt", flush=True)
+            runs += [(path, pps, 1, ROOT)] + ([(path, pps, 1, floor)] if floor else []) + [(path, pps, 2, ROOT)]
+        for path, pps, workers, root in runs:
+            send_s = args.calls * 100 * args.duration / pps
+            seconds = send_s + 8
+            r = one(lab, path, pps, workers, traffic, work, seconds, args.ring_mb, args.calls, root, send_s)
+            rows.append(r)
+            label = path if root == ROOT else f"{path}, NO AUDIO (floor build)"
+            print(f"{label} workers={workers} offered {r['offered_pps']:>9,.0f} pps  captured {r['captured']:>9,} "
+                  f"of {r['sent']:,}  kernel drops {r['kernel_drops']:>7,}  cpu {r['us_per_packet']:.3f} us/pkt "
+                  f"(capture thread {r['capture_us_per_packet']:.3f}, in steady state "
+                  f"{r['steady_capture_us_per_packet'] or float('nan'):.3f}; writer {r['writer_us_per_packet']:.3f}) "
+                  f"({1e6 / max(r['us_per_packet'], 1e-9) / 100:>7,.0f} calls/core)  calls {r['calls_recorded']}  "
+                  f"audio dropped {r['write_dropped_bytes']:,} bytes  | "
+                  f"libpcap counter: {r['libpcap_packets']:,} pkts, {r['libpcap_drops']:,} drops, "
+                  f"{r['libpcap_us_per_packet']:.3f} us/pkt", flush=True)
         if "capacity" in args.paths.split(","):
             for workers in [w for _ in range(args.repeat) for w in (1, 2)]:
                 r = capacity(lab, workers, traffic, work, args.capacity_ring_mb, args.calls * 100, args.calls)
@@ -257,6 +314,8 @@ def main():
             med = {w: v[len(v) // 2] for w, v in cap.items()}
             print(f"scaling from 1 to 2 cores (median of {len(cap[1])}): {med[2] / med[1]:.2f}x "
                   f"({med[1]:,} -> {med[2]:,} pps)")
+    if floor:
+        shutil.rmtree(floor, ignore_errors=True)      # a build that records silence must not linger
     mem = None
     if args.mem_calls > 10:
         mem = memory_per_call(work, args.mem_calls)

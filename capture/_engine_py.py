@@ -29,6 +29,7 @@ SEEN = 64               # sequence numbers remembered per stream for duplicate d
 MASK = (1 << SEEN) - 1
 RATE = 8000
 CHUNK_RINGS = 64        # the C engine's rings per 2 MiB chunk
+AUDIO = True            # audio is placed and written (False only in a C benchmark floor build)
 
 
 

@@ -20,6 +20,9 @@ def load(pure: bool = False) -> types.SimpleNamespace:
             warnings.warn(f"shadowrec C kernels unavailable ({e}); using the pure-Python twins",
                           RuntimeWarning, stacklevel=2)
         else:
+            if not _engine_c.AUDIO:
+                warnings.warn("shadowrec was built with SHADOWREC_NO_AUDIO (a benchmark floor): "
+                              "recordings will be silence", RuntimeWarning, stacklevel=2)
             return types.SimpleNamespace(name="c", packet=_packet_c, Indexer=_pcap_c.Indexer,
                                          Engine=_engine_c.Engine, g711=_g711_c, engine=_engine_c,
                                          index_block=_ring_c.index_block, sip=_sip_c)

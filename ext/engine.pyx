@@ -24,6 +24,21 @@ from frame cimport *
 cdef extern from *:
     void __builtin_prefetch(const void* addr, int rw, int locality) nogil
 
+cdef extern from *:
+    """
+    /* A benchmark floor, never a product: built with CFLAGS=-DSHADOWREC_NO_AUDIO the engine
+       keeps every count and timer but neither places audio in the rings nor reads it back
+       (the recordings are silence). bench/live_bench.py --floor measures what is left. */
+    #ifdef SHADOWREC_NO_AUDIO
+    #define SR_AUDIO 0
+    #else
+    #define SR_AUDIO 1
+    #endif
+    """
+    const int SR_AUDIO
+
+AUDIO = bool(SR_AUDIO)       # False only in a benchmark floor build (capture/_impl.py warns)
+
 from capture._g711_py import ALAW_TABLE as _AT, ULAW_TABLE as _UT
 from capture.writer import wav_header
 
@@ -248,6 +263,10 @@ cdef void _drain(CallC* c, int64_t upto, int16_t* o) noexcept nogil:
     cdef int16_t* near = c.ring
     cdef int16_t* far = c.ring + C_WINDOW
     cdef int64_t j = c.flushed, a, k, m
+    if not SR_AUDIO:
+        memset(o, 0, (upto - j) * 2 * sizeof(int16_t))
+        c.flushed = upto
+        return
     while j < upto:
         a = j & (C_WINDOW - 1)
         m = min(upto - j, C_WINDOW - a)
@@ -619,7 +638,7 @@ cdef class Engine:
                     if la_sid[j] >= 0:
                         s2 = &self.st[la_sid[j]]
                         __builtin_prefetch(&self.cl[s2.slot], 1, 3)
-                        if s2.anchored and la_f[j].payload_len >= 12 and s2.ring != NULL:
+                        if SR_AUDIO and s2.anchored and la_f[j].payload_len >= 12 and s2.ring != NULL:
                             d = base + offs[staged] + la_f[j].payload_off
                             pos2 = s2.anchor_pos + <int32_t>(u32(d, 4) - s2.anchor_ts)
                             for m in range(0, la_f[j].payload_len + 32, 32):
@@ -806,6 +825,7 @@ cdef class Engine:
         start = pos & (C_WINDOW - 1)
         first = plen if plen <= C_WINDOW - start else C_WINDOW - start
         dst = ring + start
-        _decode(table, p, dst, first)        # contiguous up to the ring's end, then from its start
-        _decode(table, p + first, ring, plen - first)
+        if SR_AUDIO:
+            _decode(table, p, dst, first)        # contiguous up to the ring's end, then from its start
+            _decode(table, p + first, ring, plen - first)
         return 0

@@ -280,3 +280,11 @@ def test_reserve_allocates_rings_ahead_without_touching_calls(impl):
     again = e.add_call(0)
     assert again == slot
     assert e.flush(again, 320) == bytes(4 * 320)
+
+
+def test_the_built_engine_places_audio(impl):
+    """A build with SHADOWREC_NO_AUDIO (bench/live_bench.py --floor) records silence: never test or ship one."""
+    assert impl.engine.AUDIO is True
+    e, slot = fresh(impl)
+    e.feed_rtp(KEY, rtp(1, 0, payload=b"\x00" * 160), 0, 1, False)
+    assert (np.frombuffer(e.flush(slot, 160), dtype=np.int16).reshape(-1, 2)[:, 0] == -32124).all()
