@@ -21,7 +21,7 @@ setup(
                           compiler_directives={"embedsignature": True}),
     install_requires=["numpy>=1.24", "dpkt>=1.9", "pcapy-ng>=1.0", "pyroute2>=0.7", "pydantic-settings>=2.2",
                       "fastapi>=0.110", "orjson>=3.8", "uvicorn>=0.29", "prometheus-client>=0.19"],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "httpx>=0.25", "schemathesis>=4"]},
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "httpx>=0.25", "httpx2>=2.16", "schemathesis>=4"]},
     package_data={"appliance.api": ["static/*.html"]},
     entry_points={"console_scripts": ["shadowrec=capture.cli:main"]},
     python_requires=">=3.11",
