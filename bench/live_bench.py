@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,7 +30,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from capture import synth  # noqa: E402
+from capture import live, synth  # noqa: E402
 from lab import SpanLab  # noqa: E402
 
 ENV = dict(os.environ, PYTHONPATH=ROOT)
@@ -73,32 +74,27 @@ def finish_capture(cap, out, timeout):
     return json.loads(o)
 
 
-def _capture_cpu(out, workers):
-    """(packets received, capture-thread CPU seconds) summed over the workers' status files."""
-    rows = []
-    for k in range(workers):
-        with open(os.path.join(out, f"status-{k}.json")) as f:
-            rows.append(json.load(f))
-    return sum(r["received"] for r in rows), sum(r["capture_cpu_s"] for r in rows)
-
-
 def steady(out, workers, send_s, result):
     """Capture-thread CPU per packet between 30% and 90% of the send: the calls have all started
     and none has ended, so this is the per-packet cost without the calls' set-up and teardown
-    (the status files are rewritten every second, so each end is up to a second old)."""
-    time.sleep(0.3 * send_s)
-    try:
-        n0, c0 = _capture_cpu(out, workers)
-        time.sleep(0.6 * send_s)
-        n1, c1 = _capture_cpu(out, workers)
-    except (OSError, ValueError):
+    (the status files are rewritten every second, so each end is up to a second old: a send too
+    short for that to be small against the window gets no figure)."""
+    if 0.6 * send_s < 5:
         return
-    if n1 > n0:
-        result["steady_capture_us_per_packet"] = round((c1 - c0) / (n1 - n0) * 1e6, 3)
+    ends = []
+    for wait in (0.3 * send_s, 0.6 * send_s):
+        time.sleep(wait)
+        statuses = live.read_statuses(out, workers)
+        if len(statuses) < workers:        # a worker's file unreadable: no figure rather than a partial one
+            return
+        ends.append(live.merge_counters(statuses))
+    (a, b) = ends
+    if b["received"] > a["received"]:
+        result["steady_capture_us_per_packet"] = round(
+            (b["capture_cpu_s"] - a["capture_cpu_s"]) / (b["received"] - a["received"]) * 1e6, 3)
 
 
 def one(lab, path, target_pps, workers, traffic, work, seconds, ring_mb, calls, root=ROOT, send_s=0.0):
-    import threading
     out = os.path.join(work, f"out-{path}-{workers}")
     cap = start_capture(lab, out, workers, seconds, ring_mb, calls, root=root)
     counter = start_counter(lab, work, seconds - 1.5)
@@ -284,20 +280,24 @@ def main():
         runs = []
         for path, pps in [p for p in paced if p[0] in args.paths.split(",")]:
             runs += [(path, pps, 1, ROOT)] + ([(path, pps, 1, floor)] if floor else []) + [(path, pps, 2, ROOT)]
-        for path, pps, workers, root in runs:
-            send_s = args.calls * 100 * args.duration / pps
-            seconds = send_s + 8
-            r = one(lab, path, pps, workers, traffic, work, seconds, args.ring_mb, args.calls, root, send_s)
-            rows.append(r)
-            label = path if root == ROOT else f"{path}, NO AUDIO (floor build)"
-            print(f"{label} workers={workers} offered {r['offered_pps']:>9,.0f} pps  captured {r['captured']:>9,} "
-                  f"of {r['sent']:,}  kernel drops {r['kernel_drops']:>7,}  cpu {r['us_per_packet']:.3f} us/pkt "
-                  f"(capture thread {r['capture_us_per_packet']:.3f}, in steady state "
-                  f"{r['steady_capture_us_per_packet'] or float('nan'):.3f}; writer {r['writer_us_per_packet']:.3f}) "
-                  f"({1e6 / max(r['us_per_packet'], 1e-9) / 100:>7,.0f} calls/core)  calls {r['calls_recorded']}  "
-                  f"audio dropped {r['write_dropped_bytes']:,} bytes  | "
-                  f"libpcap counter: {r['libpcap_packets']:,} pkts, {r['libpcap_drops']:,} drops, "
-                  f"{r['libpcap_us_per_packet']:.3f} us/pkt", flush=True)
+        try:
+            for path, pps, workers, root in runs:
+                send_s = args.calls * 100 * args.duration / pps
+                seconds = send_s + 8
+                r = one(lab, path, pps, workers, traffic, work, seconds, args.ring_mb, args.calls, root, send_s)
+                rows.append(r)
+                label = path if root == ROOT else f"{path}, NO AUDIO (floor build)"
+                print(f"{label} workers={workers} offered {r['offered_pps']:>9,.0f} pps  captured {r['captured']:>9,} "
+                      f"of {r['sent']:,}  kernel drops {r['kernel_drops']:>7,}  cpu {r['us_per_packet']:.3f} us/pkt "
+                      f"(capture thread {r['capture_us_per_packet']:.3f}, in steady state "
+                      f"{r['steady_capture_us_per_packet'] or float('nan'):.3f}; writer {r['writer_us_per_packet']:.3f}) "
+                      f"({1e6 / max(r['us_per_packet'], 1e-9) / 100:>7,.0f} calls/core)  calls {r['calls_recorded']}  "
+                      f"audio dropped {r['write_dropped_bytes']:,} bytes  | "
+                      f"libpcap counter: {r['libpcap_packets']:,} pkts, {r['libpcap_drops']:,} drops, "
+                      f"{r['libpcap_us_per_packet']:.3f} us/pkt", flush=True)
+        finally:
+            if floor:
+                shutil.rmtree(floor, ignore_errors=True)      # a build that records silence must not linger
         if "capacity" in args.paths.split(","):
             for workers in [w for _ in range(args.repeat) for w in (1, 2)]:
                 r = capacity(lab, workers, traffic, work, args.capacity_ring_mb, args.calls * 100, args.calls)
@@ -314,8 +314,6 @@ def main():
             med = {w: v[len(v) // 2] for w, v in cap.items()}
             print(f"scaling from 1 to 2 cores (median of {len(cap[1])}): {med[2] / med[1]:.2f}x "
                   f"({med[1]:,} -> {med[2]:,} pps)")
-    if floor:
-        shutil.rmtree(floor, ignore_errors=True)      # a build that records silence must not linger
     mem = None
     if args.mem_calls > 10:
         mem = memory_per_call(work, args.mem_calls)
