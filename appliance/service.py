@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from .config import Settings
+from appliance.config import Settings
 
 log = logging.getLogger("shadowrec")
 
@@ -40,15 +40,15 @@ def sd_notify(msg: str) -> bool:
 
 def _child(settings: Settings):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from capture.pipeline import Options
+    from capture.recorder import Options
     c = settings.capture
     opts = Options(out_dir=c.out, sip_ports=tuple(c.sip_ports), rtp_timeout_s=c.rtp_timeout_s,
                    durable_s=c.fsync_interval_s, queue_mb=c.queue_mb, reserve_calls=c.reserve_calls)
     if settings.standby.enabled:
-        from capture.iface import SpanInterface
+        from capture.live.iface import SpanInterface
 
-        from .takeover import Standby
-        from .vrrp.state import VrrpConfig
+        from appliance.standby.takeover import Standby
+        from appliance.standby.vrrp.state import VrrpConfig
         sb = settings.standby
         opts.state_file = os.path.join(c.out, "state-0.json")
         cfg = VrrpConfig(vrid=sb.vrid, priority=sb.priority, takeover_priority=sb.takeover_priority,
@@ -57,7 +57,7 @@ def _child(settings: Settings):
             summary = Standby(c.span, sb.service, opts, cfg, sb.vips, sb.primary, sb.probe_interval_s,
                               c.ring_mb).run()
     else:
-        from capture.live import capture
+        from capture.live.worker import capture
         summary = capture(c.span, opts, workers=c.workers, ring_mb=c.ring_mb, bpf=c.filter)
     if summary.get("error") or summary.get("worker_failures"):
         sys.exit(1)          # e.g. the SPAN interface went away: the supervisor logs it and retries
@@ -84,9 +84,9 @@ class Supervisor:
         self.proc.start()
 
     def _loop(self):
-        from capture.live import merge_counters
+        from capture.live.worker import merge_counters
 
-        from .api.deps import worker_status
+        from appliance.api.deps import worker_status
         backoff = 1.0
         while not self.stopping:
             time.sleep(1.0)
@@ -124,7 +124,7 @@ class Supervisor:
 def serve(settings: Settings) -> int:
     import uvicorn
 
-    from .api.main import create_app
+    from appliance.api.main import create_app
     sup = Supervisor(settings)
     app = create_app(settings, on_start=sup.start, on_stop=sup.stop)
     uvicorn.run(app, host=settings.api.listen, port=settings.api.port, log_level="warning")

@@ -27,9 +27,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numpy as np  # noqa: E402
 
-from capture import _impl, synth  # noqa: E402
-from capture.pipeline import Options, Recorder  # noqa: E402
-from capture.writer import BATCH_BYTES  # noqa: E402
+from capture import speedups as _impl  # noqa: E402
+from capture.testing import synth  # noqa: E402
+from capture.recorder import Options, Recorder  # noqa: E402
+from capture.store.writer import BATCH_BYTES  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -30,7 +30,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from capture import live, synth  # noqa: E402
+from capture.live import worker as live  # noqa: E402
+from capture.testing import synth  # noqa: E402
 from lab import SpanLab  # noqa: E402
 
 ENV = dict(os.environ, PYTHONPATH=ROOT)
@@ -41,7 +42,7 @@ def start_capture(lab, out, workers, seconds, ring_mb, calls, pin=(), root=ROOT)
     prefix), once its workers are up. Its audio rings are reserved for ``calls``, as a site sized
     for them would be."""
     shutil.rmtree(out, ignore_errors=True)
-    cap = lab.popen("app", *pin, sys.executable, "-m", "capture.cli", "capture", "--iface", "app0", "--out", out,
+    cap = lab.popen("app", *pin, sys.executable, "-m", "appliance.cli", "capture", "--iface", "app0", "--out", out,
                     "--workers", str(workers), "--seconds", str(seconds), "--fsync-interval", "0",
                     "--ring-mb", str(ring_mb), "--reserve-calls", str(calls),
                     env=dict(os.environ, PYTHONPATH=root), cwd=root,
@@ -226,7 +227,7 @@ def build_floor(work):
     subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "-q"], cwd=dst, check=True,
                    env=dict(os.environ, CFLAGS="-DSHADOWREC_NO_AUDIO"), stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    check = subprocess.run([sys.executable, "-c", "from capture import _engine_c as e; print(e.AUDIO)"],
+    check = subprocess.run([sys.executable, "-c", "from capture.media import _engine_c as e; print(e.AUDIO)"],
                            cwd=dst, env=dict(os.environ, PYTHONPATH=dst), capture_output=True, text=True)
     if check.stdout.strip() != "False":
         raise SystemExit(f"the floor build in {dst} still places audio: {check.stdout}{check.stderr}")

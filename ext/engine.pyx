@@ -39,8 +39,7 @@ cdef extern from *:
 
 AUDIO = bool(SR_AUDIO)       # False only in a benchmark floor build (capture/_impl.py warns)
 
-from capture._g711_py import ALAW_TABLE as _AT, ULAW_TABLE as _UT
-from capture.writer import wav_header
+from capture.media import wav
 
 cnp.import_array()
 
@@ -66,12 +65,7 @@ DEF C_LOOKAHEAD = 8          # records; a power of two
 DEF C_CHUNK_BYTES = 2097152  # a huge page
 DEF C_CHUNK_RINGS = 64       # 2 MiB / (2 channels x 8192 samples x 2 bytes)
 
-cdef int16_t ULAW[256]
-cdef int16_t ALAW[256]
-cdef int _i
-for _i in range(256):
-    ULAW[_i] = _UT[_i]
-    ALAW[_i] = _AT[_i]
+include "g711.pxi"
 
 
 cdef struct StreamC:
@@ -244,11 +238,15 @@ cdef inline int64_t _due(int64_t now_ns, int64_t start_ns, int64_t lag) noexcept
     return q * C_RATE + (r * C_RATE) // 1000000000 - lag
 
 
-# the writer's empty WAV header; the two sizes (offsets 4 and 40) are patched per call
-cdef unsigned char WAV_HEADER[44]
-_h = wav_header(0)
-for _i in range(44):
-    WAV_HEADER[_i] = _h[_i]
+# the empty WAV header (capture/media/wav.py); its two sizes are patched per call
+DEF C_WAV_HEADER_BYTES = 44
+assert wav.HEADER_BYTES == C_WAV_HEADER_BYTES
+cdef unsigned char WAV_HEADER[C_WAV_HEADER_BYTES]
+cdef Py_ssize_t WAV_RIFF_SIZE_AT = wav.RIFF_SIZE_OFFSET, WAV_DATA_SIZE_AT = wav.DATA_SIZE_OFFSET
+cdef int _k
+_h = wav.header(0)
+for _k in range(C_WAV_HEADER_BYTES):
+    WAV_HEADER[_k] = _h[_k]
 
 
 cdef inline void _le32(unsigned char* p, uint32_t v) noexcept nogil:
@@ -481,7 +479,7 @@ cdef class Engine:
         The header of a call covers its ``flushed`` frames afterwards. Fills ``out`` as far as
         whole headers fit (call again until no slots come back); returns ``(nbytes, slots)``.
         """
-        cdef Py_ssize_t slot, k = 0, cap = out.shape[0] // 44
+        cdef Py_ssize_t slot, k = 0, cap = out.shape[0] // C_WAV_HEADER_BYTES
         cdef CallC* c
         cdef unsigned char* h
         cdef uint32_t data
@@ -493,14 +491,14 @@ cdef class Engine:
             c = &self.cl[slot]
             if c.in_use and c.writing and c.synced != c.flushed:
                 data = <uint32_t>(c.flushed * 4)
-                h = &out[44 * k]
-                memcpy(h, WAV_HEADER, 44)
-                _le32(h + 4, 36 + data)
-                _le32(h + 40, data)
+                h = &out[C_WAV_HEADER_BYTES * k]
+                memcpy(h, WAV_HEADER, C_WAV_HEADER_BYTES)
+                _le32(h + WAV_RIFF_SIZE_AT, C_WAV_HEADER_BYTES - 8 + data)
+                _le32(h + WAV_DATA_SIZE_AT, data)
                 c.synced = c.flushed
                 sl[k] = slot
                 k += 1
-        return 44 * k, slots[:k]
+        return C_WAV_HEADER_BYTES * k, slots[:k]
 
     def set_synced(self, Py_ssize_t slot, int64_t frames):
         """The WAV header of call ``slot`` was written by someone else and covers ``frames``."""

@@ -1,41 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""G.711 (C): the twin of capture/_g711_py.py, same names and results."""
+"""G.711 (C): the twin of capture/media/_g711_py.py, same names and results (the expansion itself
+is ext/g711.pxi, shared with the engine)."""
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int16_t
 
-from capture._g711_py import encode_alaw, encode_ulaw  # encoders are for synth only
+from capture.media._g711_py import encode_alaw, encode_ulaw  # encoders are for synth only
 
 cnp.import_array()
 
-cdef int16_t ULAW[256]
-cdef int16_t ALAW[256]
-
-
-cdef int _ulaw(int code) noexcept nogil:
-    cdef int u = ~code & 0xFF
-    cdef int t = ((u & 0x0F) << 3) + 0x84
-    t <<= (u & 0x70) >> 4
-    return (0x84 - t) if (u & 0x80) else (t - 0x84)
-
-
-cdef int _alaw(int code) noexcept nogil:
-    cdef int a = (code & 0xFF) ^ 0x55
-    cdef int t = (a & 0x0F) << 4
-    cdef int seg = (a & 0x70) >> 4
-    if seg == 0:
-        t += 8
-    elif seg == 1:
-        t += 0x108
-    else:
-        t = (t + 0x108) << (seg - 1)
-    return t if (a & 0x80) else -t
-
-
-cdef int _i
-for _i in range(256):
-    ULAW[_i] = <int16_t>_ulaw(_i)
-    ALAW[_i] = <int16_t>_alaw(_i)
+include "g711.pxi"
 
 ULAW_TABLE = np.array([ULAW[i] for i in range(256)], dtype=np.int16)
 ALAW_TABLE = np.array([ALAW[i] for i in range(256)], dtype=np.int16)

@@ -3,7 +3,7 @@
 from frame cimport *
 
 from capture.errors import Truncated, Unsupported
-from capture.frame import Frame
+from capture.wire.frame import Frame
 
 
 cdef object _error(FrameC* f, Py_ssize_t n, int linktype):
@@ -68,7 +68,7 @@ cdef object to_frame(const unsigned char* d, FrameC* f):
 
 
 def parse(data, int linktype):
-    """Decode one captured frame down to its UDP/TCP header (see capture.frame.Frame)."""
+    """Decode one captured frame down to its UDP/TCP header (see capture.wire.frame.Frame)."""
     cdef const unsigned char[:] mv = data
     cdef Py_ssize_t n = mv.shape[0]
     cdef FrameC f

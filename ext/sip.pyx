@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""SIP message parser (C): the twin of ``capture.sip.parse``, same result and same errors.
+"""SIP message parser (C): the twin of ``capture.sip.message.parse``, same result and same errors.
 
 The header block is split into lines, unfolded, trimmed and lower-cased in C when it is ASCII,
 as every message from CUCM and the recorders is. A block with other bytes goes through the
@@ -12,8 +12,8 @@ from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.string cimport memchr
 
 from capture.errors import SipError, Truncated
-from capture.sip import _TOKEN, COMPACT, MAX_HEADER_BYTES, SipMessage, content_length, frame_body, start_line
-from capture.sip import parse as _parse_py
+from capture.sip.message import _TOKEN, COMPACT, MAX_HEADER_BYTES, SipMessage, content_length, frame_body, start_line
+from capture.sip.message import parse as _parse_py
 
 
 cdef inline bint _space(unsigned char c) noexcept nogil:
@@ -66,7 +66,7 @@ for _c in range(256):
 
 cdef Py_ssize_t _blank_line(const unsigned char* p, Py_ssize_t lim):
     """Where the first "\n\n" or "\n\r\n" lying wholly before ``lim`` starts, or -1
-    (``capture.sip._split_head``'s two finds)."""
+    (``capture.sip.message._split_head``'s two finds)."""
     cdef const unsigned char* q = p
     cdef const unsigned char* end = p + lim
     while q < end:
@@ -82,7 +82,7 @@ cdef Py_ssize_t _blank_line(const unsigned char* p, Py_ssize_t lim):
 
 
 cdef tuple _start_line(const unsigned char* p, Py_ssize_t n):
-    """``capture.sip.start_line`` of ``p[:n]`` for an ASCII line of the usual shapes; anything
+    """``capture.sip.message.start_line`` of ``p[:n]`` for an ASCII line of the usual shapes; anything
     else goes to the twin (so its errors read the same)."""
     cdef Py_ssize_t e = n, s1 = -1, s2 = -1, i
     cdef int status

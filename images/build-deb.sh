@@ -21,7 +21,7 @@ mkdir -p "$pkg/opt/shadowrec/lib" "$pkg/usr/bin" "$pkg/lib/systemd/system" "$pkg
 rm -rf "$pkg/opt/shadowrec/lib/bin"
 cat > "$pkg/usr/bin/shadowrec" <<'SH'
 #!/bin/sh
-PYTHONPATH=/opt/shadowrec/lib exec /usr/bin/python3.11 -m capture.cli "$@"
+PYTHONPATH=/opt/shadowrec/lib exec /usr/bin/python3.11 -m appliance.cli "$@"
 SH
 chmod 755 "$pkg/usr/bin/shadowrec"
 install -m 644 images/shadowrec.service images/shadowrec-report.service images/shadowrec-firstboot.service \

@@ -3,10 +3,10 @@ synthetic capture in which the primary dies, one call still open, and a worker s
 import os
 import time
 
-from capture import synth
-from capture._pcap_py import Indexer
-from capture.pipeline import Options, Recorder
-from capture.writer import write_json_atomic
+from capture.testing import synth
+from capture.wire._pcapfile_py import Indexer
+from capture.recorder import Options, Recorder
+from capture.store.files import write_json_atomic
 
 
 def make(out: str) -> dict:

@@ -11,7 +11,7 @@ if os.environ.get("CI"):
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from capture import _impl  # noqa: E402
+from capture import speedups as _impl  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 C = _impl.load(pure=False)

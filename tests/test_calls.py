@@ -2,10 +2,9 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from capture import sip
-from capture.calls import (TIMER_B_NS, CallEnded, CallEvent, CallStarted, CallState, CallTable, DialogEvent,
-                           DialogState, Evidence, MediaMapped, call_transition, dialog_transition, make_call_id)
-from capture.frame import flow_key
+from capture.sip import message as sip
+from capture.sip.calls import TIMER_B_NS, CallEnded, CallEvent, CallStarted, CallState, CallTable, DialogEvent, DialogState, Evidence, MediaMapped, call_transition, dialog_transition, make_call_id
+from capture.wire.frame import flow_key
 from conftest import sip_sample
 
 CUCM = ("10.48.32.90", 5060)
@@ -198,7 +197,7 @@ def test_non_bib_invites_are_counted_not_recorded():
 def test_packed_address_is_ipaddress_packed(text):
     import ipaddress
 
-    from capture.calls import packed_address
+    from capture.sip.calls import packed_address
     try:
         want = ipaddress.ip_address(text).packed
     except ValueError:

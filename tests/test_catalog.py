@@ -3,7 +3,7 @@ import multiprocessing as mp
 import random
 import time
 
-from capture.catalog import Catalog
+from capture.store.catalog import Catalog
 
 
 def _open(path, start, delay, results):

@@ -7,7 +7,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
 def sh(*args, check=True):
-    return subprocess.run([sys.executable, "-m", "capture.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           check=check, env=dict(os.environ, PYTHONPATH=ROOT))
 
 

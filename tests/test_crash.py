@@ -10,8 +10,8 @@ import wave
 
 import numpy as np
 
-from capture import synth
-from capture.catalog import Catalog
+from capture.testing import synth
+from capture.store.catalog import Catalog
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -21,7 +21,7 @@ def test_kill_9_mid_run_then_rerun(tmp_path):
     calls = synth.generate(cap, synth.SynthSpec(calls=40, duration_s=20, spacing_s=0.1, seed=11))
     out = str(tmp_path / "out")
     env = dict(os.environ, SHADOWREC_PURE="1", PYTHONPATH=ROOT)    # the slow twins give time to kill it
-    p = subprocess.Popen([sys.executable, "-m", "capture.cli", "record", cap, "--out", out], env=env, cwd=ROOT,
+    p = subprocess.Popen([sys.executable, "-m", "appliance.cli", "record", cap, "--out", out], env=env, cwd=ROOT,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -46,7 +46,7 @@ def test_kill_9_mid_run_then_rerun(tmp_path):
         checked += n > 8000
     assert checked >= 5          # real audio, not just headers, survived the kill
     # a re-run on the same DIR neither loses nor duplicates
-    subprocess.run([sys.executable, "-m", "capture.cli", "record", cap, "--out", out], cwd=ROOT, check=True,
+    subprocess.run([sys.executable, "-m", "appliance.cli", "record", cap, "--out", out], cwd=ROOT, check=True,
                    env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.DEVNULL)
     cat = Catalog(os.path.join(out, "catalog.sqlite"))
     rows = cat.query()

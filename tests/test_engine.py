@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capture import synth
-from capture.frame import flow_key
+from capture.testing import synth
+from capture.wire.frame import flow_key
 from conftest import C, PY
 
 KEY = flow_key(bytes([198, 18, 0, 20]), 20000)

@@ -1,4 +1,4 @@
-from capture.ipfrag import Defragmenter
+from capture.wire.ipfrag import Defragmenter
 
 
 def test_out_of_order_and_duplicate_fragments():

@@ -11,7 +11,7 @@ import wave
 import numpy as np
 import pytest
 
-from capture import synth
+from capture.testing import synth
 from lab import SpanLab, can_run_lab
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(not can_run_lab(), reason="needs root, ip and tc")]
@@ -21,7 +21,7 @@ PY = sys.executable
 
 
 def cli(*args):
-    return [PY, "-m", "capture.cli", *args]
+    return [PY, "-m", "appliance.cli", *args]
 
 
 def sidecars(out):
@@ -232,7 +232,7 @@ def test_sigusr1_prints_counters_and_sigterm_resumes_after_restart(tmp_path):
     assert np.array_equal(head, sent[:len(head)])
     tail = after[after != 0]
     assert np.array_equal(tail, sent[len(sent) - len(tail):])
-    from capture.catalog import Catalog
+    from capture.store.catalog import Catalog
     cat = Catalog(os.path.join(out, "catalog.sqlite"))
     assert len(cat.query()) == 1
     cat.close()

@@ -136,6 +136,6 @@ def test_c_and_python_agree_on_mutated_frames(d):
 def test_a_flow_key_renders_as_its_address_and_port(addr, port):
     import ipaddress
 
-    from capture.frame import flow_key, key_to_str
+    from capture.wire.frame import flow_key, key_to_str
     a = ipaddress.ip_address(addr)
     assert key_to_str(flow_key(addr, port)) == (f"{a}:{port}" if len(addr) == 4 else f"[{a}]:{port}")

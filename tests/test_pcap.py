@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capture import synth
+from capture.testing import synth
+from capture.wire.pcapfile import PcapWriter
 from capture.errors import PcapError
 from conftest import C, PY, data
 
@@ -102,7 +103,7 @@ def _valid(ng):
     import tempfile
     fd, p = tempfile.mkstemp()
     os.close(fd)
-    w = synth._Writer(p, ng)
+    w = PcapWriter(p, 1, nanoseconds=True, pcapng=ng)
     for i in range(4):
         w.write(synth.T0 + i * 1000, b"\x02" * 20 + bytes([i]) * i)
     w.close()

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from capture import synth
-from capture.catalog import Catalog
-from capture._pcap_py import Indexer
-from capture.pipeline import Options, Recorder, iso
+from capture.testing import synth
+from capture.store.catalog import Catalog
+from capture.wire._pcapfile_py import Indexer
+from capture.recorder import Options, Recorder, iso
 from conftest import C, PY, data
 
 NS = 10**9

@@ -1,4 +1,4 @@
-from appliance.probe import HealthPolicy, Verdict
+from appliance.standby.probe import HealthPolicy, Verdict
 
 
 def test_alive_dead_by_misses_and_back_with_hysteresis():

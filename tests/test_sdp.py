@@ -1,6 +1,6 @@
 import pytest
 
-from capture import sdp, sip
+from capture.sip import sdp, message as sip
 from capture.errors import SdpError
 from conftest import sip_sample
 

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from capture import synth
+from capture.testing import synth
 from lab import SpanLab, can_run_lab
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(not can_run_lab(), reason="needs root, ip and tc")]
@@ -51,14 +51,14 @@ def test_serve_notifies_systemd_answers_and_resumes_a_call_across_a_restart(tmp_
 
     with SpanLab() as lab:
         def start():
-            return lab.popen("app", sys.executable, "-m", "capture.cli", "serve", env=env, cwd=ROOT,
+            return lab.popen("app", sys.executable, "-m", "appliance.cli", "serve", env=env, cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         first = start()
         assert drain(30, "READY=1"), messages
         base = f"http://127.0.0.1:{port}"
         assert lab.run("app", sys.executable, "-c", f"import urllib.request; print(urllib.request.urlopen("
                        f"'{base}/health').read().decode())").stdout.strip() == '{"status":"ok"}'
-        sender = lab.popen("tx", sys.executable, "-m", "capture.cli", "replay", cap, "--iface", "tx0",
+        sender = lab.popen("tx", sys.executable, "-m", "appliance.cli", "replay", cap, "--iface", "tx0",
                            env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT, stdout=subprocess.PIPE)
         drain(3.0)
         assert any(m.startswith("WATCHDOG=1") for m in messages) and any("STATUS=capturing" in m for m in messages)

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capture import sip
+from capture.sip import message as sip
 from capture.errors import ParseError, SipError, Truncated
 from conftest import C, IMPLS, PY, sip_sample
 

@@ -1,6 +1,6 @@
 """The recording UAS as CUCM meets it: delayed offer, retransmissions, BYE, CANCEL, OPTIONS."""
-from capture import sdp, sip
-from appliance.sipserver import T1, Uas
+from capture.sip import sdp, message as sip
+from appliance.standby.sipserver import T1, Uas
 from conftest import sip_sample
 
 CUCM = ("198.18.0.10", 5060)
@@ -73,7 +73,7 @@ def test_server_over_udp_and_tcp_on_real_sockets():
     import socket
     import time
 
-    from appliance.sipserver import SipServer
+    from appliance.standby.sipserver import SipServer
     srv = SipServer("127.0.0.1", port=0 or 15060).start()
     try:
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -1,4 +1,4 @@
-from capture.tcp import SYN, TcpReassembler
+from capture.wire.tcpstream import SYN, TcpReassembler
 
 MSG1 = b"INVITE sip:a@x SIP/2.0\r\nCall-ID: 1\r\nCSeq: 1 INVITE\r\nContent-Length: 4\r\n\r\nbody"
 MSG2 = b"SIP/2.0 200 OK\r\nCall-ID: 1\r\nCSeq: 1 INVITE\r\nl: 0\r\n\r\n"

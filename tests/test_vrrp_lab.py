@@ -19,7 +19,7 @@ ENV = dict(os.environ, PYTHONPATH=ROOT)
 
 def start_shadowrec(lab, tmp_path, *extra):
     status = str(tmp_path / "vrrp.json")
-    p = lab.popen("app", sys.executable, "-m", "capture.cli", "vrrp", "--iface", "eth0", "--vrid", "20", "--vip",
+    p = lab.popen("app", sys.executable, "-m", "appliance.cli", "vrrp", "--iface", "eth0", "--vrid", "20", "--vip",
                   f"{VIP}/24", "--status-file", status, *extra, env=ENV, cwd=ROOT,
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert wait(lambda: os.path.exists(status) and json.load(open(status))["adverts_received"] > 0, 10)
@@ -108,8 +108,8 @@ def test_ipv6_vip_is_claimed_and_announced_with_an_unsolicited_na(tmp_path):
             lab.run(role, "ip", "-6", "addr", "add", f"{host}/64", "dev", "eth0", "nodad")
         lab.run("cli", "ip", "-6", "neigh", "add", "2001:db8::20", "lladdr", "02:00:00:00:00:99", "dev", "eth0",
                 "nud", "stale")
-        code = (f"import sys; sys.path.insert(0, {ROOT!r}); from appliance.vrrp.vip import VipManager; "
-                "from appliance.vrrp.arp import announce;"
+        code = (f"import sys; sys.path.insert(0, {ROOT!r}); from appliance.standby.vrrp.vip import VipManager; "
+                "from appliance.standby.vrrp.arp import announce;"
                 "v=VipManager('eth0', ['198.18.0.20/24', '2001:db8::20/64']); print(v.claim());"
                 "print(announce('eth0', [str(x) for x in v.vips], repeat=2))")
         r = lab.run("app", sys.executable, "-c", code)
@@ -118,7 +118,7 @@ def test_ipv6_vip_is_claimed_and_announced_with_an_unsolicited_na(tmp_path):
         neigh = lab.run("cli", "ip", "-6", "neigh", "show", "2001:db8::20").stdout
         assert lab.mac("app") in neigh                  # the override flag replaced the stale entry
         frame = lab.run("app", sys.executable, "-c", f"import sys; sys.path.insert(0, {ROOT!r}); "
-                        "from appliance.vrrp.arp import unsolicited_na; "
+                        "from appliance.standby.vrrp.arp import unsolicited_na; "
                         "print(unsolicited_na('eth0', '2001:db8::20').hex())").stdout.strip()
     eth = dpkt.ethernet.Ethernet(bytes.fromhex(frame))
     icmp = eth.data.data
@@ -126,5 +126,5 @@ def test_ipv6_vip_is_claimed_and_announced_with_an_unsolicited_na(tmp_path):
     raw = bytes(eth.data)
     import struct
     pseudo = raw[8:40] + struct.pack("!IxxxB", len(raw) - 40, 58)
-    from capture.inet import checksum as _csum
+    from capture.wire.inet import checksum as _csum
     assert _csum(pseudo + raw[40:]) == 0                    # a valid ICMPv6 checksum

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.vrrp import packet
+from appliance.standby.vrrp import packet
 from capture.errors import ParseError
 
 

@@ -2,7 +2,9 @@ import os
 import time
 import wave
 
-from capture.writer import QueuedIO, SyncIO, WavWriter, to_json
+from capture.store.files import to_json
+from capture.store.wavfile import WavWriter
+from capture.store.writer import QueuedIO, SyncIO
 
 
 def test_wav_header_always_covers_only_written_audio(tmp_path):

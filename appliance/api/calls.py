@@ -5,9 +5,9 @@ from enum import Enum
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import FileResponse
 
-from ..config import Settings
-from .deps import catalog, get_settings, require_token
-from .schemas import Call, CallPage
+from appliance.config import Settings
+from appliance.api.deps import catalog, get_settings, require_token
+from appliance.api.schemas import Call, CallPage
 
 router = APIRouter(prefix="/calls", tags=["calls"], dependencies=[Depends(require_token)])
 CALL_ID = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,80}$", description="the call's id")

@@ -6,9 +6,9 @@ import os
 
 from fastapi import Depends, HTTPException, Request, status
 
-from capture.live import read_statuses
+from capture.live.worker import read_statuses
 
-from ..config import Settings
+from appliance.config import Settings
 
 
 def get_settings(request: Request) -> Settings:
@@ -35,6 +35,6 @@ def worker_status(settings: Settings) -> list:
 
 def catalog(settings: Settings):
     """The call catalog, read-only, or None before the first call."""
-    from capture.catalog import Catalog
+    from capture.store.catalog import Catalog
     path = os.path.join(settings.capture.out, "catalog.sqlite")
     return Catalog(path, readonly=True) if os.path.exists(path) else None

@@ -1,8 +1,8 @@
 from fastapi import APIRouter, Depends, Response
 
-from ..config import Settings
-from .deps import get_settings, worker_status
-from .schemas import Health, Ready
+from appliance.config import Settings
+from appliance.api.deps import get_settings, worker_status
+from appliance.api.schemas import Health, Ready
 
 router = APIRouter(tags=["health"])
 

@@ -7,8 +7,8 @@ from fastapi import FastAPI
 
 from capture import __version__
 
-from ..config import Settings
-from . import calls, health, metrics, page, status
+from appliance.config import Settings
+from appliance.api import calls, health, metrics, page, status
 
 
 def create_app(settings: Settings, on_start=None, on_stop=None) -> FastAPI:

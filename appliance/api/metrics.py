@@ -2,10 +2,10 @@ from fastapi import APIRouter, Depends, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from capture.live import merge_counters
+from capture.live.worker import merge_counters
 
-from ..config import Settings
-from .deps import get_settings, require_token, worker_status
+from appliance.config import Settings
+from appliance.api.deps import get_settings, require_token, worker_status
 
 router = APIRouter(tags=["metrics"], dependencies=[Depends(require_token)])
 

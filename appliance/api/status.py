@@ -4,11 +4,11 @@ import time
 from fastapi import APIRouter, Depends
 
 from capture import __version__
-from capture.live import merge_counters
+from capture.live.worker import merge_counters
 
-from ..config import Settings
-from .deps import get_settings, require_token, worker_status
-from .schemas import Capture, Disk, Role, Status
+from appliance.config import Settings
+from appliance.api.deps import get_settings, require_token, worker_status
+from appliance.api.schemas import Capture, Disk, Role, Status
 
 router = APIRouter(tags=["status"], dependencies=[Depends(require_token)])
 

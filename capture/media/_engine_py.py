@@ -1,0 +1,403 @@
+"""The hot loop, pure Python: the twin of ext/engine.pyx (same class, same results).
+
+``Engine.run`` walks indexed capture records. RTP for a known flow is handled here entirely:
+sequence accounting (RFC 3550 extended sequence numbers, duplicates, reordering, loss,
+SSRC changes), placement by RTP timestamp anchored to wall time, and G.711 decoding into
+the call's stereo ring buffer. It returns to the caller only for what Python must see:
+SIP ports, TCP on SIP ports, ICMP, IP fragments, malformed frames (status ``PYTHON``),
+telephone-event packets and streams whose raw packets are kept (``EVENT``), or when the
+capture clock passes the caller's deadline (``TICK``).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from capture.wire import _packet_py as packet
+from capture.media._g711_py import ALAW_TABLE, ULAW_TABLE
+from capture.errors import Truncated, Unsupported
+from capture.wire.frame import flow_key
+from capture.media import wav
+
+DONE, PYTHON, EVENT, TICK = 0, 1, 2, 3
+EVENT_RAW, EVENT_TELEPHONE = 1, 2
+CODEC_NONE, CODEC_ULAW, CODEC_ALAW = 0, 1, 2
+WINDOW = 8192           # samples per call kept in memory (1.024 s, 32 KiB for both channels), a power of two
+RESYNC = 2000           # re-anchor a stream when RTP time and wall time differ by 0.25 s
+SEEN = 64               # sequence numbers remembered per stream for duplicate detection (a bitmap)
+MASK = (1 << SEEN) - 1
+RATE = wav.RATE
+CHUNK_RINGS = 64        # the C engine's rings per 2 MiB chunk
+AUDIO = True            # audio is placed and written (False only in a C benchmark floor build)
+
+
+
+class _Stream:
+    __slots__ = ("slot", "channel", "codec", "audio_pt", "event_pt", "raw", "started", "ssrc",
+                 "first_ssrc", "base_ext", "max_ext", "expected_acc", "received", "dup",
+                 "reordered", "late", "too_far", "malformed", "ssrc_changes", "resyncs",
+                 "anchored", "anchor_pos", "anchor_ts", "first_ns", "last_ns", "src_key",
+                 "events", "other_pt", "window")
+
+    def __init__(self):
+        for f in self.__slots__:
+            setattr(self, f, 0)
+        self.src_key = None
+
+
+def _lost(s: _Stream) -> int:
+    """Packets a stream is missing: expected (extended sequence span, over its SSRCs) less received."""
+    expected = s.expected_acc + ((s.max_ext - s.base_ext + 1) if s.started else 0)
+    return max(0, expected - s.received)
+
+
+class _Call:
+    __slots__ = ("start_ns", "flushed", "synced", "ring", "last_rtp_ns", "writing")
+
+    def __init__(self, start_ns, ring):
+        self.start_ns = start_ns
+        self.writing = False
+        self.flushed = self.synced = 0
+        self.ring = ring            # planar: near, far
+        self.ring.fill(0)
+        self.last_rtp_ns = 0
+
+
+class Engine:
+    """Flow table, per-stream RTP state and per-call audio rings (see module doc)."""
+
+    def __init__(self, sip_ports=(5060,)):
+        self.sip_ports = frozenset(int(p) for p in sip_ports)
+        self.flows = {}
+        self.streams = []
+        self.free_streams = []
+        self.calls = []
+        self.free_calls = []
+        self.rings = []             # slot -> its ring, kept when the slot is reused (as in C)
+        self.counters = {"records": 0, "rtp": 0, "other": 0, "unsupported": 0, "python": 0}
+
+    # calls -----------------------------------------------------------------------------
+    def add_call(self, start_ns: int, flushed: int = 0, last_rtp_ns: int = 0) -> int:
+        """A call whose sample 0 is ``start_ns``; a resumed one has ``flushed`` samples on disk."""
+        slot = self.free_calls.pop() if self.free_calls else len(self.calls)
+        if slot == len(self.calls):
+            self.calls.append(None)
+        self.reserve(slot + 1)
+        c = self.calls[slot] = _Call(start_ns, self.rings[slot])
+        c.flushed = c.synced = flushed
+        c.last_rtp_ns = last_rtp_ns
+        return slot
+
+    def reserve(self, calls: int) -> int:
+        """Allocate the rings of call slots [0, calls) now (a service's start; see the C twin,
+        whose rings come in 2 MiB chunks of 64). Returns the bytes of ring memory in all."""
+        while len(self.rings) < calls:
+            self.rings.append(np.zeros((2, WINDOW), dtype=np.int16))
+        return -(-len(self.rings) // CHUNK_RINGS) * CHUNK_RINGS * 2 * WINDOW * 2
+
+    def end_call(self, slot: int) -> None:
+        self.calls[slot] = None
+        self.free_calls.append(slot)
+
+    def set_writing(self, slot: int, on: bool) -> None:
+        """Include call ``slot`` in ``flush_due`` (its recording file is open)."""
+        self.calls[slot].writing = bool(on)
+
+    def flushed(self, slot: int) -> int:
+        return self.calls[slot].flushed
+
+    def last_rtp_ns(self, slot: int) -> int:
+        return self.calls[slot].last_rtp_ns
+
+    def flush(self, slot: int, upto: int) -> bytes:
+        """Hand out interleaved 16-bit PCM for samples [flushed, upto) and forget them."""
+        c = self.calls[slot]
+        out = []
+        while upto > c.flushed:
+            a = c.flushed & (WINDOW - 1)
+            k = min(upto - c.flushed, WINDOW - a)
+            out.append(np.ascontiguousarray(c.ring[:, a:a + k].T).tobytes())
+            c.ring[:, a:a + k] = 0
+            c.flushed += k
+        return b"".join(out)
+
+    def flush_due(self, now_ns: int, lag: int, out):
+        """Flush writing calls towards their due sample ``(now - start) * RATE // 1e9 - lag``.
+
+        Calls are taken in slot order and their interleaved PCM is written one after another
+        into ``out``; when ``out`` is full, the last call is flushed only as far as fits and
+        the rest waits for the next call (so call again until no rows come back). Returns
+        ``(nbytes, segs)``: the bytes used in ``out`` and an int64 array of rows
+        ``(slot, first frame, frames)`` in buffer order.
+        """
+        view = memoryview(out).cast("B")
+        room = len(view) // 4
+        pos = 0
+        rows = []
+        for slot, c in enumerate(self.calls):
+            if room == 0:
+                break
+            if c is not None and c.writing:
+                due = ((now_ns - c.start_ns) * RATE) // 1_000_000_000 - lag
+                if due > c.flushed:
+                    n = min(due - c.flushed, room)
+                    rows.append((slot, c.flushed, n))
+                    view[pos:pos + 4 * n] = self.flush(slot, c.flushed + n)
+                    pos += 4 * n
+                    room -= n
+        return pos, np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+    def headers_due(self, out):
+        """WAV headers (44 bytes each) for writing calls whose header is behind their audio.
+
+        The header of a call covers its ``flushed`` frames afterwards. Fills ``out`` as far as
+        whole headers fit (call again until no slots come back); returns ``(nbytes, slots)``.
+        """
+        view = memoryview(out).cast("B")
+        slots = []
+        for slot, c in enumerate(self.calls):
+            if len(slots) == len(view) // wav.HEADER_BYTES:
+                break
+            if c is not None and c.writing and c.synced != c.flushed:
+                k = wav.HEADER_BYTES * len(slots)
+                view[k:k + wav.HEADER_BYTES] = wav.header((c.flushed * wav.FRAME_BYTES) & 0xFFFFFFFF)
+                c.synced = c.flushed
+                slots.append(slot)
+        return wav.HEADER_BYTES * len(slots), np.array(slots, dtype=np.int64)
+
+    def set_synced(self, slot: int, frames: int) -> None:
+        """The WAV header of call ``slot`` was written by someone else and covers ``frames``."""
+        self.calls[slot].synced = frames
+
+    # streams ---------------------------------------------------------------------------
+    def set_stream(self, key: int, slot: int, channel: int, codec: int, audio_pt: int,
+                   event_pt: int, raw: bool) -> int:
+        """Route RTP sent to ``key`` into channel ``channel`` of call ``slot``; returns its id.
+
+        Calling it again for the same key updates the codec and payload types in place.
+        """
+        if not 0 <= slot < len(self.calls) or self.calls[slot] is None:
+            raise ValueError(f"no call in slot {slot}")
+        sid = self.flows.get(key)
+        if sid is None:
+            s = _Stream()
+            if self.free_streams:
+                sid = self.free_streams.pop()
+                self.streams[sid] = s
+            else:
+                sid = len(self.streams)
+                self.streams.append(s)
+            self.flows[key] = sid
+        s = self.streams[sid]
+        s.slot, s.channel, s.codec = slot, channel, codec
+        s.audio_pt, s.event_pt, s.raw = audio_pt, event_pt, 1 if raw else 0
+        return sid
+
+    def remove_stream(self, key: int) -> None:
+        sid = self.flows.pop(key, None)
+        if sid is not None:
+            self.streams[sid] = None
+            self.free_streams.append(sid)
+
+    def stream_id(self, key: int):
+        return self.flows.get(key)
+
+    def stream_stats(self, sid: int) -> dict:
+        s = self.streams[sid]
+        return {
+            "ssrc": s.first_ssrc if s.started else None, "src_key": s.src_key,
+            "first_ns": s.first_ns, "last_ns": s.last_ns,
+            "packets": s.received, "lost": _lost(s),
+            "duplicates": s.dup, "reordered": s.reordered, "late": s.late,
+            "too_far": s.too_far, "malformed": s.malformed, "ssrc_changes": s.ssrc_changes,
+            "resyncs": s.resyncs, "events": s.events, "other_pt": s.other_pt,
+        }
+
+    def lost_total(self) -> int:
+        """Packets lost so far on all streams still routed (``stream_stats``' "lost", summed)."""
+        return sum(_lost(s) for s in self.streams if s is not None)
+
+    # the loop --------------------------------------------------------------------------
+    def run(self, buf, offs, lens, tss, lts, i: int, n: int, deadline: int):
+        """Process records i..n-1; return (status, index, arg) as described in the module doc."""
+        sip = self.sip_ports
+        cnt = self.counters
+        while i < n:
+            ts = int(tss[i])
+            if ts >= deadline:
+                return TICK, i, 0
+            off = int(offs[i])
+            data = buf[off:off + int(lens[i])]
+            cnt["records"] += 1
+            try:
+                f = packet.parse(data, int(lts[i]))
+            except Unsupported:
+                cnt["unsupported"] += 1
+                i += 1
+                continue
+            except Truncated:
+                cnt["python"] += 1
+                return PYTHON, i, 0
+            if f.frag_id >= 0:
+                cnt["python"] += 1
+                return PYTHON, i, 0
+            if f.proto == 17:
+                sid = self.flows.get(flow_key(f.dst, f.dport))
+                if sid is not None:
+                    cnt["rtp"] += 1
+                    st = self._rtp(sid, data, f.payload_off, f.payload_len, ts,
+                                   flow_key(f.src, f.sport), False)
+                    if st != DONE:
+                        return EVENT, i, st
+                    i += 1
+                    continue
+                if f.sport in sip or f.dport in sip:
+                    cnt["python"] += 1
+                    return PYTHON, i, 0
+            elif f.proto == 6:
+                if f.sport in sip or f.dport in sip:
+                    cnt["python"] += 1
+                    return PYTHON, i, 0
+            elif f.proto in (1, 58):
+                cnt["python"] += 1
+                return PYTHON, i, 0
+            cnt["other"] += 1
+            i += 1
+        return DONE, n, 0
+
+    def feed_rtp(self, key: int, data: bytes, ts: int, src_key: int, force: bool) -> int:
+        """Process one RTP payload sent to ``key`` (the Python path: fragments, raw streams).
+
+        Returns 0, or EVENT_RAW / EVENT_TELEPHONE when Python must look at it.
+        """
+        sid = self.flows.get(key)
+        if sid is None:
+            return 0
+        return self._rtp(sid, data, 0, len(data), ts, src_key, force)
+
+    def _rtp(self, sid, data, off, length, ts, src_key, force):
+        s = self.streams[sid]
+        if s.raw and not force:
+            return EVENT_RAW
+        if length < 12 or (data[off] >> 6) != 2:
+            s.malformed += 1
+            return 0
+        b0 = data[off]
+        h = 12 + 4 * (b0 & 0x0F)
+        if b0 & 0x10:
+            if h + 4 > length:
+                s.malformed += 1
+                return 0
+            h += 4 + 4 * ((data[off + h + 2] << 8) | data[off + h + 3])
+        if h > length:
+            s.malformed += 1
+            return 0
+        plen = length - h
+        if b0 & 0x20:
+            padn = data[off + length - 1]
+            if padn == 0 or padn > plen:
+                s.malformed += 1
+                return 0
+            plen -= padn
+        pt = data[off + 1] & 0x7F
+        seq = (data[off + 2] << 8) | data[off + 3]
+        rts = int.from_bytes(data[off + 4:off + 8], "big")
+        ssrc = int.from_bytes(data[off + 8:off + 12], "big")
+        # sequence accounting
+        if not s.started or ssrc != s.ssrc:
+            if s.started:
+                s.ssrc_changes += 1
+                s.expected_acc += s.max_ext - s.base_ext + 1
+            else:
+                s.first_ssrc = ssrc
+                s.first_ns = ts
+                s.src_key = src_key
+            s.started = 1
+            s.ssrc = ssrc
+            ext = seq + 0x10000
+            s.base_ext = s.max_ext = ext
+            s.window = 1            # bit d: extended sequence number max_ext - d was seen
+            s.anchored = 0
+        else:
+            ud = (seq - s.max_ext) & 0xFFFF
+            ext = s.max_ext + ud if ud < 0x8000 else s.max_ext - (0x10000 - ud)
+            if ext > s.max_ext:
+                d = ext - s.max_ext
+                s.window = (((s.window << d) & MASK) if d < SEEN else 0) | 1
+                s.max_ext = ext
+            else:
+                d = s.max_ext - ext
+                if d < SEEN and (s.window >> d) & 1:
+                    s.dup += 1
+                    return 0
+                s.reordered += 1
+                if ext < s.base_ext:
+                    s.base_ext = ext
+                if d < SEEN:
+                    s.window |= 1 << d
+        s.received += 1
+        s.last_ns = ts
+        c = self.calls[s.slot]
+        c.last_rtp_ns = ts
+        if pt != s.audio_pt or s.codec == CODEC_NONE:
+            if pt == s.event_pt:
+                s.events += 1
+                return EVENT_TELEPHONE
+            s.other_pt += 1
+            return 0
+        # placement: RTP timestamp anchored to wall time
+        wall = ((ts - c.start_ns) * RATE) // 1_000_000_000
+        if not s.anchored:
+            s.anchored = 1
+            s.anchor_pos, s.anchor_ts = wall, rts
+        d = (rts - s.anchor_ts) & 0xFFFFFFFF
+        if d >= 0x80000000:
+            d -= 0x100000000
+        pos = s.anchor_pos + d
+        if abs(pos - wall) > RESYNC:
+            s.resyncs += 1
+            s.anchor_pos, s.anchor_ts = wall, rts
+            pos = wall
+        if pos < c.flushed:
+            s.late += 1
+            return 0
+        if pos + plen > c.flushed + WINDOW:
+            s.too_far += 1
+            return 0
+        table = ULAW_TABLE if s.codec == CODEC_ULAW else ALAW_TABLE
+        samples = table[np.frombuffer(bytes(data[off + h:off + h + plen]), dtype=np.uint8)]
+        idx = (np.arange(pos, pos + plen) & (WINDOW - 1))
+        c.ring[s.channel, idx] = samples
+        return 0
+
+
+def pwrite_batch(buf, fds, offsets, lengths) -> int:
+    """Write consecutive pieces of ``buf`` to (fd, offset) in order.
+
+    Returns the number of pieces that failed (short writes are retried to the end).
+    """
+    n = len(fds)
+    if n and (len(lengths) != n or len(offsets) != n):
+        raise ValueError("fds, offsets and lengths differ in length")
+    if any(int(x) < 0 for x in lengths):
+        raise ValueError("a negative length")
+    total = sum(int(x) for x in lengths)
+    if total > len(buf):
+        raise ValueError(f"pieces of {total} bytes do not fit a buffer of {len(buf)}")
+    view = memoryview(buf).cast("B")
+    pos = failed = 0
+    for fd, off, ln in zip(fds, offsets, lengths):
+        fd, off, ln = int(fd), int(off), int(ln)
+        done = 0
+        while done < ln:
+            try:
+                w = os.pwrite(fd, view[pos + done:pos + ln], off + done)
+            except OSError:
+                w = 0
+            if w <= 0:
+                failed += 1
+                break
+            done += w
+        pos += ln
+    return failed

@@ -1,0 +1,113 @@
+"""SDP bodies (RFC 4566): ``parse(data) -> Sdp``; just what recording needs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from capture.errors import SdpError
+
+STATIC_PT = {0: ("PCMU", 8000), 3: ("GSM", 8000), 4: ("G723", 8000), 8: ("PCMA", 8000),
+             9: ("G722", 8000), 13: ("CN", 8000), 18: ("G729", 8000)}
+DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+
+
+@dataclass(frozen=True)
+class Media:
+    kind: str
+    port: int
+    proto: str
+    fmts: tuple          # payload types, in order of preference
+    address: str | None  # c= of the media, else of the session
+    rtpmap: tuple        # ((pt, encoding name upper-case, clock rate), ...)
+    direction: str
+    crypto: bool
+
+    def encoding(self, pt: int):
+        for p, name, rate in self.rtpmap:
+            if p == pt:
+                return name, rate
+        return STATIC_PT.get(pt, (f"PT{pt}", 8000))
+
+    def pt_of(self, name: str):
+        for p in self.fmts:
+            if self.encoding(p)[0] == name.upper():
+                return p
+        return None
+
+
+@dataclass(frozen=True)
+class Sdp:
+    origin: str
+    media: tuple
+
+    def audio(self) -> Media | None:
+        for m in self.media:
+            if m.kind == "audio" and m.port:
+                return m
+        return None
+
+
+def parse(data: bytes) -> Sdp:
+    """Parse an SDP body; raises SdpError with the offending line."""
+    try:
+        text = bytes(data).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SdpError("SDP is not UTF-8") from e
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines or lines[0] != "v=0":
+        raise SdpError(f"SDP must start with v=0, got {lines[0][:40] if lines else 'nothing'!r}")
+    origin = ""
+    sess_addr = None
+    sess_dir = "sendrecv"
+    media = []
+    cur = None
+
+    def close():
+        if cur is not None:
+            media.append(Media(cur["kind"], cur["port"], cur["proto"], tuple(cur["fmts"]),
+                               cur["addr"] or sess_addr, tuple(cur["rtpmap"]),
+                               cur["dir"] or sess_dir, cur["crypto"]))
+
+    for ln in lines[1:]:
+        if len(ln) < 2 or ln[1] != "=":
+            raise SdpError(f"bad SDP line {ln[:60]!r}")
+        t, v = ln[0], ln[2:]
+        if t == "o":
+            origin = v
+        elif t == "c":
+            parts = v.split()
+            if len(parts) != 3 or parts[0] != "IN" or parts[1] not in ("IP4", "IP6"):
+                raise SdpError(f"bad connection line {ln[:60]!r}")
+            addr = parts[2].split("/")[0]
+            if cur is None:
+                sess_addr = addr
+            else:
+                cur["addr"] = addr
+        elif t == "m":
+            close()
+            parts = v.split()
+            if len(parts) < 3 or not parts[1].split("/")[0].isdigit():
+                raise SdpError(f"bad media line {ln[:60]!r}")
+            port = int(parts[1].split("/")[0])
+            if port > 65535:
+                raise SdpError(f"media port {port} out of range")
+            fmts = [int(f) for f in parts[3:] if f.isdigit() and int(f) < 128]
+            cur = {"kind": parts[0].lower(), "port": port, "proto": parts[2], "fmts": fmts,
+                   "addr": None, "rtpmap": [], "dir": None, "crypto": False}
+        elif t == "a":
+            name, _, val = v.partition(":")
+            if name in DIRECTIONS:
+                if cur is None:
+                    sess_dir = name
+                else:
+                    cur["dir"] = name
+            elif cur is not None and name == "rtpmap":
+                pt, _, enc = val.partition(" ")
+                bits = enc.split("/")
+                if pt.isdigit() and len(bits) >= 2 and bits[1].isdigit():
+                    cur["rtpmap"].append((int(pt), bits[0].upper(), int(bits[1])))
+                else:
+                    raise SdpError(f"bad rtpmap {ln[:60]!r}")
+            elif cur is not None and name == "crypto":
+                cur["crypto"] = True
+    close()
+    return Sdp(origin, tuple(media))

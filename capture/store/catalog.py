@@ -1,0 +1,118 @@
+"""The embedded call catalog: SQLite in WAL mode, one row per call, upserted by call id."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+from capture.store.files import to_json
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    state TEXT NOT NULL,
+    end_reason TEXT,
+    near_dn TEXT, far_dn TEXT, near_device TEXT, far_device TEXT,
+    primary_failed INTEGER NOT NULL DEFAULT 0,
+    meta TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
+CREATE INDEX IF NOT EXISTS calls_near_dn ON calls(near_dn);
+CREATE INDEX IF NOT EXISTS calls_far_dn ON calls(far_dn);
+CREATE INDEX IF NOT EXISTS calls_near_device ON calls(near_device);
+CREATE INDEX IF NOT EXISTS calls_far_device ON calls(far_device);
+"""
+
+
+class Catalog:
+    def __init__(self, path: str, readonly: bool = False):
+        if readonly:          # readers (the API) never block the recorder: WAL
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, check_same_thread=False)
+        else:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._set_up()
+        self._batch = []
+
+    def _set_up(self, patience_s: float = 10.0) -> None:
+        """WAL mode and the schema. Capture workers open one catalog at the same moment, and
+        SQLite refuses the switch to WAL with "database is locked" (no busy wait) while another
+        connection holds a lock: that is retried, as long as ``patience_s``."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def upsert(self, meta: dict, text: str | None = None) -> None:
+        """Queue a call's metadata (``text``: its JSON, if already encoded); ``commit`` writes the
+        queue in one transaction."""
+        self._batch.append((
+            meta["id"], meta["started_at"], meta.get("ended_at"), meta["state"],
+            meta.get("end_reason"), meta["near"]["dn"], meta["far"]["dn"],
+            meta["near"]["device"].upper(), meta["far"]["device"].upper(),
+            1 if meta["primary"]["failed_at"] else 0, to_json(meta) if text is None else text))
+
+    def commit(self) -> None:
+        """Write the queued rows now."""
+        self.write(self.take())
+
+    def take(self) -> list:
+        """The queued rows, to ``write`` later (on another thread: live capture's writer)."""
+        rows, self._batch = self._batch, []
+        return rows
+
+    def write(self, rows: list) -> None:
+        """Upsert ``rows`` in one transaction."""
+        if not rows:
+            return
+        self.db.execute("BEGIN")
+        self.db.executemany(
+            "INSERT INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+            "started_at=excluded.started_at, ended_at=excluded.ended_at, state=excluded.state, "
+            "end_reason=excluded.end_reason, near_dn=excluded.near_dn, far_dn=excluded.far_dn, "
+            "near_device=excluded.near_device, far_device=excluded.far_device, "
+            "primary_failed=excluded.primary_failed, meta=excluded.meta", rows)
+        self.db.execute("COMMIT")
+
+    def query(self, since=None, until=None, dn=None, device=None, end_reason=None,
+              primary_failed=None, limit=None, offset=0, state=None, call_id=None,
+              newest_first=False) -> list:
+        """Calls filtered by time range (ISO strings), DN or device on either side, end reason,
+        primary failure, state or id; oldest first unless ``newest_first``."""
+        dev = device.upper() if device else None
+        filters = (                          # (value, clause, its arguments); None: no filter
+            (call_id or None, "id = ?", [call_id]),
+            (state or None, "state = ?", [state]),
+            (since or None, "started_at >= ?", [since]),
+            (until or None, "started_at < ?", [until]),
+            (dn or None, "(near_dn = ? OR far_dn = ?)", [dn, dn]),
+            (dev, "(near_device = ? OR far_device = ?)", [dev, dev]),
+            (end_reason or None, "end_reason = ?", [end_reason]),
+            (primary_failed, "primary_failed = ?", [1 if primary_failed else 0]),
+        )
+        where, args = [], []
+        for value, clause, values in filters:
+            if value is not None:
+                where.append(clause)
+                args += values
+        sql = "SELECT meta FROM calls"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, id" if newest_first else " ORDER BY started_at, id"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [int(limit), int(offset)]
+        return [json.loads(r[0]) for r in self.db.execute(sql, args)]
+
+    def close(self) -> None:
+        if self._batch:
+            self.commit()
+        self.db.close()

@@ -1,0 +1,258 @@
+"""The writer: how recordings reach the disk. ``SyncIO`` writes at once in the caller's thread
+(offline recording); ``QueuedIO`` hands every write to one background thread through a bounded
+queue (live capture), so that capture never waits for the disk."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import numpy as np
+
+from capture.store.files import write_file_atomic
+
+log = logging.getLogger("shadowrec")
+BATCH_BYTES = 2 << 20      # one batch buffer: audio for many calls, handed to the writer whole
+
+
+def _default_batch():
+    from capture import speedups
+    return speedups.default().engine.pwrite_batch
+
+
+def _new_buffer():
+    return np.empty(BATCH_BYTES, dtype=np.uint8)
+
+
+class SyncIO:
+    """Writes done at once, in the caller's thread (offline recording)."""
+
+    depth_bytes = 0
+    dropped_bytes = 0
+
+    def __init__(self, pwrite_batch=None):
+        self._batch = pwrite_batch or _default_batch()
+        self._buf = None
+        self.written_bytes = 0
+        self.errors = 0
+
+    def buffer(self):
+        """A batch buffer to fill (give it to ``write_batch`` or back with ``release``)."""
+        if self._buf is None:
+            self._buf = _new_buffer()
+        return self._buf
+
+    def release(self, buf) -> None:
+        pass
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> None:
+        os.pwrite(fd, data, offset)
+        self.written_bytes += len(data)
+
+    def write_batch(self, buf, fds, offsets, lengths, droppable: bool = True) -> None:
+        """Consecutive pieces of ``buf`` to (fd, offset), in order (the C kernel: no GIL)."""
+        self.errors += self._batch(buf, fds, offsets, lengths)
+        self.written_bytes += int(np.sum(lengths))
+
+    def fdatasync(self, fd: int) -> None:
+        os.fdatasync(fd)
+
+    def write_file(self, path: str, data: bytes, durable: bool = False) -> None:
+        """Replace ``path`` with ``data`` atomically (a sidecar)."""
+        write_file_atomic(path, data, durable)
+        self.written_bytes += len(data)
+
+    def call(self, fn) -> None:
+        """Run ``fn()`` in order with the writes (a catalog commit)."""
+        fn()
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def truncate(self, fd: int, size: int) -> None:
+        os.ftruncate(fd, size)
+
+    def flush(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def cpu_s(self) -> float:
+        return 0.0
+
+
+class QueuedIO:
+    """Writes handed to one background thread through a bounded queue (live capture).
+
+    Capture never has to wait for the disk: when more than ``max_bytes`` are queued, audio
+    writes are dropped and counted (``dropped_bytes``); the file keeps its length (a hole
+    reads as silence) so the header stays true. But while ``can_wait()`` says so (live
+    capture: its kernel ring is under half full, so it holds what arrives meanwhile), audio
+    that would be dropped waits for the writer instead (``wait_s``). Header patches, syncs
+    and closes are never dropped, and everything for one file happens in order. Batch
+    buffers are pooled: the writer thread gives each back once written, so nothing is
+    copied or allocated per batch.
+
+    Those small never-dropped operations (a call's sidecars, header patches, closes, catalog
+    commits) are gathered and handed over together by ``flush``, which the capture loop calls
+    once per tick, and which every audio write and ``stop`` do first, so the order of all
+    operations stays the order of the calls. One hand-over per operation woke the writer
+    thread each time, and the two threads then passed the GIL back and forth.
+    """
+
+    def __init__(self, max_bytes: int = 64 << 20, pwrite_batch=None, can_wait=None):
+        import queue
+        import threading
+        self._batch = pwrite_batch or _default_batch()
+        self.max_bytes = max_bytes
+        self.can_wait = can_wait
+        self.depth_bytes = 0
+        self.dropped_bytes = 0
+        self.wait_s = 0.0
+        self.written_bytes = 0
+        self.errors = 0
+        self._free: list = []
+        self._pending: list = []        # small operations not yet handed over (see flush)
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)    # notified as the queue shrinks
+        self._t = threading.Thread(target=self._run, name="shadowrec-writer", daemon=True)
+        self._t.start()
+
+    def buffer(self):
+        """A batch buffer to fill (give it to ``write_batch`` or back with ``release``)."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return _new_buffer()
+
+    def release(self, buf) -> None:
+        with self._lock:
+            self._free.append(buf)
+
+    def _admit(self, n: int, droppable: bool) -> bool:
+        """Count ``n`` bytes into the queue (True), or drop them (False): only audio, only when
+        the queue is full and, for as long as ``can_wait()`` allows, the writer has not caught up.
+        Call with the lock held."""
+        if droppable and self.depth_bytes + n > self.max_bytes and self.can_wait is not None:
+            t0 = time.monotonic()
+            while self.depth_bytes + n > self.max_bytes and self.depth_bytes and self.can_wait():
+                self._drained.wait(0.02)
+            self.wait_s += time.monotonic() - t0
+        if droppable and self.depth_bytes + n > self.max_bytes:
+            self.dropped_bytes += n
+            return False
+        self.depth_bytes += n
+        return True
+
+    def _put(self, op, fd, data, offset, droppable):
+        n = len(data) if data else 0
+        if droppable:
+            self.flush()        # first: what waits for room must not wait on what was never handed over
+        with self._lock:
+            drop = not self._admit(n, droppable)
+        if not droppable:
+            self._pending.append((op, fd, data, offset, n))
+            return
+        if drop:   # keep the file as long as the header will say: the hole reads as silence
+            self._q.put(("x", fd, None, offset + n, 0))
+        else:
+            self._q.put((op, fd, data, offset, n))
+
+    def flush(self):
+        """Hand the small operations gathered since the last flush to the writer, in order."""
+        if self._pending:
+            ops, self._pending = self._pending, []
+            self._q.put(("l", ops, None, 0, 0))
+
+    def pwrite(self, fd, data, offset):
+        self._put("w", fd, data, offset, len(data) > 64)
+
+    def write_batch(self, buf, fds, offsets, lengths, droppable: bool = True):
+        """Pieces of a ``buffer()`` for many files: queued whole, or (audio) dropped whole when
+        the queue is full. The buffer belongs to the writer from here on."""
+        n = int(np.sum(lengths))
+        self.flush()
+        with self._lock:
+            drop = not self._admit(n, droppable)
+            if drop:
+                self._free.append(buf)
+        if drop:   # each file keeps the length its header will claim: the hole reads as silence
+            for fd, off, ln in zip(fds, offsets, lengths):
+                self._q.put(("x", int(fd), None, int(off) + int(ln), 0))
+        else:
+            self._q.put(("b", (fds, offsets, lengths), buf, 0, n))
+
+    def fdatasync(self, fd):
+        self._put("s", fd, None, 0, False)
+
+    def write_file(self, path, data, durable=False):
+        """Replace ``path`` with ``data`` atomically, on the writer thread (never dropped)."""
+        self._put("j", (path, durable), data, 0, False)
+
+    def call(self, fn):
+        """Run ``fn()`` on the writer thread, in order with the writes (a catalog commit); an
+        exception is logged and counted in ``errors``."""
+        self._put("f", fn, None, 0, False)
+
+    def close(self, fd):
+        self._put("c", fd, None, 0, False)
+
+    def truncate(self, fd, size):
+        self._put("t", fd, None, size, False)
+
+    def _run(self):
+        while True:
+            item = self._q.get()
+            if item[0] == "q":
+                return
+            for op in item[1] if item[0] == "l" else (item,):
+                self._do(*op)
+
+    def _do(self, op, fd, data, offset, n):
+        try:
+            if op == "w":
+                os.pwrite(fd, data, offset)
+                self.written_bytes += n
+            elif op == "b":
+                fds, offsets, lengths = fd
+                try:
+                    self.errors += self._batch(data, fds, offsets, lengths)
+                    self.written_bytes += n
+                finally:
+                    self.release(data)
+            elif op == "s":
+                os.fdatasync(fd)
+            elif op == "c":
+                os.close(fd)
+            elif op == "t":
+                os.ftruncate(fd, offset)
+            elif op == "x":
+                if os.fstat(fd).st_size < offset:
+                    os.ftruncate(fd, offset)
+            elif op == "j":
+                write_file_atomic(fd[0], data, fd[1])
+                self.written_bytes += n
+            elif op == "f":
+                fd()
+        except Exception as e:     # OSError, or a catalog commit's sqlite3.Error: counted, logged
+            self.errors += 1
+            log.error("writer: %s: %s", type(e).__name__, e)
+        with self._lock:
+            self.depth_bytes -= n
+            if n:
+                self._drained.notify_all()
+
+    def cpu_s(self) -> float:
+        """CPU seconds the writer thread has used (0 once it has ended)."""
+        try:
+            return time.clock_gettime(time.pthread_getcpuclockid(self._t.ident))
+        except (OSError, TypeError):
+            return 0.0
+
+    def stop(self):
+        """Finish everything queued, then end the thread."""
+        self.flush()
+        self._q.put(("q", -1, None, 0, 0))
+        self._t.join()

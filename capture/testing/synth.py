@@ -1,0 +1,398 @@
+"""Synthetic Cisco BiB traffic as a SPAN port would see it, with the exact audio expected.
+
+``generate(path, SynthSpec(...))`` writes a pcap (or pcapng) of N recorded calls: two
+delayed-offer dialogs per call (x-nearend, x-farend) from CUCM to the recorder over UDP
+or TCP, the phone's two forked RTP streams, optional loss, duplicates, reordering, jitter,
+DTMF, VLAN tags, IPv6, unrelated flows and garbage, and optionally the primary recorder
+dying at a given time (no more SIP answers, BYEs retransmitted unanswered, ICMP port
+unreachable for the RTP rate-limited to one a second as Linux does). It returns one
+:class:`SynthCall` per call with the samples each WAV channel must contain.
+
+The first RTP packet of each stream is never lost, delayed or reordered: it anchors the
+stream in time, so the expected audio is exact. Jitter and reordering never delay a packet
+past the call's BYE (the recorder rightly drops audio that arrives after the call ended).
+"""
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import random
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from capture.media._g711_py import ALAW_TABLE, ULAW_TABLE
+from capture.wire.frame import LINKTYPE_ETHERNET
+from capture.wire.inet import checksum as _csum
+from capture.wire.pcapfile import PcapWriter
+
+NS = 1_000_000_000
+MS = 1_000_000
+RATE = 8000
+CUCM = "198.18.0.10"
+PRIMARY = "198.18.0.20"
+CUCM6 = "2001:db8::10"   # documentation prefix, used only inside files and namespaces
+PRIMARY6 = "2001:db8::20"
+PT = {"PCMU": 0, "PCMA": 8, "G729": 18}
+T0 = 1_790_000_000 * NS   # 2026-09-21, a fixed epoch so output is reproducible
+
+
+@dataclass
+class SynthSpec:
+    calls: int = 4
+    duration_s: float = 5.0
+    spacing_s: float = 0.25            # between call starts
+    codec: str = "PCMU"
+    transport: str = "udp"             # udp | tcp
+    tcp_split: bool = False            # TCP: split messages over segments and coalesce others
+    loss: float = 0.0
+    dup: float = 0.0
+    reorder: float = 0.0
+    jitter_ms: float = 0.0
+    ptime_ms: int = 20
+    dtmf: str = ""                     # digits sent on the near stream 1 s into each call
+    vlan: tuple = ()                   # 802.1Q tags, outermost first (QinQ when two)
+    ipv6: bool = False
+    fail_at_s: float | None = None     # the primary dies this long after the first call starts
+    calls_after_fail: int = 0          # new calls offered after the failure (never answered)
+    noise_flows: int = 0               # unrelated UDP flows
+    garbage: int = 0                   # junk datagrams to the SIP port and to RTP ports
+    fragment_sip: bool = False         # send SIP INVITEs over UDP as IP fragments
+    seed: int = 1
+    keep_audio: bool = True
+    pcapng: bool = False
+    start_offset_s: float = 0.0        # shift the whole capture in time (distinct ids across captures)
+
+
+@dataclass
+class SynthCall:
+    index: int
+    refci: str
+    near_dn: str
+    far_dn: str
+    near_device: str
+    far_device: str
+    phone: str
+    start_ns: int
+    end_ns: int
+    answered: bool
+    primary_failed: bool
+    dtmf: str = ""
+    near: np.ndarray | None = None
+    far: np.ndarray | None = None
+    packets: dict = field(default_factory=dict)    # role -> dict(sent, lost, dup)
+
+    @property
+    def frames(self) -> int:
+        return ((self.end_ns - self.start_ns) * RATE) // NS
+
+
+class _Net:
+    """Builds Ethernet/VLAN/IP/UDP/TCP frames."""
+
+    def __init__(self, spec: SynthSpec):
+        self.v6 = spec.ipv6
+        self.vlan = b"".join(struct.pack("!HH", 0x88A8 if i == 0 and len(spec.vlan) > 1 else 0x8100, v)
+                             for i, v in enumerate(spec.vlan))
+        self.ipid = 0
+
+    def eth(self, etype: int) -> bytes:
+        return b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01" + self.vlan + struct.pack("!H", etype)
+
+    def ip(self, src: str, dst: str, proto: int, l4: bytes, frag: tuple | None = None) -> bytes:
+        s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+        if len(s) == 4:
+            self.ipid = (self.ipid + 1) & 0xFFFF
+            ident, ff = (frag[0], frag[1]) if frag else (self.ipid, 0x4000)
+            h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), ident, ff, 64, proto, 0, s, d)
+            h = h[:10] + struct.pack("!H", _csum(h)) + h[12:]
+            return self.eth(0x0800) + h + l4
+        if frag:
+            ident, off, more = frag
+            ext = struct.pack("!BBHI", proto, 0, off | more, ident)
+            h = struct.pack("!IHBB16s16s", 6 << 28, len(l4) + 8, 44, 64, s, d)
+            return self.eth(0x86DD) + h + ext + l4
+        h = struct.pack("!IHBB16s16s", 6 << 28, len(l4), proto, 64, s, d)
+        return self.eth(0x86DD) + h + l4
+
+    def udp_l4(self, src, dst, sport, dport, payload: bytes) -> bytes:
+        u = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+        if self.v6:
+            ps = ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed + struct.pack("!IxxxB", len(u), 17)
+            c = _csum(ps + u) or 0xFFFF
+            u = u[:6] + struct.pack("!H", c) + u[8:]
+        return u
+
+    def udp(self, src, dst, sport, dport, payload: bytes) -> bytes:
+        return self.ip(src, dst, 17, self.udp_l4(src, dst, sport, dport, payload))
+
+    def udp_fragments(self, src, dst, sport, dport, payload: bytes, size: int = 256) -> list:
+        l4 = self.udp_l4(src, dst, sport, dport, payload)
+        self.ipid = (self.ipid + 1) & 0xFFFF
+        ident = self.ipid
+        out = []
+        for off in range(0, len(l4), size):
+            more = 1 if off + size < len(l4) else 0
+            if self.v6:
+                out.append(self.ip(src, dst, 17, l4[off:off + size], (ident, off, more)))
+            else:
+                out.append(self.ip(src, dst, 17, l4[off:off + size], (ident, (off // 8) | (more << 13))))
+        return out
+
+    def tcp(self, src, dst, sport, dport, seq, ack, flags, payload: bytes) -> bytes:
+        t = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack, 5 << 4, flags, 65535, 0, 0) + payload
+        return self.ip(src, dst, 6, t)
+
+    def icmp_unreach(self, src, dst, quoted: bytes) -> bytes:
+        if self.v6:
+            body = struct.pack("!BBHI", 1, 4, 0, 0) + quoted[:1232]
+            ps = ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed + struct.pack("!IxxxB", len(body), 58)
+            body = body[:2] + struct.pack("!H", _csum(ps + body)) + body[4:]
+            return self.ip(src, dst, 58, body)
+        body = struct.pack("!BBHI", 3, 3, 0, 0) + quoted[:548]
+        body = body[:2] + struct.pack("!H", _csum(body)) + body[4:]
+        return self.ip(src, dst, 1, body)
+
+
+def _sip(start: str, headers: list, body: str = "") -> bytes:
+    b = body.replace("\n", "\r\n").encode()
+    lines = [start] + headers + [f"Content-Length: {len(b)}", "", ""]
+    return "\r\n".join(lines).encode() + b
+
+
+def generate(path: str, spec: SynthSpec) -> list:
+    """Write the capture to ``path``; return the calls with their expected audio."""
+    T0 = globals()["T0"] + int(spec.start_offset_s * NS)   # noqa: N806  (the capture's epoch)
+    rng = random.Random(spec.seed)
+    nrng = np.random.default_rng(spec.seed)
+    net = _Net(spec)
+    cucm, primary = (CUCM6, PRIMARY6) if spec.ipv6 else (CUCM, PRIMARY)
+    heap: list = []
+    counter = [0]
+
+    def emit(ts: int, frame: bytes):
+        counter[0] += 1
+        heapq.heappush(heap, (ts, counter[0], frame))
+
+    fail_ns = None if spec.fail_at_s is None else T0 + int(spec.fail_at_s * NS)
+    spf = spec.ptime_ms * RATE // 1000       # samples per packet
+    table = ALAW_TABLE if spec.codec == "PCMA" else ULAW_TABLE
+    tcp_state = {"c2r": 1000, "r2c": 5000}
+    tcp_pending: list = []
+
+    def send_sip(ts: int, msg: bytes, to_primary: bool, call_sport: int = 5060):
+        src, dst = (cucm, primary) if to_primary else (primary, cucm)
+        sport, dport = (call_sport, 5060) if to_primary else (5060, call_sport)
+        if spec.transport == "udp":
+            if spec.fragment_sip and to_primary and msg.startswith(b"INVITE"):
+                frags = net.udp_fragments(src, dst, sport, dport, msg)
+                for k, fr in enumerate(frags):
+                    emit(ts - (len(frags) - 1 - k) * 1000, fr)   # complete at its time
+            else:
+                emit(ts, net.udp(src, dst, sport, dport, msg))
+            return
+        tcp_pending.append((ts, len(tcp_pending), to_primary, msg))
+
+    def flush_tcp():
+        """TCP sequence numbers follow wire order, so segments are numbered once all are known."""
+        segments = []
+        for ts, _, to_primary, msg in sorted(tcp_pending):
+            prev = next((x for x in reversed(segments) if x[1] == to_primary), None)
+            # coalesce: an ACK or a 2xx held back (< 20 ms) travels with the next message
+            if (spec.tcp_split and prev is not None and prev is segments[-1] and ts - prev[0] < 20 * MS
+                    and prev[3] and rng.random() < 0.7):
+                prev[0], prev[2] = ts, prev[2] + msg
+                prev[3] = False
+                continue
+            holdable = msg.startswith(b"ACK") or (msg.startswith(b"SIP/2.0 200") and b"INVITE" in msg[:400])
+            segments.append([ts, to_primary, msg, holdable])
+        for ts, to_primary, msg, _ in segments:
+            src, dst = (cucm, primary) if to_primary else (primary, cucm)
+            d = "c2r" if to_primary else "r2c"
+            sport, dport = (40000, 5060) if to_primary else (5060, 40000)
+            if spec.tcp_split and rng.random() < 0.5:
+                cut = rng.randrange(1, len(msg))
+                parts = [msg[:cut], msg[cut:]]
+            else:
+                parts = [msg]
+            for k, part in enumerate(parts):
+                seg = net.tcp(src, dst, sport, dport, tcp_state[d], 0, 0x18, part)
+                at = ts - (len(parts) - 1 - k) * 2000        # the message is complete at its time
+                emit(at, seg)
+                if spec.tcp_split and rng.random() < 0.2:
+                    emit(at + 500, seg)                      # a retransmitted segment
+                tcp_state[d] += len(part)
+
+    if spec.transport == "tcp":
+        emit(T0 - 10 * MS, net.tcp(cucm, primary, 40000, 5060, 999, 0, 0x02, b""))
+        emit(T0 - 9 * MS, net.tcp(primary, cucm, 5060, 40000, 4999, 1000, 0x12, b""))
+
+    calls = []
+    total = spec.calls + spec.calls_after_fail
+    if total > 11380:
+        raise ValueError("synth numbers recorder RTP ports 20000 + 4k: at most 11,380 calls")
+    for k in range(total):
+        after = k >= spec.calls
+        start = T0 + int(k * spec.spacing_s * NS)
+        if after:
+            start = fail_ns + int((k - spec.calls + 1) * 0.3 * NS)
+        end = start + int(spec.duration_s * NS)
+        refci = str(38960000 + 2 * k)
+        c = SynthCall(k, refci, str(9110000 + k), str(9120000 + k), f"SEP0017{k:06X}", f"SEP0018{k:06X}",
+                      f"198.18.{1 + k // 200}.{10 + k % 200}" if not spec.ipv6 else f"2001:db8::1:{k + 1:x}",
+                      start, end, not after, False, spec.dtmf)
+        calls.append(c)
+        cluster = "lab-cluster"
+        params = (f"x-refci={refci};x-nearendclusterid={cluster};x-nearenddevice={c.near_device.lower()};"
+                  f"x-nearendaddr={c.near_dn};x-farendrefci={int(refci) - 1};x-farendclusterid={cluster};"
+                  f"x-farenddevice={c.far_device.lower()};x-farendaddr={c.far_dn}")
+        host = f"[{cucm}]" if spec.ipv6 else cucm
+        phost = f"[{primary}]" if spec.ipv6 else primary
+        ipver = "IP6" if spec.ipv6 else "IP4"
+        rtp_ports = {"near": 20000 + 4 * k, "far": 20002 + 4 * k}     # unique on the recorder: < 11,380 calls
+        ports = {}
+        for r, role in enumerate(("near", "far")):
+            t = start + r * 30 * MS
+            cid = f"{k:08x}-{r}-synth@{cucm}"
+            tag = f"{k}{r}~synth"
+            frm = f"From: <sip:{c.near_dn}@{host};x-{role}end;{params}>;tag={tag}"
+            to = f"To: <sip:8675309@{phost}>"
+            base = [f"Via: SIP/2.0/{spec.transport.upper()} {host}:5060;branch=z9hG4bK{k:x}{r}a", frm, to,
+                    f"Call-ID: {cid}", "User-Agent: Cisco-CUCM14.0", "Max-Forwards: 70"]
+            invite = _sip(f"INVITE sip:8675309@{phost}:5060 SIP/2.0", base + ["CSeq: 101 INVITE",
+                          f"Contact: <sip:{c.near_dn}@{host}:5060>;isFocus"])
+            if after:
+                for dt_ in (0, 500, 1500, 3500):
+                    send_sip(t + dt_ * MS, invite, True)
+                continue
+            send_sip(t, invite, True)
+            answered = fail_ns is None or t + 10 * MS < fail_ns
+            if not answered:
+                c.answered = False
+                continue
+            rport = rtp_ports[role]
+            ports[role] = rport
+            offer = (f"v=0\no=shadowrec-synth 1 1 IN {ipver} {primary}\ns=-\nc=IN {ipver} {primary}\nt=0 0\n"
+                     f"m=audio {rport} RTP/AVP {PT[spec.codec]} 101\na=rtpmap:{PT[spec.codec]} {spec.codec}/8000\n"
+                     "a=rtpmap:101 telephone-event/8000\na=recvonly\n")
+            ok = _sip("SIP/2.0 200 OK", [base[0], frm, to + f";tag=rec{k}{r}", f"Call-ID: {cid}", "CSeq: 101 INVITE",
+                      f"Contact: <sip:{phost}:5060>", "Content-Type: application/sdp"], offer)
+            send_sip(t + 10 * MS, ok, False)
+            answer = (f"v=0\no=CiscoSystemsCCM-SIP 1 1 IN {ipver} {cucm}\ns=SIP Call\nc=IN {ipver} {c.phone}\n"
+                      f"t=0 0\nm=audio 4000 RTP/AVP {PT[spec.codec]} 101\na=ptime:{spec.ptime_ms}\n"
+                      f"a=rtpmap:{PT[spec.codec]} {spec.codec}/8000\na=sendonly\na=rtpmap:101 telephone-event/8000\n"
+                      "a=fmtp:101 0-15\n")
+            ack = _sip(f"ACK sip:{phost}:5060;transport={spec.transport.upper()} SIP/2.0",
+                       [base[0].replace("a\r", "b"), frm, to + f";tag=rec{k}{r}", f"Call-ID: {cid}", "CSeq: 101 ACK",
+                        "Content-Type: application/sdp"], answer)
+            send_sip(t + 20 * MS, ack, True)
+            bye_t = end + r * 10 * MS
+            bye = _sip(f"BYE sip:{phost}:5060 SIP/2.0", [base[0][:-1] + "c", frm, to + f";tag=rec{k}{r}",
+                       f"Call-ID: {cid}", "CSeq: 102 BYE", "Reason: Q.850;cause=16"])
+            if fail_ns is not None and bye_t >= fail_ns:
+                for dt_ in (0, 500, 1500, 3500, 7500):
+                    send_sip(bye_t + dt_ * MS, bye, True)
+            else:
+                send_sip(bye_t, bye, True)
+                send_sip(bye_t + 5 * MS, _sip("SIP/2.0 200 OK", [base[0][:-1] + "c", frm, to + f";tag=rec{k}{r}",
+                         f"Call-ID: {cid}", "CSeq: 102 BYE"]), False)
+        if not c.answered:
+            continue
+        c.primary_failed = fail_ns is not None and fail_ns < end
+        # media: both streams from the agent's phone
+        media_start = start + 60 * MS
+        npk = max(0, (end - 20 * MS - media_start) // (spec.ptime_ms * MS))
+        frames = c.frames
+        dtmf_from = 1 * NS // (spec.ptime_ms * MS) if spec.dtmf else None
+        for r, role in enumerate(("near", "far")):
+            if role not in ports:
+                continue
+            sport = 16384 + 2 * r + 4 * (k % 10000)       # phones differ by address; ports may repeat
+            ssrc = rng.getrandbits(32)
+            seq0 = rng.getrandbits(16)
+            ts0 = rng.getrandbits(32)
+            first_ns = media_start + r * 2 * MS
+            codes = nrng.integers(0, 256, size=int(npk * spf), dtype=np.uint8) if spec.codec != "G729" else None
+            exp = np.zeros(frames, dtype=np.int16) if spec.keep_audio else None
+            anchor = ((first_ns - start) * RATE) // NS
+            stats = {"sent": 0, "lost": 0, "dup": 0}
+            dtmf_pk = set()
+            if role == "near" and dtmf_from is not None:
+                for di, _digit in enumerate(spec.dtmf):
+                    for j in range(dtmf_from + di * 10, dtmf_from + di * 10 + 5):
+                        dtmf_pk.add(j)
+            for j in range(npk):
+                nominal = first_ns + j * spec.ptime_ms * MS
+                seq = (seq0 + j) & 0xFFFF
+                rts = (ts0 + j * spf) & 0xFFFFFFFF
+                if j in dtmf_pk:
+                    di = (j - dtmf_from) // 10
+                    ev_start = dtmf_from + di * 10
+                    digit = "0123456789*#ABCD".index(spec.dtmf[di])
+                    endbit = 0x80 if j == ev_start + 4 else 0
+                    payload = struct.pack("!BBH", digit, endbit | 10, (j - ev_start + 1) * spf)
+                    hdr = struct.pack("!BBHII", 0x80, 101 | (0x80 if j == ev_start else 0), seq,
+                                      (ts0 + ev_start * spf) & 0xFFFFFFFF, ssrc)
+                else:
+                    if spec.codec == "G729":
+                        payload = bytes(rng.getrandbits(8) for _ in range(20))
+                    else:
+                        payload = codes[j * spf:(j + 1) * spf].tobytes()
+                    hdr = struct.pack("!BBHII", 0x80, PT[spec.codec], seq, rts, ssrc)
+                stats["sent"] += 1
+                if j > 0 and rng.random() < spec.loss:
+                    stats["lost"] += 1
+                    continue
+                if exp is not None and j not in dtmf_pk and codes is not None:
+                    pos = anchor + j * spf
+                    if pos + spf <= frames:
+                        exp[pos:pos + spf] = table[codes[j * spf:(j + 1) * spf]]
+                frame = net.udp(c.phone, primary, sport, ports[role], hdr + payload)
+                cap = nominal
+                if j > 0 and spec.jitter_ms:
+                    cap += int(rng.uniform(0, spec.jitter_ms) * MS)
+                if j > 0 and rng.random() < spec.reorder:
+                    cap += 2 * spec.ptime_ms * MS + 1000   # arrives after the next two packets
+                cap = min(cap, end - MS)                   # nothing is delayed past the BYE
+                emit(cap, frame)
+                if j > 0 and rng.random() < spec.dup:
+                    stats["dup"] += 1
+                    emit(cap + 30_000, frame)
+                if j in dtmf_pk and j == (dtmf_from + ((j - dtmf_from) // 10) * 10 + 4):
+                    for extra in (1, 2):       # RFC 4733: the end packet is sent three times
+                        hdr2 = hdr[:2] + struct.pack("!H", (seq + extra) & 0xFFFF) + hdr[4:]
+                        emit(cap + extra * 1000, net.udp(c.phone, primary, sport, ports[role], hdr2 + payload))
+                    seq0 += 2
+                if fail_ns is not None and nominal >= fail_ns:
+                    # Linux answers with ICMP port unreachable, about one a second per host
+                    if nominal - getattr(net, "last_icmp", 0) >= NS:
+                        net.last_icmp = nominal
+                        emit(nominal + 50_000, net.icmp_unreach(primary, c.phone, frame[14 + len(net.vlan):]))
+            c.packets[role] = stats
+            if role == "near":
+                c.near = exp
+            else:
+                c.far = exp
+    flush_tcp()
+    # unrelated traffic and garbage, spread over the capture
+    span = max(int((spec.calls * spec.spacing_s + spec.duration_s) * NS), NS)
+    for f in range(spec.noise_flows):
+        src = f"198.19.{(f >> 8) & 255}.{f & 255}"
+        for p in range(3):
+            emit(T0 + rng.randrange(span), net.udp(src, "198.19.255.1", 10000 + f % 50000, 16384 + f % 16000,
+                                                   bytes(rng.getrandbits(8) for _ in range(40))))
+    for g in range(spec.garbage):
+        junk = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 300)))
+        if g % 3 == 0:
+            junk = b"INVITE sip:x SIP/2.0\r\nContent-Length: 99999999\r\n\r\n" + junk
+        elif g % 3 == 1:
+            junk = b"\x80" + junk[:5]       # RTP-looking, too short
+        port = 5060 if g % 3 != 1 else 20000
+        emit(T0 + rng.randrange(span), net.udp("198.19.0.99", primary, 5060, port, junk))
+    w = PcapWriter(path, LINKTYPE_ETHERNET, nanoseconds=True, pcapng=spec.pcapng)
+    while heap:
+        ts, _, frame = heapq.heappop(heap)
+        w.write(ts, frame)
+    w.close()
+    return calls
