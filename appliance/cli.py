@@ -1,4 +1,10 @@
-"""The ``shadowrec`` command: record, calls, synth, bench."""
+"""The ``shadowrec`` command: the product shell that composes the recorder (``capture``), the
+standby (``appliance.standby``), the service and its API, and the lab.
+
+Each command has a parser builder (``_add_NAME``) and a function (``_NAME``); recording commands
+share one set of options, and ``recorder_options`` (``appliance.config``) is the one place where
+settings become the recorder's ``Options``.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,34 +13,66 @@ import logging
 import os
 import sys
 import time
+from typing import Any
 
+from pydantic import ValidationError
+
+from appliance.config import RecordingSettings, recorder_options, settings_error
 from capture import __version__
+from capture.errors import ConfigError
+from capture.sip.calls import EndReason
+
+Args = argparse.Namespace
 
 
-def _record(args) -> int:
-    from capture.recorder import Options, Recorder
+# recording ------------------------------------------------------------------------------------
+def _recording_args(p: argparse.ArgumentParser, fsync_default: float) -> None:
+    """The options every recording command shares (their dests are RecordingSettings' names)."""
+    p.add_argument("--out", required=True, help="output directory (WAVs, sidecars, catalog.sqlite)")
+    p.add_argument("--sip-port", dest="sip_ports", type=int, action="append",
+                   help="SIP port (repeatable; default 5060)")
+    p.add_argument("--rtp-timeout", dest="rtp_timeout_s", type=float, default=30.0,
+                   help="end a call after this many silent seconds (default 30)")
+    p.add_argument("--fsync-interval", dest="fsync_interval_s", type=float, default=fsync_default,
+                   help=f"fdatasync recordings every N seconds and at each call's end (default {fsync_default:g}"
+                        + ("; 0: never; a killed process still leaves valid files, power loss may not)"
+                           if not fsync_default else ")"))
 
-    opts = Options(out_dir=args.out, sip_ports=tuple(args.sip_port or (5060,)),
-                   rtp_timeout_s=args.rtp_timeout, keep_pcap=args.pcap, durable_s=args.fsync_interval)
+
+def _settings(args: Args) -> RecordingSettings:
+    try:
+        return RecordingSettings(out=args.out, sip_ports=args.sip_ports or [5060], rtp_timeout_s=args.rtp_timeout_s,
+                                 fsync_interval_s=args.fsync_interval_s, keep_pcap=getattr(args, "keep_pcap", False),
+                                 queue_mb=getattr(args, "queue_mb", 64),
+                                 reserve_calls=getattr(args, "reserve_calls", 0))
+    except ValidationError as e:
+        raise ConfigError(settings_error("options", e)) from None
+
+
+def _add_record(sub: Any) -> None:
+    r = sub.add_parser("record", help="record every BiB call in capture files (pcap/pcapng)")
+    r.add_argument("files", nargs="*", help="capture files; none: record an embedded synthetic demo")
+    _recording_args(r, 0.0)
+    r.add_argument("--pcap", dest="keep_pcap", action="store_true", help="also keep a raw pcap of every call")
+    r.set_defaults(func=_record)
+
+
+def _record(args: Args) -> int:
+    from capture.recorder import Recorder
+    from capture.testing.synth import demo
+
     files = list(args.files)
     if not files:
-        from capture.testing.synth import SynthSpec, generate
-        demo = os.path.join(args.out, "demo-bib.pcap")
-        os.makedirs(args.out, exist_ok=True)
-        generate(demo, SynthSpec(calls=6, duration_s=8, fail_at_s=5.0, dtmf="42", loss=0.01, dup=0.01,
-                                 reorder=0.01, jitter_ms=5))
-        print(f"no capture given: recording the embedded demo {demo} (6 BiB calls, primary dies at 5 s)",
+        files = [demo(args.out)]
+        print(f"no capture given: recording the embedded demo {files[0]} (6 BiB calls, primary dies at 5 s)",
               file=sys.stderr)
-        files = [demo]
-    rec = Recorder(opts)
+    rec = Recorder(recorder_options(_settings(args)))
     t = time.perf_counter()
     for f in files:
         rec.record_file(f)
     summary = rec.finish()
     summary["seconds"] = round(time.perf_counter() - t, 3)
-    json.dump(summary, sys.stdout, indent=2, sort_keys=True)
-    print()
-    return 0
+    return _print(summary)
 
 
 def _reserve(text: str) -> int:
@@ -48,195 +86,10 @@ def _reserve(text: str) -> int:
     return n
 
 
-def _capture(args) -> int:
-    from capture.errors import ConfigError
-    from capture.live.worker import capture
-    from capture.recorder import Options
-
-    opts = Options(out_dir=args.out, sip_ports=tuple(args.sip_port or (5060,)), rtp_timeout_s=args.rtp_timeout,
-                   keep_pcap=args.pcap, durable_s=args.fsync_interval, queue_mb=args.queue_mb,
-                   reserve_calls=args.reserve_calls)
-    try:
-        summary = capture(args.iface, opts, workers=args.workers, ring_mb=args.ring_mb, block_kb=args.block_kb,
-                          bpf=args.filter, max_seconds=args.seconds, offloads_off=not args.keep_offloads)
-    except ConfigError as e:
-        print(f"shadowrec: {e}", file=sys.stderr)
-        return 2
-    json.dump(summary, sys.stdout, indent=2, sort_keys=True)
-    print()
-    if summary.get("error"):
-        print(f"shadowrec: {summary['error']}", file=sys.stderr)
-        return 1
-    if summary.get("worker_failures"):
-        print(f"shadowrec: {summary['worker_failures']} capture worker failure(s), exit codes "
-              f"{summary['worker_exit_codes']} (see the log above)", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _replay(args) -> int:
-    from capture.testing.replay import replay
-
-    print(json.dumps(replay(args.file, args.iface, args.speed, args.topspeed)))
-    return 0
-
-
-def _vrrp(args) -> int:
-    import signal
-    import threading
-
-    from appliance.standby.vrrp.scheduler import VrrpRunner
-    from appliance.standby.vrrp.state import Event, VrrpConfig
-
-    from capture.errors import ConfigError
-
-    cfg = VrrpConfig(vrid=args.vrid, priority=args.priority, takeover_priority=args.takeover_priority,
-                     advert_int_cs=round(args.advert_int * 100), preempt=not args.no_preempt)
-    try:
-        runner = VrrpRunner(cfg, args.iface, args.vip)
-    except (ConfigError, OSError) as e:
-        print(f"shadowrec: {e}", file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, lambda *_: runner.post(Event.SHUTDOWN))
-    signal.signal(signal.SIGINT, lambda *_: runner.post(Event.SHUTDOWN))
-    signal.signal(signal.SIGUSR1, lambda *_: print(json.dumps(runner.status()), file=sys.stderr, flush=True))
-    # operator or test hooks for the health verdict: SIGUSR2 = primary dead, SIGHUP = primary alive
-    signal.signal(signal.SIGUSR2, lambda *_: runner.post(Event.PRIMARY_DEAD))
-    signal.signal(signal.SIGHUP, lambda *_: runner.post(Event.PRIMARY_ALIVE))
-    if args.status_file:
-        def dump():
-            from capture.store.files import write_json_atomic
-            while not runner.stop:
-                write_json_atomic(args.status_file, runner.status())
-                time.sleep(0.2)
-        threading.Thread(target=dump, daemon=True).start()
-    runner.run()
-    print(json.dumps(runner.status()))
-    return 0
-
-
-def _run(args) -> int:
-    from appliance.standby.takeover import Standby
-    from appliance.standby.vrrp.state import VrrpConfig
-
-    from capture.errors import ConfigError
-    from capture.recorder import Options
-
-    opts = Options(out_dir=args.out, sip_ports=tuple(args.sip_port or (5060,)), rtp_timeout_s=args.rtp_timeout,
-                   durable_s=args.fsync_interval, state_file=os.path.join(args.out, "state-0.json"))
-    os.makedirs(args.out, exist_ok=True)
-    cfg = VrrpConfig(vrid=args.vrid, priority=args.priority, takeover_priority=args.takeover_priority,
-                     advert_int_cs=round(args.advert_int * 100), preempt=not args.no_preempt)
-    try:
-        from capture.live.iface import SpanInterface
-        with SpanInterface(args.span):
-            standby = Standby(args.span, args.service, opts, cfg, args.vip, args.primary,
-                              probe_interval=args.probe_interval)
-            summary = standby.run(args.seconds)
-    except ConfigError as e:
-        print(f"shadowrec: {e}", file=sys.stderr)
-        return 2
-    json.dump(summary, sys.stdout, indent=2, sort_keys=True, default=str)
-    print()
-    return 0
-
-
-def _lab(args) -> int:
-    from appliance.lab.site import run_lab
-
-    report = run_lab(args.kill, args.work, args.calls_before, args.calls_after, advert=args.advert_int,
-                     probe=args.probe_interval)
-    json.dump(report, sys.stdout, indent=2)
-    print()
-    return 0
-
-
-def _lab_cucm(args) -> int:
-    from appliance.lab.sim import Cucm
-
-    plan = [tuple(float(x) for x in item.split(":")) for item in args.plan.split(";")]
-    Cucm(args.ip, args.vip, args.phones.split(","), plan, args.manifest).run()
-    return 0
-
-
-def _lab_recorder(args) -> int:
-    from appliance.lab.sim import run_recorder
-
-    run_recorder(args.address)
-    return 0
-
-
-def _serve(args) -> int:
-    from appliance.config import load
-    from appliance.service import serve
-
-    from capture.errors import ConfigError
-    try:
-        settings = load(args.config)
-    except ConfigError as e:
-        print(f"shadowrec: {e}", file=sys.stderr)
-        return 2
-    return serve(settings)
-
-
-def _calls(args) -> int:
-    from capture.store.catalog import Catalog
-
-    path = os.path.join(args.out, "catalog.sqlite")
-    if not os.path.exists(path):
-        print(f"shadowrec: no catalog in {args.out}", file=sys.stderr)
-        return 2
-    cat = Catalog(path)
-    rows = cat.query(since=args.since, until=args.until, dn=args.dn, device=args.device,
-                     end_reason=args.end_reason,
-                     primary_failed=True if args.primary_failed else None, limit=args.limit)
-    cat.close()
-    if args.json:
-        json.dump(rows, sys.stdout, indent=2, sort_keys=True)
-        print()
-    else:
-        for r in rows:
-            failed = " primary-failed" if r["primary"]["failed_at"] else ""
-            print(f"{r['id']}  {r['started_at']}  {r['duration_s'] or 0:8.3f}s  {r['near']['dn']:>10} "
-                  f"<-> {r['far']['dn']:<10}  {r['codec'] or '-':5} {r['end_reason'] or r['state']}{failed}")
-    return 0
-
-
-def _synth(args) -> int:
-    from capture.testing.synth import SynthSpec, generate
-
-    spec = SynthSpec(calls=args.calls, duration_s=args.duration, spacing_s=args.spacing, codec=args.codec,
-                     transport=args.transport, tcp_split=args.tcp_split, loss=args.loss, dup=args.dup,
-                     reorder=args.reorder, jitter_ms=args.jitter_ms, dtmf=args.dtmf,
-                     vlan=tuple(args.vlan or ()), ipv6=args.ipv6, fail_at_s=args.fail_at,
-                     calls_after_fail=args.calls_after_fail, noise_flows=args.noise_flows,
-                     garbage=args.garbage, seed=args.seed, keep_audio=False, pcapng=args.pcapng)
-    calls = generate(args.output, spec)
-    print(json.dumps({"output": args.output, "calls": len(calls),
-                      "answered": sum(c.answered for c in calls)}))
-    return 0
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="shadowrec", description="Passive recorder for Cisco Built-in-Bridge calls.")
-    p.add_argument("--version", action="version", version=f"shadowrec {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="log every parse error, not only the first 20")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-
-    r = sub.add_parser("record", help="record every BiB call in capture files (pcap/pcapng)")
-    r.add_argument("files", nargs="*", help="capture files; none: record an embedded synthetic demo")
-    r.add_argument("--out", required=True, help="output directory (WAVs, sidecars, catalog.sqlite)")
-    r.add_argument("--sip-port", type=int, action="append", help="SIP port (repeatable; default 5060)")
-    r.add_argument("--rtp-timeout", type=float, default=30.0, help="end a call after this many silent seconds")
-    r.add_argument("--pcap", action="store_true", help="also keep a raw pcap of every call")
-    r.add_argument("--fsync-interval", type=float, default=0.0,
-                   help="fdatasync recordings every N capture seconds and when a call ends "
-                        "(default 0: never; a killed process still leaves valid files, power loss may not)")
-    r.set_defaults(func=_record)
-
+def _add_capture(sub: Any) -> None:
     k = sub.add_parser("capture", help="record live from a SPAN interface until SIGTERM/SIGINT")
     k.add_argument("--iface", required=True, help="the SPAN (mirror) interface; needs no IP address")
-    k.add_argument("--out", required=True, help="output directory (WAVs, sidecars, catalog.sqlite, status-N.json)")
+    _recording_args(k, 5.0)
     k.add_argument("--workers", type=int, default=1,
                    help="capture processes, one per core (default 1); one that dies is started again, "
                    "and the exit status is then 1")
@@ -249,15 +102,31 @@ def main(argv=None) -> int:
                    help="audio rings allocated at start, per worker (default 1024: 32 MiB); set it to the "
                    "site's concurrent calls, so that a burst of new calls costs capture no page faults")
     k.add_argument("--filter", help="extra tcpdump filter ANDed with the built-in one (SIP, RTP, ICMP)")
-    k.add_argument("--sip-port", type=int, action="append", help="SIP port (repeatable; default 5060)")
-    k.add_argument("--rtp-timeout", type=float, default=30.0, help="end a call after this many silent seconds")
-    k.add_argument("--pcap", action="store_true", help="also keep a raw pcap of every call")
-    k.add_argument("--fsync-interval", type=float, default=5.0,
-                   help="fdatasync recordings every N seconds and at each call's end (default 5)")
+    k.add_argument("--pcap", dest="keep_pcap", action="store_true", help="also keep a raw pcap of every call")
     k.add_argument("--keep-offloads", action="store_true", help="leave GRO/LRO as they are")
     k.add_argument("--seconds", type=float, help="stop after this many seconds (tests, benchmarks)")
     k.set_defaults(func=_capture)
 
+
+def _capture(args: Args) -> int:
+    from capture.live.pool import capture
+
+    summary = capture(args.iface, recorder_options(_settings(args)), workers=args.workers, ring_mb=args.ring_mb,
+                      block_kb=args.block_kb, bpf=args.filter, max_seconds=args.seconds,
+                      offloads_off=not args.keep_offloads)
+    _print(summary)
+    if summary.get("error"):
+        print(f"shadowrec: {summary['error']}", file=sys.stderr)
+        return 1
+    if summary.get("worker_failures"):
+        print(f"shadowrec: {summary['worker_failures']} capture worker failure(s), exit codes "
+              f"{summary['worker_exit_codes']} (see the log above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+# the catalog ------------------------------------------------------------------------------------
+def _add_calls(sub: Any) -> None:
     c = sub.add_parser("calls", help="list recorded calls from the catalog")
     c.add_argument("--out", required=True, help="output directory given to record")
     c.add_argument("--json", action="store_true", help="print a JSON array of call metadata")
@@ -265,11 +134,33 @@ def main(argv=None) -> int:
     c.add_argument("--until", help="started before (ISO 8601 UTC)")
     c.add_argument("--dn", help="directory number on either side")
     c.add_argument("--device", help="device name on either side (case-insensitive)")
-    c.add_argument("--end-reason", choices=["bye", "rtp_timeout", "capture_end", "shutdown"])
+    c.add_argument("--end-reason", choices=[r.value for r in EndReason if r is not EndReason.REJECTED])
     c.add_argument("--primary-failed", action="store_true", help="only calls that outlived the primary")
     c.add_argument("--limit", type=int)
     c.set_defaults(func=_calls)
 
+
+def _calls(args: Args) -> int:
+    from capture.store.catalog import Catalog
+
+    path = os.path.join(args.out, "catalog.sqlite")
+    if not os.path.exists(path):
+        raise ConfigError(f"no catalog in {args.out}")
+    cat = Catalog(path)
+    rows = cat.query(since=args.since, until=args.until, dn=args.dn, device=args.device, end_reason=args.end_reason,
+                     primary_failed=True if args.primary_failed else None, limit=args.limit)
+    cat.close()
+    if args.json:
+        return _print(rows)
+    for r in rows:
+        failed = " primary-failed" if r["primary"]["failed_at"] else ""
+        print(f"{r['id']}  {r['started_at']}  {r['duration_s'] or 0:8.3f}s  {r['near']['dn']:>10} "
+              f"<-> {r['far']['dn']:<10}  {r['codec'] or '-':5} {r['end_reason'] or r['state']}{failed}")
+    return 0
+
+
+# tools for tests and demos ----------------------------------------------------------------------
+def _add_synth(sub: Any) -> None:
     s = sub.add_parser("synth", help="write a synthetic BiB capture")
     s.add_argument("output")
     s.add_argument("--calls", type=int, default=10)
@@ -293,6 +184,22 @@ def main(argv=None) -> int:
     s.add_argument("--pcapng", action="store_true")
     s.set_defaults(func=_synth)
 
+
+def _synth(args: Args) -> int:
+    from capture.testing.synth import SynthSpec, generate
+
+    spec = SynthSpec(calls=args.calls, duration_s=args.duration, spacing_s=args.spacing, codec=args.codec,
+                     transport=args.transport, tcp_split=args.tcp_split, loss=args.loss, dup=args.dup,
+                     reorder=args.reorder, jitter_ms=args.jitter_ms, dtmf=args.dtmf,
+                     vlan=tuple(args.vlan or ()), ipv6=args.ipv6, fail_at_s=args.fail_at,
+                     calls_after_fail=args.calls_after_fail, noise_flows=args.noise_flows,
+                     garbage=args.garbage, seed=args.seed, keep_audio=False, pcapng=args.pcapng)
+    calls = generate(args.output, spec)
+    print(json.dumps({"output": args.output, "calls": len(calls), "answered": sum(c.answered for c in calls)}))
+    return 0
+
+
+def _add_replay(sub: Any) -> None:
     rp = sub.add_parser("replay", help="send a capture's frames out of an interface at their original pace")
     rp.add_argument("file")
     rp.add_argument("--iface", required=True)
@@ -300,37 +207,97 @@ def main(argv=None) -> int:
     rp.add_argument("--topspeed", action="store_true", help="send as fast as possible")
     rp.set_defaults(func=_replay)
 
+
+def _replay(args: Args) -> int:
+    from capture.testing.replay import replay
+
+    print(json.dumps(replay(args.file, args.iface, args.speed, args.topspeed)))
+    return 0
+
+
+# the standby ----------------------------------------------------------------------------------
+def _vrrp_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vrid", type=int, required=True, help="virtual router id (the primary's keepalived's)")
+    p.add_argument("--vip", action="append", required=True, help="virtual address with prefix, e.g. 198.18.0.20/24")
+    p.add_argument("--priority", type=int, default=50, help="normal priority, below the primary's (default 50)")
+    p.add_argument("--takeover-priority", type=int, default=254,
+                   help="priority advertised while the primary's recorder is dead (default 254)")
+    p.add_argument("--advert-int", type=float, default=1.0, help="advertisement interval in seconds (default 1)")
+    p.add_argument("--no-preempt", action="store_true")
+
+
+def _vrrp_config(args: Args) -> Any:
+    from appliance.standby.vrrp.state import VrrpConfig
+
+    return VrrpConfig(vrid=args.vrid, priority=args.priority, takeover_priority=args.takeover_priority,
+                      advert_int_cs=round(args.advert_int * 100), preempt=not args.no_preempt)
+
+
+def _add_vrrp(sub: Any) -> None:
     v = sub.add_parser("vrrp", help="be the VRRPv3 backup of the primary recorder's virtual IP (root)")
     v.add_argument("--iface", required=True, help="interface that shares the VIP's subnet with the primary")
-    v.add_argument("--vrid", type=int, required=True, help="virtual router id (the primary's keepalived's)")
-    v.add_argument("--vip", action="append", required=True, help="virtual address with prefix, e.g. 198.18.0.20/24")
-    v.add_argument("--priority", type=int, default=50, help="normal priority, below the primary's (default 50)")
-    v.add_argument("--takeover-priority", type=int, default=254,
-                   help="priority advertised while the primary's recorder is dead (default 254)")
-    v.add_argument("--advert-int", type=float, default=1.0, help="advertisement interval in seconds (default 1)")
-    v.add_argument("--no-preempt", action="store_true")
+    _vrrp_args(v)
     v.add_argument("--status-file", help="write the instance's status here five times a second")
     v.set_defaults(func=_vrrp)
 
+
+def _vrrp(args: Args) -> int:
+    import signal
+    import threading
+
+    from appliance.standby.vrrp.scheduler import VrrpRunner
+    from appliance.standby.vrrp.state import Event
+    from capture.store.files import write_json_atomic
+
+    try:
+        runner = VrrpRunner(_vrrp_config(args), args.iface, args.vip)
+    except OSError as e:
+        raise ConfigError(str(e)) from None
+    signal.signal(signal.SIGTERM, lambda *_: runner.post(Event.SHUTDOWN))
+    signal.signal(signal.SIGINT, lambda *_: runner.post(Event.SHUTDOWN))
+    signal.signal(signal.SIGUSR1, lambda *_: print(json.dumps(runner.status()), file=sys.stderr, flush=True))
+    # operator or test hooks for the health verdict: SIGUSR2 = primary dead, SIGHUP = primary alive
+    signal.signal(signal.SIGUSR2, lambda *_: runner.post(Event.PRIMARY_DEAD))
+    signal.signal(signal.SIGHUP, lambda *_: runner.post(Event.PRIMARY_ALIVE))
+    if args.status_file:
+        def dump() -> None:
+            while not runner.stop:
+                write_json_atomic(args.status_file, runner.status())
+                time.sleep(0.2)
+        threading.Thread(target=dump, daemon=True).start()
+    runner.run()
+    print(json.dumps(runner.status()))
+    return 0
+
+
+def _add_run(sub: Any) -> None:
     r2 = sub.add_parser("run", help="the standby: record from SPAN, take over the VIP and answer calls when the "
                                     "primary dies (root)")
     r2.add_argument("--span", required=True, help="the SPAN (mirror) interface")
     r2.add_argument("--service", required=True, help="the interface on the VIP's LAN (VRRP, SIP, RTP)")
-    r2.add_argument("--vrid", type=int, required=True)
-    r2.add_argument("--vip", action="append", required=True, help="virtual address with prefix")
     r2.add_argument("--primary", required=True, help="the primary recorder host's own address (health probes)")
-    r2.add_argument("--out", required=True)
-    r2.add_argument("--priority", type=int, default=50)
-    r2.add_argument("--takeover-priority", type=int, default=254)
-    r2.add_argument("--advert-int", type=float, default=1.0)
-    r2.add_argument("--no-preempt", action="store_true")
+    _vrrp_args(r2)
     r2.add_argument("--probe-interval", type=float, default=0.2, help="seconds between OPTIONS probes")
-    r2.add_argument("--sip-port", type=int, action="append")
-    r2.add_argument("--rtp-timeout", type=float, default=30.0)
-    r2.add_argument("--fsync-interval", type=float, default=5.0)
+    _recording_args(r2, 5.0)
     r2.add_argument("--seconds", type=float)
     r2.set_defaults(func=_run)
 
+
+def _run(args: Args) -> int:
+    from appliance.standby.takeover import Standby
+    from capture.live.iface import SpanInterface
+
+    opts = recorder_options(_settings(args), state_file=os.path.join(args.out, "state-0.json"))
+    os.makedirs(args.out, exist_ok=True)
+    with SpanInterface(args.span):
+        standby = Standby(args.span, args.service, opts, _vrrp_config(args), args.vip, args.primary,
+                          probe_interval=args.probe_interval)
+        summary = standby.run(args.seconds)
+    return _print(summary)
+
+
+# the lab and the service ------------------------------------------------------------------------
+def _add_lab(sub: Any) -> None:
     lb = sub.add_parser("lab", help="a whole site in namespaces; kill the primary mid-call and report (root)")
     lb.add_argument("--kill", choices=["crash", "host", "net"], default="crash",
                     help="crash: recorder process; host: all its processes and links; net: its switch port")
@@ -340,31 +307,86 @@ def main(argv=None) -> int:
     lb.add_argument("--probe-interval", type=float, default=0.2, help="shadowrec's health probes (default 0.2 s)")
     lb.add_argument("--work", help="where recordings and logs go (default /tmp/shadowrec-lab-MODE)")
     lb.set_defaults(func=_lab)
-
+    # the lab's own actors, started by it inside its namespaces
     lc = sub.add_parser("lab-cucm", help=argparse.SUPPRESS)
-    lc.add_argument("--ip", required=True)
-    lc.add_argument("--vip", required=True)
-    lc.add_argument("--phones", required=True)
-    lc.add_argument("--plan", required=True)
-    lc.add_argument("--manifest", required=True)
+    for name in ("--ip", "--vip", "--phones", "--plan", "--manifest"):
+        lc.add_argument(name, required=True)
     lc.set_defaults(func=_lab_cucm)
     lr = sub.add_parser("lab-recorder", help=argparse.SUPPRESS)
     lr.add_argument("--address", required=True)
     lr.set_defaults(func=_lab_recorder)
 
+
+def _lab(args: Args) -> int:
+    from appliance.lab.site import run_lab
+
+    report = run_lab(args.kill, args.work, args.calls_before, args.calls_after, advert=args.advert_int,
+                     probe=args.probe_interval)
+    json.dump(report, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+def _lab_cucm(args: Args) -> int:
+    from appliance.lab.sim import Cucm
+
+    plan = [tuple(float(x) for x in item.split(":")) for item in args.plan.split(";")]
+    Cucm(args.ip, args.vip, args.phones.split(","), plan, args.manifest).run()
+    return 0
+
+
+def _lab_recorder(args: Args) -> int:
+    from appliance.lab.sim import run_recorder
+
+    run_recorder(args.address)
+    return 0
+
+
+def _add_serve(sub: Any) -> None:
     sv = sub.add_parser("serve", help="run the appliance (capture or standby, and the status API) as a service")
     sv.add_argument("--config", default=None,
                     help="TOML settings (default $SHADOWREC_CONFIG or /etc/shadowrec/shadowrec.toml); "
                          "SHADOWREC_<SECTION>__<KEY> variables override it")
     sv.set_defaults(func=_serve)
 
-    args = p.parse_args(argv)
+
+def _serve(args: Args) -> int:
+    from appliance.config import load
+    from appliance.service import serve
+
+    return serve(load(args.config))
+
+
+# the command ----------------------------------------------------------------------------------
+def _print(obj: Any) -> int:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
+    print()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="shadowrec", description="Passive recorder for Cisco Built-in-Bridge calls.")
+    p.add_argument("--version", action="version", version=f"shadowrec {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every parse error, not only the first 20")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    for add in (_add_record, _add_capture, _add_calls, _add_synth, _add_replay, _add_vrrp, _add_run, _add_lab,
+                _add_serve):
+        add(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.verbose:
-        from capture import recorder as pipeline
-        pipeline.MAX_LOGGED_ERRORS = 1 << 60
-    return args.func(args)
+        from capture import recorder
+        recorder.MAX_LOGGED_ERRORS = 1 << 60
+    try:
+        return int(args.func(args))
+    except ConfigError as e:          # settings or an interface that cannot work: one line, exit 2
+        print(f"shadowrec: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ from __future__ import annotations
 import ipaddress
 import os
 from contextvars import ContextVar
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from capture.errors import ConfigError
+from capture.options import Options
 
 DEFAULT_PATH = "/etc/shadowrec/shadowrec.toml"
 _PATH: ContextVar = ContextVar("shadowrec_config_path", default=None)
@@ -23,26 +25,41 @@ def config_path() -> str:
     return _PATH.get() or os.environ.get("SHADOWREC_CONFIG", DEFAULT_PATH)
 
 
-class CaptureSettings(BaseModel):
-    span: str = Field("span0", description="SPAN (mirror) interface")
+class RecordingSettings(BaseModel):
+    """What the recorder is told: the command line's recording options and the config's [capture]
+    share these (``recorder_options`` turns them into the recorder's ``Options``)."""
+
     out: str = Field("/var/lib/shadowrec", description="recordings, sidecars, catalog, status files")
+    sip_ports: list[int] = Field([5060], min_length=1)
+    rtp_timeout_s: float = Field(30.0, gt=0)
+    fsync_interval_s: float = Field(5.0, ge=0)
+    queue_mb: int = Field(64, ge=1, le=4096, description="writes waiting for the disk per worker (MiB); beyond "
+                          "it capture waits while its ring is under half full, then audio is dropped and counted")
+    reserve_calls: int = Field(1024, ge=0, le=100000, description="audio rings allocated at start per worker "
+                               "(32 KiB a call); the site's concurrent calls, so a burst costs capture no page faults")
+    keep_pcap: bool = Field(False, description="also keep a raw pcap of every call (always for codecs not decoded)")
+
+    @field_validator("sip_ports")
+    @classmethod
+    def _ports(cls, v: list[int]) -> list[int]:
+        if any(not 0 < p < 65536 for p in v):
+            raise ValueError("SIP ports must be 1-65535")
+        return v
+
+
+class CaptureSettings(RecordingSettings):
+    span: str = Field("span0", description="SPAN (mirror) interface")
     workers: int = Field(1, ge=1, le=64)
     ring_mb: int = Field(256, ge=4, le=4096)
     queue_mb: int = Field(64, ge=4, le=4096, description="writes waiting for the disk per worker (MiB); beyond "
                           "it capture waits while its ring is under half full, then audio is dropped and counted")
-    reserve_calls: int = Field(1024, ge=0, le=100000, description="audio rings allocated at start per worker "
-                               "(32 KiB a call); the site's concurrent calls, so a burst costs capture no page faults")
-    sip_ports: list[int] = Field([5060], min_length=1)
-    rtp_timeout_s: float = Field(30.0, gt=0)
-    fsync_interval_s: float = Field(5.0, ge=0)
     filter: str | None = None
 
-    @field_validator("sip_ports")
-    @classmethod
-    def _ports(cls, v):
-        if any(not 0 < p < 65536 for p in v):
-            raise ValueError("SIP ports must be 1-65535")
-        return v
+
+def recorder_options(s: RecordingSettings, **extra: Any) -> Options:
+    """The one place where settings become the recorder's Options (``extra``: state_file...)."""
+    return Options(out_dir=s.out, sip_ports=tuple(s.sip_ports), rtp_timeout_s=s.rtp_timeout_s, keep_pcap=s.keep_pcap,
+                   durable_s=s.fsync_interval_s, queue_mb=s.queue_mb, reserve_calls=s.reserve_calls, **extra)
 
 
 class StandbySettings(BaseModel):
@@ -97,6 +114,12 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
+def settings_error(what: str, e: ValidationError) -> str:
+    """pydantic's errors as one line naming every bad field."""
+    lines = [f"{'.'.join(str(x) for x in err['loc']) or 'settings'}: {err['msg']}" for err in e.errors()]
+    return f"bad {what}: " + "; ".join(lines)
+
+
 def load(path: str | None = None) -> Settings:
     """Read the settings; any problem is one ConfigError naming the file and the fields."""
     if path is not None and not os.path.exists(path):
@@ -105,9 +128,7 @@ def load(path: str | None = None) -> Settings:
     try:
         return Settings()
     except ValidationError as e:
-        where = config_path()
-        lines = [f"{'.'.join(str(x) for x in err['loc']) or 'settings'}: {err['msg']}" for err in e.errors()]
-        raise ConfigError(f"bad configuration ({where}): " + "; ".join(lines)) from None
+        raise ConfigError(settings_error(f"configuration ({config_path()})", e)) from None
     except Exception as e:          # a TOML syntax error
         raise ConfigError(f"cannot read configuration {config_path()}: {e}") from None
     finally:

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from appliance.config import Settings
+from appliance.config import Settings, recorder_options
 
 log = logging.getLogger("shadowrec")
 
@@ -40,10 +40,8 @@ def sd_notify(msg: str) -> bool:
 
 def _child(settings: Settings):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from capture.recorder import Options
     c = settings.capture
-    opts = Options(out_dir=c.out, sip_ports=tuple(c.sip_ports), rtp_timeout_s=c.rtp_timeout_s,
-                   durable_s=c.fsync_interval_s, queue_mb=c.queue_mb, reserve_calls=c.reserve_calls)
+    opts = recorder_options(c)
     if settings.standby.enabled:
         from capture.live.iface import SpanInterface
 
@@ -57,7 +55,7 @@ def _child(settings: Settings):
             summary = Standby(c.span, sb.service, opts, cfg, sb.vips, sb.primary, sb.probe_interval_s,
                               c.ring_mb).run()
     else:
-        from capture.live.worker import capture
+        from capture.live.pool import capture
         summary = capture(c.span, opts, workers=c.workers, ring_mb=c.ring_mb, bpf=c.filter)
     if summary.get("error") or summary.get("worker_failures"):
         sys.exit(1)          # e.g. the SPAN interface went away: the supervisor logs it and retries
@@ -84,7 +82,7 @@ class Supervisor:
         self.proc.start()
 
     def _loop(self):
-        from capture.live.worker import merge_counters
+        from capture.live.status import merge_counters
 
         from appliance.api.deps import worker_status
         backoff = 1.0

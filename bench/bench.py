@@ -27,9 +27,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numpy as np  # noqa: E402
 
-from capture import speedups as _impl  # noqa: E402
+from capture import speedups  # noqa: E402
 from capture.testing import synth  # noqa: E402
-from capture.recorder import Options, Recorder  # noqa: E402
+from capture.options import Options  # noqa: E402
+from capture.recorder import Recorder  # noqa: E402
 from capture.store.writer import BATCH_BYTES  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -109,7 +110,7 @@ def main():
     base = min((json.loads(subprocess.run([binary, cap], capture_output=True, text=True, check=True).stdout)
                 for _ in range(3)), key=lambda r: r["seconds"])
     results.append(row("baseline: C libpcap pcap_next_ex read", base["packets"], base["seconds"]))
-    c = _impl.load(pure=False)
+    c = speedups.load(pure=False)
     if c.name != "c":
         sys.exit("the C kernels are not built: pip install . (or python setup.py build_ext --inplace)")
     with open(cap, "rb") as f:
@@ -133,7 +134,7 @@ def main():
     record_s = s
     floor_s, floor_bytes = write_floor(os.path.join(args.dir, "out-c"), os.path.join(args.dir, "out-floor"),
                                        c.engine.pwrite_batch)
-    s, summ2 = record(small, os.path.join(args.dir, "out-py"), _impl.load(pure=True))
+    s, summ2 = record(small, os.path.join(args.dir, "out-py"), speedups.load(pure=True))
     results.append(row(f"shadowrec record, Python twins ({summ2['calls_recorded']} calls)", summ2["records_read"], s))
     results.append(row("floor: writing the run's WAVs alone", summ["records_read"], floor_s))
     print(f"record run on {args.calls} calls: ratio to the libpcap baseline "

@@ -30,7 +30,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from capture.live import worker as live  # noqa: E402
+from capture.live import status as live  # noqa: E402
 from capture.testing import synth  # noqa: E402
 from lab import SpanLab  # noqa: E402
 
@@ -185,13 +185,14 @@ def capacity(lab, workers, traffic, work, ring_mb, pps, calls):
 
 MEM_CODE = """
 import mmap, sys
-from capture import _impl
-from capture.pipeline import Options, Recorder
+from capture import speedups
+from capture.options import Options
+from capture.recorder import Recorder
 path, out, cut = sys.argv[1], sys.argv[2], int(sys.argv[3])
 r = Recorder(Options(out_dir=out))
 f = open(path, "rb")
 mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-idx = _impl.default().Indexer(mm)
+idx = speedups.default().Indexer(mm)
 while True:
     b = idx.next_batch(65536)
     if not len(b[0]):

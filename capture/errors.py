@@ -2,7 +2,18 @@
 
 Every parser raises a subclass of :class:`ParseError` with a message that says what was
 wrong and where; the capture loop catches :class:`ParseError`, counts it under the class
-name and carries on, so bad input never stops a recording.
+name and carries on, so bad input never stops a recording::
+
+    CaptureError
+    ├── ParseError
+    │   ├── Truncated       a frame, an ICMP quote, a SIP message shorter than it says
+    │   ├── Unsupported     well-formed, but not handled (a link type, an ethertype)
+    │   ├── PcapError       a capture file that is corrupt or not one
+    │   ├── SipError        a malformed SIP message
+    │   ├── SdpError        a malformed SDP body
+    │   └── RtpError        a malformed RTP header or telephone-event payload
+    ├── ConfigError         settings that cannot work
+    └── InterfaceError      the capture interface went away
 """
 
 
@@ -32,6 +43,10 @@ class SipError(ParseError):
 
 class SdpError(ParseError):
     """A malformed SDP body."""
+
+
+class RtpError(ParseError):
+    """An RTP packet (or its telephone-event payload) shorter or otherwise other than its header says."""
 
 
 class ConfigError(CaptureError):

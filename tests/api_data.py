@@ -5,7 +5,8 @@ import time
 
 from capture.testing import synth
 from capture.wire._pcapfile_py import Indexer
-from capture.recorder import Options, Recorder
+from capture.options import Options
+from capture.recorder import Recorder
 from capture.store.files import write_json_atomic
 
 
@@ -24,7 +25,7 @@ def make(out: str) -> dict:
     keep = b[2] < b[2][0] + 3 * 10**9
     live.feed(buf, *(x[keep] for x in b))
     live.tick(int(b[2][keep][-1]) + 10**9)
-    live.catalog.commit()
+    live.calls.catalog.commit()
     status = live.status()
     status.update({"worker": 0, "workers": 1, "received": 1234, "kernel_packets": 1234, "kernel_drops": 7,
                    "link_errors": 2, "last_packet_at": time.time() - 5, "write_wait_s": 1.25,

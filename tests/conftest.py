@@ -11,11 +11,11 @@ if os.environ.get("CI"):
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from capture import speedups as _impl  # noqa: E402
+from capture import speedups  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
-C = _impl.load(pure=False)
-PY = _impl.load(pure=True)
+C = speedups.load(pure=False)
+PY = speedups.load(pure=True)
 if C.name != "c" and os.environ.get("CI"):
     raise RuntimeError("the C kernels must be built for CI (pip install -e . or setup.py build_ext --inplace)")
 IMPLS = [pytest.param(C, id="c"), pytest.param(PY, id="python")]

@@ -20,7 +20,7 @@ def datadir(tmp_path_factory):
     os.makedirs(out)
     keep = api_data.make(out)
     yield out
-    keep["recorder"].catalog.close()
+    keep["recorder"].calls.catalog.close()
 
 
 def client(out, token=""):

@@ -38,7 +38,7 @@ def server(tmp_path_factory):
     yield f"http://127.0.0.1:{port}/", out
     srv.should_exit = True
     t.join(5)
-    keep["recorder"].catalog.close()
+    keep["recorder"].calls.catalog.close()
 
 
 def chromium(tmp_path, *args):

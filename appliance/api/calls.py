@@ -1,23 +1,16 @@
 import os
 from datetime import datetime, timezone
-from enum import Enum
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import FileResponse
 
 from appliance.config import Settings
+from capture.sip.calls import EndReason
 from appliance.api.deps import catalog, get_settings, require_token
 from appliance.api.schemas import Call, CallPage
 
 router = APIRouter(prefix="/calls", tags=["calls"], dependencies=[Depends(require_token)])
 CALL_ID = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,80}$", description="the call's id")
-
-
-class EndReason(str, Enum):
-    bye = "bye"
-    rtp_timeout = "rtp_timeout"
-    capture_end = "capture_end"
-    shutdown = "shutdown"
 
 
 def _iso(v: datetime | None) -> str | None:

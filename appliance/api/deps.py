@@ -6,7 +6,7 @@ import os
 
 from fastapi import Depends, HTTPException, Request, status
 
-from capture.live.worker import read_statuses
+from capture.live.status import read_statuses
 
 from appliance.config import Settings
 

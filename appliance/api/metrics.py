@@ -2,7 +2,7 @@ from fastapi import APIRouter, Depends, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from capture.live.worker import merge_counters
+from capture.live.status import merge_counters
 
 from appliance.config import Settings
 from appliance.api.deps import get_settings, require_token, worker_status

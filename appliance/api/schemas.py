@@ -5,6 +5,8 @@ from enum import Enum
 
 from pydantic import BaseModel, Field
 
+from capture.store.sidecar import Sidecar
+
 
 class Role(str, Enum):
     MASTER = "MASTER"
@@ -61,40 +63,12 @@ class Status(BaseModel):
     disk: Disk
 
 
-class Party(BaseModel):
-    device: str
-    dn: str
-    refci: str
-
-
-class Primary(BaseModel):
-    address: str
-    port: int
-    failed_at: str | None
-    evidence: list[dict]
-
-
-class Call(BaseModel):
-    id: str
-    kind: str
-    state: str
-    started_at: str
-    ended_at: str | None
-    duration_s: float | None
-    end_reason: str | None
-    codec: str | None
-    near: Party
-    far: Party
-    primary: Primary
-    streams: list[dict]
-    wav: str
-    answered_by: str | None = None
-    previous: str | None = None
-    events: list[dict] = []
+Call = Sidecar       # a call is its sidecar: one typed record (capture/store/sidecar.py) for the file, the
+                     # catalog, ``shadowrec calls --json`` and this API
 
 
 class CallPage(BaseModel):
-    items: list[Call]
+    items: list[Sidecar]
     offset: int
     limit: int
     next_offset: int | None = Field(description="pass as offset for the next page; null on the last")

@@ -4,7 +4,7 @@ import time
 from fastapi import APIRouter, Depends
 
 from capture import __version__
-from capture.live.worker import merge_counters
+from capture.live.status import merge_counters
 
 from appliance.config import Settings
 from appliance.api.deps import get_settings, require_token, worker_status

@@ -24,7 +24,7 @@ import signal
 import threading
 
 from capture.live.worker import Worker
-from capture.recorder import Options
+from capture.options import Options
 
 from appliance.standby.probe import Prober, Verdict
 from appliance.standby.sipserver import SipServer

@@ -31,15 +31,6 @@ POLL_ERRORS = select.POLLERR | select.POLLHUP | select.POLLNVAL
 log = logging.getLogger("shadowrec")
 
 
-def compile_bpf(expr: str, snaplen: int = 262144) -> list:
-    """Compile a tcpdump filter with libpcap (through pcapy-ng) to classic BPF instructions."""
-    import pcapy
-    try:
-        return pcapy.compile(1, snaplen, expr, 1, 0).get_bpf()
-    except Exception as e:     # pcapy raises its own PcapError type
-        raise ConfigError(f"bad capture filter {expr!r}: {e}") from e
-
-
 class Ring:
     """Receive ring on ``ifname``: ``block_size`` × ``blocks`` bytes (32 MiB or more for bursts)."""
 

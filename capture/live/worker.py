@@ -1,58 +1,29 @@
-"""Live recording from a SPAN interface: ``shadowrec capture --iface IF --out DIR``.
-
-One worker per core. Each opens its own TPACKET_V3 ring on the interface with a BPF
-filter that lets every worker see all SIP and ICMP (little traffic; every worker keeps the
-whole call table) but only the RTP of the phones whose source address hashes to it. Both
-BiB streams of a call come from the agent's phone, so a call's audio lands on exactly one
-worker, which is the one that opens its files (``Options.own_by_rtp``).
-
-Writes go through a bounded queue to a writer thread; when the disk falls behind, audio
-is dropped and counted instead of stalling the ring. SIGUSR1 prints the counters,
-SIGTERM/SIGINT stop cleanly: open calls are written up to now and saved, and the next
-start on the same DIR resumes them in the same files.
+"""One capture worker: its kernel rings (the SPAN port, and the VIP's interface when shadowrec
+answers calls itself), one recorder, a writer thread, its status file every second. It reads ring
+blocks until told to stop, ticks the recorder by wall time while the rings are idle, and on a stop
+reads what the rings still hold from before it, then saves its open calls to resume them.
 """
 from __future__ import annotations
 
-import glob
-import json
 import logging
-import multiprocessing as mp
 import os
-import signal
-import sys
 import time
 
-from capture import speedups as _impl
+from capture import speedups
 from capture.errors import InterfaceError
-from capture.recorder import Options, Recorder
+from capture.live.filter import compile_bpf, worker_filter
+from capture.live.ring import Ring
+from capture.options import Options
+from capture.sip.calls import EndReason
+from capture.recorder import Recorder
 from capture.store.files import write_json_atomic
 from capture.store.writer import QueuedIO
 
 log = logging.getLogger("shadowrec")
-MAX_WORKER_FAILURES = 10     # restarts of failed workers before the whole capture gives up
-NS = 1_000_000_000
 # 256 MiB of ring per worker: about 2 s of a saturated 1 Gb/s port, enough for a burst of call set-ups
 # (measured: 64 MiB dropped 8-12% at 480k pps while 2,000 calls were set up in a second; 256 MiB dropped 0)
 DEFAULT_RING_MB = 256
 DRAIN_S = 10.0       # at a stop, read what the ring holds for at most this long (a full 256 MiB ring: ~2 s)
-
-
-def rtp_filter(sip_ports=(5060,)) -> str:
-    """SIP (UDP/TCP), RTP-looking UDP (version 2), ICMP errors and IP fragments."""
-    sip = " or ".join(f"port {p}" for p in sip_ports)
-    return (f"(udp and ({sip})) or (tcp and ({sip})) or icmp or icmp6 or "
-            "(ip and ip[6:2] & 0x3fff != 0) or (ip6 and ip6[6] = 44)")
-
-
-def worker_filter(k: int, n: int, sip_ports=(5060,), extra: str | None = None) -> str:
-    """Worker ``k`` of ``n``: everything but RTP, and RTP from phones with address % n == k."""
-    base = rtp_filter(sip_ports)
-    rtp = "(udp[8] & 0xc0 = 0x80)"
-    if n > 1:
-        rtp = f"({rtp} and ((ip and ip[12:4] % {n} = {k}) or (ip6 and ip6[20:4] % {n} = {k})))"
-    f = f"({base}) or (udp and {rtp})"
-    f = f"({f}) or (vlan and ({f}))"
-    return f"({f}) and ({extra})" if extra else f
 
 
 class Worker:
@@ -61,10 +32,9 @@ class Worker:
 
     def __init__(self, iface, opts: Options, k: int = 0, n: int = 1, ring_mb: int = DEFAULT_RING_MB,
                  block_kb: int = 1024, bpf: str | None = None, answered=None):
-        from capture.live.ring import Ring, compile_bpf
         self.k, self.n = k, n
         self.opts = opts
-        self.impl = _impl.default()
+        self.impl = speedups.default()
         block = block_kb * 1024
         prog = compile_bpf(worker_filter(k, n, opts.sip_ports, bpf))
         ifaces = [iface] if isinstance(iface, str) else list(iface)
@@ -194,155 +164,10 @@ class Worker:
             self._drain()
         rec.now = max(rec.now, time.time_ns())
         final = self.counters()
-        final.update(rec.finish("shutdown"))
+        final.update(rec.finish(EndReason.SHUTDOWN))
         if error:
             final["error"] = error
         write_json_atomic(self.status_path, final)
         for r in self.rings:
             r.close()
         return final
-
-
-def _worker_main(iface, opts, k, n, ring_mb, block_kb, bpf, max_seconds, ready):
-    w = Worker(iface, opts, k, n, ring_mb, block_kb, bpf)
-
-    def on_stop(*_):
-        w.stop = True
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGUSR1, lambda *_: print(json.dumps(w.counters(), sort_keys=True), file=sys.stderr,
-                                                   flush=True))
-    ready.set()
-    if w.run(max_seconds).get("error"):
-        sys.exit(1)               # the parent logs it and starts the worker again
-
-
-def capture(iface: str, opts: Options, workers: int = 1, ring_mb: int = DEFAULT_RING_MB, block_kb: int = 1024,
-            bpf: str | None = None, max_seconds: float | None = None, offloads_off: bool = True,
-            on_ready=None) -> dict:
-    """Record live until SIGTERM/SIGINT (or ``max_seconds``); returns the merged counters."""
-    from capture.live.iface import SpanInterface
-    os.makedirs(opts.out_dir, exist_ok=True)
-    with SpanInterface(iface, offloads_off):
-        if workers == 1:
-            opts.state_file = opts.state_file or os.path.join(opts.out_dir, "state-0.json")
-            w = Worker(iface, opts, 0, 1, ring_mb, block_kb, bpf)
-
-            def on_stop(*_):
-                w.stop = True
-
-            old = {s: signal.signal(s, on_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-            old[signal.SIGUSR1] = signal.signal(
-                signal.SIGUSR1, lambda *_: print(json.dumps(w.counters(), sort_keys=True), file=sys.stderr, flush=True))
-            if on_ready:
-                on_ready()
-            try:
-                return w.run(max_seconds)
-            finally:
-                for s, h in old.items():
-                    signal.signal(s, h)
-        ctx = mp.get_context("fork")
-        t0 = time.monotonic()
-
-        def start(k: int):
-            o = Options(**{**vars(opts), "own_by_rtp": True,
-                           "state_file": os.path.join(opts.out_dir, f"state-{k}.json")})
-            ev = ctx.Event()
-            left = None if max_seconds is None else max(0.1, max_seconds - (time.monotonic() - t0))
-            p = ctx.Process(target=_worker_main, args=(iface, o, k, workers, ring_mb, block_kb, bpf, left, ev),
-                            name=f"shadowrec-capture-{k}")
-            p.start()
-            return p, ev
-
-        procs, readies = zip(*(start(k) for k in range(workers)))
-        procs = list(procs)
-        for p, ev in zip(procs, readies):     # a worker that dies starting is not waited for
-            deadline = time.monotonic() + 30
-            while not ev.wait(0.1) and p.is_alive() and time.monotonic() < deadline:
-                pass
-        if on_ready:
-            on_ready()
-        stopping = []
-        failures: list = []        # (worker, exit code)
-
-        def forward(sig, _frame):
-            if sig != signal.SIGUSR1:
-                stopping.append(sig)
-            for p in procs:
-                if p.is_alive():
-                    os.kill(p.pid, sig if sig != signal.SIGINT else signal.SIGTERM)
-
-        old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
-        try:
-            while True:
-                alive = False
-                for k, p in enumerate(procs):
-                    p.join(0.2 / workers)
-                    if p.is_alive():
-                        alive = True
-                    elif p.exitcode != 0 and not stopping and not _over(t0, max_seconds):
-                        # a worker died (an exception, a signal): say so and start it again. The
-                        # calls it had open are lost from here on; new calls are recorded again.
-                        failures.append((k, p.exitcode))
-                        if len(failures) > MAX_WORKER_FAILURES:
-                            log.error("capture worker %d exited with code %s, %d failures: stopping",
-                                      k, p.exitcode, len(failures))
-                            forward(signal.SIGTERM, None)
-                            continue
-                        log.error("capture worker %d exited with code %s; starting it again", k, p.exitcode)
-                        procs[k] = start(k)[0]
-                        alive = True
-                if not alive:
-                    break
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-        merged = merge_status(opts.out_dir, workers)
-        merged["worker_failures"] = len(failures)
-        merged["worker_exit_codes"] = [c for _, c in failures]
-        return merged
-
-
-def _over(t0: float, max_seconds: float | None) -> bool:
-    return max_seconds is not None and time.monotonic() - t0 >= max_seconds
-
-
-def merge_counters(statuses: list) -> dict:
-    """The workers' counters added up: every number, and the parse errors by class; of the
-    times, the latest packet's."""
-    merged: dict = {"errors": {}}
-    for s in statuses:
-        for key, v in s.items():
-            if key == "last_packet_at":
-                if v is not None:
-                    merged[key] = max(merged.get(key) or v, v)
-            elif isinstance(v, (int, float)) and not isinstance(v, bool) and key not in ("worker", "workers", "time",
-                                                                                         "age_s"):
-                merged[key] = merged.get(key, 0) + v
-            elif key == "errors":
-                for e, c in v.items():
-                    merged["errors"][e] = merged["errors"].get(e, 0) + c
-    return merged
-
-
-def read_statuses(out_dir: str, workers: int | None = None) -> list:
-    """The workers' status files (rewritten every second), each with its ``age_s``: workers
-    0..N-1, or every status file in the directory."""
-    paths = ([os.path.join(out_dir, f"status-{k}.json") for k in range(workers)] if workers is not None
-             else sorted(glob.glob(os.path.join(out_dir, "status-*.json"))))
-    out = []
-    for p in paths:
-        try:
-            with open(p) as f:
-                s = json.load(f)
-            s["age_s"] = round(time.time() - os.path.getmtime(p), 3)
-            out.append(s)
-        except (OSError, ValueError):
-            continue
-    return out
-
-
-def merge_status(out_dir: str, workers: int) -> dict:
-    return {**merge_counters(read_statuses(out_dir, workers)), "workers": workers}
-

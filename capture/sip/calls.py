@@ -1,14 +1,14 @@
-"""Cisco BiB recording calls: dialogs, pairing and media mapping. Pure logic, no I/O.
+"""Cisco BiB recording calls: pairing, media mapping, endings. Pure logic, no I/O.
 
 Feed it SIP messages (``on_sip``), ICMP errors (``on_icmp``) and the passing of time
-(``tick``); it answers with *effects* (CallStarted, MediaMapped, CallEnded, Evidence) that
-the pipeline carries out. Time is always the packet's capture time, passed in.
+(``tick``); it answers with *effects* (CallStarted, MediaMapped, MediaUnmapped, CallEnded,
+Evidence) that the recorder carries out. Time is always the packet's capture time, passed in.
 
-A BiB call is two dialogs from CUCM to the recorder, one per voice. The From URI of each
-INVITE starts with ``x-nearend`` or ``x-farend`` and carries the same x-refci /
-x-farendrefci / cluster parameters, which pair them. Delayed offer: the recorder's 2xx
-carries the SDP offer (its address and port: where the phone will send RTP, hence the
-flow key), CUCM's ACK the answer (the phone's address and the codec).
+A BiB call is two dialogs from CUCM to the recorder, one per voice (``capture.sip.dialog``).
+The From URI of each INVITE starts with ``x-nearend`` or ``x-farend`` and carries the same
+x-refci / x-farendrefci / cluster parameters, which pair them. Delayed offer: the recorder's 2xx
+carries the SDP offer (its address and port: where the phone will send RTP, hence the flow
+key), CUCM's ACK the answer (the phone's address and the codec).
 """
 from __future__ import annotations
 
@@ -17,59 +17,36 @@ import heapq
 import ipaddress
 import itertools
 import socket
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 
-from capture.sip import sdp as sdp_mod
 from capture.clock import utc
 from capture.errors import ParseError
+from capture.sip import sdp
+from capture.sip.dialog import Dialog, DialogEvent, DialogState, dialog_transition
+from capture.sip.evidence import FORGET_NS, EvidenceItem, Transactions, icmp_evidence
+from capture.sip.message import SipMessage
+from capture.sip.sdp import Media
 from capture.wire.frame import flow_key
 
 NS = 1_000_000_000
 TIMER_B_NS = 32 * NS            # RFC 3261 Timer B: an INVITE left unanswered this long is dead
-TXN_FORGET_NS = 64 * NS
+
+__all__ = ["TIMER_B_NS", "Call", "CallEnded", "CallEvent", "CallStarted", "CallState", "CallTable", "Dialog",
+           "DialogEvent", "DialogState", "EndReason", "Evidence", "MediaMapped", "MediaUnmapped", "Party",
+           "bib_info", "call_transition", "dialog_transition", "make_call_id", "packed_address"]
 
 
-class DialogState(Enum):
-    """States of one recording dialog as the recorder's side of RFC 3261/6026 names them."""
+class EndReason(StrEnum):
+    """Why a call ended: the sidecar's ``end_reason``."""
 
-    CALLING = "Calling"          # INVITE seen, nothing back yet
-    PROCEEDING = "Proceeding"    # provisional response seen
-    ACCEPTED = "Accepted"        # 2xx seen, ACK not yet (RFC 6026)
-    CONFIRMED = "Confirmed"      # ACK seen: the dialog is confirmed
-    TERMINATED = "Terminated"    # BYE, CANCEL, a failure response or a timeout
-
-
-class DialogEvent(Enum):
-    PROVISIONAL = "1xx"
-    SUCCESS = "2xx"
-    FAILURE = "3xx-6xx"
-    ACK = "ACK"
-    BYE = "BYE"
-    CANCEL = "CANCEL"
-    TIMEOUT = "timeout"
-
-
-_DIALOG_TRANSITIONS = {
-    (DialogState.CALLING, DialogEvent.PROVISIONAL): DialogState.PROCEEDING,
-    (DialogState.CALLING, DialogEvent.SUCCESS): DialogState.ACCEPTED,
-    (DialogState.PROCEEDING, DialogEvent.SUCCESS): DialogState.ACCEPTED,
-    (DialogState.ACCEPTED, DialogEvent.ACK): DialogState.CONFIRMED,
-    (DialogState.CONFIRMED, DialogEvent.SUCCESS): DialogState.CONFIRMED,   # re-INVITE / 2xx retransmission
-    (DialogState.ACCEPTED, DialogEvent.SUCCESS): DialogState.ACCEPTED,
-}
-
-
-def dialog_transition(state: DialogState, event: DialogEvent) -> DialogState:
-    """The one transition function of a dialog; events that do not apply leave it as it is."""
-    if state is DialogState.TERMINATED:
-        return state
-    if event in (DialogEvent.BYE, DialogEvent.TIMEOUT):
-        return DialogState.TERMINATED
-    if event in (DialogEvent.FAILURE, DialogEvent.CANCEL) and state in (
-            DialogState.CALLING, DialogState.PROCEEDING):
-        return DialogState.TERMINATED
-    return _DIALOG_TRANSITIONS.get((state, event), state)
+    BYE = "bye"                  # the first BYE on either dialog (or both dialogs gone after answer)
+    RTP_TIMEOUT = "rtp_timeout"  # no RTP for rtp_timeout seconds (the end is its last packet)
+    CAPTURE_END = "capture_end"  # the capture file ended with the call open
+    SHUTDOWN = "shutdown"        # the recorder stopped with nowhere to save open calls
+    REJECTED = "rejected"        # never answered (a failure response, CANCEL, Timer B): nothing recorded
 
 
 class CallState(Enum):
@@ -102,21 +79,6 @@ class Party:
 
 
 @dataclass
-class Dialog:
-    call_id: str
-    role: str                      # "near" | "far"
-    call: "Call"
-    invite_cseq: int
-    state: DialogState = DialogState.CALLING
-    key: int | None = None         # flow key of the recorder's RTP address
-    recorder_media: str = ""
-    phone_addr: str = ""
-    codec: str = ""
-    audio_pt: int = -1
-    event_pt: int = -1
-
-
-@dataclass
 class Call:
     id: str
     pair_key: tuple
@@ -128,14 +90,14 @@ class Call:
     transport: str
     previous: str | None = None
     state: CallState = CallState.SETUP
-    dialogs: dict = field(default_factory=dict)      # role -> Dialog
+    dialogs: dict[str, Dialog] = field(default_factory=dict)      # role -> Dialog
     ended_ns: int | None = None
-    end_reason: str | None = None
-    evidence: list = field(default_factory=list)     # dicts: kind, at_ns, detail
+    end_reason: EndReason | None = None
+    evidence: list[EvidenceItem] = field(default_factory=list)
 
     @property
-    def failed_ns(self):
-        return min((e["at_ns"] for e in self.evidence), default=None)
+    def failed_ns(self) -> int | None:
+        return min((e.at_ns for e in self.evidence), default=None)
 
     @property
     def codec(self) -> str:
@@ -173,29 +135,24 @@ class MediaUnmapped:
 @dataclass(frozen=True)
 class CallEnded:
     call: Call
-    reason: str        # bye | rtp_timeout | capture_end | shutdown | rejected
+    reason: EndReason
     at_ns: int
 
 
 @dataclass(frozen=True)
 class Evidence:
     call: Call
-    kind: str
-    at_ns: int
-    detail: str
+    item: EvidenceItem
+
+    @property
+    def kind(self) -> str:
+        return self.item.kind
 
 
-@dataclass
-class _Txn:
-    first_ns: int
-    method: str
-    call: Call | None
-    sends: int = 1
-    answered: bool = False
-    evidence: dict | None = None
+Effect = CallStarted | MediaMapped | MediaUnmapped | CallEnded | Evidence
 
 
-def bib_info(msg):
+def bib_info(msg: SipMessage) -> tuple[str, tuple, Party, Party] | None:
     """(role, pair key, near Party, far Party) from a BiB INVITE's From URI, or None."""
     fr = msg.from_
     names = [k for k, _ in fr.uri_params]
@@ -240,24 +197,28 @@ class CallTable:
         self.last_of_pair: dict[tuple, str] = {}
         self.media: dict[int, Dialog] = {}
         self.calls: dict[str, Call] = {}          # calls not ended
-        self.txns: dict[tuple, _Txn] = {}
+        self.txns = Transactions()
         self.timers: list = []                    # heap of (due_ns, seq, call): see ``tick``
         self._seq = itertools.count()
         self.next_purge = 0
         self.counters = {"sip_messages": 0, "non_bib_invites": 0, "stray_messages": 0,
                          "rejected_calls": 0}
+        self.errors: Counter[str] = Counter()      # bodies that would not parse, by error class
 
     # SIP --------------------------------------------------------------------------------
-    def on_sip(self, msg, ts: int, src: tuple, dst: tuple, transport: str) -> list:
+    def on_sip(self, msg: SipMessage, ts: int, src: tuple[str, int], dst: tuple[str, int],
+               transport: str) -> list[Effect]:
         """Apply one parsed SIP message seen going from ``src`` to ``dst`` (ip, port)."""
         self.counters["sip_messages"] += 1
         cid = msg.call_id
         num, method = msg.cseq
-        fx: list = []
+        fx: list[Effect] = []
         d = self.dialogs.get(cid)
         if msg.is_request:
             if msg.method != "ACK":
-                self._txn_request(fx, (cid, num, method), ts, msg.method, d.call if d else None)
+                item = self.txns.request((cid, num, method), ts, msg.method, d.call if d else None)
+                if item is not None:
+                    fx.append(Evidence(self.txns.txns[(cid, num, method)].call, item))
             if msg.method == "INVITE" and d is None and msg.to.param("tag") is None:
                 self._new_dialog(fx, msg, ts, dst, transport)
                 d = self.dialogs.get(cid)
@@ -274,7 +235,7 @@ class CallTable:
                     self._cucm_sdp(fx, d, msg.body)
             elif msg.method == "BYE":
                 d.state = dialog_transition(d.state, DialogEvent.BYE)
-                self._end(fx, d.call, "bye", ts)
+                self._end(fx, d.call, EndReason.BYE, ts)
             elif msg.method == "CANCEL":
                 d.state = dialog_transition(d.state, DialogEvent.CANCEL)
                 self._dialog_gone(fx, d, ts)
@@ -282,13 +243,7 @@ class CallTable:
                 self._cucm_sdp(fx, d, msg.body)
             return fx
         # responses
-        txn = self.txns.get((cid, num, method))
-        if txn is not None and not txn.answered:
-            txn.answered = True
-            if txn.evidence is not None and txn.call is not None:
-                # the primary was slow, not dead: the retransmission proved nothing
-                if txn.evidence in txn.call.evidence:
-                    txn.call.evidence.remove(txn.evidence)
+        self.txns.response((cid, num, method))
         if d is None:
             self.counters["stray_messages"] += 1
             return fx
@@ -324,23 +279,27 @@ class CallTable:
         else:
             self.pending.pop(pkey, None)
         # the INVITE's transaction was opened before its call existed
-        txn = self.txns.get((msg.call_id, msg.cseq[0], "INVITE"))
-        if txn is not None:
-            txn.call = call
+        self.txns.belongs_to((msg.call_id, msg.cseq[0], "INVITE"), call)
         d = Dialog(msg.call_id, role, call, msg.cseq[0])
         call.dialogs[role] = d
         self.dialogs[msg.call_id] = d
 
-    def _recorder_sdp(self, fx, d: Dialog, body: bytes):
+    def _audio(self, body: bytes) -> Media | None:
+        """The first audio stream of an SDP body; None (the error counted) if it will not parse."""
         try:
-            m = sdp_mod.parse(body).audio()
-        except ParseError:
-            return
+            return sdp.parse(body).audio()
+        except ParseError as e:
+            self.errors[type(e).__name__] += 1
+            return None
+
+    def _recorder_sdp(self, fx, d: Dialog, body: bytes):
+        m = self._audio(body)
         if m is None or m.address is None:
             return
         try:
             addr = packed_address(m.address)
         except ValueError:
+            self.errors["SdpError"] += 1            # a c= line that is no IP address
             return
         key = flow_key(addr, m.port)
         if d.codec == "" and m.fmts:
@@ -353,10 +312,7 @@ class CallTable:
         self._map(fx, d, key)
 
     def _cucm_sdp(self, fx, d: Dialog, body: bytes):
-        try:
-            m = sdp_mod.parse(body).audio()
-        except ParseError:
-            return
+        m = self._audio(body)
         if m is None:
             return
         d.phone_addr = m.address or d.phone_addr
@@ -392,11 +348,11 @@ class CallTable:
         if not live:
             if call.state is CallState.SETUP:
                 self.counters["rejected_calls"] += 1
-                self._end(fx, call, "rejected", ts)
+                self._end(fx, call, EndReason.REJECTED, ts)
             else:
-                self._end(fx, call, "bye", ts)
+                self._end(fx, call, EndReason.BYE, ts)
 
-    def _end(self, fx, call: Call, reason: str, ts: int):
+    def _end(self, fx, call: Call, reason: EndReason, ts: int):
         if call.state is CallState.ENDED:
             return
         call.state = call_transition(call.state, CallEvent.END)
@@ -411,24 +367,9 @@ class CallTable:
         fx.append(CallEnded(call, reason, ts))
 
     # primary health -------------------------------------------------------------------------
-    def _txn_request(self, fx, tkey, ts, method, call):
-        txn = self.txns.get(tkey)
-        if txn is None:
-            self.txns[tkey] = _Txn(ts, method, call)
-            return
-        txn.sends += 1
-        if txn.answered or txn.evidence is not None or txn.call is None:
-            return
-        kind = "bye_unanswered" if method == "BYE" else "sip_unanswered"
-        ev = {"kind": kind, "at_ns": txn.first_ns,
-              "detail": f"{method} sent to the primary was retransmitted with no response"}
-        txn.evidence = ev
-        txn.call.evidence.append(ev)
-        fx.append(Evidence(txn.call, kind, txn.first_ns, ev["detail"]))
-
-    def on_icmp(self, ts: int, kind: str, quoted_dst: bytes, quoted_port: int, reporter: str) -> list:
+    def on_icmp(self, ts: int, kind: str, quoted_dst: bytes, quoted_port: int, reporter: str) -> list[Effect]:
         """An ICMP error quoting a datagram sent to ``quoted_dst:quoted_port``."""
-        fx: list = []
+        fx: list[Effect] = []
         d = self.media.get(flow_key(quoted_dst, quoted_port))
         calls = []
         if d is not None:
@@ -441,12 +382,11 @@ class CallTable:
             calls = [c for c in self.calls.values()
                      if c.primary_address == addr and c.primary_port == quoted_port]
         for call in calls:
-            if any(e["kind"] == kind for e in call.evidence):
+            if any(e.kind == kind for e in call.evidence):
                 continue
-            ev = {"kind": kind, "at_ns": ts,
-                  "detail": f"{reporter} answered traffic to {quoted_port} with {kind.replace('_', ' ')}"}
-            call.evidence.append(ev)
-            fx.append(Evidence(call, kind, ts, ev["detail"]))
+            item = icmp_evidence(kind, ts, reporter, quoted_port)
+            call.evidence.append(item)
+            fx.append(Evidence(call, item))
         return fx
 
     # time ---------------------------------------------------------------------------------
@@ -454,7 +394,7 @@ class CallTable:
         """Look at ``call`` again at the first tick at or after ``due_ns`` (see ``tick``)."""
         heapq.heappush(self.timers, (due_ns, next(self._seq), call))
 
-    def tick(self, now: int, last_rtp) -> list:
+    def tick(self, now: int, last_rtp: Callable[[Call], int]) -> list[Effect]:
         """Let time pass: RTP timeouts, INVITEs never answered, old transactions.
 
         ``last_rtp(call)`` returns the capture time of the call's last RTP packet or 0.
@@ -467,7 +407,7 @@ class CallTable:
         it further). So a tick looks only at the calls that are due, not at every call (1,000
         calls: 3 ms of Python a second, with the packets evicting their objects from the cache).
         """
-        fx: list = []
+        fx: list[Effect] = []
         due = []
         while self.timers and self.timers[0][0] <= now:
             call = heapq.heappop(self.timers)[2]
@@ -480,7 +420,7 @@ class CallTable:
                     for d in call.dialogs.values():
                         d.state = dialog_transition(d.state, DialogEvent.TIMEOUT)
                     self.counters["rejected_calls"] += 1
-                    self._end(fx, call, "rejected", now)
+                    self._end(fx, call, EndReason.REJECTED, now)
                 else:
                     # answered later with no RTP, it would time out from its start: until then
                     # (or Timer B), it is looked at every tick once that time has passed
@@ -491,61 +431,23 @@ class CallTable:
             if now - last > self.rtp_timeout_ns:
                 for d in call.dialogs.values():
                     d.state = dialog_transition(d.state, DialogEvent.TIMEOUT)
-                self._end(fx, call, "rtp_timeout", last)
+                self._end(fx, call, EndReason.RTP_TIMEOUT, last)
             else:
                 self.schedule(call, last + self.rtp_timeout_ns + 1)
         if now >= self.next_purge:
-            self.next_purge = now + TXN_FORGET_NS // 4
-            for k in [k for k, t in self.txns.items() if now - t.first_ns > TXN_FORGET_NS]:
-                del self.txns[k]
+            self.next_purge = now + FORGET_NS // 4
+            self.txns.purge(now)
             for k in [k for k, d in self.dialogs.items()
-                      if d.call.state is CallState.ENDED and now - (d.call.ended_ns or now) > TXN_FORGET_NS]:
+                      if d.call.state is CallState.ENDED and now - (d.call.ended_ns or now) > FORGET_NS]:
                 del self.dialogs[k]
         return fx
 
-    def end_all(self, now: int, reason: str) -> list:
+    def end_all(self, now: int, reason: EndReason) -> list[Effect]:
         """End every call still open (end of capture, shutdown)."""
-        fx: list = []
+        fx: list[Effect] = []
         for call in list(self.calls.values()):
             if call.state is CallState.SETUP:
-                self._end(fx, call, "rejected", now)
+                self._end(fx, call, EndReason.REJECTED, now)
             else:
                 self._end(fx, call, reason, now)
         return fx
-
-
-# restart: the table's open calls as plain data --------------------------------------------
-def call_to_dict(call: Call) -> dict:
-    return {
-        "id": call.id, "pair_key": list(call.pair_key), "started_ns": call.started_ns,
-        "near": vars(call.near), "far": vars(call.far), "primary_address": call.primary_address,
-        "primary_port": call.primary_port, "transport": call.transport, "previous": call.previous,
-        "state": call.state.value, "evidence": call.evidence,
-        "dialogs": {r: {"call_id": d.call_id, "invite_cseq": d.invite_cseq, "state": d.state.value,
-                        "key": d.key, "recorder_media": d.recorder_media, "phone_addr": d.phone_addr,
-                        "codec": d.codec, "audio_pt": d.audio_pt, "event_pt": d.event_pt}
-                    for r, d in call.dialogs.items()},
-    }
-
-
-def restore_calls(table: CallTable, items: list) -> list:
-    """Put calls saved by ``call_to_dict`` back into ``table``; returns them."""
-    out = []
-    for c in items:
-        call = Call(c["id"], tuple(c["pair_key"]), c["started_ns"], Party(**c["near"]), Party(**c["far"]),
-                    c["primary_address"], c["primary_port"], c["transport"], c["previous"],
-                    CallState(c["state"]), evidence=list(c["evidence"]))
-        for role, d in c["dialogs"].items():
-            dl = Dialog(d["call_id"], role, call, d["invite_cseq"], DialogState(d["state"]), d["key"],
-                        d["recorder_media"], d["phone_addr"], d["codec"], d["audio_pt"], d["event_pt"])
-            call.dialogs[role] = dl
-            table.dialogs[dl.call_id] = dl
-            if dl.key is not None:
-                table.media[dl.key] = dl
-        table.calls[call.id] = call
-        table.schedule(call, 0)              # looked at by the next tick
-        table.last_of_pair[call.pair_key] = call.id
-        if len(call.dialogs) < 2 and call.state is not CallState.ENDED:
-            table.pending[call.pair_key] = call
-        out.append(call)
-    return out

@@ -247,7 +247,7 @@ def frame_body(body: bytes, cl) -> bytes:
 def parse(data: bytes) -> SipMessage:
     """Parse one SIP message (a UDP payload, or one framed from a TCP stream).
 
-    The pure-Python twin of ``capture._sip_c.parse``."""
+    The pure-Python twin of ``capture.sip._message_c.parse``."""
     head, body = split_message(bytes(data))
     nl = head.find(b"\n")
     method, uri, status, reason = start_line(head if nl < 0 else head[:nl])

@@ -5,7 +5,6 @@ import json
 import sqlite3
 import time
 
-from capture.store.files import to_json
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -51,14 +50,9 @@ class Catalog:
                     raise
                 time.sleep(0.02)
 
-    def upsert(self, meta: dict, text: str | None = None) -> None:
-        """Queue a call's metadata (``text``: its JSON, if already encoded); ``commit`` writes the
-        queue in one transaction."""
-        self._batch.append((
-            meta["id"], meta["started_at"], meta.get("ended_at"), meta["state"],
-            meta.get("end_reason"), meta["near"]["dn"], meta["far"]["dn"],
-            meta["near"]["device"].upper(), meta["far"]["device"].upper(),
-            1 if meta["primary"]["failed_at"] else 0, to_json(meta) if text is None else text))
+    def upsert(self, row: tuple) -> None:
+        """Queue a call's row (``Sidecar.catalog_row``); ``commit`` writes the queue in one transaction."""
+        self._batch.append(row)
 
     def commit(self) -> None:
         """Write the queued rows now."""

@@ -5,12 +5,12 @@ import mmap
 import socket
 import time
 
-from capture import speedups as _impl
+from capture import speedups
 
 
 def replay(path: str, iface: str, speed: float = 1.0, topspeed: bool = False) -> dict:
     """Send every frame of ``path`` on ``iface``; with ``speed`` 1.0 at the original pace."""
-    impl = _impl.default()
+    impl = speedups.default()
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((iface, 0))
     sent = errors = 0

@@ -161,6 +161,18 @@ def _sip(start: str, headers: list, body: str = "") -> bytes:
     return "\r\n".join(lines).encode() + b
 
 
+DEMO = SynthSpec(calls=6, duration_s=8, fail_at_s=5.0, dtmf="42", loss=0.01, dup=0.01, reorder=0.01, jitter_ms=5)
+
+
+def demo(out_dir: str) -> str:
+    """Write the embedded demo (six BiB calls whose primary dies 5 s in) into ``out_dir``; its path."""
+    import os
+    path = os.path.join(out_dir, "demo-bib.pcap")
+    os.makedirs(out_dir, exist_ok=True)
+    generate(path, DEMO)
+    return path
+
+
 def generate(path: str, spec: SynthSpec) -> list:
     """Write the capture to ``path``; return the calls with their expected audio."""
     T0 = globals()["T0"] + int(spec.start_offset_s * NS)   # noqa: N806  (the capture's epoch)

@@ -15,7 +15,9 @@ from hypothesis import given, strategies as st
 from capture.testing import synth
 from capture.store.catalog import Catalog
 from capture.wire._pcapfile_py import Indexer
-from capture.recorder import Options, Recorder, iso
+from capture.options import Options
+from capture.recorder import Recorder
+from capture.store.sidecar import iso
 from conftest import C, PY, data
 
 NS = 10**9

@@ -1,0 +1,316 @@
+"""Per-call outputs: each recorded call's WAV, raw pcap, sidecar and catalog row, kept in step
+with the engine that holds its audio.
+
+``Recordings`` carries out what the call table decided (a call started, its media was mapped or
+unmapped, it ended, evidence came) and, on each tick, writes every open call's due audio and
+WAV headers in batches, the sidecars that changed and the catalog rows. It never parses and
+never decides: the recorder (``capture.recorder``) feeds it.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from capture.clock import utc
+from capture.media import wav
+from capture.options import Options
+from capture.sip.calls import Call, CallEnded, EndReason, MediaMapped, MediaUnmapped
+from capture.store.catalog import Catalog
+from capture.store.files import to_json
+from capture.store.sidecar import EvidenceRecord, Party, Primary, Sidecar, Stream, TelephoneEvent, iso
+from capture.store.wavfile import WavWriter
+from capture.wire.pcapfile import PcapWriter
+
+NS = 1_000_000_000
+CODECS = {"PCMU": 1, "PCMA": 2}          # codec name -> the engine's decoder (0: not decoded)
+MAX_HELD_SIP_FRAMES = 64                 # a call's SIP frames held until its raw pcap opens, if ever
+
+
+@dataclass
+class CallRecording:
+    """One open (or lingering) call's outputs and what the sidecar needs that the engine lacks."""
+
+    call: Call
+    slot: int                                         # the engine's call slot
+    wav: WavWriter | None = None
+    wav_rel: str = ""
+    meta_path: str = ""
+    pcap: PcapWriter | None = None
+    pcap_rel: str | None = None
+    keys: dict[str, int] = field(default_factory=dict)          # role -> flow key
+    finished_streams: list[Stream] = field(default_factory=list)
+    events: dict[tuple, TelephoneEvent] = field(default_factory=dict)    # (role, rtp ts) -> event
+    sip_frames: list[tuple[int, int, bytes]] = field(default_factory=list)   # (ts, linktype, frame)
+    dirty: bool = False
+    end_frames: int | None = None
+    decoded: bool = False         # all mapped streams are G.711: no raw pcap will be needed
+
+
+class Recordings:
+    """The calls being recorded and their files (see the module doc)."""
+
+    def __init__(self, opts: Options, engine: Any, io: Any, counters: Counter[str]):
+        self.opts = opts
+        self.engine = engine
+        self.io = io
+        self.counters = counters
+        os.makedirs(opts.out_dir, exist_ok=True)
+        self.catalog = Catalog(os.path.join(opts.out_dir, "catalog.sqlite"))
+        self.active: dict[str, CallRecording] = {}
+        self.unopened: dict[str, CallRecording] = {}     # own_by_rtp: calls whose files wait for their RTP here
+        self.fd_of = np.full(64, -1, dtype=np.int64)     # engine slot -> its WAV's fd
+        self.closing: list[tuple[int, CallRecording]] = []   # (deadline_ns, recording)
+        self.dirs: set[str] = set()
+        self.answered_here: set[str] = set()             # SIP Call-IDs that shadowrec's own UAS answered
+
+    # effects ---------------------------------------------------------------------------------
+    def started(self, call: Call) -> None:
+        rec = self.active[call.id] = CallRecording(call, self.engine.add_call(call.started_ns))
+        if self.opts.own_by_rtp:
+            self.unopened[call.id] = rec
+
+    def mapped(self, e: MediaMapped) -> None:
+        rec = self.active.get(e.call.id)
+        if rec is None:
+            return
+        if rec.wav is None and not self.opts.own_by_rtp:
+            self.open(rec)
+        if e.old_key is not None:
+            self.drop_stream(rec, e.role, e.old_key)
+        codec = CODECS.get(e.codec, 0)
+        raw = self.opts.keep_pcap or codec == 0
+        rec.decoded = codec != 0 and all(
+            d.codec in CODECS for d in e.call.dialogs.values() if d.key is not None)
+        if rec.decoded and not self.opts.keep_pcap:
+            rec.sip_frames = []
+        self.engine.set_stream(e.key, rec.slot, 0 if e.role == "near" else 1, codec, e.audio_pt, e.event_pt, raw)
+        rec.keys[e.role] = e.key
+
+    def unmapped(self, e: MediaUnmapped) -> None:
+        rec = self.active.get(e.call.id)
+        if rec is not None and rec.keys.get(e.role) == e.key:
+            self.drop_stream(rec, e.role, e.key)
+            rec.dirty = True
+
+    def evidence(self, call: Call) -> None:
+        rec = self.active.get(call.id) or next((r for _, r in self.closing if r.call is call), None)
+        if rec is not None:
+            rec.dirty = True
+
+    def ended(self, e: CallEnded) -> None:
+        rec = self.active.pop(e.call.id, None)
+        if rec is None:
+            return
+        if self.unopened.pop(e.call.id, None) is not None and self.engine.last_rtp_ns(rec.slot):
+            self.open(rec)     # its RTP came here, but it ended before the tick that opens files
+        if rec.wav is None:    # never answered, or (several workers) another worker's: nothing recorded here
+            for key in rec.keys.values():
+                if self.engine.stream_id(key) is not None:
+                    self.engine.remove_stream(key)
+            self.engine.end_call(rec.slot)
+            return
+        for role, key in list(rec.keys.items()):
+            self.drop_stream(rec, role, key)
+        end = ((e.at_ns - e.call.started_ns) * wav.RATE) // NS
+        if e.reason == EndReason.RTP_TIMEOUT:
+            end += wav.RATE // 50           # the last packet's 20 ms
+        end = max(end, 0)
+        flushed = self.frames(rec)
+        if end > flushed:
+            rec.wav.append(self.engine.flush(rec.slot, end))
+        elif end < flushed:
+            rec.wav.truncate(end)
+        self.engine.end_call(rec.slot)
+        self.fd_of[rec.slot] = -1
+        rec.wav.close(durable=self.opts.durable_s > 0)
+        if rec.pcap is not None:
+            rec.pcap.close()
+        rec.end_frames = end
+        self.write_meta(rec, durable=self.opts.durable_s > 0)
+        self.closing.append((e.at_ns + int(self.opts.linger_s * NS), rec))
+
+    # files -----------------------------------------------------------------------------------
+    def open(self, rec: CallRecording) -> None:
+        """Create the call's WAV and sidecar under ``calls/YYYY/MM/DD/``."""
+        c = rec.call
+        rel_dir = utc(c.started_ns // NS, "calls/%Y/%m/%d")
+        if rel_dir not in self.dirs:
+            os.makedirs(os.path.join(self.opts.out_dir, rel_dir), exist_ok=True)
+            self.dirs.add(rel_dir)
+        rec.wav_rel = os.path.join(rel_dir, c.id + ".wav")
+        rec.wav = WavWriter(os.path.join(self.opts.out_dir, rec.wav_rel), self.io)
+        self.writing(rec)
+        rec.meta_path = os.path.join(self.opts.out_dir, rel_dir, c.id + ".json")
+        self.write_meta(rec)
+        self.counters["calls_recorded"] += 1
+
+    def writing(self, rec: CallRecording) -> None:
+        """The engine flushes this call's audio into its WAV from now on (see ``flush_audio``)."""
+        assert rec.wav is not None
+        self.unopened.pop(rec.call.id, None)
+        if rec.slot >= len(self.fd_of):
+            grown = np.full(max(rec.slot + 1, 2 * len(self.fd_of)), -1, dtype=np.int64)
+            grown[:len(self.fd_of)] = self.fd_of
+            self.fd_of = grown
+        self.fd_of[rec.slot] = rec.wav.fd
+        self.engine.set_writing(rec.slot, True)
+
+    def frames(self, rec: CallRecording) -> int:
+        """Frames in an open call's WAV (the engine's batch writes included)."""
+        assert rec.wav is not None
+        rec.wav.advance(self.engine.flushed(rec.slot))
+        return rec.wav.frames
+
+    def keep_sip_frame(self, call_id: str, ts: int, frame: bytes, lt: int) -> None:
+        """A SIP frame of the call: into its raw pcap, or held in case one opens."""
+        rec = self.active.get(call_id)
+        if rec is None:
+            return
+        if rec.pcap is not None:
+            rec.pcap.write(ts, frame, lt)
+        elif len(rec.sip_frames) < MAX_HELD_SIP_FRAMES and (self.opts.keep_pcap or not rec.decoded):
+            rec.sip_frames.append((ts, lt, frame))
+
+    def pcap_for(self, rec: CallRecording, lt: int) -> PcapWriter:
+        """The call's raw pcap, opened (with the SIP frames held so far) on first use."""
+        if rec.pcap is None:
+            rec.pcap_rel = rec.wav_rel[:-4] + ".pcap"
+            rec.pcap = PcapWriter(os.path.join(self.opts.out_dir, rec.pcap_rel), lt)
+            for ts, flt, fr in rec.sip_frames:
+                rec.pcap.write(ts, fr, flt)
+            rec.sip_frames = []
+            rec.dirty = True
+        return rec.pcap
+
+    def drop_stream(self, rec: CallRecording, role: str, key: int) -> None:
+        sid = self.engine.stream_id(key)
+        if sid is not None:
+            rec.finished_streams.append(Stream.from_stats(role, key, self.engine.stream_stats(sid)))
+            self.engine.remove_stream(key)
+        if rec.keys.get(role) == key:
+            del rec.keys[role]
+
+    def telephone_event(self, call_id: str, role: str, rtp_ts: int, code: int, duration: int, end: bool,
+                        ts: int) -> None:
+        """RFC 4733: one event per RTP timestamp; the end bit and duration update it."""
+        rec = self.active.get(call_id)
+        if rec is None:
+            return
+        ev = rec.events.get((role, rtp_ts))
+        if ev is None:
+            ev = rec.events[(role, rtp_ts)] = TelephoneEvent(role, code, DTMF[code] if code < 16 else None, iso(ts))
+            rec.dirty = True
+        ev.duration_ms = max(ev.duration_ms, duration // 8)
+        if end:
+            ev.ended = True
+
+    # the sidecar -----------------------------------------------------------------------------
+    def sidecar(self, rec: CallRecording) -> Sidecar:
+        c = rec.call
+        streams = list(rec.finished_streams)
+        for role, key in rec.keys.items():
+            sid = self.engine.stream_id(key)
+            if sid is not None:
+                streams.append(Stream.from_stats(role, key, self.engine.stream_stats(sid)))
+        streams.sort(key=lambda s: (s.role != "near", s.first_at or ""))
+        ended = c.ended_ns
+        return Sidecar(
+            id=c.id, kind="bib", state="complete" if ended is not None else "recording",
+            started_at=iso(c.started_ns), ended_at=iso(ended),
+            duration_s=round((ended - c.started_ns) / NS, 3) if ended is not None else None,
+            end_reason=c.end_reason, codec=c.codec or None, decoded=c.codec in CODECS,
+            near=Party(c.near.device, c.near.dn, c.near.refci), far=Party(c.far.device, c.far.dn, c.far.refci),
+            primary=Primary(c.primary_address, c.primary_port, iso(c.failed_ns),
+                            [EvidenceRecord(ev.kind, iso(ev.at_ns), ev.detail)
+                             for ev in sorted(c.evidence, key=lambda x: x.at_ns)]),
+            streams=streams, events=sorted(rec.events.values(), key=lambda x: x.at or ""),
+            wav=rec.wav_rel, pcap=rec.pcap_rel, previous=c.previous, transport=c.transport,
+            sample_rate=wav.RATE, channels=["near", "far"],
+            answered_by="shadowrec" if any(d.call_id in self.answered_here for d in c.dialogs.values())
+            else "primary",
+            sip_call_ids={r: d.call_id for r, d in c.dialogs.items()},
+            frames=rec.end_frames if rec.end_frames is not None else (self.frames(rec) if rec.wav else 0))
+
+    def write_meta(self, rec: CallRecording, durable: bool = False) -> None:
+        m = self.sidecar(rec)
+        text = to_json(m.to_dict())         # encoded once, for the sidecar and the catalog
+        self.io.write_file(rec.meta_path, (text + "\n").encode(), durable)     # live: on the writer thread
+        self.catalog.upsert(m.catalog_row(text))
+        rec.dirty = False
+
+    # time ------------------------------------------------------------------------------------
+    def open_seen(self) -> None:
+        """Several workers: open the files of the calls whose RTP this worker has seen."""
+        for rec in list(self.unopened.values()):
+            if self.engine.last_rtp_ns(rec.slot):
+                self.open(rec)
+
+    def flush_audio(self, now: int, lag: int) -> None:
+        """Every open call's due audio: interleaved by the engine, written in batches."""
+        self._write_batches(lambda buf: self.engine.flush_due(now, lag, buf)[1],
+                            lambda segs: (self.fd_of[segs[:, 0]], wav.HEADER_BYTES + wav.FRAME_BYTES * segs[:, 1],
+                                          wav.FRAME_BYTES * segs[:, 2]))
+
+    def sync(self, durable: bool) -> None:
+        """Make every open WAV's header cover its audio: fdatasync'd one by one when ``durable``,
+        else the engine's batch of headers, written after their audio."""
+        if durable:
+            for rec in self.active.values():
+                if rec.wav is not None:
+                    frames = self.frames(rec)
+                    rec.wav.sync(True)
+                    self.engine.set_synced(rec.slot, frames)
+            return
+        self._write_batches(lambda buf: self.engine.headers_due(buf)[1],
+                            lambda slots: (self.fd_of[slots], np.zeros(len(slots), dtype=np.int64),
+                                           np.full(len(slots), wav.HEADER_BYTES, dtype=np.int64)),
+                            droppable=False)
+
+    def write_changed(self) -> None:
+        for rec in self.active.values():
+            if rec.dirty and rec.wav is not None:
+                self.write_meta(rec)
+
+    def _write_batches(self, fill: Callable[[Any], Any], pieces: Callable[[Any], tuple],
+                       droppable: bool = True) -> None:
+        """Fill pooled buffers with ``fill(buf) -> rows`` until no rows come back; write each
+        buffer to ``pieces(rows) -> (fds, offsets, lengths)``."""
+        while True:
+            buf = self.io.buffer()
+            rows = fill(buf)
+            if not len(rows):
+                self.io.release(buf)
+                return
+            self.io.write_batch(buf, *pieces(rows), droppable=droppable)
+
+    def close_lingering(self, now: int) -> None:
+        """Ended calls stay open for late evidence for ``linger_s``; then their sidecar is final."""
+        keep = []
+        for deadline, rec in self.closing:
+            if now >= deadline:
+                if rec.dirty:
+                    self.write_meta(rec)
+            else:
+                keep.append((deadline, rec))
+        self.closing = keep
+
+    def commit_catalog(self) -> None:
+        """The catalog rows queued since the last sync, written in order with the files (live:
+        on the writer thread, so neither SQLite nor the disk ever holds up capture)."""
+        rows = self.catalog.take()
+        if rows:
+            self.io.call(lambda: self.catalog.write(rows))
+
+    def close(self) -> None:
+        self.close_lingering(1 << 62)
+        self.commit_catalog()
+        self.io.stop()
+        self.catalog.close()
+
+
+DTMF = "0123456789*#ABCD"

@@ -1,0 +1,120 @@
+"""Resuming open calls across a restart: ``DIR/state-N.json``.
+
+On a stop (SIGTERM: a ``systemctl restart``, a package upgrade) each open call's audio is written
+up to now and the call is saved: its place in the call table, its file, its streams' counters and
+events. The next start on the same directory puts the calls back and goes on writing the same
+WAV files; the downtime is silence, and nothing is lost or duplicated.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from capture.media import wav
+from capture.sip.calls import Call, CallState, CallTable, MediaMapped, Party
+from capture.sip.dialog import Dialog, DialogState
+from capture.sip.evidence import EvidenceItem
+from capture.store.files import write_json_atomic
+from capture.store.outputs import CallRecording
+from capture.store.sidecar import Stream, TelephoneEvent
+from capture.store.wavfile import WavWriter
+
+if TYPE_CHECKING:
+    from capture.recorder import Recorder
+
+NS = 1_000_000_000
+VERSION = 1
+
+
+def call_to_dict(call: Call) -> dict[str, Any]:
+    """A call's place in the call table as plain data."""
+    return {
+        "id": call.id, "pair_key": list(call.pair_key), "started_ns": call.started_ns,
+        "near": vars(call.near), "far": vars(call.far), "primary_address": call.primary_address,
+        "primary_port": call.primary_port, "transport": call.transport, "previous": call.previous,
+        "state": call.state.value, "evidence": [e.to_state() for e in call.evidence],
+        "dialogs": {r: {"call_id": d.call_id, "invite_cseq": d.invite_cseq, "state": d.state.value,
+                        "key": d.key, "recorder_media": d.recorder_media, "phone_addr": d.phone_addr,
+                        "codec": d.codec, "audio_pt": d.audio_pt, "event_pt": d.event_pt}
+                    for r, d in call.dialogs.items()},
+    }
+
+
+def restore_calls(table: CallTable, items: list[dict[str, Any]]) -> list[Call]:
+    """Put calls saved by ``call_to_dict`` back into ``table``; returns them."""
+    out = []
+    for c in items:
+        call = Call(c["id"], tuple(c["pair_key"]), c["started_ns"], Party(**c["near"]), Party(**c["far"]),
+                    c["primary_address"], c["primary_port"], c["transport"], c["previous"],
+                    CallState(c["state"]), evidence=[EvidenceItem.from_state(e) for e in c["evidence"]])
+        for role, d in c["dialogs"].items():
+            dl = Dialog(d["call_id"], role, call, d["invite_cseq"], DialogState(d["state"]), d["key"],
+                        d["recorder_media"], d["phone_addr"], d["codec"], d["audio_pt"], d["event_pt"])
+            call.dialogs[role] = dl
+            table.dialogs[dl.call_id] = dl
+            if dl.key is not None:
+                table.media[dl.key] = dl
+        table.calls[call.id] = call
+        table.schedule(call, 0)              # looked at by the next tick
+        table.last_of_pair[call.pair_key] = call.id
+        if len(call.dialogs) < 2 and call.state is not CallState.ENDED:
+            table.pending[call.pair_key] = call
+        out.append(call)
+    return out
+
+
+def save(rec: Recorder, path: str) -> int:
+    """Write every open call's audio up to now, close its files and save it; returns how many."""
+    calls, engine = rec.calls, rec.engine
+    items = []
+    for r in calls.active.values():
+        if r.wav is not None:
+            due = ((rec.now - r.call.started_ns) * wav.RATE) // NS
+            r.wav.append(engine.flush(r.slot, max(due, calls.frames(r))))
+            r.wav.close(durable=True)
+        for role, key in list(r.keys.items()):
+            calls.drop_stream(r, role, key)
+        items.append({"call": call_to_dict(r.call), "wav": r.wav_rel or None,
+                      "streams": [dataclasses.asdict(s) for s in r.finished_streams],
+                      "events": [dataclasses.asdict(e) for e in r.events.values()],
+                      "last_rtp_ns": engine.last_rtp_ns(r.slot), "saved_ns": rec.now})
+        if r.wav is not None:
+            calls.write_meta(r)
+    write_json_atomic(path, {"version": VERSION, "calls": items}, durable=True)
+    return len(items)
+
+
+def restore(rec: Recorder, path: str) -> int:
+    """Resume the calls saved in ``path``, if it exists (it is renamed ``.restored``); returns the
+    capture time they were saved at (0: nothing to resume)."""
+    if not os.path.exists(path):
+        return 0
+    calls, engine = rec.calls, rec.engine
+    with open(path) as f:
+        items = json.load(f)["calls"]
+    saved_ns = 0
+    for call, it in zip(restore_calls(rec.table, [it["call"] for it in items]), items):
+        flushed = 0
+        r = CallRecording(call, 0)
+        if it["wav"]:
+            r.wav_rel = it["wav"]
+            r.wav = WavWriter(os.path.join(rec.opts.out_dir, r.wav_rel), rec.io, resume=True)
+            r.meta_path = os.path.join(rec.opts.out_dir, r.wav_rel[:-4] + ".json")
+            flushed = r.wav.frames
+        r.slot = engine.add_call(call.started_ns, flushed, it["last_rtp_ns"])
+        if r.wav is not None:
+            calls.writing(r)
+        elif rec.opts.own_by_rtp:
+            calls.unopened[call.id] = r
+        r.finished_streams = [Stream(**s) for s in it["streams"]]
+        r.events = {(e["role"], i): TelephoneEvent(**e) for i, e in enumerate(it["events"])}
+        calls.active[call.id] = r
+        saved_ns = max(saved_ns, it["saved_ns"])
+        for role, d in call.dialogs.items():
+            if d.key is not None:
+                calls.mapped(MediaMapped(call, role, d.key, None, d.codec, d.audio_pt, d.event_pt))
+    os.replace(path, path + ".restored")
+    rec.counters["calls_resumed"] += len(items)
+    return saved_ns

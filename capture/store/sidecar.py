@@ -1,0 +1,127 @@
+"""The sidecar: one typed record per call, the output contract users script against.
+
+``DIR/calls/YYYY/MM/DD/ID.json`` is ``Sidecar.to_dict()`` as JSON; the catalog's row and its
+indexed columns come from it (``catalog_row``); ``shadowrec calls --json`` prints it; the API's
+schema is this record. Times are ISO 8601 UTC with milliseconds (``iso``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from capture.clock import utc
+from capture.sip.calls import EndReason
+from capture.wire.frame import key_to_str
+
+NS = 1_000_000_000
+
+
+def iso(ns: int | None) -> str | None:
+    """ISO 8601 UTC with milliseconds (the output contract's times)."""
+    if ns is None:
+        return None
+    return f"{utc(ns // NS, '%Y-%m-%dT%H:%M:%S')}.{(ns % NS) // 1_000_000:03d}Z"
+
+
+@dataclass(frozen=True)
+class Party:
+    """One side of the recorded call, from the x-nearend*/x-farend* parameters."""
+
+    device: str
+    dn: str
+    refci: str
+
+
+@dataclass(frozen=True)
+class EvidenceRecord:
+    """Why shadowrec believes the primary recorder failed (see ``capture.sip.evidence``)."""
+
+    kind: str
+    at: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class Primary:
+    address: str
+    port: int
+    failed_at: str | None = field(metadata={"description": "the earliest evidence; null if none"})
+    evidence: list[EvidenceRecord]
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One RTP stream of the call (a re-keyed voice has one per key). ``lost`` follows RFC 3550
+    (expected - received); ``late`` counts packets that came after their audio was written."""
+
+    role: str
+    ssrc: int | None
+    src: str | None
+    dst: str
+    packets: int
+    lost: int
+    duplicates: int
+    reordered: int
+    late: int
+    malformed: int
+    ssrc_changes: int
+    resyncs: int
+    first_at: str | None
+    last_at: str | None
+
+    @classmethod
+    def from_stats(cls, role: str, key: int, s: dict[str, Any]) -> Stream:
+        """From the engine's ``stream_stats`` of the stream keyed ``key``."""
+        return cls(role, s["ssrc"], key_to_str(s["src_key"]) if s["src_key"] else None, key_to_str(key),
+                   s["packets"], s["lost"], s["duplicates"], s["reordered"], s["late"], s["malformed"],
+                   s["ssrc_changes"], s["resyncs"], iso(s["first_ns"] or None), iso(s["last_ns"] or None))
+
+
+@dataclass
+class TelephoneEvent:
+    """An RFC 4733 event (a DTMF digit): not audio. Its duration and end flag grow as it goes on."""
+
+    role: str
+    event: int
+    digit: str | None
+    at: str | None
+    duration_ms: int = 0
+    ended: bool = False
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """Everything known of one recorded call."""
+
+    id: str
+    kind: str
+    state: str
+    started_at: str | None
+    ended_at: str | None
+    duration_s: float | None
+    end_reason: EndReason | None
+    codec: str | None
+    decoded: bool
+    near: Party
+    far: Party
+    primary: Primary
+    streams: list[Stream]
+    events: list[TelephoneEvent]
+    wav: str
+    pcap: str | None
+    previous: str | None
+    transport: str
+    sample_rate: int
+    channels: list[str]
+    answered_by: str
+    sip_call_ids: dict[str, str]
+    frames: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def catalog_row(self, text: str) -> tuple:
+        """The catalog's row: its indexed columns, and ``text`` (this record as JSON)."""
+        return (self.id, self.started_at, self.ended_at, self.state, self.end_reason, self.near.dn, self.far.dn,
+                self.near.device.upper(), self.far.device.upper(), 1 if self.primary.failed_at else 0, text)
