@@ -74,7 +74,7 @@ class StandbySettings(BaseModel):
     probe_interval_s: float = Field(0.2, gt=0)
 
     @model_validator(mode="after")
-    def _check(self):
+    def _check(self) -> StandbySettings:
         if self.enabled:
             if not self.vips:
                 raise ValueError("standby.vips: give the recorder's virtual address(es), e.g. 198.18.0.20/24")
@@ -92,7 +92,7 @@ class ApiSettings(BaseModel):
     token: str = Field("", description="bearer token; required when listen is not a loopback address")
 
     @model_validator(mode="after")
-    def _token(self):
+    def _token(self) -> ApiSettings:
         if not ipaddress.ip_address(self.listen).is_loopback and len(self.token) < 16:
             raise ValueError("api.token of 16 or more characters is required when api.listen is not loopback")
         return self
@@ -105,8 +105,11 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
-                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
         path = config_path()
         sources = [init_settings, env_settings]
         if os.path.exists(path):

@@ -43,10 +43,9 @@ def _child(settings: Settings):
     c = settings.capture
     opts = recorder_options(c)
     if settings.standby.enabled:
-        from capture.live.iface import SpanInterface
-
         from appliance.standby.takeover import Standby
         from appliance.standby.vrrp.state import VrrpConfig
+        from capture.live.iface import SpanInterface
         sb = settings.standby
         opts.state_file = os.path.join(c.out, "state-0.json")
         cfg = VrrpConfig(vrid=sb.vrid, priority=sb.priority, takeover_priority=sb.takeover_priority,
@@ -82,9 +81,8 @@ class Supervisor:
         self.proc.start()
 
     def _loop(self):
-        from capture.live.status import merge_counters
-
         from appliance.api.deps import worker_status
+        from capture.live.status import merge_counters
         backoff = 1.0
         while not self.stopping:
             time.sleep(1.0)

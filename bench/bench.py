@@ -25,13 +25,13 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from capture import speedups  # noqa: E402
-from capture.testing import synth  # noqa: E402
-from capture.options import Options  # noqa: E402
-from capture.recorder import Recorder  # noqa: E402
-from capture.store.writer import BATCH_BYTES  # noqa: E402
+from capture import speedups
+from capture.options import Options
+from capture.recorder import Recorder
+from capture.store.writer import BATCH_BYTES
+from capture.testing import synth
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -30,9 +30,10 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from capture.live import status as live  # noqa: E402
-from capture.testing import synth  # noqa: E402
-from lab import SpanLab  # noqa: E402
+from lab import SpanLab
+
+from capture.live import status as live
+from capture.testing import synth
 
 ENV = dict(os.environ, PYTHONPATH=ROOT)
 
@@ -224,7 +225,8 @@ def build_floor(work):
     """A copy of this checkout built with SHADOWREC_NO_AUDIO (see ext/engine.pyx); its root."""
     dst = os.path.join(work, "floor-build")
     shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.so", "__pycache__", ".hypothesis", ".pytest_cache"))
+    shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.so", "__pycache__",
+                                                             ".hypothesis", ".pytest_cache", ".venv"))
     subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "-q"], cwd=dst, check=True,
                    env=dict(os.environ, CFLAGS="-DSHADOWREC_NO_AUDIO"), stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
@@ -292,7 +294,8 @@ def main():
                 print(f"{label} workers={workers} offered {r['offered_pps']:>9,.0f} pps  captured {r['captured']:>9,} "
                       f"of {r['sent']:,}  kernel drops {r['kernel_drops']:>7,}  cpu {r['us_per_packet']:.3f} us/pkt "
                       f"(capture thread {r['capture_us_per_packet']:.3f}, in steady state "
-                      f"{r['steady_capture_us_per_packet'] or float('nan'):.3f}; writer {r['writer_us_per_packet']:.3f}) "
+                      f"{r['steady_capture_us_per_packet'] or float('nan'):.3f}; "
+                      f"writer {r['writer_us_per_packet']:.3f}) "
                       f"({1e6 / max(r['us_per_packet'], 1e-9) / 100:>7,.0f} calls/core)  calls {r['calls_recorded']}  "
                       f"audio dropped {r['write_dropped_bytes']:,} bytes  | "
                       f"libpcap counter: {r['libpcap_packets']:,} pkts, {r['libpcap_drops']:,} drops, "
@@ -306,8 +309,9 @@ def main():
                 r["path"] = "capacity"
                 rows.append(r)
                 print(f"capacity workers={workers} on {workers} core(s): read {r['captured']:>9,} of {r['sent']:,} "
-                      f"in {r['read_seconds']:.2f} s, all written in {r['seconds']:.2f} s = {r['pps']:>9,.0f} pps ({r['pps'] / 100:>7,.0f} calls on "
-                      f"{workers} core(s)), kernel drops {r['kernel_drops']:,}, calls {r['calls_recorded']}, audio written "
+                      f"in {r['read_seconds']:.2f} s, all written in {r['seconds']:.2f} s = {r['pps']:>9,.0f} pps "
+                      f"({r['pps'] / 100:>7,.0f} calls on {workers} core(s)), kernel drops {r['kernel_drops']:,}, "
+                      f"calls {r['calls_recorded']}, audio written "
                       f"{r['bytes_written'] / 1e6:,.0f} MB, dropped {r['write_dropped_bytes']:,} bytes  | "
                       f"libpcap counter on 1 core: {r['libpcap_packets']:,} pkts in {r['libpcap_seconds']:.2f} s = "
                       f"{r['libpcap_pps']:,.0f} pps, {r['libpcap_drops']:,} drops", flush=True)

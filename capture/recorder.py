@@ -21,11 +21,21 @@ from capture import speedups
 from capture.errors import ParseError, PcapError, Truncated
 from capture.media import wav
 from capture.options import Options
-from capture.sip.calls import CallEnded, CallStarted, CallTable, Effect, EndReason, Evidence, MediaMapped, MediaUnmapped
+from capture.sip.calls import (
+    Call,
+    CallEnded,
+    CallStarted,
+    CallTable,
+    Effect,
+    EndReason,
+    Evidence,
+    MediaMapped,
+    MediaUnmapped,
+)
 from capture.sip.message import SipMessage
 from capture.store import resume
 from capture.store.outputs import Recordings
-from capture.store.writer import SyncIO
+from capture.store.writer import SyncIO, Writer
 from capture.wire import icmp, rtp
 from capture.wire.frame import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, flow_key
 from capture.wire.ipfrag import Defragmenter
@@ -46,10 +56,10 @@ def _ntop(addr: bytes) -> str:
 class Recorder:
     """Record every BiB call in one or more captures into ``opts.out_dir``."""
 
-    def __init__(self, opts: Options, impl: speedups.Kernels | None = None, io: Any = None):
+    def __init__(self, opts: Options, impl: speedups.Kernels | None = None, io: Writer | None = None):
         self.opts = opts
         self.impl = impl or speedups.default()
-        self.io = io or SyncIO(self.impl.engine.pwrite_batch)
+        self.io: Writer = io or SyncIO(self.impl.engine.pwrite_batch)
         self.engine = self.impl.Engine(opts.sip_ports)
         self.engine.reserve(opts.reserve_calls)
         self.table = CallTable(opts.rtp_timeout_s)
@@ -275,7 +285,7 @@ class Recorder:
             self.next_sync = now + int(self.opts.sync_s * NS)
         self.io.flush()         # live: this tick's sidecars, headers and closes to the writer, together
 
-    def _last_rtp(self, call: Any) -> int:
+    def _last_rtp(self, call: Call) -> int:
         rec = self.calls.active.get(call.id)
         return self.engine.last_rtp_ns(rec.slot) if rec is not None else 0
 

@@ -1,8 +1,11 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The hot loop (C): the twin of capture/_engine_py.py. Read that module's doc first.
+"""The hot loop (C): the twin of capture/media/_engine_py.py. Read that module's doc first.
 
-Per record: frame parse (ext/frame.pxd), flow lookup, RTP sequence accounting, placement
-and G.711 decoding into the call's ring; everything else goes back to Python.
+Per record: frame parse (frame.pxd), flow lookup (flowtable.pxi), RTP header walk (rtp.pxi),
+sequence accounting and placement (stream.pxi), G.711 decoding into the call's ring (g711.pxi);
+everything else goes back to Python. Due audio and WAV headers are laid out in batch buffers and
+written without the GIL (batch.pxi). The pieces are included here, so their inline functions
+cost the loop nothing.
 """
 import sys
 
@@ -37,7 +40,7 @@ cdef extern from *:
     """
     const int SR_AUDIO
 
-AUDIO = bool(SR_AUDIO)       # False only in a benchmark floor build (capture/_impl.py warns)
+AUDIO = bool(SR_AUDIO)       # False only in a benchmark floor build (capture/speedups.py warns)
 
 from capture.media import wav
 
@@ -68,247 +71,16 @@ DEF C_CHUNK_RINGS = 64       # 2 MiB / (2 channels x 8192 samples x 2 bytes)
 include "g711.pxi"
 
 
-cdef struct StreamC:
-    # what every packet reads and writes, packed into the first 64-byte cache line
-    uint8_t channel, codec, raw, started, anchored, in_use
-    int16_t audio_pt, event_pt
-    int32_t slot
-    uint32_t ssrc, anchor_ts
-    int64_t max_ext, anchor_pos, received, last_ns
-    uint64_t window                 # bit d: extended sequence number max_ext - d was seen
-    # the rest: where the call's ring is (read only to prefetch it), counters, the first packet's facts
-    int16_t* ring                   # this channel's half of the call's ring, as set_stream found it
-    uint32_t first_ssrc
-    int16_t src_alen                # the first packet's source (src_alen 0: unknown)
-    uint16_t src_port
-    unsigned char src_addr[16]
-    int64_t base_ext, expected_acc, dup, reordered, late, too_far, malformed
-    int64_t ssrc_changes, resyncs, events, other_pt, first_ns
-
-
-assert sizeof(StreamC) % 64 == 0, "StreamC must fill whole cache lines"
-
-
 cdef struct CallC:
     int in_use, writing
     int64_t start_ns, flushed, synced, last_rtp_ns
     int16_t* ring
 
 
-DEF EMPTY = 0
-DEF TOMB = 0xFFFFFFFFFFFFFFFF
-
-
-cdef struct V4Slot:
-    uint64_t key                    # flow key + 1 (0: empty, TOMB: deleted)
-    int64_t val
-
-
-cdef class _V4Table:
-    """Open addressing (linear probing) from an IPv4 flow key (< 2**48) to a stream id.
-
-    The hot loop looks up IPv4 flows here without creating a Python int; IPv6 flows stay in
-    the Python dict. Keys are stored plus one so that 0 can mean empty. A key and its value
-    share a 16-byte slot, so a lookup costs one cache line (``slot_of`` gives it to prefetch).
-    """
-    cdef V4Slot* slots
-    cdef Py_ssize_t cap, used
-
-    def __cinit__(self):
-        self.cap = 1024
-        self.used = 0
-        self.slots = <V4Slot*>calloc(self.cap, sizeof(V4Slot))
-        if self.slots == NULL:
-            raise MemoryError()
-
-    def __dealloc__(self):
-        free(self.slots)
-
-    cdef inline Py_ssize_t _home(self, uint64_t k) noexcept nogil:
-        """Where the probe for stored key ``k`` (a flow key + 1) starts."""
-        return <Py_ssize_t>((k * 0x9E3779B97F4A7C15ULL) >> 40) & (self.cap - 1)
-
-    cdef inline const V4Slot* slot_of(self, uint64_t key) noexcept nogil:
-        """The slot where the probe for ``key`` starts (to prefetch it)."""
-        return &self.slots[self._home(key + 1)]
-
-    cdef inline Py_ssize_t find(self, uint64_t key) noexcept nogil:
-        cdef uint64_t k = key + 1
-        cdef Py_ssize_t mask = self.cap - 1
-        cdef Py_ssize_t i = self._home(k)
-        while True:
-            if self.slots[i].key == k:
-                return self.slots[i].val
-            if self.slots[i].key == EMPTY:
-                return -1
-            i = (i + 1) & mask
-
-    cdef int put(self, uint64_t key, int32_t val) except -1:
-        cdef Py_ssize_t mask, i
-        cdef uint64_t k = key + 1
-        if (self.used + 1) * 2 > self.cap:
-            self._grow()
-        mask = self.cap - 1
-        i = self._home(k)
-        while self.slots[i].key != EMPTY and self.slots[i].key != TOMB and self.slots[i].key != k:
-            i = (i + 1) & mask
-        if self.slots[i].key == EMPTY:
-            self.used += 1
-        self.slots[i].key = k
-        self.slots[i].val = val
-        return 0
-
-    cdef void delete(self, uint64_t key) noexcept:
-        cdef uint64_t k = key + 1
-        cdef Py_ssize_t mask = self.cap - 1
-        cdef Py_ssize_t i = self._home(k)
-        while self.slots[i].key != EMPTY:
-            if self.slots[i].key == k:
-                self.slots[i].key = TOMB          # still counted in used until the next grow
-                return
-            i = (i + 1) & mask
-
-    cdef int _grow(self) except -1:
-        cdef V4Slot* old = self.slots
-        cdef Py_ssize_t oc = self.cap, i
-        live = sum(1 for i in range(oc) if old[i].key != EMPTY and old[i].key != TOMB)
-        self.cap = oc * 2 if (live + 1) * 4 > oc else oc
-        self.slots = <V4Slot*>calloc(self.cap, sizeof(V4Slot))
-        if self.slots == NULL:
-            self.slots = old
-            self.cap = oc
-            raise MemoryError()
-        self.used = 0
-        for i in range(oc):
-            if old[i].key != EMPTY and old[i].key != TOMB:
-                self.put(old[i].key - 1, <int32_t>old[i].val)
-        free(old)
-        return 0
-
-
-cdef inline object key_of(const unsigned char* a, int alen, int port):
-    cdef uint64_t v
-    if alen == 4:
-        v = (<uint64_t>u32(a, 0) << 16) | port
-        return v
-    return (int.from_bytes(a[:16], "big") << 16) | port | (1 << 160)
-
-
-cdef bint LITTLE = sys.byteorder == "little"
-
-
-cdef inline uint64_t _four(const int16_t* table, uint64_t v) noexcept nogil:
-    """The samples of the low four code bytes of ``v``, packed as four little-endian int16s."""
-    return (<uint64_t><uint16_t>table[v & 0xFF] | (<uint64_t><uint16_t>table[(v >> 8) & 0xFF]) << 16
-            | (<uint64_t><uint16_t>table[(v >> 16) & 0xFF]) << 32 | (<uint64_t><uint16_t>table[(v >> 24) & 0xFF]) << 48)
-
-
-cdef inline void _decode(const int16_t* table, const unsigned char* p, int16_t* dst, Py_ssize_t n) noexcept nogil:
-    """``dst[k] = table[p[k]]`` for k < n: G.711 codes to samples. Eight codes are read and
-    eight samples written at a time (unaligned 8-byte moves; the byte-by-byte loop spent most of
-    its time loading and storing, not looking up)."""
-    cdef Py_ssize_t k = 0
-    cdef uint64_t v, lo, hi
-    if LITTLE:
-        while k + 8 <= n:
-            memcpy(&v, p + k, 8)
-            lo = _four(table, v)
-            hi = _four(table, v >> 32)
-            memcpy(dst + k, &lo, 8)
-            memcpy(dst + k + 4, &hi, 8)
-            k += 8
-    while k < n:
-        dst[k] = table[p[k]]
-        k += 1
-
-
-cdef inline int64_t _lost(const StreamC* s) noexcept nogil:
-    """Packets a stream is missing: expected (extended sequence span, over its SSRCs) less received."""
-    cdef int64_t expected = s.expected_acc + ((s.max_ext - s.base_ext + 1) if s.started else 0)
-    return expected - s.received if expected > s.received else 0
-
-
-cdef inline int64_t _due(int64_t now_ns, int64_t start_ns, int64_t lag) noexcept nogil:
-    """``(now - start) * RATE // 1e9 - lag`` with Python's floor division, without overflow."""
-    cdef int64_t d = now_ns - start_ns
-    cdef int64_t q = d // 1000000000, r = d % 1000000000
-    if r < 0:
-        q -= 1
-        r += 1000000000
-    return q * C_RATE + (r * C_RATE) // 1000000000 - lag
-
-
-# the empty WAV header (capture/media/wav.py); its two sizes are patched per call
-DEF C_WAV_HEADER_BYTES = 44
-assert wav.HEADER_BYTES == C_WAV_HEADER_BYTES
-cdef unsigned char WAV_HEADER[C_WAV_HEADER_BYTES]
-cdef Py_ssize_t WAV_RIFF_SIZE_AT = wav.RIFF_SIZE_OFFSET, WAV_DATA_SIZE_AT = wav.DATA_SIZE_OFFSET
-cdef int _k
-_h = wav.header(0)
-for _k in range(C_WAV_HEADER_BYTES):
-    WAV_HEADER[_k] = _h[_k]
-
-
-cdef inline void _le32(unsigned char* p, uint32_t v) noexcept nogil:
-    p[0] = v & 0xFF
-    p[1] = (v >> 8) & 0xFF
-    p[2] = (v >> 16) & 0xFF
-    p[3] = (v >> 24) & 0xFF
-
-
-cdef void _drain(CallC* c, int64_t upto, int16_t* o) noexcept nogil:
-    """Interleave samples [flushed, upto) of a call into ``o`` and clear them in the ring."""
-    cdef int16_t* near = c.ring
-    cdef int16_t* far = c.ring + C_WINDOW
-    cdef int64_t j = c.flushed, a, k, m
-    if not SR_AUDIO:
-        memset(o, 0, (upto - j) * 2 * sizeof(int16_t))
-        c.flushed = upto
-        return
-    while j < upto:
-        a = j & (C_WINDOW - 1)
-        m = min(upto - j, C_WINDOW - a)
-        for k in range(m):
-            o[2 * k] = near[a + k]
-            o[2 * k + 1] = far[a + k]
-        memset(near + a, 0, m * sizeof(int16_t))
-        memset(far + a, 0, m * sizeof(int16_t))
-        o += 2 * m
-        j += m
-    c.flushed = upto
-
-
-def pwrite_batch(const unsigned char[:] buf, const int64_t[:] fds, const int64_t[:] offsets,
-                 const int64_t[:] lengths):
-    """Write consecutive pieces of ``buf`` to (fd, offset) in order, without the GIL.
-
-    Returns the number of pieces that failed (short writes are retried to the end).
-    """
-    cdef Py_ssize_t i, n = fds.shape[0]
-    cdef int64_t pos = 0, done
-    cdef ssize_t w
-    cdef int failed = 0
-    cdef const unsigned char* b = &buf[0] if buf.shape[0] else NULL
-    if n and (lengths.shape[0] != n or offsets.shape[0] != n):
-        raise ValueError("fds, offsets and lengths differ in length")
-    cdef int64_t total = 0
-    for i in range(n):
-        if lengths[i] < 0:
-            raise ValueError("a negative length")
-        total += lengths[i]
-    if total > buf.shape[0]:
-        raise ValueError(f"pieces of {total} bytes do not fit a buffer of {buf.shape[0]}")
-    with nogil:
-        for i in range(n):
-            done = 0
-            while done < lengths[i]:
-                w = pwrite(<int>fds[i], b + pos + done, <size_t>(lengths[i] - done), <off_t>(offsets[i] + done))
-                if w <= 0:
-                    failed += 1
-                    break
-                done += w
-            pos += lengths[i]
-    return failed
+include "rtp.pxi"           # the RTP header walk
+include "stream.pxi"        # one stream's state: sequence accounting, placement by timestamp
+include "flowtable.pxi"     # (IPv4 address, port) -> stream, without Python objects
+include "batch.pxi"         # a call's due audio interleaved into a batch buffer; WAV headers; pwrite_batch
 
 
 cdef class Engine:
@@ -714,78 +486,20 @@ cdef class Engine:
 
     cdef int _rtp(self, Py_ssize_t sid, const unsigned char* p, Py_ssize_t length, int64_t ts,
                   const unsigned char* saddr, int alen, int sport, bint force) noexcept nogil:
+        """One RTP packet of stream ``sid``: its header walked, its sequence accounted, its audio
+        placed in its call's ring (``rtp.pxi``, ``stream.pxi``). Returns 0, or what Python must see."""
         cdef StreamC* s = &self.st[sid]
         cdef CallC* c
-        cdef Py_ssize_t h, plen, start, first
-        cdef int16_t* dst
-        cdef int b0, pt, padn, seq, ud
-        cdef uint32_t rts, ssrc
-        cdef int64_t ext, wall, pos, dd
-        cdef const int16_t* table
-        cdef int16_t* ring
+        cdef Py_ssize_t h, plen
+        cdef int pt
         if s.raw and not force:
             return C_EVENT_RAW
-        if length < 12 or (p[0] >> 6) != 2:
+        if not rtp_walk(p, length, &h, &plen):
             s.malformed += 1
             return 0
-        b0 = p[0]
-        h = 12 + 4 * (b0 & 0x0F)
-        if b0 & 0x10:
-            if h + 4 > length:
-                s.malformed += 1
-                return 0
-            h += 4 + 4 * ((p[h + 2] << 8) | p[h + 3])
-        if h > length:
-            s.malformed += 1
-            return 0
-        plen = length - h
-        if b0 & 0x20:
-            padn = p[length - 1]
-            if padn == 0 or padn > plen:
-                s.malformed += 1
-                return 0
-            plen -= padn
         pt = p[1] & 0x7F
-        seq = (p[2] << 8) | p[3]
-        rts = u32(p, 4)
-        ssrc = u32(p, 8)
-        if not s.started or ssrc != s.ssrc:
-            if s.started:
-                s.ssrc_changes += 1
-                s.expected_acc += s.max_ext - s.base_ext + 1
-            else:
-                s.first_ssrc = ssrc
-                s.first_ns = ts
-                if saddr != NULL:
-                    memcpy(s.src_addr, saddr, alen)
-                    s.src_alen = alen
-                    s.src_port = sport
-            s.started = 1
-            s.ssrc = ssrc
-            ext = seq + 0x10000
-            s.base_ext = ext
-            s.max_ext = ext
-            s.window = 1
-            s.anchored = 0
-        else:
-            ud = (seq - s.max_ext) & 0xFFFF
-            ext = s.max_ext + ud if ud < 0x8000 else s.max_ext - (0x10000 - ud)
-            if ext > s.max_ext:
-                dd = ext - s.max_ext
-                s.window = ((s.window << dd) if dd < 64 else 0) | 1
-                s.max_ext = ext
-            else:
-                dd = s.max_ext - ext
-                if dd < 64 and (s.window >> dd) & 1:
-                    s.dup += 1
-                    return 0
-                s.reordered += 1
-                if ext < s.base_ext:
-                    s.base_ext = ext
-                if dd < 64:
-                    s.window |= (<uint64_t>1) << dd
-        s.received += 1
-        s.last_ns = ts
+        if not stream_sequence(s, (p[2] << 8) | p[3], u32(p, 8), ts, saddr, alen, sport):
+            return 0                # a duplicate
         c = &self.cl[s.slot]
         c.last_rtp_ns = ts
         if pt != s.audio_pt or s.codec == 0:
@@ -794,36 +508,5 @@ cdef class Engine:
                 return C_EVENT_TELEPHONE
             s.other_pt += 1
             return 0
-        wall = ((ts - c.start_ns) * C_RATE) // 1000000000
-        if (ts - c.start_ns) < 0 and ((ts - c.start_ns) * C_RATE) % 1000000000:
-            wall -= 1      # floor division, as Python does
-        if not s.anchored:
-            s.anchored = 1
-            s.anchor_pos = wall
-            s.anchor_ts = rts
-        dd = <int32_t>(rts - s.anchor_ts)
-        pos = s.anchor_pos + dd
-        if pos - wall > C_RESYNC or wall - pos > C_RESYNC:
-            s.resyncs += 1
-            s.anchor_pos = wall
-            s.anchor_ts = rts
-            pos = wall
-        if pos < c.flushed:
-            s.late += 1
-            return 0
-        if pos + plen > c.flushed + C_WINDOW:
-            s.too_far += 1
-            return 0
-        if s.codec == 1:
-            table = &ULAW[0]
-        else:
-            table = &ALAW[0]
-        ring = c.ring + (C_WINDOW if s.channel else 0)
-        p = p + h
-        start = pos & (C_WINDOW - 1)
-        first = plen if plen <= C_WINDOW - start else C_WINDOW - start
-        dst = ring + start
-        if SR_AUDIO:
-            _decode(table, p, dst, first)        # contiguous up to the ring's end, then from its start
-            _decode(table, p + first, ring, plen - first)
+        stream_place(s, c, p + h, plen, u32(p, 4), ts)
         return 0

@@ -26,12 +26,12 @@ def alaw_to_linear(int code):
 
 cdef object _decode(data, const int16_t* table):
     cdef const unsigned char[:] src = data
-    cdef Py_ssize_t n = src.shape[0], i
+    cdef Py_ssize_t n = src.shape[0]
     out = np.empty(n, dtype=np.int16)
     cdef int16_t[:] dst = out
-    with nogil:
-        for i in range(n):
-            dst[i] = table[src[i]]
+    if n:
+        with nogil:
+            decode_into(table, &src[0], &dst[0], n)
     return out
 
 

@@ -3,11 +3,11 @@ synthetic capture in which the primary dies, one call still open, and a worker s
 import os
 import time
 
-from capture.testing import synth
-from capture.wire._pcapfile_py import Indexer
 from capture.options import Options
 from capture.recorder import Recorder
 from capture.store.files import write_json_atomic
+from capture.testing import synth
+from capture.wire._pcapfile_py import Indexer
 
 
 def make(out: str) -> dict:

@@ -3,12 +3,12 @@ import os
 import time
 import wave
 
+import api_data
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import settings as hsettings
 
-import api_data
 from appliance.api.main import create_app
 from appliance.config import ApiSettings, CaptureSettings, Settings, load
 from capture.errors import ConfigError

@@ -1,11 +1,26 @@
 """Call logic from real CUCM messages: pairing, media mapping, endings, evidence. No I/O."""
 import pytest
-from hypothesis import given, settings, strategies as st
+from conftest import sip_sample
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capture.sip import message as sip
-from capture.sip.calls import TIMER_B_NS, CallEnded, CallEvent, CallStarted, CallState, CallTable, DialogEvent, DialogState, Evidence, MediaMapped, call_transition, dialog_transition, make_call_id
+from capture.sip.calls import (
+    TIMER_B_NS,
+    CallEnded,
+    CallEvent,
+    CallStarted,
+    CallState,
+    CallTable,
+    DialogEvent,
+    DialogState,
+    Evidence,
+    MediaMapped,
+    call_transition,
+    dialog_transition,
+    make_call_id,
+)
 from capture.wire.frame import flow_key
-from conftest import sip_sample
 
 CUCM = ("10.48.32.90", 5060)
 REC = ("10.48.32.170", 5060)
@@ -53,7 +68,7 @@ def test_pairs_near_and_far_dialogs_from_real_cucm_messages():
     assert mapped[-1].event_pt == 101
     assert call.dialogs["near"].state is DialogState.CONFIRMED and call.dialogs["near"].phone_addr == "10.48.32.33"
     # far-end INVITE, device name in another case: same call
-    far = msg("bib_04_cucm10.5_udp_INVITE_farend_delayed_offer.txt", **{"sep0018195aa209": "SEP0018195AA209"})
+    far = msg("bib_04_cucm10.5_udp_INVITE_farend_delayed_offer.txt", sep0018195aa209="SEP0018195AA209")
     fx = table.on_sip(far, NS // 10, CUCM, REC, "udp")
     assert not [e for e in fx if isinstance(e, CallStarted)]
     assert call.dialogs["far"].call_id.startswith("abbb8e00-4291f775-204d")
@@ -139,7 +154,8 @@ def test_tick_deadlines_end_calls_when_looking_at_every_call_would(timeout_s, sp
     for i, (start_s, answer_s, rtp) in enumerate(specs):     # answer_s: the 200 OK's delay (None: never)
         start = start_s * NS + i
         answered = None if answer_s is None else start + answer_s * NS + NS // 100
-        ids = {"38960750": f"7{i:07d}", "abbb8e00-4291f775": f"c{i:07d}-4291f775", "audio 6000": f"audio {6000 + 2 * i}"}
+        ids = {"38960750": f"7{i:07d}", "abbb8e00-4291f775": f"c{i:07d}-4291f775",
+               "audio 6000": f"audio {6000 + 2 * i}"}
         events.append((start, 0, ("invite", i, ids)))
         if answered is not None:
             events.append((answered, 0, ("ok", i, ids)))
@@ -211,7 +227,7 @@ def test_packed_address_is_ipaddress_packed(text):
 def test_call_id_is_the_start_time_refci_and_a_call_id_hash(ns, refci, call_id):
     import datetime as dt
     import hashlib
-    t = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=ns // 1000)
+    t = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ns // 1000)
     safe = "".join(ch for ch in refci if ch.isalnum())[:20] or "x"
     assert make_call_id(ns, refci, call_id) == (f"{t:%Y%m%dT%H%M%S}{(ns // 10**6) % 1000:03d}Z-{safe}-"
                                                f"{hashlib.sha1(call_id.encode()).hexdigest()[:6]}")

@@ -10,8 +10,8 @@ import wave
 
 import numpy as np
 
-from capture.testing import synth
 from capture.store.catalog import Catalog
+from capture.testing import synth
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 

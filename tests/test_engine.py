@@ -4,12 +4,12 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import PY, C
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capture.testing import synth
 from capture.wire.frame import flow_key
-from conftest import C, PY
 
 KEY = flow_key(bytes([198, 18, 0, 20]), 20000)
 NS = 1_000_000_000

@@ -1,10 +1,9 @@
 import warnings
 
 import numpy as np
+from conftest import PY, C
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from conftest import C, PY
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -43,7 +43,8 @@ def test_deb_has_what_a_debian_service_needs(deb):
     assert "Package: shadowrec" in info and "Depends: python3.11, libpcap0.8" in info
     files = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True, check=True).stdout
     for f in ("./usr/bin/shadowrec", "./lib/systemd/system/shadowrec.service", "./etc/shadowrec/shadowrec.toml",
-              "./opt/shadowrec/lib/capture/cli.py", "./opt/shadowrec/lib/capture/_engine_c.cpython-311-x86_64-linux-gnu.so"):
+              "./opt/shadowrec/lib/appliance/cli.py",
+              "./opt/shadowrec/lib/capture/media/_engine_c.cpython-311-x86_64-linux-gnu.so"):
         assert f in files, f
     conffiles = subprocess.run(["dpkg-deb", "-f", deb, "Package"], capture_output=True, text=True).stdout
     assert conffiles.strip() == "shadowrec"

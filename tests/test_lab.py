@@ -2,9 +2,9 @@
 import os
 
 import pytest
+from lab import can_run_lab
 
 from appliance.lab.site import run_lab
-from lab import can_run_lab
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(not can_run_lab() or not os.path.exists("/usr/sbin/keepalived"),
                                                     reason="needs root and keepalived")]

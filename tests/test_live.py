@@ -10,9 +10,9 @@ import wave
 
 import numpy as np
 import pytest
+from lab import SpanLab, can_run_lab
 
 from capture.testing import synth
-from lab import SpanLab, can_run_lab
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(not can_run_lab(), reason="needs root, ip and tc")]
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))

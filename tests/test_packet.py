@@ -3,11 +3,11 @@ import struct
 
 import dpkt
 import pytest
+from conftest import PY, C
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capture.errors import ParseError, Truncated, Unsupported
-from conftest import C, PY
 
 SRC4, DST4 = bytes([198, 18, 1, 10]), bytes([198, 18, 0, 20])
 SRC6 = bytes.fromhex("20010db8000000000000000000010001")

@@ -7,10 +7,10 @@ import subprocess
 import threading
 import time
 
+import api_data
 import pytest
 import uvicorn
 
-import api_data
 from appliance.api.main import create_app
 from appliance.config import CaptureSettings, Settings
 

@@ -4,13 +4,13 @@ import struct
 import dpkt
 import numpy as np
 import pytest
+from conftest import PY, C, data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from capture.errors import PcapError
 from capture.testing import synth
 from capture.wire.pcapfile import PcapWriter
-from capture.errors import PcapError
-from conftest import C, PY, data
 
 
 def index_all(impl, buf):
@@ -92,8 +92,8 @@ def test_not_a_capture(impl, blob, msg):
 
 def _run(impl, buf):
     try:
-        (o, l, t, k), err = index_all(impl, buf)
-        return [list(map(int, x)) for x in (o, l, t, k)], err
+        (o, n, t, k), err = index_all(impl, buf)
+        return [list(map(int, x)) for x in (o, n, t, k)], err
     except PcapError as e:
         return "PcapError", str(e)
 

@@ -1,31 +1,30 @@
 """End to end: synthetic BiB captures through `Recorder`, WAVs compared sample for sample."""
+import datetime as dt
 import glob
 import json
 import os
-import wave
-
 import struct
-
-import datetime as dt
+import wave
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from conftest import PY, C, data
+from hypothesis import given
+from hypothesis import strategies as st
 
-from capture.testing import synth
-from capture.store.catalog import Catalog
-from capture.wire._pcapfile_py import Indexer
 from capture.options import Options
 from capture.recorder import Recorder
+from capture.store.catalog import Catalog
 from capture.store.sidecar import iso
-from conftest import C, PY, data
+from capture.testing import synth
+from capture.wire._pcapfile_py import Indexer
 
 NS = 10**9
 
 
 @given(st.integers(min_value=-(10**18), max_value=253402300799 * NS + NS - 1))
 def test_iso_is_iso_8601_utc_with_milliseconds(ns):
-    t = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=ns // 1000)
+    t = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ns // 1000)
     assert iso(ns) == t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
     assert iso(None) is None
 

@@ -2,11 +2,11 @@
 import struct
 
 import pytest
+from conftest import PY, C
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capture.errors import ParseError, Truncated
-from conftest import C, PY
 
 BLOCK = 4096
 
@@ -16,7 +16,7 @@ def block(frames, ts=(1_790_000_000, 5)):
     first = 48
     pos = first
     hdrs = []
-    for i, fr in enumerate(frames):
+    for fr in frames:
         mac = 66                                     # tpacket3_hdr + sockaddr_ll area, as the kernel pads
         size = (mac + len(fr) + 15) & ~15
         hdrs.append((pos, size, mac, fr))

@@ -1,8 +1,9 @@
 import pytest
-
-from capture.sip import sdp, message as sip
-from capture.errors import SdpError
 from conftest import sip_sample
+
+from capture.errors import SdpError
+from capture.sip import message as sip
+from capture.sip import sdp
 
 
 def test_recorder_offer():

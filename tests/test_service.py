@@ -9,9 +9,9 @@ import time
 import urllib.request
 
 import pytest
+from lab import SpanLab, can_run_lab
 
 from capture.testing import synth
-from lab import SpanLab, can_run_lab
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(not can_run_lab(), reason="needs root, ip and tc")]
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -43,7 +43,7 @@ def test_serve_notifies_systemd_answers_and_resumes_a_call_across_a_restart(tmp_
         while time.time() < end:
             try:
                 messages.append(notify.recv(4096).decode())
-            except socket.timeout:
+            except TimeoutError:
                 pass
             if want and any(want in m for m in messages):
                 return True

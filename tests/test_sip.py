@@ -1,10 +1,10 @@
 import pytest
+from conftest import IMPLS, PY, C, sip_sample
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capture.sip import message as sip
 from capture.errors import ParseError, SipError, Truncated
-from conftest import C, IMPLS, PY, sip_sample
+from capture.sip import message as sip
 
 both = pytest.mark.parametrize("impl", IMPLS)
 

@@ -1,7 +1,9 @@
 """The recording UAS as CUCM meets it: delayed offer, retransmissions, BYE, CANCEL, OPTIONS."""
-from capture.sip import sdp, message as sip
-from appliance.standby.sipserver import T1, Uas
 from conftest import sip_sample
+
+from appliance.standby.sipserver import T1, Uas
+from capture.sip import message as sip
+from capture.sip import sdp
 
 CUCM = ("198.18.0.10", 5060)
 

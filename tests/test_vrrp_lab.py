@@ -7,7 +7,6 @@ import sys
 import time
 
 import pytest
-
 from lab import can_run_lab
 from vrrp_lab import VIP, VipLab, wait
 

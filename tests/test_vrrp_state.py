@@ -1,5 +1,14 @@
 """VRRPv3 state machine (RFC 5798 §6.4) with an injected clock: no network."""
-from appliance.standby.vrrp.state import ClaimVip, Event, Received, ReleaseVip, SendAdvert, VrrpConfig, VrrpInstance, VrrpState
+from appliance.standby.vrrp.state import (
+    ClaimVip,
+    Event,
+    Received,
+    ReleaseVip,
+    SendAdvert,
+    VrrpConfig,
+    VrrpInstance,
+    VrrpState,
+)
 
 NS = 10**9
 MS = 10**6

@@ -1,13 +1,14 @@
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import FileResponse
 
-from appliance.config import Settings
-from capture.sip.calls import EndReason
 from appliance.api.deps import catalog, get_settings, require_token
 from appliance.api.schemas import Call, CallPage
+from appliance.config import Settings
+from capture.sip.calls import EndReason
 
 router = APIRouter(prefix="/calls", tags=["calls"], dependencies=[Depends(require_token)])
 CALL_ID = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,80}$", description="the call's id")
@@ -17,12 +18,12 @@ def _iso(v: datetime | None) -> str | None:
     if v is None:
         return None
     if v.tzinfo is None:
-        v = v.replace(tzinfo=timezone.utc)
-    v = v.astimezone(timezone.utc)
+        v = v.replace(tzinfo=UTC)
+    v = v.astimezone(UTC)
     return f"{v:%Y-%m-%dT%H:%M:%S}.{v.microsecond // 1000:03d}Z"
 
 
-def _query(settings, limit=1000, offset=0, **filters) -> list:
+def _query(settings: Settings, limit: int = 1000, offset: int = 0, **filters: Any) -> list[dict[str, Any]]:
     cat = catalog(settings)
     if cat is None:
         return []
@@ -52,7 +53,7 @@ def live_calls(settings: Settings = Depends(get_settings)) -> list:
     return _query(settings, state="recording")
 
 
-def _one(settings, call_id):
+def _one(settings: Settings, call_id: str) -> dict[str, Any]:
     items = _query(settings, 1, call_id=call_id)
     if not items:
         raise HTTPException(404, f"no call {call_id}")
@@ -69,7 +70,7 @@ def get_call(call_id: str = CALL_ID, settings: Settings = Depends(get_settings))
             response_class=FileResponse, responses={200: {"content": {"audio/wav": {}}},
                                                      206: {"content": {"audio/wav": {}}},
                                                      404: {"description": "no such call or no audio"}})
-def get_audio(call_id: str = CALL_ID, settings: Settings = Depends(get_settings)):
+def get_audio(call_id: str = CALL_ID, settings: Settings = Depends(get_settings)) -> FileResponse:
     meta = _one(settings, call_id)
     root = os.path.realpath(settings.capture.out)
     path = os.path.realpath(os.path.join(root, meta["wav"]))

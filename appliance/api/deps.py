@@ -6,9 +6,9 @@ import os
 
 from fastapi import Depends, HTTPException, Request, status
 
-from capture.live.status import read_statuses
-
 from appliance.config import Settings
+from capture.live.status import read_statuses
+from capture.store.catalog import Catalog
 
 
 def get_settings(request: Request) -> Settings:
@@ -33,8 +33,7 @@ def worker_status(settings: Settings) -> list:
     return read_statuses(settings.capture.out)
 
 
-def catalog(settings: Settings):
+def catalog(settings: Settings) -> Catalog | None:
     """The call catalog, read-only, or None before the first call."""
-    from capture.store.catalog import Catalog
     path = os.path.join(settings.capture.out, "catalog.sqlite")
     return Catalog(path, readonly=True) if os.path.exists(path) else None

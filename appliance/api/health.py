@@ -1,8 +1,8 @@
 from fastapi import APIRouter, Depends, Response
 
-from appliance.config import Settings
 from appliance.api.deps import get_settings, worker_status
 from appliance.api.schemas import Health, Ready
+from appliance.config import Settings
 
 router = APIRouter(tags=["health"])
 

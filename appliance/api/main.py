@@ -1,19 +1,20 @@
 """The FastAPI application: ``create_app(settings)``; the lifespan opens and closes what it needs."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from appliance.api import calls, health, metrics, page, status
+from appliance.config import Settings
 from capture import __version__
 
-from appliance.config import Settings
-from appliance.api import calls, health, metrics, page, status
 
-
-def create_app(settings: Settings, on_start=None, on_stop=None) -> FastAPI:
+def create_app(settings: Settings, on_start: Callable[[FastAPI], None] | None = None,
+               on_stop: Callable[[FastAPI], None] | None = None) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if on_start:
             on_start(app)
         try:

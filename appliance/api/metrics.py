@@ -1,11 +1,12 @@
+from collections.abc import Iterator
+
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from capture.live.status import merge_counters
-
-from appliance.config import Settings
 from appliance.api.deps import get_settings, require_token, worker_status
+from appliance.config import Settings
+from capture.live.status import merge_counters
 
 router = APIRouter(tags=["metrics"], dependencies=[Depends(require_token)])
 
@@ -14,7 +15,7 @@ class _Collector:
     def __init__(self, settings: Settings):
         self.settings = settings
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         st = worker_status(self.settings)
         counters = {"received": "packets received by the capture workers",
                     "kernel_drops": "packets the kernel dropped before shadowrec read them",
@@ -22,7 +23,8 @@ class _Collector:
                     "write_errors": "writes the disk refused", "link_errors": "times the SPAN link went down",
                     "calls_recorded": "calls recorded"}
         for key, doc in counters.items():
-            m = CounterMetricFamily(f"shadowrec_{key}", doc, labels=["worker"])
+            m: CounterMetricFamily | GaugeMetricFamily = CounterMetricFamily(f"shadowrec_{key}", doc,
+                                                                            labels=["worker"])
             for s in st:
                 m.add_metric([str(s.get("worker", 0))], float(s.get(key, 0)))
             yield m
@@ -34,7 +36,8 @@ class _Collector:
                 m.add_metric([str(s.get("worker", 0))], float(s.get(key, 0)))
             yield m
         m = CounterMetricFamily("shadowrec_write_wait_seconds",
-                                "time capture waited for the disk writer while the kernel ring had room", labels=["worker"])
+                                "time capture waited for the disk writer while the kernel ring had room",
+                                labels=["worker"])
         for s in st:
             m.add_metric([str(s.get("worker", 0))], float(s.get("write_wait_s", 0.0)))
         yield m

@@ -1,14 +1,14 @@
 """Response models: they are the OpenAPI documentation of what the API returns."""
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
 from capture.store.sidecar import Sidecar
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     MASTER = "MASTER"
     BACKUP = "BACKUP"
     PASSIVE = "PASSIVE"

@@ -1,14 +1,14 @@
 import shutil
 import time
+from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from capture import __version__
-from capture.live.status import merge_counters
-
-from appliance.config import Settings
 from appliance.api.deps import get_settings, require_token, worker_status
 from appliance.api.schemas import Capture, Disk, Role, Status
+from appliance.config import Settings
+from capture import __version__
+from capture.live.status import merge_counters
 
 router = APIRouter(tags=["status"], dependencies=[Depends(require_token)])
 
@@ -18,7 +18,7 @@ def summarise(settings: Settings) -> dict:
     total = merge_counters(st)
     num = ("received", "kernel_drops", "active_calls", "active_lost_packets", "queue_bytes", "bytes_written",
            "write_dropped_bytes", "write_errors", "link_errors", "calls_recorded", "ring_bytes")
-    cap = {k: int(total.get(k, 0)) for k in num}
+    cap: dict[str, Any] = {k: int(total.get(k, 0)) for k in num}
     cap.update(workers=len(st), parse_errors=total["errors"], write_wait_s=round(total.get("write_wait_s", 0.0), 3),
                status_age_s=max((s["age_s"] for s in st), default=None),
                last_packet_age_s=round(time.time() - total["last_packet_at"], 3) if total.get("last_packet_at")

@@ -19,8 +19,9 @@ import time
 
 import numpy as np
 
-from capture.sip import sdp, message as sip
 from capture.errors import ParseError
+from capture.sip import message as sip
+from capture.sip import sdp
 
 T1 = 0.5
 
@@ -113,7 +114,7 @@ class Cucm:
             rec.update({"answered_by": d["answered_by"], "rtp_dst": f"{m.address}:{m.port}", "seed": seed})
 
     def _bye(self, call, now):
-        for role, info in call["dialogs"].items():
+        for info in call["dialogs"].values():
             d = self.dialogs.get(info["call_id"])
             if d is None or d["to_tag"] is None:
                 continue
@@ -184,7 +185,7 @@ class Cucm:
             rec = st["dialog"]["call"]["dialogs"][st["dialog"]["role"]]
             rec.update({"packets_sent": st["sent"], "first_rtp_at": st["first_at"]})
         for c in self.calls:
-            for role, info in c["dialogs"].items():
+            for info in c["dialogs"].values():
                 t = self.txns.get((info["call_id"], "INVITE"))
                 info["invite_sends"] = t["sent"] if t else 0
         with open(self.manifest, "w") as f:

@@ -112,7 +112,7 @@ class Site:
         return self
 
     def __exit__(self, *exc):
-        for name, p in list(self.procs.items()):
+        for p in list(self.procs.values()):
             if p.poll() is None:
                 p.kill()
                 p.wait(5)
@@ -171,8 +171,8 @@ class Site:
 
 
 def _expected(seed: int, n: int) -> np.ndarray:
-    from capture.media._g711_py import ULAW_TABLE
     from appliance.lab.sim import audio_codes
+    from capture.media._g711_py import ULAW_TABLE
     return ULAW_TABLE[np.frombuffer(audio_codes(seed, n), dtype=np.uint8)]
 
 
@@ -226,7 +226,8 @@ def run_lab(mode: str = "crash", work: str | None = None, calls_before: int = 4,
         # before the failure: long calls that span it; after it: calls that only shadowrec can answer,
         # the last of which spans the failback
         plan = [(0.5 + 0.3 * k, kill_at + 6.0 - 0.3 * k) for k in range(calls_before)]
-        plan += [(kill_at + 2.5 + 0.4 * k, 5.0 + (restore_at - kill_at) * (k == calls_after - 1)) for k in range(calls_after)]
+        plan += [(kill_at + 2.5 + 0.4 * k, 5.0 + (restore_at - kill_at) * (k == calls_after - 1))
+                 for k in range(calls_after)]
         manifest = os.path.join(work, "calls.json")
         phones = ",".join(site.phones)
         plan_s = ";".join(f"{a:.2f}:{b:.2f}" for a, b in plan)
@@ -275,7 +276,7 @@ def run_lab(mode: str = "crash", work: str | None = None, calls_before: int = 4,
             if pri and app and not (mode == "net" and kill_t <= at < restore_t)]
         report["vip_single_at_end"] = bool(timeline and timeline[-1][1] and not timeline[-1][2])
     calls = json.load(open(manifest))
-    metas = {}
+    metas: dict = {}
     for p in glob.glob(os.path.join(out, "calls", "*", "*", "*", "*.json")):
         m = json.load(open(p))
         metas.setdefault(m["near"]["dn"], []).append(m)

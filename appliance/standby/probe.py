@@ -136,7 +136,7 @@ class Prober:
                 nxt = now + self.interval
             try:
                 data = self.sock.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except ConnectionRefusedError:
                 self._emit(self.policy.refused(time.monotonic()))

@@ -22,8 +22,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from capture.sip import message as sip
 from capture.errors import ParseError
+from capture.sip import message as sip
 
 log = logging.getLogger("shadowrec.sip")
 T1 = 0.5

@@ -19,17 +19,18 @@ for longer than it takes keepalived to process one advertisement.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import threading
-
-from capture.live.worker import Worker
-from capture.options import Options
 
 from appliance.standby.probe import Prober, Verdict
 from appliance.standby.sipserver import SipServer
 from appliance.standby.vrrp.scheduler import VrrpRunner
 from appliance.standby.vrrp.state import Event, VrrpConfig
+from capture.live.worker import Worker
+from capture.options import Options
+from capture.wire.frame import flow_key
 
 log = logging.getLogger("shadowrec")
 
@@ -41,15 +42,12 @@ class Standby:
         vip_ip = vips[0].split("/")[0]
         self.sip = SipServer(vip_ip)
         self.worker = Worker([span, service], opts, ring_mb=ring_mb, answered=self.sip.uas.answered)
-        import ipaddress
-
-        from capture.wire.frame import flow_key
         vip_packed = ipaddress.ip_address(vip_ip).packed
         media = self.worker.rec.table.media      # read from the SIP thread: membership tests only
         self.sip.uas.busy = lambda port: flow_key(vip_packed, port) in media
+        self.prober = Prober(primary, self._verdict, interval=probe_interval, local=vrrp.local_ip, ifname=service)
         self.worker.extra_status = lambda: {"vrrp": self.vrrp.status(), "health": self.prober.policy.verdict.value,
                                             "sip": dict(self.sip.uas.counters)}
-        self.prober = Prober(primary, self._verdict, interval=probe_interval, local=vrrp.local_ip, ifname=service)
         self.vrrp_thread = threading.Thread(target=self.vrrp.run, name="shadowrec-vrrp", daemon=True)
 
     def _verdict(self, v: Verdict):

@@ -44,7 +44,7 @@ class SpanInterface:
                 f = feats.features.get(name)
                 if f is not None and f.available and f.enable != enable:
                     todo[name] = f
-            for name, f in todo.items():
+            for f in todo.values():
                 f.enable = enable
             if todo:
                 et.set_features(self.ifname, feats)

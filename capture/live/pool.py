@@ -81,9 +81,9 @@ def capture(iface: str, opts: Options, workers: int = 1, ring_mb: int = DEFAULT_
             p.start()
             return p, ev
 
-        procs, readies = zip(*(start(k) for k in range(workers)))
-        procs = list(procs)
-        for p, ev in zip(procs, readies):     # a worker that dies starting is not waited for
+        started = [start(k) for k in range(workers)]
+        procs = [p for p, _ in started]
+        for p, ev in started:     # a worker that dies starting is not waited for
             deadline = time.monotonic() + 30
             while not ev.wait(0.1) and p.is_alive() and time.monotonic() < deadline:
                 pass

@@ -8,14 +8,15 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 
 from capture import speedups
 from capture.errors import InterfaceError
 from capture.live.filter import compile_bpf, worker_filter
 from capture.live.ring import Ring
 from capture.options import Options
-from capture.sip.calls import EndReason
 from capture.recorder import Recorder
+from capture.sip.calls import EndReason
 from capture.store.files import write_json_atomic
 from capture.store.writer import QueuedIO
 
@@ -50,10 +51,11 @@ class Worker:
         self.io = QueuedIO(opts.queue_mb << 20, self.impl.engine.pwrite_batch, can_wait=self._ring_has_room)
         self.rec = Recorder(opts, self.impl, self.io)
         self.rec.answered_here = answered if answered is not None else set()
-        self.extra_status = None              # e.g. the standby's VRRP/health state, merged into status
+        # e.g. the standby's VRRP/health state, merged into status
+        self.extra_status: Callable[[], dict] | None = None
         self.stop = False
         self.received = 0
-        self.last_packet_at = None            # wall time the SPAN port last delivered a packet
+        self.last_packet_at: float | None = None            # wall time the SPAN port last delivered a packet
         self.status_path = os.path.join(opts.out_dir, f"status-{k}.json")
 
     def _ring_has_room(self) -> bool:
@@ -108,7 +110,7 @@ class Worker:
         later = until_ns is not None and len(batch[0]) > 0 and int(batch[2][-1]) > until_ns
         if later:
             keep = batch[2] <= until_ns
-            batch = tuple(x[keep] for x in batch)
+            batch = (batch[0][keep], batch[1][keep], batch[2][keep], batch[3][keep])
         if len(batch[0]):
             self.received += len(batch[0])
             self.rec.feed(ring.mm, *batch)

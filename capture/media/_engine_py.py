@@ -11,14 +11,18 @@ capture clock passes the caller's deadline (``TICK``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from capture.wire import _packet_py as packet
-from capture.media._g711_py import ALAW_TABLE, ULAW_TABLE
-from capture.errors import Truncated, Unsupported
-from capture.wire.frame import flow_key
+from capture.errors import RtpError, Truncated, Unsupported
 from capture.media import wav
+from capture.media._g711_py import ALAW_TABLE, ULAW_TABLE
+from capture.wire import _packet_py as packet
+from capture.wire import rtp
+from capture.wire.frame import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, flow_key
 
 DONE, PYTHON, EVENT, TICK = 0, 1, 2, 3
 EVENT_RAW, EVENT_TELEPHONE = 1, 2
@@ -33,17 +37,39 @@ AUDIO = True            # audio is placed and written (False only in a C benchma
 
 
 
+@dataclass(slots=True)
 class _Stream:
-    __slots__ = ("slot", "channel", "codec", "audio_pt", "event_pt", "raw", "started", "ssrc",
-                 "first_ssrc", "base_ext", "max_ext", "expected_acc", "received", "dup",
-                 "reordered", "late", "too_far", "malformed", "ssrc_changes", "resyncs",
-                 "anchored", "anchor_pos", "anchor_ts", "first_ns", "last_ns", "src_key",
-                 "events", "other_pt", "window")
+    """One stream's state: the C twin's StreamC (ext/stream.pxi)."""
 
-    def __init__(self):
-        for f in self.__slots__:
-            setattr(self, f, 0)
-        self.src_key = None
+    slot: int = 0
+    channel: int = 0
+    codec: int = 0
+    audio_pt: int = 0
+    event_pt: int = 0
+    raw: int = 0
+    started: int = 0
+    ssrc: int = 0
+    first_ssrc: int = 0
+    base_ext: int = 0
+    max_ext: int = 0
+    expected_acc: int = 0
+    received: int = 0
+    dup: int = 0
+    reordered: int = 0
+    late: int = 0
+    too_far: int = 0
+    malformed: int = 0
+    ssrc_changes: int = 0
+    resyncs: int = 0
+    anchored: int = 0
+    anchor_pos: int = 0
+    anchor_ts: int = 0
+    first_ns: int = 0
+    last_ns: int = 0
+    src_key: int | None = None
+    events: int = 0
+    other_pt: int = 0
+    window: int = 0          # bit d: extended sequence number max_ext - d was seen
 
 
 def _lost(s: _Stream) -> int:
@@ -55,7 +81,7 @@ def _lost(s: _Stream) -> int:
 class _Call:
     __slots__ = ("start_ns", "flushed", "synced", "ring", "last_rtp_ns", "writing")
 
-    def __init__(self, start_ns, ring):
+    def __init__(self, start_ns: int, ring: np.ndarray):
         self.start_ns = start_ns
         self.writing = False
         self.flushed = self.synced = 0
@@ -67,14 +93,14 @@ class _Call:
 class Engine:
     """Flow table, per-stream RTP state and per-call audio rings (see module doc)."""
 
-    def __init__(self, sip_ports=(5060,)):
+    def __init__(self, sip_ports: Iterable[int] = (5060,)):
         self.sip_ports = frozenset(int(p) for p in sip_ports)
-        self.flows = {}
-        self.streams = []
-        self.free_streams = []
-        self.calls = []
-        self.free_calls = []
-        self.rings = []             # slot -> its ring, kept when the slot is reused (as in C)
+        self.flows: dict[int, int] = {}
+        self.streams: list[_Stream | None] = []
+        self.free_streams: list[int] = []
+        self.calls: list[_Call | None] = []
+        self.free_calls: list[int] = []
+        self.rings: list[np.ndarray] = []     # slot -> its ring, kept when the slot is reused (as in C)
         self.counters = {"records": 0, "rtp": 0, "other": 0, "unsupported": 0, "python": 0}
 
     # calls -----------------------------------------------------------------------------
@@ -96,23 +122,35 @@ class Engine:
             self.rings.append(np.zeros((2, WINDOW), dtype=np.int16))
         return -(-len(self.rings) // CHUNK_RINGS) * CHUNK_RINGS * 2 * WINDOW * 2
 
+    def _call(self, slot: int) -> _Call:
+        c = self.calls[slot]
+        if c is None:
+            raise ValueError(f"no call in slot {slot}")
+        return c
+
+    def _stream(self, sid: int) -> _Stream:
+        s = self.streams[sid]
+        if s is None:
+            raise ValueError(f"no stream {sid}")
+        return s
+
     def end_call(self, slot: int) -> None:
         self.calls[slot] = None
         self.free_calls.append(slot)
 
     def set_writing(self, slot: int, on: bool) -> None:
         """Include call ``slot`` in ``flush_due`` (its recording file is open)."""
-        self.calls[slot].writing = bool(on)
+        self._call(slot).writing = bool(on)
 
     def flushed(self, slot: int) -> int:
-        return self.calls[slot].flushed
+        return self._call(slot).flushed
 
     def last_rtp_ns(self, slot: int) -> int:
-        return self.calls[slot].last_rtp_ns
+        return self._call(slot).last_rtp_ns
 
     def flush(self, slot: int, upto: int) -> bytes:
         """Hand out interleaved 16-bit PCM for samples [flushed, upto) and forget them."""
-        c = self.calls[slot]
+        c = self._call(slot)
         out = []
         while upto > c.flushed:
             a = c.flushed & (WINDOW - 1)
@@ -122,7 +160,7 @@ class Engine:
             c.flushed += k
         return b"".join(out)
 
-    def flush_due(self, now_ns: int, lag: int, out):
+    def flush_due(self, now_ns: int, lag: int, out: Any) -> tuple[int, np.ndarray]:
         """Flush writing calls towards their due sample ``(now - start) * RATE // 1e9 - lag``.
 
         Calls are taken in slot order and their interleaved PCM is written one after another
@@ -148,14 +186,14 @@ class Engine:
                     room -= n
         return pos, np.array(rows, dtype=np.int64).reshape(-1, 3)
 
-    def headers_due(self, out):
+    def headers_due(self, out: Any) -> tuple[int, np.ndarray]:
         """WAV headers (44 bytes each) for writing calls whose header is behind their audio.
 
         The header of a call covers its ``flushed`` frames afterwards. Fills ``out`` as far as
         whole headers fit (call again until no slots come back); returns ``(nbytes, slots)``.
         """
         view = memoryview(out).cast("B")
-        slots = []
+        slots: list[int] = []
         for slot, c in enumerate(self.calls):
             if len(slots) == len(view) // wav.HEADER_BYTES:
                 break
@@ -168,7 +206,7 @@ class Engine:
 
     def set_synced(self, slot: int, frames: int) -> None:
         """The WAV header of call ``slot`` was written by someone else and covers ``frames``."""
-        self.calls[slot].synced = frames
+        self._call(slot).synced = frames
 
     # streams ---------------------------------------------------------------------------
     def set_stream(self, key: int, slot: int, channel: int, codec: int, audio_pt: int,
@@ -189,7 +227,7 @@ class Engine:
                 sid = len(self.streams)
                 self.streams.append(s)
             self.flows[key] = sid
-        s = self.streams[sid]
+        s = self._stream(sid)
         s.slot, s.channel, s.codec = slot, channel, codec
         s.audio_pt, s.event_pt, s.raw = audio_pt, event_pt, 1 if raw else 0
         return sid
@@ -200,11 +238,11 @@ class Engine:
             self.streams[sid] = None
             self.free_streams.append(sid)
 
-    def stream_id(self, key: int):
+    def stream_id(self, key: int) -> int | None:
         return self.flows.get(key)
 
-    def stream_stats(self, sid: int) -> dict:
-        s = self.streams[sid]
+    def stream_stats(self, sid: int) -> dict[str, Any]:
+        s = self._stream(sid)
         return {
             "ssrc": s.first_ssrc if s.started else None, "src_key": s.src_key,
             "first_ns": s.first_ns, "last_ns": s.last_ns,
@@ -219,7 +257,8 @@ class Engine:
         return sum(_lost(s) for s in self.streams if s is not None)
 
     # the loop --------------------------------------------------------------------------
-    def run(self, buf, offs, lens, tss, lts, i: int, n: int, deadline: int):
+    def run(self, buf: Any, offs: Any, lens: Any, tss: Any, lts: Any, i: int, n: int,
+            deadline: int) -> tuple[int, int, int]:
         """Process records i..n-1; return (status, index, arg) as described in the module doc."""
         sip = self.sip_ports
         cnt = self.counters
@@ -242,7 +281,7 @@ class Engine:
             if f.frag_id >= 0:
                 cnt["python"] += 1
                 return PYTHON, i, 0
-            if f.proto == 17:
+            if f.proto == PROTO_UDP:
                 sid = self.flows.get(flow_key(f.dst, f.dport))
                 if sid is not None:
                     cnt["rtp"] += 1
@@ -255,18 +294,18 @@ class Engine:
                 if f.sport in sip or f.dport in sip:
                     cnt["python"] += 1
                     return PYTHON, i, 0
-            elif f.proto == 6:
+            elif f.proto == PROTO_TCP:
                 if f.sport in sip or f.dport in sip:
                     cnt["python"] += 1
                     return PYTHON, i, 0
-            elif f.proto in (1, 58):
+            elif f.proto in (PROTO_ICMP, PROTO_ICMPV6):
                 cnt["python"] += 1
                 return PYTHON, i, 0
             cnt["other"] += 1
             i += 1
         return DONE, n, 0
 
-    def feed_rtp(self, key: int, data: bytes, ts: int, src_key: int, force: bool) -> int:
+    def feed_rtp(self, key: int, data: Any, ts: int, src_key: int | None, force: bool) -> int:
         """Process one RTP payload sent to ``key`` (the Python path: fragments, raw streams).
 
         Returns 0, or EVENT_RAW / EVENT_TELEPHONE when Python must look at it.
@@ -276,69 +315,21 @@ class Engine:
             return 0
         return self._rtp(sid, data, 0, len(data), ts, src_key, force)
 
-    def _rtp(self, sid, data, off, length, ts, src_key, force):
-        s = self.streams[sid]
+    def _rtp(self, sid: int, data: Any, off: int, length: int, ts: int, src_key: int | None, force: bool) -> int:
+        """One RTP packet of stream ``sid`` (see the C twin's ``_rtp``)."""
+        s = self._stream(sid)
         if s.raw and not force:
             return EVENT_RAW
-        if length < 12 or (data[off] >> 6) != 2:
+        try:
+            h, plen = rtp.header_length(data, off, length)
+        except RtpError:
             s.malformed += 1
             return 0
-        b0 = data[off]
-        h = 12 + 4 * (b0 & 0x0F)
-        if b0 & 0x10:
-            if h + 4 > length:
-                s.malformed += 1
-                return 0
-            h += 4 + 4 * ((data[off + h + 2] << 8) | data[off + h + 3])
-        if h > length:
-            s.malformed += 1
-            return 0
-        plen = length - h
-        if b0 & 0x20:
-            padn = data[off + length - 1]
-            if padn == 0 or padn > plen:
-                s.malformed += 1
-                return 0
-            plen -= padn
         pt = data[off + 1] & 0x7F
-        seq = (data[off + 2] << 8) | data[off + 3]
-        rts = int.from_bytes(data[off + 4:off + 8], "big")
         ssrc = int.from_bytes(data[off + 8:off + 12], "big")
-        # sequence accounting
-        if not s.started or ssrc != s.ssrc:
-            if s.started:
-                s.ssrc_changes += 1
-                s.expected_acc += s.max_ext - s.base_ext + 1
-            else:
-                s.first_ssrc = ssrc
-                s.first_ns = ts
-                s.src_key = src_key
-            s.started = 1
-            s.ssrc = ssrc
-            ext = seq + 0x10000
-            s.base_ext = s.max_ext = ext
-            s.window = 1            # bit d: extended sequence number max_ext - d was seen
-            s.anchored = 0
-        else:
-            ud = (seq - s.max_ext) & 0xFFFF
-            ext = s.max_ext + ud if ud < 0x8000 else s.max_ext - (0x10000 - ud)
-            if ext > s.max_ext:
-                d = ext - s.max_ext
-                s.window = (((s.window << d) & MASK) if d < SEEN else 0) | 1
-                s.max_ext = ext
-            else:
-                d = s.max_ext - ext
-                if d < SEEN and (s.window >> d) & 1:
-                    s.dup += 1
-                    return 0
-                s.reordered += 1
-                if ext < s.base_ext:
-                    s.base_ext = ext
-                if d < SEEN:
-                    s.window |= 1 << d
-        s.received += 1
-        s.last_ns = ts
-        c = self.calls[s.slot]
+        if not _sequence(s, (data[off + 2] << 8) | data[off + 3], ssrc, ts, src_key):
+            return 0                # a duplicate
+        c = self._call(s.slot)
         c.last_rtp_ns = ts
         if pt != s.audio_pt or s.codec == CODEC_NONE:
             if pt == s.event_pt:
@@ -346,33 +337,77 @@ class Engine:
                 return EVENT_TELEPHONE
             s.other_pt += 1
             return 0
-        # placement: RTP timestamp anchored to wall time
-        wall = ((ts - c.start_ns) * RATE) // 1_000_000_000
-        if not s.anchored:
-            s.anchored = 1
-            s.anchor_pos, s.anchor_ts = wall, rts
-        d = (rts - s.anchor_ts) & 0xFFFFFFFF
-        if d >= 0x80000000:
-            d -= 0x100000000
-        pos = s.anchor_pos + d
-        if abs(pos - wall) > RESYNC:
-            s.resyncs += 1
-            s.anchor_pos, s.anchor_ts = wall, rts
-            pos = wall
-        if pos < c.flushed:
-            s.late += 1
-            return 0
-        if pos + plen > c.flushed + WINDOW:
-            s.too_far += 1
-            return 0
-        table = ULAW_TABLE if s.codec == CODEC_ULAW else ALAW_TABLE
-        samples = table[np.frombuffer(bytes(data[off + h:off + h + plen]), dtype=np.uint8)]
-        idx = (np.arange(pos, pos + plen) & (WINDOW - 1))
-        c.ring[s.channel, idx] = samples
+        _place(s, c, data[off + h:off + h + plen], int.from_bytes(data[off + 4:off + 8], "big"), ts)
         return 0
 
 
-def pwrite_batch(buf, fds, offsets, lengths) -> int:
+def _sequence(s: _Stream, seq: int, ssrc: int, ts: int, src_key: int | None) -> bool:
+    """Account one packet's sequence number; False for a duplicate (counted, to be dropped)."""
+    if not s.started or ssrc != s.ssrc:
+        if s.started:
+            s.ssrc_changes += 1
+            s.expected_acc += s.max_ext - s.base_ext + 1
+        else:
+            s.first_ssrc = ssrc
+            s.first_ns = ts
+            s.src_key = src_key
+        s.started = 1
+        s.ssrc = ssrc
+        ext = seq + 0x10000
+        s.base_ext = s.max_ext = ext
+        s.window = 1            # bit d: extended sequence number max_ext - d was seen
+        s.anchored = 0
+    else:
+        ud = (seq - s.max_ext) & 0xFFFF
+        ext = s.max_ext + ud if ud < 0x8000 else s.max_ext - (0x10000 - ud)
+        if ext > s.max_ext:
+            d = ext - s.max_ext
+            s.window = (((s.window << d) & MASK) if d < SEEN else 0) | 1
+            s.max_ext = ext
+        else:
+            d = s.max_ext - ext
+            if d < SEEN and (s.window >> d) & 1:
+                s.dup += 1
+                return False
+            s.reordered += 1
+            if ext < s.base_ext:
+                s.base_ext = ext
+            if d < SEEN:
+                s.window |= 1 << d
+    s.received += 1
+    s.last_ns = ts
+    return True
+
+
+def _place(s: _Stream, c: _Call, codes: Any, rts: int, ts: int) -> None:
+    """Decode G.711 ``codes`` into the stream's channel of its call's ring at the position its RTP
+    timestamp gives, anchored to wall time (see the C twin's ``stream_place``)."""
+    plen = len(codes)
+    wall = ((ts - c.start_ns) * RATE) // 1_000_000_000
+    if not s.anchored:
+        s.anchored = 1
+        s.anchor_pos, s.anchor_ts = wall, rts
+    d = (rts - s.anchor_ts) & 0xFFFFFFFF
+    if d >= 0x80000000:
+        d -= 0x100000000
+    pos = s.anchor_pos + d
+    if abs(pos - wall) > RESYNC:
+        s.resyncs += 1
+        s.anchor_pos, s.anchor_ts = wall, rts
+        pos = wall
+    if pos < c.flushed:
+        s.late += 1
+        return
+    if pos + plen > c.flushed + WINDOW:
+        s.too_far += 1
+        return
+    table = ULAW_TABLE if s.codec == CODEC_ULAW else ALAW_TABLE
+    samples = table[np.frombuffer(bytes(codes), dtype=np.uint8)]
+    idx = (np.arange(pos, pos + plen) & (WINDOW - 1))
+    c.ring[s.channel, idx] = samples
+
+
+def pwrite_batch(buf: Any, fds: Any, offsets: Any, lengths: Any) -> int:
     """Write consecutive pieces of ``buf`` to (fd, offset) in order.
 
     Returns the number of pieces that failed (short writes are retried to the end).

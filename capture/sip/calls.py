@@ -198,7 +198,7 @@ class CallTable:
         self.media: dict[int, Dialog] = {}
         self.calls: dict[str, Call] = {}          # calls not ended
         self.txns = Transactions()
-        self.timers: list = []                    # heap of (due_ns, seq, call): see ``tick``
+        self.timers: list[tuple[int, int, Call]] = []                    # heap of (due_ns, seq, call): see ``tick``
         self._seq = itertools.count()
         self.next_purge = 0
         self.counters = {"sip_messages": 0, "non_bib_invites": 0, "stray_messages": 0,
@@ -216,7 +216,7 @@ class CallTable:
         d = self.dialogs.get(cid)
         if msg.is_request:
             if msg.method != "ACK":
-                item = self.txns.request((cid, num, method), ts, msg.method, d.call if d else None)
+                item = self.txns.request((cid, num, method), ts, method, d.call if d else None)
                 if item is not None:
                     fx.append(Evidence(self.txns.txns[(cid, num, method)].call, item))
             if msg.method == "INVITE" and d is None and msg.to.param("tag") is None:
@@ -248,7 +248,7 @@ class CallTable:
             self.counters["stray_messages"] += 1
             return fx
         if method in ("INVITE", "UPDATE"):
-            code = msg.status
+            code = msg.status or 0
             if code < 200:
                 d.state = dialog_transition(d.state, DialogEvent.PROVISIONAL)
             elif code < 300:
@@ -260,7 +260,7 @@ class CallTable:
                 self._dialog_gone(fx, d, ts)
         return fx
 
-    def _new_dialog(self, fx, msg, ts, dst, transport):
+    def _new_dialog(self, fx: list[Effect], msg: SipMessage, ts: int, dst: tuple[str, int], transport: str) -> None:
         info = bib_info(msg)
         if info is None:
             self.counters["non_bib_invites"] += 1
@@ -292,7 +292,7 @@ class CallTable:
             self.errors[type(e).__name__] += 1
             return None
 
-    def _recorder_sdp(self, fx, d: Dialog, body: bytes):
+    def _recorder_sdp(self, fx: list[Effect], d: Dialog, body: bytes) -> None:
         m = self._audio(body)
         if m is None or m.address is None:
             return
@@ -311,7 +311,7 @@ class CallTable:
         d.recorder_media = f"{m.address}:{m.port}"
         self._map(fx, d, key)
 
-    def _cucm_sdp(self, fx, d: Dialog, body: bytes):
+    def _cucm_sdp(self, fx: list[Effect], d: Dialog, body: bytes) -> None:
         m = self._audio(body)
         if m is None:
             return
@@ -325,7 +325,7 @@ class CallTable:
         if d.key is not None:
             self._map(fx, d, d.key)
 
-    def _map(self, fx, d: Dialog, key: int):
+    def _map(self, fx: list[Effect], d: Dialog, key: int) -> None:
         old = d.key
         if old is not None and old != key:
             self.media.pop(old, None)
@@ -340,7 +340,7 @@ class CallTable:
         fx.append(MediaMapped(d.call, d.role, key, old if old != key else None,
                               d.codec, d.audio_pt, d.event_pt))
 
-    def _dialog_gone(self, fx, d: Dialog, ts: int):
+    def _dialog_gone(self, fx: list[Effect], d: Dialog, ts: int) -> None:
         call = d.call
         if call.state is CallState.ENDED:
             return
@@ -352,7 +352,7 @@ class CallTable:
             else:
                 self._end(fx, call, EndReason.BYE, ts)
 
-    def _end(self, fx, call: Call, reason: EndReason, ts: int):
+    def _end(self, fx: list[Effect], call: Call, reason: EndReason, ts: int) -> None:
         if call.state is CallState.ENDED:
             return
         call.state = call_transition(call.state, CallEvent.END)
@@ -408,7 +408,7 @@ class CallTable:
         calls: 3 ms of Python a second, with the packets evicting their objects from the cache).
         """
         fx: list[Effect] = []
-        due = []
+        due: list[Call] = []
         while self.timers and self.timers[0][0] <= now:
             call = heapq.heappop(self.timers)[2]
             if self.calls.get(call.id) is call:             # not ended meanwhile

@@ -251,7 +251,7 @@ def parse(data: bytes) -> SipMessage:
     head, body = split_message(bytes(data))
     nl = head.find(b"\n")
     method, uri, status, reason = start_line(head if nl < 0 else head[:nl])
-    headers = []
+    headers: list[tuple[str, str]] = []
     cl = None
     if nl >= 0:
         for line in head[nl + 1:].decode("utf-8", "replace").split("\n"):

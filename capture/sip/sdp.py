@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from capture.errors import SdpError
 
@@ -56,10 +57,10 @@ def parse(data: bytes) -> Sdp:
     if not lines or lines[0] != "v=0":
         raise SdpError(f"SDP must start with v=0, got {lines[0][:40] if lines else 'nothing'!r}")
     origin = ""
-    sess_addr = None
+    sess_addr: str | None = None
     sess_dir = "sendrecv"
-    media = []
-    cur = None
+    media: list[Media] = []
+    cur: dict[str, Any] | None = None
 
     def close():
         if cur is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -32,7 +32,7 @@ class Catalog:
         else:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._set_up()
-        self._batch = []
+        self._batch: list[tuple] = []
 
     def _set_up(self, patience_s: float = 10.0) -> None:
         """WAL mode and the schema. Capture workers open one catalog at the same moment, and
@@ -76,9 +76,10 @@ class Catalog:
             "primary_failed=excluded.primary_failed, meta=excluded.meta", rows)
         self.db.execute("COMMIT")
 
-    def query(self, since=None, until=None, dn=None, device=None, end_reason=None,
-              primary_failed=None, limit=None, offset=0, state=None, call_id=None,
-              newest_first=False) -> list:
+    def query(self, since: str | None = None, until: str | None = None, dn: str | None = None,
+              device: str | None = None, end_reason: str | None = None, primary_failed: bool | None = None,
+              limit: int | None = None, offset: int = 0, state: str | None = None, call_id: str | None = None,
+              newest_first: bool = False) -> list[dict[str, Any]]:
         """Calls filtered by time range (ISO strings), DN or device on either side, end reason,
         primary failure, state or id; oldest first unless ``newest_first``."""
         dev = device.upper() if device else None
@@ -92,7 +93,8 @@ class Catalog:
             (end_reason or None, "end_reason = ?", [end_reason]),
             (primary_failed, "primary_failed = ?", [1 if primary_failed else 0]),
         )
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         for value, clause, values in filters:
             if value is not None:
                 where.append(clause)

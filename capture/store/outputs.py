@@ -20,10 +20,12 @@ from capture.clock import utc
 from capture.media import wav
 from capture.options import Options
 from capture.sip.calls import Call, CallEnded, EndReason, MediaMapped, MediaUnmapped
+from capture.speedups import EngineLike
 from capture.store.catalog import Catalog
 from capture.store.files import to_json
 from capture.store.sidecar import EvidenceRecord, Party, Primary, Sidecar, Stream, TelephoneEvent, iso
 from capture.store.wavfile import WavWriter
+from capture.store.writer import Writer
 from capture.wire.pcapfile import PcapWriter
 
 NS = 1_000_000_000
@@ -54,7 +56,7 @@ class CallRecording:
 class Recordings:
     """The calls being recorded and their files (see the module doc)."""
 
-    def __init__(self, opts: Options, engine: Any, io: Any, counters: Counter[str]):
+    def __init__(self, opts: Options, engine: EngineLike, io: Writer, counters: Counter[str]):
         self.opts = opts
         self.engine = engine
         self.io = io
@@ -276,7 +278,7 @@ class Recordings:
             if rec.dirty and rec.wav is not None:
                 self.write_meta(rec)
 
-    def _write_batches(self, fill: Callable[[Any], Any], pieces: Callable[[Any], tuple],
+    def _write_batches(self, fill: Callable[[Any], Any], pieces: Callable[[Any], tuple[Any, Any, Any]],
                        droppable: bool = True) -> None:
         """Fill pooled buffers with ``fill(buf) -> rows`` until no rows come back; write each
         buffer to ``pieces(rows) -> (fds, offsets, lengths)``."""
@@ -286,7 +288,8 @@ class Recordings:
             if not len(rows):
                 self.io.release(buf)
                 return
-            self.io.write_batch(buf, *pieces(rows), droppable=droppable)
+            fds, offsets, lengths = pieces(rows)
+            self.io.write_batch(buf, fds, offsets, lengths, droppable=droppable)
 
     def close_lingering(self, now: int) -> None:
         """Ended calls stay open for late evidence for ``linger_s``; then their sidecar is final."""

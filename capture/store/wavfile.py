@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 
 from capture.media import wav
-from capture.store.writer import SyncIO
+from capture.store.writer import SyncIO, Writer
 
 
 class WavWriter:
     """A 16-bit PCM WAV written as it grows (or resumed after a restart)."""
 
-    def __init__(self, path: str, io=None, resume: bool = False):
+    def __init__(self, path: str, io: Writer | None = None, resume: bool = False):
         self.path = path
         self.io = io or SyncIO()
         if resume and os.path.exists(path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -15,13 +17,38 @@ log = logging.getLogger("shadowrec")
 BATCH_BYTES = 2 << 20      # one batch buffer: audio for many calls, handed to the writer whole
 
 
-def _default_batch():
+def _default_batch() -> PwriteBatch:
     from capture import speedups
     return speedups.default().engine.pwrite_batch
 
 
-def _new_buffer():
+def _new_buffer() -> np.ndarray:
     return np.empty(BATCH_BYTES, dtype=np.uint8)
+
+
+PwriteBatch = Callable[[Any, Any, Any, Any], int]      # the engine's pwrite_batch(buf, fds, offsets, lengths)
+
+
+class Writer(Protocol):
+    """What the recorder writes through: ``SyncIO`` (offline) or ``QueuedIO`` (live)."""
+
+    depth_bytes: int
+    dropped_bytes: int
+    written_bytes: int
+    errors: int
+
+    def buffer(self) -> np.ndarray: ...
+    def release(self, buf: np.ndarray) -> None: ...
+    def pwrite(self, fd: int, data: bytes, offset: int) -> None: ...
+    def write_batch(self, buf: np.ndarray, fds: Any, offsets: Any, lengths: Any, droppable: bool = True) -> None: ...
+    def fdatasync(self, fd: int) -> None: ...
+    def write_file(self, path: str, data: bytes, durable: bool = False) -> None: ...
+    def call(self, fn: Callable[[], object]) -> None: ...
+    def close(self, fd: int) -> None: ...
+    def truncate(self, fd: int, size: int) -> None: ...
+    def flush(self) -> None: ...
+    def stop(self) -> None: ...
+    def cpu_s(self) -> float: ...
 
 
 class SyncIO:
@@ -30,26 +57,26 @@ class SyncIO:
     depth_bytes = 0
     dropped_bytes = 0
 
-    def __init__(self, pwrite_batch=None):
+    def __init__(self, pwrite_batch: PwriteBatch | None = None):
         self._batch = pwrite_batch or _default_batch()
-        self._buf = None
+        self._buf: np.ndarray | None = None
         self.written_bytes = 0
         self.errors = 0
 
-    def buffer(self):
+    def buffer(self) -> np.ndarray:
         """A batch buffer to fill (give it to ``write_batch`` or back with ``release``)."""
         if self._buf is None:
             self._buf = _new_buffer()
         return self._buf
 
-    def release(self, buf) -> None:
+    def release(self, buf: np.ndarray) -> None:
         pass
 
     def pwrite(self, fd: int, data: bytes, offset: int) -> None:
         os.pwrite(fd, data, offset)
         self.written_bytes += len(data)
 
-    def write_batch(self, buf, fds, offsets, lengths, droppable: bool = True) -> None:
+    def write_batch(self, buf: np.ndarray, fds: Any, offsets: Any, lengths: Any, droppable: bool = True) -> None:
         """Consecutive pieces of ``buf`` to (fd, offset), in order (the C kernel: no GIL)."""
         self.errors += self._batch(buf, fds, offsets, lengths)
         self.written_bytes += int(np.sum(lengths))
@@ -62,7 +89,7 @@ class SyncIO:
         write_file_atomic(path, data, durable)
         self.written_bytes += len(data)
 
-    def call(self, fn) -> None:
+    def call(self, fn: Callable[[], object]) -> None:
         """Run ``fn()`` in order with the writes (a catalog commit)."""
         fn()
 
@@ -101,7 +128,8 @@ class QueuedIO:
     thread each time, and the two threads then passed the GIL back and forth.
     """
 
-    def __init__(self, max_bytes: int = 64 << 20, pwrite_batch=None, can_wait=None):
+    def __init__(self, max_bytes: int = 64 << 20, pwrite_batch: PwriteBatch | None = None,
+                 can_wait: Callable[[], bool] | None = None):
         import queue
         import threading
         self._batch = pwrite_batch or _default_batch()
@@ -112,22 +140,22 @@ class QueuedIO:
         self.wait_s = 0.0
         self.written_bytes = 0
         self.errors = 0
-        self._free: list = []
-        self._pending: list = []        # small operations not yet handed over (see flush)
+        self._free: list[np.ndarray] = []
+        self._pending: list[tuple] = []        # small operations not yet handed over (see flush)
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)    # notified as the queue shrinks
         self._t = threading.Thread(target=self._run, name="shadowrec-writer", daemon=True)
         self._t.start()
 
-    def buffer(self):
+    def buffer(self) -> np.ndarray:
         """A batch buffer to fill (give it to ``write_batch`` or back with ``release``)."""
         with self._lock:
             if self._free:
                 return self._free.pop()
         return _new_buffer()
 
-    def release(self, buf) -> None:
+    def release(self, buf: np.ndarray) -> None:
         with self._lock:
             self._free.append(buf)
 
@@ -146,7 +174,7 @@ class QueuedIO:
         self.depth_bytes += n
         return True
 
-    def _put(self, op, fd, data, offset, droppable):
+    def _put(self, op: str, fd: Any, data: bytes | None, offset: int, droppable: bool) -> None:
         n = len(data) if data else 0
         if droppable:
             self.flush()        # first: what waits for room must not wait on what was never handed over
@@ -160,16 +188,16 @@ class QueuedIO:
         else:
             self._q.put((op, fd, data, offset, n))
 
-    def flush(self):
+    def flush(self) -> None:
         """Hand the small operations gathered since the last flush to the writer, in order."""
         if self._pending:
             ops, self._pending = self._pending, []
             self._q.put(("l", ops, None, 0, 0))
 
-    def pwrite(self, fd, data, offset):
+    def pwrite(self, fd: int, data: bytes, offset: int) -> None:
         self._put("w", fd, data, offset, len(data) > 64)
 
-    def write_batch(self, buf, fds, offsets, lengths, droppable: bool = True):
+    def write_batch(self, buf: np.ndarray, fds: Any, offsets: Any, lengths: Any, droppable: bool = True) -> None:
         """Pieces of a ``buffer()`` for many files: queued whole, or (audio) dropped whole when
         the queue is full. The buffer belongs to the writer from here on."""
         n = int(np.sum(lengths))
@@ -184,25 +212,25 @@ class QueuedIO:
         else:
             self._q.put(("b", (fds, offsets, lengths), buf, 0, n))
 
-    def fdatasync(self, fd):
+    def fdatasync(self, fd: int) -> None:
         self._put("s", fd, None, 0, False)
 
-    def write_file(self, path, data, durable=False):
+    def write_file(self, path: str, data: bytes, durable: bool = False) -> None:
         """Replace ``path`` with ``data`` atomically, on the writer thread (never dropped)."""
         self._put("j", (path, durable), data, 0, False)
 
-    def call(self, fn):
+    def call(self, fn: Callable[[], object]) -> None:
         """Run ``fn()`` on the writer thread, in order with the writes (a catalog commit); an
         exception is logged and counted in ``errors``."""
         self._put("f", fn, None, 0, False)
 
-    def close(self, fd):
+    def close(self, fd: int) -> None:
         self._put("c", fd, None, 0, False)
 
-    def truncate(self, fd, size):
+    def truncate(self, fd: int, size: int) -> None:
         self._put("t", fd, None, size, False)
 
-    def _run(self):
+    def _run(self) -> None:
         while True:
             item = self._q.get()
             if item[0] == "q":
@@ -210,7 +238,7 @@ class QueuedIO:
             for op in item[1] if item[0] == "l" else (item,):
                 self._do(*op)
 
-    def _do(self, op, fd, data, offset, n):
+    def _do(self, op: str, fd: Any, data: Any, offset: int, n: int) -> None:
         try:
             if op == "w":
                 os.pwrite(fd, data, offset)
@@ -247,11 +275,11 @@ class QueuedIO:
     def cpu_s(self) -> float:
         """CPU seconds the writer thread has used (0 once it has ended)."""
         try:
-            return time.clock_gettime(time.pthread_getcpuclockid(self._t.ident))
+            return time.clock_gettime(time.pthread_getcpuclockid(self._t.ident or 0))
         except (OSError, TypeError):
             return 0.0
 
-    def stop(self):
+    def stop(self) -> None:
         """Finish everything queued, then end the thread."""
         self.flush()
         self._q.put(("q", -1, None, 0, 0))

@@ -147,7 +147,8 @@ class _Net:
     def icmp_unreach(self, src, dst, quoted: bytes) -> bytes:
         if self.v6:
             body = struct.pack("!BBHI", 1, 4, 0, 0) + quoted[:1232]
-            ps = ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed + struct.pack("!IxxxB", len(body), 58)
+            ps = (ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed
+                  + struct.pack("!IxxxB", len(body), 58))
             body = body[:2] + struct.pack("!H", _csum(ps + body)) + body[4:]
             return self.ip(src, dst, 58, body)
         body = struct.pack("!BBHI", 3, 3, 0, 0) + quoted[:548]
@@ -173,43 +174,48 @@ def demo(out_dir: str) -> str:
     return path
 
 
-def generate(path: str, spec: SynthSpec) -> list:
-    """Write the capture to ``path``; return the calls with their expected audio."""
-    T0 = globals()["T0"] + int(spec.start_offset_s * NS)   # noqa: N806  (the capture's epoch)
-    rng = random.Random(spec.seed)
-    nrng = np.random.default_rng(spec.seed)
-    net = _Net(spec)
-    cucm, primary = (CUCM6, PRIMARY6) if spec.ipv6 else (CUCM, PRIMARY)
-    heap: list = []
-    counter = [0]
+class _Capture:
+    """The frames of one synthetic capture, in a heap by capture time, and how they are made."""
 
-    def emit(ts: int, frame: bytes):
-        counter[0] += 1
-        heapq.heappush(heap, (ts, counter[0], frame))
+    def __init__(self, spec: SynthSpec):
+        self.spec = spec
+        self.t0 = T0 + int(spec.start_offset_s * NS)          # the capture's epoch
+        self.rng = random.Random(spec.seed)
+        self.nrng = np.random.default_rng(spec.seed)
+        self.net = _Net(spec)
+        self.cucm, self.primary = (CUCM6, PRIMARY6) if spec.ipv6 else (CUCM, PRIMARY)
+        self.heap: list[tuple[int, int, bytes]] = []
+        self.count = 0
+        self.fail_ns = None if spec.fail_at_s is None else self.t0 + int(spec.fail_at_s * NS)
+        self.spf = spec.ptime_ms * RATE // 1000       # samples per packet
+        self.table = ALAW_TABLE if spec.codec == "PCMA" else ULAW_TABLE
+        self.tcp_state = {"c2r": 1000, "r2c": 5000}
+        self.tcp_pending: list[tuple[int, int, bool, bytes]] = []
+        self.last_icmp = 0
 
-    fail_ns = None if spec.fail_at_s is None else T0 + int(spec.fail_at_s * NS)
-    spf = spec.ptime_ms * RATE // 1000       # samples per packet
-    table = ALAW_TABLE if spec.codec == "PCMA" else ULAW_TABLE
-    tcp_state = {"c2r": 1000, "r2c": 5000}
-    tcp_pending: list = []
+    def emit(self, ts: int, frame: bytes) -> None:
+        self.count += 1
+        heapq.heappush(self.heap, (ts, self.count, frame))
 
-    def send_sip(ts: int, msg: bytes, to_primary: bool, call_sport: int = 5060):
+    def send_sip(self, ts: int, msg: bytes, to_primary: bool, call_sport: int = 5060) -> None:
+        cucm, primary, net = self.cucm, self.primary, self.net
         src, dst = (cucm, primary) if to_primary else (primary, cucm)
         sport, dport = (call_sport, 5060) if to_primary else (5060, call_sport)
-        if spec.transport == "udp":
-            if spec.fragment_sip and to_primary and msg.startswith(b"INVITE"):
+        if self.spec.transport == "udp":
+            if self.spec.fragment_sip and to_primary and msg.startswith(b"INVITE"):
                 frags = net.udp_fragments(src, dst, sport, dport, msg)
                 for k, fr in enumerate(frags):
-                    emit(ts - (len(frags) - 1 - k) * 1000, fr)   # complete at its time
+                    self.emit(ts - (len(frags) - 1 - k) * 1000, fr)   # complete at its time
             else:
-                emit(ts, net.udp(src, dst, sport, dport, msg))
+                self.emit(ts, net.udp(src, dst, sport, dport, msg))
             return
-        tcp_pending.append((ts, len(tcp_pending), to_primary, msg))
+        self.tcp_pending.append((ts, len(self.tcp_pending), to_primary, msg))
 
-    def flush_tcp():
+    def flush_tcp(self) -> None:
         """TCP sequence numbers follow wire order, so segments are numbered once all are known."""
-        segments = []
-        for ts, _, to_primary, msg in sorted(tcp_pending):
+        spec, rng = self.spec, self.rng
+        segments: list[list] = []
+        for ts, _, to_primary, msg in sorted(self.tcp_pending):
             prev = next((x for x in reversed(segments) if x[1] == to_primary), None)
             # coalesce: an ACK or a 2xx held back (< 20 ms) travels with the next message
             if (spec.tcp_split and prev is not None and prev is segments[-1] and ts - prev[0] < 20 * MS
@@ -220,7 +226,7 @@ def generate(path: str, spec: SynthSpec) -> list:
             holdable = msg.startswith(b"ACK") or (msg.startswith(b"SIP/2.0 200") and b"INVITE" in msg[:400])
             segments.append([ts, to_primary, msg, holdable])
         for ts, to_primary, msg, _ in segments:
-            src, dst = (cucm, primary) if to_primary else (primary, cucm)
+            src, dst = (self.cucm, self.primary) if to_primary else (self.primary, self.cucm)
             d = "c2r" if to_primary else "r2c"
             sport, dport = (40000, 5060) if to_primary else (5060, 40000)
             if spec.tcp_split and rng.random() < 0.5:
@@ -229,43 +235,46 @@ def generate(path: str, spec: SynthSpec) -> list:
             else:
                 parts = [msg]
             for k, part in enumerate(parts):
-                seg = net.tcp(src, dst, sport, dport, tcp_state[d], 0, 0x18, part)
+                seg = self.net.tcp(src, dst, sport, dport, self.tcp_state[d], 0, 0x18, part)
                 at = ts - (len(parts) - 1 - k) * 2000        # the message is complete at its time
-                emit(at, seg)
+                self.emit(at, seg)
                 if spec.tcp_split and rng.random() < 0.2:
-                    emit(at + 500, seg)                      # a retransmitted segment
-                tcp_state[d] += len(part)
+                    self.emit(at + 500, seg)                      # a retransmitted segment
+                self.tcp_state[d] += len(part)
 
-    if spec.transport == "tcp":
-        emit(T0 - 10 * MS, net.tcp(cucm, primary, 40000, 5060, 999, 0, 0x02, b""))
-        emit(T0 - 9 * MS, net.tcp(primary, cucm, 5060, 40000, 4999, 1000, 0x12, b""))
+    def tcp_handshake(self) -> None:
+        self.emit(self.t0 - 10 * MS, self.net.tcp(self.cucm, self.primary, 40000, 5060, 999, 0, 0x02, b""))
+        self.emit(self.t0 - 9 * MS, self.net.tcp(self.primary, self.cucm, 5060, 40000, 4999, 1000, 0x12, b""))
 
-    calls = []
-    total = spec.calls + spec.calls_after_fail
-    if total > 11380:
-        raise ValueError("synth numbers recorder RTP ports 20000 + 4k: at most 11,380 calls")
-    for k in range(total):
+    def call(self, k: int) -> SynthCall:
+        """Call ``k``'s plan: who, when, answered or not."""
+        spec = self.spec
         after = k >= spec.calls
-        start = T0 + int(k * spec.spacing_s * NS)
+        start = self.t0 + int(k * spec.spacing_s * NS)
         if after:
-            start = fail_ns + int((k - spec.calls + 1) * 0.3 * NS)
+            assert self.fail_ns is not None, "calls after a failure need fail_at_s"
+            start = self.fail_ns + int((k - spec.calls + 1) * 0.3 * NS)
         end = start + int(spec.duration_s * NS)
         refci = str(38960000 + 2 * k)
-        c = SynthCall(k, refci, str(9110000 + k), str(9120000 + k), f"SEP0017{k:06X}", f"SEP0018{k:06X}",
-                      f"198.18.{1 + k // 200}.{10 + k % 200}" if not spec.ipv6 else f"2001:db8::1:{k + 1:x}",
-                      start, end, not after, False, spec.dtmf)
-        calls.append(c)
+        return SynthCall(k, refci, str(9110000 + k), str(9120000 + k), f"SEP0017{k:06X}", f"SEP0018{k:06X}",
+                         f"198.18.{1 + k // 200}.{10 + k % 200}" if not spec.ipv6 else f"2001:db8::1:{k + 1:x}",
+                         start, end, not after, False, spec.dtmf)
+
+    def dialogs(self, c: SynthCall, after: bool) -> dict[str, int]:
+        """The call's two delayed-offer dialogs; returns the recorder's RTP port of each answered one."""
+        spec, k = self.spec, c.index
+        cucm, primary = self.cucm, self.primary
         cluster = "lab-cluster"
-        params = (f"x-refci={refci};x-nearendclusterid={cluster};x-nearenddevice={c.near_device.lower()};"
-                  f"x-nearendaddr={c.near_dn};x-farendrefci={int(refci) - 1};x-farendclusterid={cluster};"
+        params = (f"x-refci={c.refci};x-nearendclusterid={cluster};x-nearenddevice={c.near_device.lower()};"
+                  f"x-nearendaddr={c.near_dn};x-farendrefci={int(c.refci) - 1};x-farendclusterid={cluster};"
                   f"x-farenddevice={c.far_device.lower()};x-farendaddr={c.far_dn}")
         host = f"[{cucm}]" if spec.ipv6 else cucm
         phost = f"[{primary}]" if spec.ipv6 else primary
         ipver = "IP6" if spec.ipv6 else "IP4"
         rtp_ports = {"near": 20000 + 4 * k, "far": 20002 + 4 * k}     # unique on the recorder: < 11,380 calls
-        ports = {}
+        ports: dict[str, int] = {}
         for r, role in enumerate(("near", "far")):
-            t = start + r * 30 * MS
+            t = c.start_ns + r * 30 * MS
             cid = f"{k:08x}-{r}-synth@{cucm}"
             tag = f"{k}{r}~synth"
             frm = f"From: <sip:{c.near_dn}@{host};x-{role}end;{params}>;tag={tag}"
@@ -276,10 +285,10 @@ def generate(path: str, spec: SynthSpec) -> list:
                           f"Contact: <sip:{c.near_dn}@{host}:5060>;isFocus"])
             if after:
                 for dt_ in (0, 500, 1500, 3500):
-                    send_sip(t + dt_ * MS, invite, True)
+                    self.send_sip(t + dt_ * MS, invite, True)
                 continue
-            send_sip(t, invite, True)
-            answered = fail_ns is None or t + 10 * MS < fail_ns
+            self.send_sip(t, invite, True)
+            answered = self.fail_ns is None or t + 10 * MS < self.fail_ns
             if not answered:
                 c.answered = False
                 continue
@@ -290,7 +299,7 @@ def generate(path: str, spec: SynthSpec) -> list:
                      "a=rtpmap:101 telephone-event/8000\na=recvonly\n")
             ok = _sip("SIP/2.0 200 OK", [base[0], frm, to + f";tag=rec{k}{r}", f"Call-ID: {cid}", "CSeq: 101 INVITE",
                       f"Contact: <sip:{phost}:5060>", "Content-Type: application/sdp"], offer)
-            send_sip(t + 10 * MS, ok, False)
+            self.send_sip(t + 10 * MS, ok, False)
             answer = (f"v=0\no=CiscoSystemsCCM-SIP 1 1 IN {ipver} {cucm}\ns=SIP Call\nc=IN {ipver} {c.phone}\n"
                       f"t=0 0\nm=audio 4000 RTP/AVP {PT[spec.codec]} 101\na=ptime:{spec.ptime_ms}\n"
                       f"a=rtpmap:{PT[spec.codec]} {spec.codec}/8000\na=sendonly\na=rtpmap:101 telephone-event/8000\n"
@@ -298,113 +307,141 @@ def generate(path: str, spec: SynthSpec) -> list:
             ack = _sip(f"ACK sip:{phost}:5060;transport={spec.transport.upper()} SIP/2.0",
                        [base[0].replace("a\r", "b"), frm, to + f";tag=rec{k}{r}", f"Call-ID: {cid}", "CSeq: 101 ACK",
                         "Content-Type: application/sdp"], answer)
-            send_sip(t + 20 * MS, ack, True)
-            bye_t = end + r * 10 * MS
+            self.send_sip(t + 20 * MS, ack, True)
+            bye_t = c.end_ns + r * 10 * MS
             bye = _sip(f"BYE sip:{phost}:5060 SIP/2.0", [base[0][:-1] + "c", frm, to + f";tag=rec{k}{r}",
                        f"Call-ID: {cid}", "CSeq: 102 BYE", "Reason: Q.850;cause=16"])
-            if fail_ns is not None and bye_t >= fail_ns:
+            if self.fail_ns is not None and bye_t >= self.fail_ns:
                 for dt_ in (0, 500, 1500, 3500, 7500):
-                    send_sip(bye_t + dt_ * MS, bye, True)
+                    self.send_sip(bye_t + dt_ * MS, bye, True)
             else:
-                send_sip(bye_t, bye, True)
-                send_sip(bye_t + 5 * MS, _sip("SIP/2.0 200 OK", [base[0][:-1] + "c", frm, to + f";tag=rec{k}{r}",
-                         f"Call-ID: {cid}", "CSeq: 102 BYE"]), False)
+                self.send_sip(bye_t, bye, True)
+                self.send_sip(bye_t + 5 * MS, _sip("SIP/2.0 200 OK", [base[0][:-1] + "c", frm, to + f";tag=rec{k}{r}",
+                              f"Call-ID: {cid}", "CSeq: 102 BYE"]), False)
+        return ports
+
+    def stream(self, c: SynthCall, r: int, role: str, port: int) -> None:
+        """One of the phone's two forked RTP streams (with DTMF, loss, duplicates, reordering, jitter,
+        and ICMP from a dead primary); the audio the recording must hold goes into ``c``."""
+        spec, rng, net, spf, k = self.spec, self.rng, self.net, self.spf, c.index
+        media_start = c.start_ns + 60 * MS
+        npk = max(0, (c.end_ns - 20 * MS - media_start) // (spec.ptime_ms * MS))
+        frames = c.frames
+        dtmf_from = 1 * NS // (spec.ptime_ms * MS) if spec.dtmf else -1
+        sport = 16384 + 2 * r + 4 * (k % 10000)       # phones differ by address; ports may repeat
+        ssrc = rng.getrandbits(32)
+        seq0 = rng.getrandbits(16)
+        ts0 = rng.getrandbits(32)
+        first_ns = media_start + r * 2 * MS
+        codes = self.nrng.integers(0, 256, size=int(npk * spf), dtype=np.uint8) if spec.codec != "G729" else None
+        exp = np.zeros(frames, dtype=np.int16) if spec.keep_audio else None
+        anchor = ((first_ns - c.start_ns) * RATE) // NS
+        stats = {"sent": 0, "lost": 0, "dup": 0}
+        dtmf_pk = set()
+        if role == "near" and dtmf_from >= 0:
+            for di, _digit in enumerate(spec.dtmf):
+                for j in range(dtmf_from + di * 10, dtmf_from + di * 10 + 5):
+                    dtmf_pk.add(j)
+        for j in range(npk):
+            nominal = first_ns + j * spec.ptime_ms * MS
+            seq = (seq0 + j) & 0xFFFF
+            rts = (ts0 + j * spf) & 0xFFFFFFFF
+            if j in dtmf_pk:
+                di = (j - dtmf_from) // 10
+                ev_start = dtmf_from + di * 10
+                digit = "0123456789*#ABCD".index(spec.dtmf[di])
+                endbit = 0x80 if j == ev_start + 4 else 0
+                payload = struct.pack("!BBH", digit, endbit | 10, (j - ev_start + 1) * spf)
+                hdr = struct.pack("!BBHII", 0x80, 101 | (0x80 if j == ev_start else 0), seq,
+                                  (ts0 + ev_start * spf) & 0xFFFFFFFF, ssrc)
+            else:
+                if codes is None:
+                    payload = bytes(rng.getrandbits(8) for _ in range(20))
+                else:
+                    payload = codes[j * spf:(j + 1) * spf].tobytes()
+                hdr = struct.pack("!BBHII", 0x80, PT[spec.codec], seq, rts, ssrc)
+            stats["sent"] += 1
+            if j > 0 and rng.random() < spec.loss:
+                stats["lost"] += 1
+                continue
+            if exp is not None and j not in dtmf_pk and codes is not None:
+                pos = anchor + j * spf
+                if pos + spf <= frames:
+                    exp[pos:pos + spf] = self.table[codes[j * spf:(j + 1) * spf]]
+            frame = net.udp(c.phone, self.primary, sport, port, hdr + payload)
+            cap = nominal
+            if j > 0 and spec.jitter_ms:
+                cap += int(rng.uniform(0, spec.jitter_ms) * MS)
+            if j > 0 and rng.random() < spec.reorder:
+                cap += 2 * spec.ptime_ms * MS + 1000   # arrives after the next two packets
+            cap = min(cap, c.end_ns - MS)              # nothing is delayed past the BYE
+            self.emit(cap, frame)
+            if j > 0 and rng.random() < spec.dup:
+                stats["dup"] += 1
+                self.emit(cap + 30_000, frame)
+            if j in dtmf_pk and j == (dtmf_from + ((j - dtmf_from) // 10) * 10 + 4):
+                for extra in (1, 2):       # RFC 4733: the end packet is sent three times
+                    hdr2 = hdr[:2] + struct.pack("!H", (seq + extra) & 0xFFFF) + hdr[4:]
+                    self.emit(cap + extra * 1000, net.udp(c.phone, self.primary, sport, port, hdr2 + payload))
+                seq0 += 2
+            if self.fail_ns is not None and nominal >= self.fail_ns:
+                # Linux answers with ICMP port unreachable, about one a second per host
+                if nominal - self.last_icmp >= NS:
+                    self.last_icmp = nominal
+                    self.emit(nominal + 50_000, net.icmp_unreach(self.primary, c.phone, frame[14 + len(net.vlan):]))
+        c.packets[role] = stats
+        if role == "near":
+            c.near = exp
+        else:
+            c.far = exp
+
+    def noise(self) -> None:
+        """Unrelated traffic and garbage, spread over the capture."""
+        spec, rng, net = self.spec, self.rng, self.net
+        span = max(int((spec.calls * spec.spacing_s + spec.duration_s) * NS), NS)
+        for f in range(spec.noise_flows):
+            src = f"198.19.{(f >> 8) & 255}.{f & 255}"
+            for _ in range(3):
+                self.emit(self.t0 + rng.randrange(span), net.udp(src, "198.19.255.1", 10000 + f % 50000,
+                                                                 16384 + f % 16000,
+                                                                 bytes(rng.getrandbits(8) for _ in range(40))))
+        for g in range(spec.garbage):
+            junk = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 300)))
+            if g % 3 == 0:
+                junk = b"INVITE sip:x SIP/2.0\r\nContent-Length: 99999999\r\n\r\n" + junk
+            elif g % 3 == 1:
+                junk = b"\x80" + junk[:5]       # RTP-looking, too short
+            port = 5060 if g % 3 != 1 else 20000
+            self.emit(self.t0 + rng.randrange(span), net.udp("198.19.0.99", self.primary, 5060, port, junk))
+
+    def write(self, path: str) -> None:
+        w = PcapWriter(path, LINKTYPE_ETHERNET, nanoseconds=True, pcapng=self.spec.pcapng)
+        while self.heap:
+            ts, _, frame = heapq.heappop(self.heap)
+            w.write(ts, frame)
+        w.close()
+
+
+def generate(path: str, spec: SynthSpec) -> list[SynthCall]:
+    """Write the capture to ``path``; return the calls with their expected audio."""
+    cap = _Capture(spec)
+    if spec.transport == "tcp":
+        cap.tcp_handshake()
+    total = spec.calls + spec.calls_after_fail
+    if total > 11380:
+        raise ValueError("synth numbers recorder RTP ports 20000 + 4k: at most 11,380 calls")
+    calls = []
+    for k in range(total):
+        c = cap.call(k)
+        calls.append(c)
+        ports = cap.dialogs(c, after=k >= spec.calls)
         if not c.answered:
             continue
-        c.primary_failed = fail_ns is not None and fail_ns < end
-        # media: both streams from the agent's phone
-        media_start = start + 60 * MS
-        npk = max(0, (end - 20 * MS - media_start) // (spec.ptime_ms * MS))
-        frames = c.frames
-        dtmf_from = 1 * NS // (spec.ptime_ms * MS) if spec.dtmf else None
-        for r, role in enumerate(("near", "far")):
-            if role not in ports:
-                continue
-            sport = 16384 + 2 * r + 4 * (k % 10000)       # phones differ by address; ports may repeat
-            ssrc = rng.getrandbits(32)
-            seq0 = rng.getrandbits(16)
-            ts0 = rng.getrandbits(32)
-            first_ns = media_start + r * 2 * MS
-            codes = nrng.integers(0, 256, size=int(npk * spf), dtype=np.uint8) if spec.codec != "G729" else None
-            exp = np.zeros(frames, dtype=np.int16) if spec.keep_audio else None
-            anchor = ((first_ns - start) * RATE) // NS
-            stats = {"sent": 0, "lost": 0, "dup": 0}
-            dtmf_pk = set()
-            if role == "near" and dtmf_from is not None:
-                for di, _digit in enumerate(spec.dtmf):
-                    for j in range(dtmf_from + di * 10, dtmf_from + di * 10 + 5):
-                        dtmf_pk.add(j)
-            for j in range(npk):
-                nominal = first_ns + j * spec.ptime_ms * MS
-                seq = (seq0 + j) & 0xFFFF
-                rts = (ts0 + j * spf) & 0xFFFFFFFF
-                if j in dtmf_pk:
-                    di = (j - dtmf_from) // 10
-                    ev_start = dtmf_from + di * 10
-                    digit = "0123456789*#ABCD".index(spec.dtmf[di])
-                    endbit = 0x80 if j == ev_start + 4 else 0
-                    payload = struct.pack("!BBH", digit, endbit | 10, (j - ev_start + 1) * spf)
-                    hdr = struct.pack("!BBHII", 0x80, 101 | (0x80 if j == ev_start else 0), seq,
-                                      (ts0 + ev_start * spf) & 0xFFFFFFFF, ssrc)
-                else:
-                    if spec.codec == "G729":
-                        payload = bytes(rng.getrandbits(8) for _ in range(20))
-                    else:
-                        payload = codes[j * spf:(j + 1) * spf].tobytes()
-                    hdr = struct.pack("!BBHII", 0x80, PT[spec.codec], seq, rts, ssrc)
-                stats["sent"] += 1
-                if j > 0 and rng.random() < spec.loss:
-                    stats["lost"] += 1
-                    continue
-                if exp is not None and j not in dtmf_pk and codes is not None:
-                    pos = anchor + j * spf
-                    if pos + spf <= frames:
-                        exp[pos:pos + spf] = table[codes[j * spf:(j + 1) * spf]]
-                frame = net.udp(c.phone, primary, sport, ports[role], hdr + payload)
-                cap = nominal
-                if j > 0 and spec.jitter_ms:
-                    cap += int(rng.uniform(0, spec.jitter_ms) * MS)
-                if j > 0 and rng.random() < spec.reorder:
-                    cap += 2 * spec.ptime_ms * MS + 1000   # arrives after the next two packets
-                cap = min(cap, end - MS)                   # nothing is delayed past the BYE
-                emit(cap, frame)
-                if j > 0 and rng.random() < spec.dup:
-                    stats["dup"] += 1
-                    emit(cap + 30_000, frame)
-                if j in dtmf_pk and j == (dtmf_from + ((j - dtmf_from) // 10) * 10 + 4):
-                    for extra in (1, 2):       # RFC 4733: the end packet is sent three times
-                        hdr2 = hdr[:2] + struct.pack("!H", (seq + extra) & 0xFFFF) + hdr[4:]
-                        emit(cap + extra * 1000, net.udp(c.phone, primary, sport, ports[role], hdr2 + payload))
-                    seq0 += 2
-                if fail_ns is not None and nominal >= fail_ns:
-                    # Linux answers with ICMP port unreachable, about one a second per host
-                    if nominal - getattr(net, "last_icmp", 0) >= NS:
-                        net.last_icmp = nominal
-                        emit(nominal + 50_000, net.icmp_unreach(primary, c.phone, frame[14 + len(net.vlan):]))
-            c.packets[role] = stats
-            if role == "near":
-                c.near = exp
-            else:
-                c.far = exp
-    flush_tcp()
-    # unrelated traffic and garbage, spread over the capture
-    span = max(int((spec.calls * spec.spacing_s + spec.duration_s) * NS), NS)
-    for f in range(spec.noise_flows):
-        src = f"198.19.{(f >> 8) & 255}.{f & 255}"
-        for p in range(3):
-            emit(T0 + rng.randrange(span), net.udp(src, "198.19.255.1", 10000 + f % 50000, 16384 + f % 16000,
-                                                   bytes(rng.getrandbits(8) for _ in range(40))))
-    for g in range(spec.garbage):
-        junk = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 300)))
-        if g % 3 == 0:
-            junk = b"INVITE sip:x SIP/2.0\r\nContent-Length: 99999999\r\n\r\n" + junk
-        elif g % 3 == 1:
-            junk = b"\x80" + junk[:5]       # RTP-looking, too short
-        port = 5060 if g % 3 != 1 else 20000
-        emit(T0 + rng.randrange(span), net.udp("198.19.0.99", primary, 5060, port, junk))
-    w = PcapWriter(path, LINKTYPE_ETHERNET, nanoseconds=True, pcapng=spec.pcapng)
-    while heap:
-        ts, _, frame = heapq.heappop(heap)
-        w.write(ts, frame)
-    w.close()
+        c.primary_failed = cap.fail_ns is not None and cap.fail_ns < c.end_ns
+        for r, role in enumerate(("near", "far")):       # media: both streams from the agent's phone
+            if role in ports:
+                cap.stream(c, r, role, ports[role])
+    cap.flush_tcp()
+    cap.noise()
+    cap.write(path)
     return calls

@@ -79,7 +79,10 @@ class Indexer:
 
     def next_batch(self, max_records: int = 65536):
         """Return (offsets, lengths, timestamps_ns, linktypes) for up to ``max_records``."""
-        offs, lens, tss, lts = [], [], [], []
+        offs: list[int] = []
+        lens: list[int] = []
+        tss: list[int] = []
+        lts: list[int] = []
         if self.error is None:
             step = self._ng_step if self.ng else self._pcap_step
             while len(offs) < max_records and self.pos < self.size:

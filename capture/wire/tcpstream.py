@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from capture.sip import message as sip
 from capture.errors import SipError
+from capture.sip import message as sip
 
 MAX_BUFFER = 262144
 MAX_OOO_BYTES = 262144

@@ -15,11 +15,10 @@ import socket
 import struct
 import time
 
-from capture.errors import ParseError
-
 from appliance.standby.vrrp import arp, packet
 from appliance.standby.vrrp.state import ClaimVip, Event, Received, ReleaseVip, SendAdvert, VrrpConfig, VrrpInstance
 from appliance.standby.vrrp.vip import VipManager
+from capture.errors import ParseError
 
 log = logging.getLogger("shadowrec.vrrp")
 SO_BINDTODEVICE = 25
@@ -36,7 +35,7 @@ class VrrpRunner:
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.stop = False
         self.counters = {"adverts_sent": 0, "adverts_received": 0, "bad_adverts": 0, "claims": 0, "releases": 0}
-        self.claimed_at = None
+        self.claimed_at: float | None = None
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, packet.VRRP_PROTO)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
         ifindex = socket.if_nametoindex(ifname)
@@ -104,7 +103,7 @@ class VrrpRunner:
                 now = self.clock()
                 dl = self.inst.deadline
                 timeout = None if dl is None else max(0.0, (dl - now) / 1e9)
-                r, _, _ = select.select([self.sock, self.wake_r], [], [], timeout)
+                r, _, _ = select.select([self.sock.fileno(), self.wake_r], [], [], timeout)
                 now = self.clock()
                 if self.wake_r in r:
                     os.read(self.wake_r, 4096)
@@ -113,7 +112,7 @@ class VrrpRunner:
                         if ev is Event.SHUTDOWN:
                             self.stop = True
                         self._do(self.inst.handle(ev, now))
-                if self.sock in r:
+                if self.sock.fileno() in r:
                     self._receive(now)
                 if self.inst.deadline is not None and self.clock() >= self.inst.deadline:
                     self._do(self.inst.handle(Event.TIMER, self.clock()))

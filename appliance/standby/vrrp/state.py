@@ -212,4 +212,5 @@ class VrrpInstance:
 
 def _ip_gt(a: str, b: str) -> bool:
     import ipaddress
-    return ipaddress.ip_address(a) > ipaddress.ip_address(b)
+    x, y = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    return (x.version, int(x)) > (y.version, int(y))
