@@ -6,6 +6,15 @@ sequence accounting and placement (stream.pxi), G.711 decoding into the call's r
 everything else goes back to Python. Due audio and WAV headers are laid out in batch buffers and
 written without the GIL (batch.pxi). The pieces are included here, so their inline functions
 cost the loop nothing.
+
+``Engine.run`` works ahead of itself, each stage reading only what an earlier stage prefetched:
+a frame's first 256 bytes are prefetched 4 x LOOKAHEAD records early; frames are parsed
+2 x LOOKAHEAD early (the flow table slot of an IPv4 UDP frame is prefetched then); the flow is
+looked up 1.5 x LOOKAHEAD early (the stream's state is prefetched then); and LOOKAHEAD early the
+call and the ring lines the packet will land in are prefetched. Each packet's ~4 cache misses
+(flow slot, stream state, call, ring) then overlap instead of adding up. The prefetches are only
+hints: what is computed is exactly what the loop alone computes (the flow table does not change
+during a run).
 """
 import sys
 
@@ -81,18 +90,15 @@ include "rtp.pxi"           # the RTP header walk
 include "stream.pxi"        # one stream's state: sequence accounting, placement by timestamp
 include "flowtable.pxi"     # (IPv4 address, port) -> stream, without Python objects
 include "batch.pxi"         # a call's due audio interleaved into a batch buffer; WAV headers; pwrite_batch
+include "rings.pxi"         # the calls: their audio rings, flushed into batches (the base of Engine)
 
 
-cdef class Engine:
-    """Flow table, per-stream RTP state and per-call audio rings (see the module doc)."""
+cdef class Engine(_CallRings):
+    """Flow table, per-stream RTP state and the hot loop, on the calls' rings (see the module doc)."""
 
     cdef StreamC* st
     cdef Py_ssize_t n_st, cap_st
-    cdef CallC* cl
-    cdef Py_ssize_t n_cl, cap_cl
-    cdef list free_streams, free_calls
-    cdef int16_t** chunks           # call rings, CHUNK_RINGS per 2 MiB huge-page-backed chunk
-    cdef Py_ssize_t n_chunks
+    cdef list free_streams
     cdef _V4Table v4
     cdef readonly dict flows
     cdef readonly frozenset sip_ports
@@ -101,11 +107,8 @@ cdef class Engine:
 
     def __cinit__(self, sip_ports=(5060,)):
         self.st = NULL
-        self.cl = NULL
-        self.n_st = self.cap_st = self.n_cl = self.cap_cl = 0
-        self.free_streams, self.free_calls = [], []
-        self.chunks = NULL
-        self.n_chunks = 0
+        self.n_st = self.cap_st = 0
+        self.free_streams = []
         self.flows = {}
         self.v4 = _V4Table()
         self.sip_ports = frozenset(int(p) for p in sip_ports)
@@ -115,166 +118,12 @@ cdef class Engine:
         self.c_records = self.c_rtp = self.c_other = self.c_unsupported = self.c_python = 0
 
     def __dealloc__(self):
-        cdef Py_ssize_t k
         free(self.st)
-        free(self.cl)
-        for k in range(self.n_chunks):
-            free(self.chunks[k])
-        free(self.chunks)
-
-    cdef int16_t* _ring(self, Py_ssize_t slot) except NULL:
-        """Call ``slot``'s ring (planar: near then far), carved from 2 MiB chunks.
-
-        The rings of thousands of calls are written in turn, a few lines each: with 4 KiB pages
-        nearly every packet would also miss the TLB. The chunks are 2 MiB aligned and advised
-        as huge pages, so 64 calls share one TLB entry. A slot keeps its ring when it is reused.
-        """
-        cdef Py_ssize_t k = slot // C_CHUNK_RINGS
-        cdef void* mem
-        cdef int16_t** grown
-        while k >= self.n_chunks:
-            grown = <int16_t**>realloc(self.chunks, (self.n_chunks + 1) * sizeof(int16_t*))
-            if grown == NULL:
-                raise MemoryError()
-            self.chunks = grown
-            if posix_memalign(&mem, C_CHUNK_BYTES, C_CHUNK_BYTES) != 0:
-                raise MemoryError()
-            madvise(mem, C_CHUNK_BYTES, MADV_HUGEPAGE)       # a hint: fine if the kernel says no
-            self.chunks[self.n_chunks] = <int16_t*>mem
-            self.n_chunks += 1
-        return self.chunks[k] + (slot % C_CHUNK_RINGS) * 2 * C_WINDOW
-
-    def reserve(self, Py_ssize_t calls):
-        """Allocate the rings of call slots [0, calls) now and fault their memory in.
-
-        For a service's start: the first touch of a 2 MiB chunk makes the kernel zero a huge
-        page, and a burst of new calls would pay for it in the capture loop (4.7% of the
-        capture process's samples with 2,000 calls starting at once). Chunks that exist are
-        left as they are (they may hold calls). Returns the bytes of ring memory in all.
-        """
-        cdef Py_ssize_t k, before = self.n_chunks
-        if calls > 0:
-            self._ring(calls - 1)
-        for k in range(before, self.n_chunks):
-            memset(self.chunks[k], 0, C_CHUNK_BYTES)
-        return self.n_chunks * C_CHUNK_BYTES
 
     @property
     def counters(self):
         return {"records": self.c_records, "rtp": self.c_rtp, "other": self.c_other,
                 "unsupported": self.c_unsupported, "python": self.c_python}
-
-    # calls -----------------------------------------------------------------------------
-    def add_call(self, int64_t start_ns, int64_t flushed=0, int64_t last_rtp_ns=0):
-        """A call whose sample 0 is ``start_ns``; a resumed one has ``flushed`` samples on disk."""
-        cdef Py_ssize_t slot
-        cdef CallC* p
-        if self.free_calls:
-            slot = self.free_calls.pop()
-        else:
-            if self.n_cl == self.cap_cl:
-                self.cap_cl = max(64, self.cap_cl * 2)
-                p = <CallC*>realloc(self.cl, self.cap_cl * sizeof(CallC))
-                if p == NULL:
-                    raise MemoryError()
-                self.cl = p
-            slot = self.n_cl
-            self.n_cl += 1
-        cdef int16_t* ring = self._ring(slot)
-        memset(ring, 0, 2 * C_WINDOW * sizeof(int16_t))
-        self.cl[slot].in_use = 1
-        self.cl[slot].writing = 0
-        self.cl[slot].start_ns = start_ns
-        self.cl[slot].flushed = flushed
-        self.cl[slot].synced = flushed
-        self.cl[slot].last_rtp_ns = last_rtp_ns
-        self.cl[slot].ring = ring
-        return slot
-
-    def end_call(self, Py_ssize_t slot):
-        self.cl[slot].in_use = 0
-        self.cl[slot].ring = NULL
-        self.free_calls.append(slot)
-
-    def set_writing(self, Py_ssize_t slot, bint on):
-        """Include call ``slot`` in ``flush_due`` (its recording file is open)."""
-        self.cl[slot].writing = 1 if on else 0
-
-    def flushed(self, Py_ssize_t slot):
-        return self.cl[slot].flushed
-
-    def last_rtp_ns(self, Py_ssize_t slot):
-        return self.cl[slot].last_rtp_ns
-
-    def flush(self, Py_ssize_t slot, int64_t upto):
-        """Hand out interleaved 16-bit PCM for samples [flushed, upto) and forget them."""
-        cdef CallC* c = &self.cl[slot]
-        if upto <= c.flushed:
-            return b""
-        out = PyBytes_FromStringAndSize(NULL, (upto - c.flushed) * 4)
-        _drain(c, upto, <int16_t*>PyBytes_AS_STRING(out))
-        return out
-
-    def flush_due(self, int64_t now_ns, int64_t lag, unsigned char[::1] out):
-        """Flush writing calls towards their due sample ``(now - start) * RATE // 1e9 - lag``.
-
-        Calls are taken in slot order and their interleaved PCM is written one after another
-        into ``out``; when ``out`` is full, the last call is flushed only as far as fits and
-        the rest waits for the next call (so call again until no rows come back). Returns
-        ``(nbytes, segs)``: the bytes used in ``out`` and an int64 array of rows
-        ``(slot, first frame, frames)`` in buffer order.
-        """
-        cdef Py_ssize_t slot, k = 0
-        cdef int64_t room = out.shape[0] // 4, due, n
-        cdef int16_t* o = <int16_t*>&out[0] if out.shape[0] else NULL
-        cdef CallC* c
-        segs = np.empty((self.n_cl, 3), dtype=np.int64)    # rows written in place: no tuple per call
-        cdef int64_t[:, ::1] r = segs
-        for slot in range(self.n_cl):
-            if room == 0:
-                break
-            c = &self.cl[slot]
-            if c.in_use and c.writing:
-                due = _due(now_ns, c.start_ns, lag)
-                if due > c.flushed:
-                    n = min(due - c.flushed, room)
-                    r[k, 0], r[k, 1], r[k, 2] = slot, c.flushed, n
-                    k += 1
-                    _drain(c, c.flushed + n, o)
-                    o += 2 * n
-                    room -= n
-        return (out.shape[0] // 4 - room) * 4, segs[:k]
-
-    def headers_due(self, unsigned char[::1] out):
-        """WAV headers (44 bytes each) for writing calls whose header is behind their audio.
-
-        The header of a call covers its ``flushed`` frames afterwards. Fills ``out`` as far as
-        whole headers fit (call again until no slots come back); returns ``(nbytes, slots)``.
-        """
-        cdef Py_ssize_t slot, k = 0, cap = out.shape[0] // C_WAV_HEADER_BYTES
-        cdef CallC* c
-        cdef unsigned char* h
-        cdef uint32_t data
-        slots = np.empty(min(self.n_cl, cap), dtype=np.int64)     # filled in place, as flush_due's rows
-        cdef int64_t[::1] sl = slots
-        for slot in range(self.n_cl):
-            if k == cap:
-                break
-            c = &self.cl[slot]
-            if c.in_use and c.writing and c.synced != c.flushed:
-                data = <uint32_t>(c.flushed * 4)
-                h = &out[C_WAV_HEADER_BYTES * k]
-                memcpy(h, WAV_HEADER, C_WAV_HEADER_BYTES)
-                _le32(h + WAV_RIFF_SIZE_AT, C_WAV_HEADER_BYTES - 8 + data)
-                _le32(h + WAV_DATA_SIZE_AT, data)
-                c.synced = c.flushed
-                sl[k] = slot
-                k += 1
-        return C_WAV_HEADER_BYTES * k, slots[:k]
-
-    def set_synced(self, Py_ssize_t slot, int64_t frames):
-        """The WAV header of call ``slot`` was written by someone else and covers ``frames``."""
-        self.cl[slot].synced = frames
 
     # streams ---------------------------------------------------------------------------
     def set_stream(self, key, int slot, int channel, int codec, int audio_pt, int event_pt, raw):
@@ -345,18 +194,8 @@ cdef class Engine:
     # the loop --------------------------------------------------------------------------
     def run(self, const unsigned char[:] buf, const int64_t[:] offs, const int32_t[:] lens,
             const int64_t[:] tss, const int32_t[:] lts, Py_ssize_t i, Py_ssize_t n, int64_t deadline):
-        """Process records i..n-1; return (status, index, arg) as in capture/_engine_py.py.
-
-        The loop runs without the GIL; it takes it back only to look up an IPv6 flow.
-        It works ahead of itself, each stage reading only what an earlier stage prefetched:
-        a frame's first 256 bytes are prefetched 4 x LOOKAHEAD records early; frames are parsed
-        2 x LOOKAHEAD early (the flow table slot of an IPv4 UDP frame is prefetched then); the
-        flow is looked up 1.5 x LOOKAHEAD early (the stream's state is prefetched then); and
-        LOOKAHEAD early the call and the ring lines the packet will land in are prefetched. Each
-        packet's ~4 cache misses (flow slot, stream state, call, ring) then overlap instead of
-        adding up. The prefetches are only hints: what is computed is exactly what the loop
-        alone computes (the flow table does not change during a run).
-        """
+        """Process records i..n-1; return (status, index, arg) as in capture/media/_engine_py.py.
+        Without the GIL (taken back only to look up an IPv6 flow), working ahead (module doc)."""
         cdef FrameC* f
         cdef FrameC la_f[2 * C_LOOKAHEAD]
         cdef int la_rc[2 * C_LOOKAHEAD]
@@ -387,7 +226,7 @@ cdef class Engine:
                     d = base + offs[filled]
                     la_rc[j] = parse_frame(d, lens[filled], lts[filled], &la_f[j])
                     la_sid[j] = -1
-                    if (la_rc[j] == OK and la_f[j].frag_id < 0 and la_f[j].proto == 17
+                    if (la_rc[j] == OK and la_f[j].frag_id < 0 and la_f[j].proto == PROTO_UDP
                             and la_f[j].ip_version == 4):
                         la_key[j] = (<uint64_t>u32(d, la_f[j].dst_off) << 16) | la_f[j].dport
                         la_sid[j] = -2
@@ -433,7 +272,7 @@ cdef class Engine:
                 if f.frag_id >= 0:
                     status = C_PYTHON
                     break
-                if f.proto == 17:
+                if f.proto == PROTO_UDP:
                     if f.ip_version == 4:
                         sid = la_sid[j]
                     else:
@@ -453,11 +292,11 @@ cdef class Engine:
                     if self.sip[f.sport] or self.sip[f.dport]:
                         status = C_PYTHON
                         break
-                elif f.proto == 6:
+                elif f.proto == PROTO_TCP:
                     if self.sip[f.sport] or self.sip[f.dport]:
                         status = C_PYTHON
                         break
-                elif f.proto == 1 or f.proto == 58:
+                elif f.proto == PROTO_ICMP or f.proto == PROTO_ICMPV6:
                     status = C_PYTHON
                     break
                 self.c_other += 1

@@ -30,6 +30,32 @@ cdef enum:
     E_TCPOFF = 24
     FIRST_UNSUPPORTED_MARK = 100
 
+# the wire's numbers, as capture/wire/frame.py names them (tests/test_packet.py checks they agree)
+cdef enum:
+    LINKTYPE_NULL = 0
+    LINKTYPE_ETHERNET = 1
+    LINKTYPE_RAW_OLD = 12
+    LINKTYPE_RAW = 101
+    LINKTYPE_LINUX_SLL = 113
+    LINKTYPE_IPV4 = 228
+    LINKTYPE_IPV6 = 229
+    LINKTYPE_LINUX_SLL2 = 276
+    ETHERTYPE_IPV4 = 0x0800
+    ETHERTYPE_IPV6 = 0x86DD
+    ETHERTYPE_VLAN = 0x8100
+    ETHERTYPE_QINQ = 0x88A8
+    ETHERTYPE_VLAN_OLD = 0x9100
+    PROTO_HOPOPTS = 0
+    PROTO_ICMP = 1
+    PROTO_TCP = 6
+    PROTO_UDP = 17
+    PROTO_ROUTING = 43
+    PROTO_FRAGMENT = 44
+    PROTO_ICMPV6 = 58
+    PROTO_DSTOPTS = 60
+    MAX_VLAN_TAGS = 4
+    MAX_V6_EXTENSIONS = 8
+
 cdef struct FrameC:
     int ip_version
     int ip_off
@@ -69,17 +95,17 @@ cdef inline int fail(FrameC* f, int code, int64_t a, int64_t b) noexcept nogil:
 cdef inline int eth_walk(const unsigned char* d, Py_ssize_t n, Py_ssize_t off, int etype, FrameC* f,
                          int* ver) noexcept nogil:
     cdef int tags = 0
-    while etype == 0x8100 or etype == 0x88A8 or etype == 0x9100:
+    while etype == ETHERTYPE_VLAN or etype == ETHERTYPE_QINQ or etype == ETHERTYPE_VLAN_OLD:
         tags += 1
-        if tags > 4:
+        if tags > MAX_VLAN_TAGS:
             return fail(f, U_VLAN, 0, 0)
         if off + 4 > n:
             return fail(f, E_VLAN, off, n)
         etype = u16(d, off + 2)
         off += 4
-    if etype == 0x0800:
+    if etype == ETHERTYPE_IPV4:
         ver[0] = 4
-    elif etype == 0x86DD:
+    elif etype == ETHERTYPE_IPV6:
         ver[0] = 6
     else:
         return fail(f, U_ETYPE, etype, 0)
@@ -100,30 +126,30 @@ cdef inline int parse_frame(const unsigned char* d, Py_ssize_t n, int linktype, 
     f.payload_len = 0
     f.tcp_seq = 0
     f.tcp_flags = -1
-    if linktype == 1:
+    if linktype == LINKTYPE_ETHERNET:
         if n < 14:
             return fail(f, E_ETH, n, 0)
         if eth_walk(d, n, 14, u16(d, 12), f, &ver):
             return f.err
-    elif linktype == 113:
+    elif linktype == LINKTYPE_LINUX_SLL:
         if n < 16:
             return fail(f, E_SLL, n, 0)
         if eth_walk(d, n, 16, u16(d, 14), f, &ver):
             return f.err
-    elif linktype == 276:
+    elif linktype == LINKTYPE_LINUX_SLL2:
         if n < 20:
             return fail(f, E_SLL2, n, 0)
         if eth_walk(d, n, 20, u16(d, 0), f, &ver):
             return f.err
-    elif linktype == 12 or linktype == 101:
+    elif linktype == LINKTYPE_RAW_OLD or linktype == LINKTYPE_RAW:
         f.ip_off = 0
-    elif linktype == 228:
+    elif linktype == LINKTYPE_IPV4:
         f.ip_off = 0
         ver = 4
-    elif linktype == 229:
+    elif linktype == LINKTYPE_IPV6:
         f.ip_off = 0
         ver = 6
-    elif linktype == 0:
+    elif linktype == LINKTYPE_NULL:
         if n < 4:
             return fail(f, E_NULL, n, 0)
         fam = d[0] | (<uint32_t>d[1] << 8) | (<uint32_t>d[2] << 16) | (<uint32_t>d[3] << 24)
@@ -180,14 +206,15 @@ cdef inline int parse_frame(const unsigned char* d, Py_ssize_t n, int linktype, 
         l4 = off + 40
         end = l4 + plen
         hops = 0
-        while f.proto == 0 or f.proto == 43 or f.proto == 44 or f.proto == 60:
+        while (f.proto == PROTO_HOPOPTS or f.proto == PROTO_ROUTING or f.proto == PROTO_FRAGMENT
+               or f.proto == PROTO_DSTOPTS):
             hops += 1
-            if hops > 8:
+            if hops > MAX_V6_EXTENSIONS:
                 return fail(f, U_V6EXT, 0, 0)
             if end - l4 < 8:
                 return fail(f, E_V6EXT8, end - l4, 0)
             nxt = d[l4]
-            if f.proto == 44:
+            if f.proto == PROTO_FRAGMENT:
                 fo = u16(d, l4 + 2)
                 f.frag_off = fo & 0xFFF8
                 f.frag_more = fo & 1
@@ -204,7 +231,7 @@ cdef inline int parse_frame(const unsigned char* d, Py_ssize_t n, int linktype, 
     f.l4_off = <int>l4
     f.l4_len = <int>(end - l4)
     if f.frag_id < 0:
-        if f.proto == 17:
+        if f.proto == PROTO_UDP:
             if f.l4_len < 8:
                 return fail(f, E_UDPHDR, f.l4_len, 0)
             ulen = u16(d, l4 + 4)
@@ -214,7 +241,7 @@ cdef inline int parse_frame(const unsigned char* d, Py_ssize_t n, int linktype, 
             f.dport = u16(d, l4 + 2)
             f.payload_off = <int>(l4 + 8)
             f.payload_len = ulen - 8
-        elif f.proto == 6:
+        elif f.proto == PROTO_TCP:
             if f.l4_len < 20:
                 return fail(f, E_TCPHDR, f.l4_len, 0)
             doff = (d[l4 + 12] >> 4) * 4

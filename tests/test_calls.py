@@ -231,3 +231,14 @@ def test_call_id_is_the_start_time_refci_and_a_call_id_hash(ns, refci, call_id):
     safe = "".join(ch for ch in refci if ch.isalnum())[:20] or "x"
     assert make_call_id(ns, refci, call_id) == (f"{t:%Y%m%dT%H%M%S}{(ns // 10**6) % 1000:03d}Z-{safe}-"
                                                f"{hashlib.sha1(call_id.encode()).hexdigest()[:6]}")
+
+
+def test_sdp_that_will_not_parse_is_counted_under_its_class():
+    table = CallTable()
+    table.on_sip(msg("bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt"), 0, CUCM, REC, "udp")
+    bad = msg("bib_02_recorder_200OK_sdp_offer_to_nearend_INVITE.txt", **{"v=0": "v=9"})
+    fx = table.on_sip(bad, NS // 100, REC, CUCM, "udp")
+    assert not [e for e in fx if isinstance(e, MediaMapped)] and table.errors == {"SdpError": 1}
+    nowhere = msg("bib_02_recorder_200OK_sdp_offer_to_nearend_INVITE.txt", **{"IN IP4 10.48.32.170": "IN IP4 10.48.32.xyz"})
+    table.on_sip(nowhere, NS // 50, REC, CUCM, "udp")
+    assert table.errors == {"SdpError": 2}

@@ -139,3 +139,11 @@ def test_a_flow_key_renders_as_its_address_and_port(addr, port):
     from capture.wire.frame import flow_key, key_to_str
     a = ipaddress.ip_address(addr)
     assert key_to_str(flow_key(addr, port)) == (f"{a}:{port}" if len(addr) == 4 else f"[{a}]:{port}")
+
+
+def test_the_c_walker_uses_the_wire_numbers_of_capture_wire_frame():
+    """ext/frame.pxd's enum and capture/wire/frame.py name the same numbers."""
+    from capture.wire import _packet_c
+    from capture.wire import frame as wire
+    assert _packet_c.CONSTANTS == {k: getattr(wire, k) for k in _packet_c.CONSTANTS}
+    assert len(_packet_c.CONSTANTS) == 23

@@ -23,7 +23,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from capture.media._g711_py import ALAW_TABLE, ULAW_TABLE
-from capture.wire.frame import LINKTYPE_ETHERNET
+from capture.wire.frame import (
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+    ETHERTYPE_QINQ,
+    ETHERTYPE_VLAN,
+    LINKTYPE_ETHERNET,
+    PROTO_FRAGMENT,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+)
 from capture.wire.inet import checksum as _csum
 from capture.wire.pcapfile import PcapWriter
 
@@ -93,7 +104,7 @@ class _Net:
 
     def __init__(self, spec: SynthSpec):
         self.v6 = spec.ipv6
-        self.vlan = b"".join(struct.pack("!HH", 0x88A8 if i == 0 and len(spec.vlan) > 1 else 0x8100, v)
+        self.vlan = b"".join(struct.pack("!HH", ETHERTYPE_QINQ if i == 0 and len(spec.vlan) > 1 else ETHERTYPE_VLAN, v)
                              for i, v in enumerate(spec.vlan))
         self.ipid = 0
 
@@ -107,25 +118,25 @@ class _Net:
             ident, ff = (frag[0], frag[1]) if frag else (self.ipid, 0x4000)
             h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), ident, ff, 64, proto, 0, s, d)
             h = h[:10] + struct.pack("!H", _csum(h)) + h[12:]
-            return self.eth(0x0800) + h + l4
+            return self.eth(ETHERTYPE_IPV4) + h + l4
         if frag:
             ident, off, more = frag
             ext = struct.pack("!BBHI", proto, 0, off | more, ident)
-            h = struct.pack("!IHBB16s16s", 6 << 28, len(l4) + 8, 44, 64, s, d)
-            return self.eth(0x86DD) + h + ext + l4
+            h = struct.pack("!IHBB16s16s", 6 << 28, len(l4) + 8, PROTO_FRAGMENT, 64, s, d)
+            return self.eth(ETHERTYPE_IPV6) + h + ext + l4
         h = struct.pack("!IHBB16s16s", 6 << 28, len(l4), proto, 64, s, d)
-        return self.eth(0x86DD) + h + l4
+        return self.eth(ETHERTYPE_IPV6) + h + l4
 
     def udp_l4(self, src, dst, sport, dport, payload: bytes) -> bytes:
         u = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
         if self.v6:
-            ps = ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed + struct.pack("!IxxxB", len(u), 17)
+            ps = ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed + struct.pack("!IxxxB", len(u), PROTO_UDP)
             c = _csum(ps + u) or 0xFFFF
             u = u[:6] + struct.pack("!H", c) + u[8:]
         return u
 
     def udp(self, src, dst, sport, dport, payload: bytes) -> bytes:
-        return self.ip(src, dst, 17, self.udp_l4(src, dst, sport, dport, payload))
+        return self.ip(src, dst, PROTO_UDP, self.udp_l4(src, dst, sport, dport, payload))
 
     def udp_fragments(self, src, dst, sport, dport, payload: bytes, size: int = 256) -> list:
         l4 = self.udp_l4(src, dst, sport, dport, payload)
@@ -135,25 +146,25 @@ class _Net:
         for off in range(0, len(l4), size):
             more = 1 if off + size < len(l4) else 0
             if self.v6:
-                out.append(self.ip(src, dst, 17, l4[off:off + size], (ident, off, more)))
+                out.append(self.ip(src, dst, PROTO_UDP, l4[off:off + size], (ident, off, more)))
             else:
-                out.append(self.ip(src, dst, 17, l4[off:off + size], (ident, (off // 8) | (more << 13))))
+                out.append(self.ip(src, dst, PROTO_UDP, l4[off:off + size], (ident, (off // 8) | (more << 13))))
         return out
 
     def tcp(self, src, dst, sport, dport, seq, ack, flags, payload: bytes) -> bytes:
         t = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack, 5 << 4, flags, 65535, 0, 0) + payload
-        return self.ip(src, dst, 6, t)
+        return self.ip(src, dst, PROTO_TCP, t)
 
     def icmp_unreach(self, src, dst, quoted: bytes) -> bytes:
         if self.v6:
             body = struct.pack("!BBHI", 1, 4, 0, 0) + quoted[:1232]
             ps = (ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed
-                  + struct.pack("!IxxxB", len(body), 58))
+                  + struct.pack("!IxxxB", len(body), PROTO_ICMPV6))
             body = body[:2] + struct.pack("!H", _csum(ps + body)) + body[4:]
-            return self.ip(src, dst, 58, body)
+            return self.ip(src, dst, PROTO_ICMPV6, body)
         body = struct.pack("!BBHI", 3, 3, 0, 0) + quoted[:548]
         body = body[:2] + struct.pack("!H", _csum(body)) + body[4:]
-        return self.ip(src, dst, 1, body)
+        return self.ip(src, dst, PROTO_ICMP, body)
 
 
 def _sip(start: str, headers: list, body: str = "") -> bytes:

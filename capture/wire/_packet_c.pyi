@@ -4,3 +4,5 @@ from typing import Any
 from capture.wire.frame import Frame
 
 def parse(data: Any, linktype: int) -> Frame: ...
+
+CONSTANTS: dict[str, int]

@@ -2,9 +2,30 @@
 from __future__ import annotations
 
 from capture.errors import Truncated, Unsupported
-from capture.wire.frame import MAX_VLAN_TAGS, Frame
+from capture.wire.frame import (
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+    ETHERTYPE_QINQ,
+    ETHERTYPE_VLAN,
+    ETHERTYPE_VLAN_OLD,
+    IPV6_EXTENSIONS,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_NULL,
+    LINKTYPE_RAW,
+    LINKTYPE_RAW_OLD,
+    MAX_V6_EXTENSIONS,
+    MAX_VLAN_TAGS,
+    PROTO_FRAGMENT,
+    PROTO_TCP,
+    PROTO_UDP,
+    Frame,
+)
 
-_VLAN = (0x8100, 0x88A8, 0x9100)
+_VLAN = (ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_VLAN_OLD)
 
 
 def _u16(b, o):
@@ -25,34 +46,34 @@ def _ethertype_walk(data, off, etype, n):
             raise Truncated(f"VLAN tag needs 4 bytes at offset {off}, frame has {n}")
         etype = _u16(data, off + 2)
         off += 4
-    if etype == 0x0800:
+    if etype == ETHERTYPE_IPV4:
         return off, 4
-    if etype == 0x86DD:
+    if etype == ETHERTYPE_IPV6:
         return off, 6
     raise Unsupported(f"ethertype 0x{etype:04x} is not IP")
 
 
 def _link(data, linktype, n):
     """Return (offset of the IP header, expected IP version or 0 for 'read the nibble')."""
-    if linktype == 1:
+    if linktype == LINKTYPE_ETHERNET:
         if n < 14:
             raise Truncated(f"Ethernet header needs 14 bytes, frame has {n}")
         return _ethertype_walk(data, 14, _u16(data, 12), n)
-    if linktype == 113:
+    if linktype == LINKTYPE_LINUX_SLL:
         if n < 16:
             raise Truncated(f"Linux SLL header needs 16 bytes, frame has {n}")
         return _ethertype_walk(data, 16, _u16(data, 14), n)
-    if linktype == 276:
+    if linktype == LINKTYPE_LINUX_SLL2:
         if n < 20:
             raise Truncated(f"Linux SLL2 header needs 20 bytes, frame has {n}")
         return _ethertype_walk(data, 20, _u16(data, 0), n)
-    if linktype in (12, 101):
+    if linktype in (LINKTYPE_RAW_OLD, LINKTYPE_RAW):
         return 0, 0
-    if linktype == 228:
+    if linktype == LINKTYPE_IPV4:
         return 0, 4
-    if linktype == 229:
+    if linktype == LINKTYPE_IPV6:
         return 0, 6
-    if linktype == 0:
+    if linktype == LINKTYPE_NULL:
         if n < 4:
             raise Truncated(f"loopback header needs 4 bytes, frame has {n}")
         fam = data[0] | (data[1] << 8) | (data[2] << 16) | (data[3] << 24)
@@ -112,14 +133,14 @@ def parse(data, linktype: int) -> Frame:
         l4 = off + 40
         end = l4 + plen
         hops = 0
-        while proto in (0, 43, 44, 60):
+        while proto in IPV6_EXTENSIONS:
             hops += 1
-            if hops > 8:
-                raise Unsupported("more than 8 IPv6 extension headers")
+            if hops > MAX_V6_EXTENSIONS:
+                raise Unsupported(f"more than {MAX_V6_EXTENSIONS} IPv6 extension headers")
             if end - l4 < 8:
                 raise Truncated(f"IPv6 extension header needs 8 bytes, {end - l4} left")
             nxt = data[l4]
-            if proto == 44:
+            if proto == PROTO_FRAGMENT:
                 fo = _u16(data, l4 + 2)
                 frag_off = fo & 0xFFF8
                 frag_more = bool(fo & 1)
@@ -137,7 +158,7 @@ def parse(data, linktype: int) -> Frame:
     sport = dport = payload_off = payload_len = tcp_seq = 0
     tcp_flags = -1
     if frag_id < 0:
-        if proto == 17:
+        if proto == PROTO_UDP:
             if l4_len < 8:
                 raise Truncated(f"UDP header needs 8 bytes, {l4_len} left")
             ulen = _u16(data, l4 + 4)
@@ -147,7 +168,7 @@ def parse(data, linktype: int) -> Frame:
             dport = _u16(data, l4 + 2)
             payload_off = l4 + 8
             payload_len = ulen - 8
-        elif proto == 6:
+        elif proto == PROTO_TCP:
             if l4_len < 20:
                 raise Truncated(f"TCP header needs 20 bytes, {l4_len} left")
             doff = (data[l4 + 12] >> 4) * 4

@@ -1,4 +1,6 @@
-"""The record that both frame parsers (ext/packet.pyx and capture/_packet_py.py) return."""
+"""Frames: the record both frame parsers (ext/packet.pyx and capture/wire/_packet_py.py) return,
+the link, ethertype and IP protocol numbers they walk by (ext/frame.pxd has the same, checked by
+tests/test_packet.py), and the flow key of an (address, port)."""
 from __future__ import annotations
 
 import socket
@@ -13,14 +15,27 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
-SUPPORTED_LINKTYPES = frozenset({0, 1, 12, 101, 113, 228, 229, 276})
+SUPPORTED_LINKTYPES = frozenset({LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW_OLD, LINKTYPE_RAW, LINKTYPE_LINUX_SLL,
+                                 LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2})
 
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_IPV6 = 0x86DD
+ETHERTYPE_VLAN = 0x8100        # 802.1Q
+ETHERTYPE_QINQ = 0x88A8        # 802.1ad
+ETHERTYPE_VLAN_OLD = 0x9100    # pre-standard QinQ
+
+PROTO_HOPOPTS = 0              # IPv6 extension headers ...
 PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_UDP = 17
+PROTO_ROUTING = 43
+PROTO_FRAGMENT = 44
 PROTO_ICMPV6 = 58
+PROTO_DSTOPTS = 60
+IPV6_EXTENSIONS = (PROTO_HOPOPTS, PROTO_ROUTING, PROTO_FRAGMENT, PROTO_DSTOPTS)
 
 MAX_VLAN_TAGS = 4
+MAX_V6_EXTENSIONS = 8
 
 
 class Frame(NamedTuple):

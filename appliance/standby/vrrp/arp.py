@@ -5,6 +5,7 @@ import ipaddress
 import socket
 import struct
 
+from capture.wire.frame import PROTO_ICMPV6
 from capture.wire.inet import checksum as _csum
 
 BROADCAST = b"\xff" * 6
@@ -29,9 +30,9 @@ def unsolicited_na(ifname: str, ip: str) -> bytes:
     src = ipaddress.IPv6Address(ip).packed
     dst = ipaddress.IPv6Address("ff02::1").packed
     icmp = struct.pack("!BBHI16sBB6s", 136, 0, 0, 0x20000000, src, 2, 1, mac)
-    pseudo = src + dst + struct.pack("!IxxxB", len(icmp), 58)
+    pseudo = src + dst + struct.pack("!IxxxB", len(icmp), PROTO_ICMPV6)
     icmp = icmp[:2] + struct.pack("!H", _csum(pseudo + icmp)) + icmp[4:]
-    ip6 = struct.pack("!IHBB16s16s", 6 << 28, len(icmp), 58, 255, src, dst)
+    ip6 = struct.pack("!IHBB16s16s", 6 << 28, len(icmp), PROTO_ICMPV6, 255, src, dst)
     return b"\x33\x33\x00\x00\x00\x01" + mac + b"\x86\xdd" + ip6 + icmp
 
 
