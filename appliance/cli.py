@@ -5,6 +5,7 @@ Each command has a parser builder (``_add_NAME``) and a function (``_NAME``); re
 share one set of options, and ``recorder_options`` (``appliance.config``) is the one place where
 settings become the recorder's ``Options``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,22 +30,37 @@ Args = argparse.Namespace
 def _recording_args(p: argparse.ArgumentParser, fsync_default: float) -> None:
     """The options every recording command shares (their dests are RecordingSettings' names)."""
     p.add_argument("--out", required=True, help="output directory (WAVs, sidecars, catalog.sqlite)")
-    p.add_argument("--sip-port", dest="sip_ports", type=int, action="append",
-                   help="SIP port (repeatable; default 5060)")
-    p.add_argument("--rtp-timeout", dest="rtp_timeout_s", type=float, default=30.0,
-                   help="end a call after this many silent seconds (default 30)")
-    p.add_argument("--fsync-interval", dest="fsync_interval_s", type=float, default=fsync_default,
-                   help=f"fdatasync recordings every N seconds and at each call's end (default {fsync_default:g}"
-                        + ("; 0: never; a killed process still leaves valid files, power loss may not)"
-                           if not fsync_default else ")"))
+    p.add_argument(
+        "--sip-port", dest="sip_ports", type=int, action="append", help="SIP port (repeatable; default 5060)"
+    )
+    p.add_argument(
+        "--rtp-timeout",
+        dest="rtp_timeout_s",
+        type=float,
+        default=30.0,
+        help="end a call after this many silent seconds (default 30)",
+    )
+    p.add_argument(
+        "--fsync-interval",
+        dest="fsync_interval_s",
+        type=float,
+        default=fsync_default,
+        help=f"fdatasync recordings every N seconds and at each call's end (default {fsync_default:g}"
+        + ("; 0: never; a killed process still leaves valid files, power loss may not)" if not fsync_default else ")"),
+    )
 
 
 def _settings(args: Args) -> RecordingSettings:
     try:
-        return RecordingSettings(out=args.out, sip_ports=args.sip_ports or [5060], rtp_timeout_s=args.rtp_timeout_s,
-                                 fsync_interval_s=args.fsync_interval_s, keep_pcap=getattr(args, "keep_pcap", False),
-                                 queue_mb=getattr(args, "queue_mb", 64),
-                                 reserve_calls=getattr(args, "reserve_calls", 0))
+        return RecordingSettings(
+            out=args.out,
+            sip_ports=args.sip_ports or [5060],
+            rtp_timeout_s=args.rtp_timeout_s,
+            fsync_interval_s=args.fsync_interval_s,
+            keep_pcap=getattr(args, "keep_pcap", False),
+            queue_mb=getattr(args, "queue_mb", 64),
+            reserve_calls=getattr(args, "reserve_calls", 0),
+        )
     except ValidationError as e:
         raise ConfigError(settings_error("options", e)) from None
 
@@ -64,8 +80,10 @@ def _record(args: Args) -> int:
     files = list(args.files)
     if not files:
         files = [demo(args.out)]
-        print(f"no capture given: recording the embedded demo {files[0]} (6 BiB calls, primary dies at 5 s)",
-              file=sys.stderr)
+        print(
+            f"no capture given: recording the embedded demo {files[0]} (6 BiB calls, primary dies at 5 s)",
+            file=sys.stderr,
+        )
     rec = Recorder(recorder_options(_settings(args)))
     t = time.perf_counter()
     for f in files:
@@ -90,17 +108,30 @@ def _add_capture(sub: Any) -> None:
     k = sub.add_parser("capture", help="record live from a SPAN interface until SIGTERM/SIGINT")
     k.add_argument("--iface", required=True, help="the SPAN (mirror) interface; needs no IP address")
     _recording_args(k, 5.0)
-    k.add_argument("--workers", type=int, default=1,
-                   help="capture processes, one per core (default 1); one that dies is started again, "
-                   "and the exit status is then 1")
+    k.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="capture processes, one per core (default 1); one that dies is started again, "
+        "and the exit status is then 1",
+    )
     k.add_argument("--ring-mb", type=int, default=256, help="kernel ring per worker in MiB (default 256)")
     k.add_argument("--block-kb", type=int, default=1024, help="ring block size in KiB (default 1024)")
-    k.add_argument("--queue-mb", type=int, default=64,
-                   help="writes waiting for the disk, per worker, in MiB (default 64); beyond it capture "
-                   "waits while its ring is under half full, then audio is dropped and counted")
-    k.add_argument("--reserve-calls", type=_reserve, default=1024, metavar="CALLS",
-                   help="audio rings allocated at start, per worker (default 1024: 32 MiB); set it to the "
-                   "site's concurrent calls, so that a burst of new calls costs capture no page faults")
+    k.add_argument(
+        "--queue-mb",
+        type=int,
+        default=64,
+        help="writes waiting for the disk, per worker, in MiB (default 64); beyond it capture "
+        "waits while its ring is under half full, then audio is dropped and counted",
+    )
+    k.add_argument(
+        "--reserve-calls",
+        type=_reserve,
+        default=1024,
+        metavar="CALLS",
+        help="audio rings allocated at start, per worker (default 1024: 32 MiB); set it to the "
+        "site's concurrent calls, so that a burst of new calls costs capture no page faults",
+    )
     k.add_argument("--filter", help="extra tcpdump filter ANDed with the built-in one (SIP, RTP, ICMP)")
     k.add_argument("--pcap", dest="keep_pcap", action="store_true", help="also keep a raw pcap of every call")
     k.add_argument("--keep-offloads", action="store_true", help="leave GRO/LRO as they are")
@@ -111,16 +142,26 @@ def _add_capture(sub: Any) -> None:
 def _capture(args: Args) -> int:
     from capture.live.pool import capture
 
-    summary = capture(args.iface, recorder_options(_settings(args)), workers=args.workers, ring_mb=args.ring_mb,
-                      block_kb=args.block_kb, bpf=args.filter, max_seconds=args.seconds,
-                      offloads_off=not args.keep_offloads)
+    summary = capture(
+        args.iface,
+        recorder_options(_settings(args)),
+        workers=args.workers,
+        ring_mb=args.ring_mb,
+        block_kb=args.block_kb,
+        bpf=args.filter,
+        max_seconds=args.seconds,
+        offloads_off=not args.keep_offloads,
+    )
     _print(summary)
     if summary.get("error"):
         print(f"shadowrec: {summary['error']}", file=sys.stderr)
         return 1
     if summary.get("worker_failures"):
-        print(f"shadowrec: {summary['worker_failures']} capture worker failure(s), exit codes "
-              f"{summary['worker_exit_codes']} (see the log above)", file=sys.stderr)
+        print(
+            f"shadowrec: {summary['worker_failures']} capture worker failure(s), exit codes "
+            f"{summary['worker_exit_codes']} (see the log above)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -147,15 +188,24 @@ def _calls(args: Args) -> int:
     if not os.path.exists(path):
         raise ConfigError(f"no catalog in {args.out}")
     cat = Catalog(path)
-    rows = cat.query(since=args.since, until=args.until, dn=args.dn, device=args.device, end_reason=args.end_reason,
-                     primary_failed=True if args.primary_failed else None, limit=args.limit)
+    rows = cat.query(
+        since=args.since,
+        until=args.until,
+        dn=args.dn,
+        device=args.device,
+        end_reason=args.end_reason,
+        primary_failed=True if args.primary_failed else None,
+        limit=args.limit,
+    )
     cat.close()
     if args.json:
         return _print(rows)
     for r in rows:
         failed = " primary-failed" if r["primary"]["failed_at"] else ""
-        print(f"{r['id']}  {r['started_at']}  {r['duration_s'] or 0:8.3f}s  {r['near']['dn']:>10} "
-              f"<-> {r['far']['dn']:<10}  {r['codec'] or '-':5} {r['end_reason'] or r['state']}{failed}")
+        print(
+            f"{r['id']}  {r['started_at']}  {r['duration_s'] or 0:8.3f}s  {r['near']['dn']:>10} "
+            f"<-> {r['far']['dn']:<10}  {r['codec'] or '-':5} {r['end_reason'] or r['state']}{failed}"
+        )
     return 0
 
 
@@ -188,12 +238,28 @@ def _add_synth(sub: Any) -> None:
 def _synth(args: Args) -> int:
     from capture.testing.synth import SynthSpec, generate
 
-    spec = SynthSpec(calls=args.calls, duration_s=args.duration, spacing_s=args.spacing, codec=args.codec,
-                     transport=args.transport, tcp_split=args.tcp_split, loss=args.loss, dup=args.dup,
-                     reorder=args.reorder, jitter_ms=args.jitter_ms, dtmf=args.dtmf,
-                     vlan=tuple(args.vlan or ()), ipv6=args.ipv6, fail_at_s=args.fail_at,
-                     calls_after_fail=args.calls_after_fail, noise_flows=args.noise_flows,
-                     garbage=args.garbage, seed=args.seed, keep_audio=False, pcapng=args.pcapng)
+    spec = SynthSpec(
+        calls=args.calls,
+        duration_s=args.duration,
+        spacing_s=args.spacing,
+        codec=args.codec,
+        transport=args.transport,
+        tcp_split=args.tcp_split,
+        loss=args.loss,
+        dup=args.dup,
+        reorder=args.reorder,
+        jitter_ms=args.jitter_ms,
+        dtmf=args.dtmf,
+        vlan=tuple(args.vlan or ()),
+        ipv6=args.ipv6,
+        fail_at_s=args.fail_at,
+        calls_after_fail=args.calls_after_fail,
+        noise_flows=args.noise_flows,
+        garbage=args.garbage,
+        seed=args.seed,
+        keep_audio=False,
+        pcapng=args.pcapng,
+    )
     calls = generate(args.output, spec)
     print(json.dumps({"output": args.output, "calls": len(calls), "answered": sum(c.answered for c in calls)}))
     return 0
@@ -220,8 +286,12 @@ def _vrrp_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vrid", type=int, required=True, help="virtual router id (the primary's keepalived's)")
     p.add_argument("--vip", action="append", required=True, help="virtual address with prefix, e.g. 198.18.0.20/24")
     p.add_argument("--priority", type=int, default=50, help="normal priority, below the primary's (default 50)")
-    p.add_argument("--takeover-priority", type=int, default=254,
-                   help="priority advertised while the primary's recorder is dead (default 254)")
+    p.add_argument(
+        "--takeover-priority",
+        type=int,
+        default=254,
+        help="priority advertised while the primary's recorder is dead (default 254)",
+    )
     p.add_argument("--advert-int", type=float, default=1.0, help="advertisement interval in seconds (default 1)")
     p.add_argument("--no-preempt", action="store_true")
 
@@ -229,8 +299,13 @@ def _vrrp_args(p: argparse.ArgumentParser) -> None:
 def _vrrp_config(args: Args) -> Any:
     from appliance.standby.vrrp.state import VrrpConfig
 
-    return VrrpConfig(vrid=args.vrid, priority=args.priority, takeover_priority=args.takeover_priority,
-                      advert_int_cs=round(args.advert_int * 100), preempt=not args.no_preempt)
+    return VrrpConfig(
+        vrid=args.vrid,
+        priority=args.priority,
+        takeover_priority=args.takeover_priority,
+        advert_int_cs=round(args.advert_int * 100),
+        preempt=not args.no_preempt,
+    )
 
 
 def _add_vrrp(sub: Any) -> None:
@@ -260,10 +335,12 @@ def _vrrp(args: Args) -> int:
     signal.signal(signal.SIGUSR2, lambda *_: runner.post(Event.PRIMARY_DEAD))
     signal.signal(signal.SIGHUP, lambda *_: runner.post(Event.PRIMARY_ALIVE))
     if args.status_file:
+
         def dump() -> None:
             while not runner.stop:
                 write_json_atomic(args.status_file, runner.status())
                 time.sleep(0.2)
+
         threading.Thread(target=dump, daemon=True).start()
     runner.run()
     print(json.dumps(runner.status()))
@@ -271,8 +348,9 @@ def _vrrp(args: Args) -> int:
 
 
 def _add_run(sub: Any) -> None:
-    r2 = sub.add_parser("run", help="the standby: record from SPAN, take over the VIP and answer calls when the "
-                                    "primary dies (root)")
+    r2 = sub.add_parser(
+        "run", help="the standby: record from SPAN, take over the VIP and answer calls when the primary dies (root)"
+    )
     r2.add_argument("--span", required=True, help="the SPAN (mirror) interface")
     r2.add_argument("--service", required=True, help="the interface on the VIP's LAN (VRRP, SIP, RTP)")
     r2.add_argument("--primary", required=True, help="the primary recorder host's own address (health probes)")
@@ -290,8 +368,15 @@ def _run(args: Args) -> int:
     opts = recorder_options(_settings(args), state_file=os.path.join(args.out, "state-0.json"))
     os.makedirs(args.out, exist_ok=True)
     with SpanInterface(args.span):
-        standby = Standby(args.span, args.service, opts, _vrrp_config(args), args.vip, args.primary,
-                          probe_interval=args.probe_interval)
+        standby = Standby(
+            args.span,
+            args.service,
+            opts,
+            _vrrp_config(args),
+            args.vip,
+            args.primary,
+            probe_interval=args.probe_interval,
+        )
         summary = standby.run(args.seconds)
     return _print(summary)
 
@@ -299,8 +384,12 @@ def _run(args: Args) -> int:
 # the lab and the service ------------------------------------------------------------------------
 def _add_lab(sub: Any) -> None:
     lb = sub.add_parser("lab", help="a whole site in namespaces; kill the primary mid-call and report (root)")
-    lb.add_argument("--kill", choices=["crash", "host", "net"], default="crash",
-                    help="crash: recorder process; host: all its processes and links; net: its switch port")
+    lb.add_argument(
+        "--kill",
+        choices=["crash", "host", "net"],
+        default="crash",
+        help="crash: recorder process; host: all its processes and links; net: its switch port",
+    )
     lb.add_argument("--calls-before", type=int, default=4)
     lb.add_argument("--calls-after", type=int, default=3)
     lb.add_argument("--advert-int", type=float, default=1.0, help="VRRP advertisement interval (keepalived too)")
@@ -320,8 +409,9 @@ def _add_lab(sub: Any) -> None:
 def _lab(args: Args) -> int:
     from appliance.lab.site import run_lab
 
-    report = run_lab(args.kill, args.work, args.calls_before, args.calls_after, advert=args.advert_int,
-                     probe=args.probe_interval)
+    report = run_lab(
+        args.kill, args.work, args.calls_before, args.calls_after, advert=args.advert_int, probe=args.probe_interval
+    )
     json.dump(report, sys.stdout, indent=2)
     print()
     return 0
@@ -344,9 +434,12 @@ def _lab_recorder(args: Args) -> int:
 
 def _add_serve(sub: Any) -> None:
     sv = sub.add_parser("serve", help="run the appliance (capture or standby, and the status API) as a service")
-    sv.add_argument("--config", default=None,
-                    help="TOML settings (default $SHADOWREC_CONFIG or /etc/shadowrec/shadowrec.toml); "
-                         "SHADOWREC_<SECTION>__<KEY> variables override it")
+    sv.add_argument(
+        "--config",
+        default=None,
+        help="TOML settings (default $SHADOWREC_CONFIG or /etc/shadowrec/shadowrec.toml); "
+        "SHADOWREC_<SECTION>__<KEY> variables override it",
+    )
     sv.set_defaults(func=_serve)
 
 
@@ -369,22 +462,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"shadowrec {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log every parse error, not only the first 20")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for add in (_add_record, _add_capture, _add_calls, _add_synth, _add_replay, _add_vrrp, _add_run, _add_lab,
-                _add_serve):
+    for add in (
+        _add_record,
+        _add_capture,
+        _add_calls,
+        _add_synth,
+        _add_replay,
+        _add_vrrp,
+        _add_run,
+        _add_lab,
+        _add_serve,
+    ):
         add(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if args.verbose:
         from capture import recorder
+
         recorder.MAX_LOGGED_ERRORS = 1 << 60
     try:
         return int(args.func(args))
-    except ConfigError as e:          # settings or an interface that cannot work: one line, exit 2
+    except ConfigError as e:  # settings or an interface that cannot work: one line, exit 2
         print(f"shadowrec: {e}", file=sys.stderr)
         return 2
 

@@ -4,6 +4,7 @@ Environment variables override the file: ``SHADOWREC_<SECTION>__<KEY>``, for exa
 ``SHADOWREC_API__PORT=8481`` or ``SHADOWREC_CAPTURE__SPAN=eth1``. Bad settings fail at start
 with a message naming the field (``load`` turns pydantic's errors into one ConfigError).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -33,10 +34,20 @@ class RecordingSettings(BaseModel):
     sip_ports: list[int] = Field([5060], min_length=1)
     rtp_timeout_s: float = Field(30.0, gt=0)
     fsync_interval_s: float = Field(5.0, ge=0)
-    queue_mb: int = Field(64, ge=1, le=4096, description="writes waiting for the disk per worker (MiB); beyond "
-                          "it capture waits while its ring is under half full, then audio is dropped and counted")
-    reserve_calls: int = Field(1024, ge=0, le=100000, description="audio rings allocated at start per worker "
-                               "(32 KiB a call); the site's concurrent calls, so a burst costs capture no page faults")
+    queue_mb: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="writes waiting for the disk per worker (MiB); beyond "
+        "it capture waits while its ring is under half full, then audio is dropped and counted",
+    )
+    reserve_calls: int = Field(
+        1024,
+        ge=0,
+        le=100000,
+        description="audio rings allocated at start per worker "
+        "(32 KiB a call); the site's concurrent calls, so a burst costs capture no page faults",
+    )
     keep_pcap: bool = Field(False, description="also keep a raw pcap of every call (always for codecs not decoded)")
 
     @field_validator("sip_ports")
@@ -51,15 +62,28 @@ class CaptureSettings(RecordingSettings):
     span: str = Field("span0", description="SPAN (mirror) interface")
     workers: int = Field(1, ge=1, le=64)
     ring_mb: int = Field(256, ge=4, le=4096)
-    queue_mb: int = Field(64, ge=4, le=4096, description="writes waiting for the disk per worker (MiB); beyond "
-                          "it capture waits while its ring is under half full, then audio is dropped and counted")
+    queue_mb: int = Field(
+        64,
+        ge=4,
+        le=4096,
+        description="writes waiting for the disk per worker (MiB); beyond "
+        "it capture waits while its ring is under half full, then audio is dropped and counted",
+    )
     filter: str | None = None
 
 
 def recorder_options(s: RecordingSettings, **extra: Any) -> Options:
     """The one place where settings become the recorder's Options (``extra``: state_file...)."""
-    return Options(out_dir=s.out, sip_ports=tuple(s.sip_ports), rtp_timeout_s=s.rtp_timeout_s, keep_pcap=s.keep_pcap,
-                   durable_s=s.fsync_interval_s, queue_mb=s.queue_mb, reserve_calls=s.reserve_calls, **extra)
+    return Options(
+        out_dir=s.out,
+        sip_ports=tuple(s.sip_ports),
+        rtp_timeout_s=s.rtp_timeout_s,
+        keep_pcap=s.keep_pcap,
+        durable_s=s.fsync_interval_s,
+        queue_mb=s.queue_mb,
+        reserve_calls=s.reserve_calls,
+        **extra,
+    )
 
 
 class StandbySettings(BaseModel):
@@ -105,11 +129,14 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
-                                   dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         path = config_path()
         sources = [init_settings, env_settings]
         if os.path.exists(path):
@@ -132,7 +159,7 @@ def load(path: str | None = None) -> Settings:
         return Settings()
     except ValidationError as e:
         raise ConfigError(settings_error(f"configuration ({config_path()})", e)) from None
-    except Exception as e:          # a TOML syntax error
+    except Exception as e:  # a TOML syntax error
         raise ConfigError(f"cannot read configuration {config_path()}: {e}") from None
     finally:
         _PATH.reset(token)

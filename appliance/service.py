@@ -9,6 +9,7 @@ worker has reported; WATCHDOG=1 every few seconds while the child lives and repo
 STATUS= a one-line summary; STOPPING=1 on SIGTERM, after which the child saves its open
 calls so a restart or package upgrade resumes them in the same files.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,18 +47,23 @@ def _child(settings: Settings):
         from appliance.standby.takeover import Standby
         from appliance.standby.vrrp.state import VrrpConfig
         from capture.live.iface import SpanInterface
+
         sb = settings.standby
         opts.state_file = os.path.join(c.out, "state-0.json")
-        cfg = VrrpConfig(vrid=sb.vrid, priority=sb.priority, takeover_priority=sb.takeover_priority,
-                         advert_int_cs=round(sb.advert_int_s * 100))
+        cfg = VrrpConfig(
+            vrid=sb.vrid,
+            priority=sb.priority,
+            takeover_priority=sb.takeover_priority,
+            advert_int_cs=round(sb.advert_int_s * 100),
+        )
         with SpanInterface(c.span):
-            summary = Standby(c.span, sb.service, opts, cfg, sb.vips, sb.primary, sb.probe_interval_s,
-                              c.ring_mb).run()
+            summary = Standby(c.span, sb.service, opts, cfg, sb.vips, sb.primary, sb.probe_interval_s, c.ring_mb).run()
     else:
         from capture.live.pool import capture
+
         summary = capture(c.span, opts, workers=c.workers, ring_mb=c.ring_mb, bpf=c.filter)
     if summary.get("error") or summary.get("worker_failures"):
-        sys.exit(1)          # e.g. the SPAN interface went away: the supervisor logs it and retries
+        sys.exit(1)  # e.g. the SPAN interface went away: the supervisor logs it and retries
 
 
 class Supervisor:
@@ -83,6 +89,7 @@ class Supervisor:
     def _loop(self):
         from appliance.api.deps import worker_status
         from capture.live.status import merge_counters
+
         backoff = 1.0
         while not self.stopping:
             time.sleep(1.0)
@@ -104,8 +111,10 @@ class Supervisor:
                     sd_notify("READY=1")
                 sd_notify("WATCHDOG=1")
                 t = merge_counters(st)
-                sd_notify(f"STATUS=capturing: {t.get('received', 0)} packets, {t.get('active_calls', 0)} active "
-                          f"calls, {t.get('kernel_drops', 0)} kernel drops")
+                sd_notify(
+                    f"STATUS=capturing: {t.get('received', 0)} packets, {t.get('active_calls', 0)} active "
+                    f"calls, {t.get('kernel_drops', 0)} kernel drops"
+                )
 
     def stop(self, _app=None):
         self.stopping = True
@@ -121,6 +130,7 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from appliance.api.main import create_app
+
     sup = Supervisor(settings)
     app = create_app(settings, on_start=sup.start, on_stop=sup.stop)
     uvicorn.run(app, host=settings.api.listen, port=settings.api.port, log_level="warning")

@@ -11,6 +11,7 @@ bytes written again to the same place with nothing else done (C pwrite from 2 Mi
 one second of a call per piece, as the run writes them), the part of the run that no
 parsing or decoding speed can remove.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,20 +58,29 @@ def write_floor(recorded, floor_dir, pwrite_batch, repeat=3):
     piece = 32000
     per = BATCH_BYTES // piece
     # the pieces, in write order, planned before the clock starts: (file index, offset, length)
-    plan = np.array([(i, off, min(piece, size - off)) for off in range(0, max(sizes, default=0), piece)
-                     for i, size in enumerate(sizes) if off < size], dtype=np.int64).reshape(-1, 3)
-    offsets = [plan[k:k + per, 1].copy() for k in range(0, len(plan), per)]
-    lengths = [plan[k:k + per, 2].copy() for k in range(0, len(plan), per)]
+    plan = np.array(
+        [
+            (i, off, min(piece, size - off))
+            for off in range(0, max(sizes, default=0), piece)
+            for i, size in enumerate(sizes)
+            if off < size
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 3)
+    offsets = [plan[k : k + per, 1].copy() for k in range(0, len(plan), per)]
+    lengths = [plan[k : k + per, 2].copy() for k in range(0, len(plan), per)]
     buf = np.zeros(BATCH_BYTES, dtype=np.uint8)
     best = None
     for _ in range(repeat):
         shutil.rmtree(floor_dir, ignore_errors=True)
         os.makedirs(floor_dir)
         t = time.perf_counter()
-        fds = np.array([os.open(os.path.join(floor_dir, f"{i}.wav"), os.O_WRONLY | os.O_CREAT, 0o644)
-                        for i in range(len(sizes))], dtype=np.int64)
+        fds = np.array(
+            [os.open(os.path.join(floor_dir, f"{i}.wav"), os.O_WRONLY | os.O_CREAT, 0o644) for i in range(len(sizes))],
+            dtype=np.int64,
+        )
         for b, k in enumerate(range(0, len(plan), per)):
-            if pwrite_batch(buf, fds[plan[k:k + per, 0]], offsets[b], lengths[b]):
+            if pwrite_batch(buf, fds[plan[k : k + per, 0]], offsets[b], lengths[b]):
                 sys.exit(f"writing to {floor_dir} failed")
         for fd in fds:
             os.close(int(fd))
@@ -102,13 +112,20 @@ def main():
     synth.generate(cap, spec)
     spec.calls = args.python_calls
     synth.generate(small, spec)
-    print(f"synthesised {args.calls} concurrent calls x {args.duration:g} s in {time.perf_counter() - t:.1f} s "
-          f"({os.path.getsize(cap) / 1e6:.0f} MB)")
+    print(
+        f"synthesised {args.calls} concurrent calls x {args.duration:g} s in {time.perf_counter() - t:.1f} s "
+        f"({os.path.getsize(cap) / 1e6:.0f} MB)"
+    )
     binary = os.path.join(args.dir, "pcapcount")
     subprocess.run(["gcc", "-O2", "-o", binary, os.path.join(HERE, "pcapcount.c"), "-lpcap"], check=True)
     results = []
-    base = min((json.loads(subprocess.run([binary, cap], capture_output=True, text=True, check=True).stdout)
-                for _ in range(3)), key=lambda r: r["seconds"])
+    base = min(
+        (
+            json.loads(subprocess.run([binary, cap], capture_output=True, text=True, check=True).stdout)
+            for _ in range(3)
+        ),
+        key=lambda r: r["seconds"],
+    )
     results.append(row("baseline: C libpcap pcap_next_ex read", base["packets"], base["seconds"]))
     c = speedups.load(pure=False)
     if c.name != "c":
@@ -132,15 +149,20 @@ def main():
     s, summ = record(cap, os.path.join(args.dir, "out-c"), c, repeat=3)
     results.append(row(f"shadowrec record, C kernels ({summ['calls_recorded']} calls)", summ["records_read"], s))
     record_s = s
-    floor_s, floor_bytes = write_floor(os.path.join(args.dir, "out-c"), os.path.join(args.dir, "out-floor"),
-                                       c.engine.pwrite_batch)
+    floor_s, floor_bytes = write_floor(
+        os.path.join(args.dir, "out-c"), os.path.join(args.dir, "out-floor"), c.engine.pwrite_batch
+    )
     s, summ2 = record(small, os.path.join(args.dir, "out-py"), speedups.load(pure=True))
     results.append(row(f"shadowrec record, Python twins ({summ2['calls_recorded']} calls)", summ2["records_read"], s))
     results.append(row("floor: writing the run's WAVs alone", summ["records_read"], floor_s))
-    print(f"record run on {args.calls} calls: ratio to the libpcap baseline "
-          f"{results[2]['pps'] / results[0]['pps']:.2f}; errors {summ['errors']}")
-    print(f"writing the {floor_bytes / 1e6:,.0f} MB of WAVs alone took {floor_s:.3f} s of the run's {record_s:.3f} s "
-          f"({100 * floor_s / record_s:.0f}%)")
+    print(
+        f"record run on {args.calls} calls: ratio to the libpcap baseline "
+        f"{results[2]['pps'] / results[0]['pps']:.2f}; errors {summ['errors']}"
+    )
+    print(
+        f"writing the {floor_bytes / 1e6:,.0f} MB of WAVs alone took {floor_s:.3f} s of the run's {record_s:.3f} s "
+        f"({100 * floor_s / record_s:.0f}%)"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -1,6 +1,7 @@
 """Capture times as UTC text. Calls that start together share their seconds (and their day),
 so each (second, format) is formatted once: datetime and strftime cost 3.5-4.5 µs a call, a
 cache hit 0.1 µs."""
+
 from __future__ import annotations
 
 import functools

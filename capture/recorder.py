@@ -8,6 +8,7 @@ capture's own clock (packet timestamps), so a file and a live interface run the 
 Every frame is handled inside one boundary: a parse error is counted under its class and the
 loop goes on.
 """
+
 from __future__ import annotations
 
 import functools
@@ -18,7 +19,7 @@ from collections import Counter
 from typing import Any
 
 from capture import speedups
-from capture.errors import ParseError, PcapError, Truncated
+from capture.errors import ParseError, PcapError
 from capture.media import wav
 from capture.options import Options
 from capture.sip.calls import (
@@ -36,7 +37,7 @@ from capture.sip.message import SipMessage
 from capture.store import resume
 from capture.store.outputs import Recordings
 from capture.store.writer import SyncIO, Writer
-from capture.wire import icmp, rtp
+from capture.wire import icmp, ipfrag, rtp
 from capture.wire.frame import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, flow_key
 from capture.wire.ipfrag import Defragmenter
 from capture.wire.tcpstream import TcpReassembler
@@ -114,7 +115,7 @@ class Recorder:
             if idx.error:
                 self._error(PcapError(f"{path}: {idx.error}"))
             self.counters["records_read"] += idx.records
-            del idx            # the C indexer holds a view of the mapping
+            del idx  # the C indexer holds a view of the mapping
             mm.close()
 
     def feed(self, buf: Any, offs: Any, lens: Any, tss: Any, lts: Any) -> None:
@@ -135,7 +136,7 @@ class Recorder:
             if ts > self.now:
                 self.now = ts
             off = int(offs[i])
-            frame = bytes(buf[off:off + int(lens[i])])
+            frame = bytes(buf[off : off + int(lens[i])])
             try:
                 if st == eng.PYTHON:
                     self._frame(frame, ts, int(lts[i]))
@@ -152,38 +153,32 @@ class Recorder:
         f = self.impl.packet.parse(frame, lt)
         if f.frag_id >= 0:
             key = (f.ip_version, f.src, f.dst, f.proto, f.frag_id)
-            dg = self.defrag.add(key, f.frag_off, f.frag_more, frame[f.l4_off:f.l4_off + f.l4_len], ts)
+            dg = self.defrag.add(key, f.frag_off, f.frag_more, frame[f.l4_off : f.l4_off + f.l4_len], ts)
             if dg is not None:
                 self._datagram(f.ip_version, f.src, f.dst, f.proto, dg, ts, lt)
             return
-        payload = frame[f.payload_off:f.payload_off + f.payload_len]
+        payload = frame[f.payload_off : f.payload_off + f.payload_len]
         if f.proto == PROTO_UDP:
             self._udp(f.src, f.dst, f.sport, f.dport, payload, ts, frame, lt)
         elif f.proto == PROTO_TCP:
             self._tcp(f.src, f.dst, f.sport, f.dport, f.tcp_seq, f.tcp_flags, payload, ts, frame, lt)
         elif f.proto in (PROTO_ICMP, PROTO_ICMPV6):
-            self._icmp(f.ip_version, f.src, frame[f.l4_off:f.l4_off + f.l4_len], ts)
+            self._icmp(f.ip_version, f.src, frame[f.l4_off : f.l4_off + f.l4_len], ts)
 
     def _datagram(self, ver: int, src: bytes, dst: bytes, proto: int, dg: bytes, ts: int, lt: int) -> None:
         """A datagram reassembled from IP fragments (its frames are not kept)."""
         if proto == PROTO_UDP:
-            if len(dg) < 8:
-                raise Truncated(f"reassembled UDP datagram of {len(dg)} bytes")
-            ulen = (dg[4] << 8) | dg[5]
-            if ulen < 8 or ulen > len(dg):
-                raise Truncated(f"reassembled UDP length {ulen} does not fit {len(dg)} bytes")
-            self._udp(src, dst, (dg[0] << 8) | dg[1], (dg[2] << 8) | dg[3], dg[8:ulen], ts, None, lt)
+            u = ipfrag.udp(dg)
+            self._udp(src, dst, u.sport, u.dport, u.payload, ts, None, lt)
         elif proto == PROTO_TCP:
-            if len(dg) < 20 or (dg[12] >> 4) * 4 > len(dg) or (dg[12] >> 4) < 5:
-                raise Truncated(f"reassembled TCP segment of {len(dg)} bytes")
-            doff = (dg[12] >> 4) * 4
-            self._tcp(src, dst, (dg[0] << 8) | dg[1], (dg[2] << 8) | dg[3],
-                      int.from_bytes(dg[4:8], "big"), dg[13], dg[doff:], ts, None, lt)
+            t = ipfrag.tcp(dg)
+            self._tcp(src, dst, t.sport, t.dport, t.seq, t.flags, t.payload, ts, None, lt)
         elif proto in (PROTO_ICMP, PROTO_ICMPV6):
             self._icmp(ver, src, dg, ts)
 
-    def _udp(self, src: bytes, dst: bytes, sport: int, dport: int, payload: bytes, ts: int,
-             frame: bytes | None, lt: int) -> None:
+    def _udp(
+        self, src: bytes, dst: bytes, sport: int, dport: int, payload: bytes, ts: int, frame: bytes | None, lt: int
+    ) -> None:
         key = flow_key(dst, dport)
         if self.engine.stream_id(key) is not None:
             self._rtp(key, payload, ts, flow_key(src, sport), frame, lt)
@@ -191,8 +186,19 @@ class Recorder:
             self.counters["sip_udp"] += 1
             self._sip(self.impl.sip.parse(payload), ts, src, sport, dst, dport, "udp", frame, lt)
 
-    def _tcp(self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, flags: int, payload: bytes,
-             ts: int, frame: bytes | None, lt: int) -> None:
+    def _tcp(
+        self,
+        src: bytes,
+        dst: bytes,
+        sport: int,
+        dport: int,
+        seq: int,
+        flags: int,
+        payload: bytes,
+        ts: int,
+        frame: bytes | None,
+        lt: int,
+    ) -> None:
         if sport not in self.sip_ports and dport not in self.sip_ports:
             return
         for data in self.tcp.feed((src, sport, dst, dport), seq, flags, payload, ts):
@@ -203,10 +209,20 @@ class Recorder:
                 self._error(e)
                 continue
             self._sip(msg, ts, src, sport, dst, dport, "tcp", frame, lt)
-            frame = None    # the segment is stored once, with the first message it carried
+            frame = None  # the segment is stored once, with the first message it carried
 
-    def _sip(self, msg: SipMessage, ts: int, src: bytes, sport: int, dst: bytes, dport: int, transport: str,
-             frame: bytes | None, lt: int) -> None:
+    def _sip(
+        self,
+        msg: SipMessage,
+        ts: int,
+        src: bytes,
+        sport: int,
+        dst: bytes,
+        dport: int,
+        transport: str,
+        frame: bytes | None,
+        lt: int,
+    ) -> None:
         self._apply(self.table.on_sip(msg, ts, (_ntop(src), sport), (_ntop(dst), dport), transport))
         d = self.table.dialogs.get(msg.call_id)
         if d is not None and frame is not None:
@@ -221,7 +237,7 @@ class Recorder:
 
     def _event(self, frame: bytes, ts: int, lt: int, arg: int) -> None:
         f = self.impl.packet.parse(frame, lt)
-        payload = frame[f.payload_off:f.payload_off + f.payload_len]
+        payload = frame[f.payload_off : f.payload_off + f.payload_len]
         key = flow_key(f.dst, f.dport)
         if arg == self.impl.engine.EVENT_RAW:
             self._rtp(key, payload, ts, flow_key(f.src, f.sport), frame, lt)
@@ -246,7 +262,7 @@ class Recorder:
         if d is None or d.call.id not in self.calls.active:
             return
         h = rtp.parse(payload)
-        ev = rtp.parse_event(payload[h.payload_offset:h.payload_offset + h.payload_length])
+        ev = rtp.parse_event(payload[h.payload_offset : h.payload_offset + h.payload_length])
         self.calls.telephone_event(d.call.id, d.role, h.timestamp, ev.event, ev.duration, ev.end, ts)
 
     def _apply(self, fx: list[Effect]) -> None:
@@ -274,7 +290,7 @@ class Recorder:
         if now >= self.next_sync:
             self._apply(self.table.tick(now, self._last_rtp))
             durable = self.opts.durable_s > 0 and now >= self.next_durable
-            self.calls.sync(durable)            # headers patched after their audio
+            self.calls.sync(durable)  # headers patched after their audio
             self.calls.write_changed()
             if durable:
                 self.next_durable = now + int(self.opts.durable_s * NS)
@@ -283,7 +299,7 @@ class Recorder:
             self.tcp.expire(now)
             self.defrag.expire(now)
             self.next_sync = now + int(self.opts.sync_s * NS)
-        self.io.flush()         # live: this tick's sidecars, headers and closes to the writer, together
+        self.io.flush()  # live: this tick's sidecars, headers and closes to the writer, together
 
     def _last_rtp(self, call: Call) -> int:
         rec = self.calls.active.get(call.id)
@@ -306,11 +322,17 @@ class Recorder:
     def status(self) -> dict:
         """Counters kept in one place (printed on SIGUSR1, read by the status API)."""
         out = self.summary()
-        out.update({"active_calls": len(self.calls.active), "active_lost_packets": self.engine.lost_total(),
-                    "queue_bytes": self.io.depth_bytes, "write_dropped_bytes": self.io.dropped_bytes,
-                    "ring_bytes": self.engine.reserve(0),      # reserves nothing more: reports
-                    "write_errors": self.io.errors,
-                    "bytes_written": self.io.written_bytes})
+        out.update(
+            {
+                "active_calls": len(self.calls.active),
+                "active_lost_packets": self.engine.lost_total(),
+                "queue_bytes": self.io.depth_bytes,
+                "write_dropped_bytes": self.io.dropped_bytes,
+                "ring_bytes": self.engine.reserve(0),  # reserves nothing more: reports
+                "write_errors": self.io.errors,
+                "bytes_written": self.io.written_bytes,
+            }
+        )
         return out
 
     def summary(self) -> dict:

@@ -14,6 +14,7 @@ are ~30x slower).
     G.711           g711.pyx            capture/media/_g711_py.py         capture/media/_g711_c.pyi
     ring walker     ring.pyx            capture/live/_ring_py.py          capture/live/_ring_c.pyi
 """
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,7 @@ import numpy as np
 from capture.sip.message import SipMessage
 from capture.wire.frame import Frame
 
-Batch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]    # offsets, lengths, ns timestamps, link types
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # offsets, lengths, ns timestamps, link types
 
 
 class PacketKernel(Protocol):
@@ -47,7 +48,7 @@ class IndexerLike(Protocol):
 
 
 class PcapfileKernel(Protocol):
-    def Indexer(self, buf: Any) -> IndexerLike: ...     # noqa: N802  (the class)
+    def Indexer(self, buf: Any) -> IndexerLike: ...  # noqa: N802  (the class)
 
 
 class RingKernel(Protocol):
@@ -81,14 +82,16 @@ class EngineLike(Protocol):
     def flush_due(self, now_ns: int, lag: int, out: Any) -> tuple[int, np.ndarray]: ...
     def headers_due(self, out: Any) -> tuple[int, np.ndarray]: ...
     def set_synced(self, slot: int, frames: int) -> None: ...
-    def set_stream(self, key: int, slot: int, channel: int, codec: int, audio_pt: int, event_pt: int,
-                   raw: bool) -> int: ...
+    def set_stream(
+        self, key: int, slot: int, channel: int, codec: int, audio_pt: int, event_pt: int, raw: bool
+    ) -> int: ...
     def remove_stream(self, key: int) -> None: ...
     def stream_id(self, key: int) -> int | None: ...
     def stream_stats(self, sid: int) -> dict[str, Any]: ...
     def lost_total(self) -> int: ...
-    def run(self, buf: Any, offs: Any, lens: Any, tss: Any, lts: Any, i: int, n: int,
-            deadline: int) -> tuple[int, int, int]: ...
+    def run(
+        self, buf: Any, offs: Any, lens: Any, tss: Any, lts: Any, i: int, n: int, deadline: int
+    ) -> tuple[int, int, int]: ...
     def feed_rtp(self, key: int, data: Any, ts: int, src_key: int | None, force: bool) -> int: ...
 
 
@@ -101,7 +104,7 @@ class EngineKernel(Protocol):
     EVENT_TELEPHONE: int
     AUDIO: bool
 
-    def Engine(self, sip_ports: Iterable[int] = (5060,)) -> EngineLike: ...    # noqa: N802  (the class)
+    def Engine(self, sip_ports: Iterable[int] = (5060,)) -> EngineLike: ...  # noqa: N802  (the class)
     def pwrite_batch(self, buf: Any, fds: Any, offsets: Any, lengths: Any) -> int: ...
 
 
@@ -109,7 +112,7 @@ class EngineKernel(Protocol):
 class Kernels:
     """One set of kernels, all C or all Python."""
 
-    name: str                  # "c" or "python"
+    name: str  # "c" or "python"
     packet: PacketKernel
     pcapfile: PcapfileKernel
     sip: SipKernel
@@ -117,10 +120,10 @@ class Kernels:
     g711: G711Kernel
     ring: RingKernel
 
-    def Engine(self, sip_ports: Iterable[int] = (5060,)) -> EngineLike:    # noqa: N802
+    def Engine(self, sip_ports: Iterable[int] = (5060,)) -> EngineLike:  # noqa: N802
         return self.engine.Engine(sip_ports)
 
-    def Indexer(self, buf: Any) -> IndexerLike:    # noqa: N802
+    def Indexer(self, buf: Any) -> IndexerLike:  # noqa: N802
         return self.pcapfile.Indexer(buf)
 
     def index_block(self, ring: Any, block_off: int, block_size: int) -> Batch:
@@ -132,6 +135,7 @@ def _c() -> Kernels:
     from capture.media import _engine_c, _g711_c
     from capture.sip import _message_c
     from capture.wire import _packet_c, _pcapfile_c
+
     return Kernels("c", _packet_c, _pcapfile_c, _message_c, _engine_c, _g711_c, _ring_c)
 
 
@@ -140,6 +144,7 @@ def _python() -> Kernels:
     from capture.media import _engine_py, _g711_py
     from capture.sip import message
     from capture.wire import _packet_py, _pcapfile_py
+
     return Kernels("python", _packet_py, _pcapfile_py, message, _engine_py, _g711_py, _ring_py)
 
 
@@ -149,12 +154,16 @@ def load(pure: bool = False) -> Kernels:
         try:
             kernels = _c()
         except ImportError as e:  # not built (e.g. a source checkout without setup.py build_ext)
-            warnings.warn(f"shadowrec C kernels unavailable ({e}); using the pure-Python twins",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"shadowrec C kernels unavailable ({e}); using the pure-Python twins", RuntimeWarning, stacklevel=2
+            )
         else:
             if not kernels.engine.AUDIO:
-                warnings.warn("shadowrec was built with SHADOWREC_NO_AUDIO (a benchmark floor): "
-                              "recordings will be silence", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    "shadowrec was built with SHADOWREC_NO_AUDIO (a benchmark floor): recordings will be silence",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             return kernels
     return _python()
 

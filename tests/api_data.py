@@ -1,5 +1,6 @@
 """A real appliance data directory for the API tests: recordings made by the pipeline from a
 synthetic capture in which the primary dies, one call still open, and a worker status file."""
+
 import os
 import time
 
@@ -27,8 +28,19 @@ def make(out: str) -> dict:
     live.tick(int(b[2][keep][-1]) + 10**9)
     live.calls.catalog.commit()
     status = live.status()
-    status.update({"worker": 0, "workers": 1, "received": 1234, "kernel_packets": 1234, "kernel_drops": 7,
-                   "link_errors": 2, "last_packet_at": time.time() - 5, "write_wait_s": 1.25,
-                   "time": time.time(), "cpu_s": 0.1})
+    status.update(
+        {
+            "worker": 0,
+            "workers": 1,
+            "received": 1234,
+            "kernel_packets": 1234,
+            "kernel_drops": 7,
+            "link_errors": 2,
+            "last_packet_at": time.time() - 5,
+            "write_wait_s": 1.25,
+            "time": time.time(),
+            "cpu_s": 0.1,
+        }
+    )
     write_json_atomic(os.path.join(out, "status-0.json"), status)
     return {"recorder": live}

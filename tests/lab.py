@@ -6,6 +6,7 @@ with ``tc ... u32 match u32 0 0 action mirred egress mirror`` to the appliance's
 
 Addresses are from 198.18.0.0/15; everything created is deleted on exit.
 """
+
 import os
 import signal
 import subprocess
@@ -34,26 +35,63 @@ class SpanLab:
                 self.ip(r, "link", "set", "lo", "up")
             sw = self.ns["sw"]
             sh("ip", "link", "add", "tx0", "netns", self.ns["tx"], "type", "veth", "peer", "name", "tx1", "netns", sw)
-            sh("ip", "link", "add", "app0", "netns", self.ns["app"], "type", "veth", "peer", "name", "app1",
-               "netns", sw)
+            sh(
+                "ip",
+                "link",
+                "add",
+                "app0",
+                "netns",
+                self.ns["app"],
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "app1",
+                "netns",
+                sw,
+            )
             self.ip("sw", "link", "add", "br0", "type", "bridge")
             self.ip("sw", "link", "set", "tx1", "master", "br0")
             for r, dev in (("sw", "br0"), ("sw", "tx1"), ("sw", "app1"), ("tx", "tx0"), ("app", "app0")):
                 self.ip(r, "link", "set", dev, "up")
             self.ip("tx", "addr", "add", "198.18.200.1/24", "dev", "tx0")
             sh("ip", "netns", "exec", sw, "tc", "qdisc", "add", "dev", "tx1", "ingress")
-            sh("ip", "netns", "exec", sw, "tc", "filter", "add", "dev", "tx1", "parent", "ffff:", "protocol", "all",
-               "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev", "app1")
+            sh(
+                "ip",
+                "netns",
+                "exec",
+                sw,
+                "tc",
+                "filter",
+                "add",
+                "dev",
+                "tx1",
+                "parent",
+                "ffff:",
+                "protocol",
+                "all",
+                "u32",
+                "match",
+                "u32",
+                "0",
+                "0",
+                "action",
+                "mirred",
+                "egress",
+                "mirror",
+                "dev",
+                "app1",
+            )
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
     def __exit__(self, *exc):
-        for p in self.procs:               # nothing started in the lab outlives it (a failed test too)
+        for p in self.procs:  # nothing started in the lab outlives it (a failed test too)
             if p.poll() is None:
                 try:
-                    os.killpg(p.pid, signal.SIGKILL)      # with its children (capture workers)
+                    os.killpg(p.pid, signal.SIGKILL)  # with its children (capture workers)
                 except ProcessLookupError:
                     pass
                 try:
@@ -76,4 +114,5 @@ class SpanLab:
 
 def can_run_lab() -> bool:
     import shutil
+
     return os.geteuid() == 0 and bool(shutil.which("ip")) and bool(shutil.which("tc"))

@@ -1,4 +1,5 @@
 """The status API on a real data directory: health, status, calls, audio ranges, metrics, auth, OpenAPI."""
+
 import os
 import time
 import wave
@@ -36,10 +37,10 @@ def test_health_ready_and_status(datadir):
     assert st["role"] == "PASSIVE" and st["capture"]["kernel_drops"] == 7 and st["capture"]["active_calls"] == 1
     assert st["capture"]["link_errors"] == 2 and st["capture"]["write_errors"] == 0
     assert st["capture"]["write_wait_s"] == 1.25
-    assert st["capture"]["ring_bytes"] == 2 << 20                  # one call's ring: its 2 MiB chunk
-    assert 5 <= st["capture"]["last_packet_age_s"] < 600        # the status file says 5 s before it was written
+    assert st["capture"]["ring_bytes"] == 2 << 20  # one call's ring: its 2 MiB chunk
+    assert 5 <= st["capture"]["last_packet_age_s"] < 600  # the status file says 5 s before it was written
     assert st["disk"]["free_bytes"] > 0 and st["version"]
-    os.utime(os.path.join(datadir, "status-0.json"), (1, 1))          # a silent engine
+    os.utime(os.path.join(datadir, "status-0.json"), (1, 1))  # a silent engine
     r = c.get("/ready")
     assert r.status_code == 503 and "silent" in r.json()["reason"]
     os.utime(os.path.join(datadir, "status-0.json"))
@@ -51,7 +52,7 @@ def test_calls_filters_pages_and_one_call(datadir):
     assert len(page["items"]) == 2 and page["next_offset"] == 2
     everything = c.get("/calls").json()["items"]
     assert len(everything) == 6
-    assert everything[0]["started_at"] >= everything[-1]["started_at"]      # newest first
+    assert everything[0]["started_at"] >= everything[-1]["started_at"]  # newest first
     one = everything[3]
     assert [x["id"] for x in c.get("/calls", params={"dn": one["far"]["dn"]}).json()["items"]] == [one["id"]]
     dev = one["near"]["device"].lower()
@@ -94,7 +95,7 @@ def test_metrics(datadir):
 
 def test_token_auth(datadir):
     c = client(datadir, token="s3cret-token-0123456789")
-    assert c.get("/health").status_code == 200                       # liveness stays open
+    assert c.get("/health").status_code == 200  # liveness stays open
     assert c.get("/status").status_code == 401
     h = {"Authorization": "Bearer s3cret-token-0123456789"}
     assert c.get("/status", headers=h).status_code == 200
@@ -125,7 +126,7 @@ def test_config_errors_are_clear(tmp_path, monkeypatch):
 def test_shipped_config_loads_and_bounds_the_write_queue(tmp_path):
     shipped = os.path.join(os.path.dirname(__file__), "..", "images", "shadowrec.toml")
     s = load(shipped)
-    assert s.capture.queue_mb == 64 and s.capture.ring_mb == 256      # what the comments there say
+    assert s.capture.queue_mb == 64 and s.capture.ring_mb == 256  # what the comments there say
     assert s.capture.reserve_calls == 1024
     p = tmp_path / "q.toml"
     p.write_text("[capture]\nqueue_mb = 1\n")
@@ -137,6 +138,7 @@ def test_openapi_property_no_server_errors(datadir):
     """Whatever the schema allows, for every operation, the API never answers 5xx (schemathesis's
     strategies driven by hypothesis directly, not through its pytest plugin)."""
     from hypothesis import HealthCheck, given
+
     app = create_app(Settings(capture=CaptureSettings(out=datadir)))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     checked = 0

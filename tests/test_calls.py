@@ -1,4 +1,5 @@
 """Call logic from real CUCM messages: pairing, media mapping, endings, evidence. No I/O."""
+
 import pytest
 from conftest import sip_sample
 from hypothesis import given, settings
@@ -43,9 +44,14 @@ def near_setup(t, table, t0=0):
 
 def test_dialog_and_call_transition_functions():
     s = DialogState.CALLING
-    for ev, want in [(DialogEvent.PROVISIONAL, DialogState.PROCEEDING), (DialogEvent.SUCCESS, DialogState.ACCEPTED),
-                     (DialogEvent.ACK, DialogState.CONFIRMED), (DialogEvent.CANCEL, DialogState.CONFIRMED),
-                     (DialogEvent.BYE, DialogState.TERMINATED), (DialogEvent.SUCCESS, DialogState.TERMINATED)]:
+    for ev, want in [
+        (DialogEvent.PROVISIONAL, DialogState.PROCEEDING),
+        (DialogEvent.SUCCESS, DialogState.ACCEPTED),
+        (DialogEvent.ACK, DialogState.CONFIRMED),
+        (DialogEvent.CANCEL, DialogState.CONFIRMED),
+        (DialogEvent.BYE, DialogState.TERMINATED),
+        (DialogEvent.SUCCESS, DialogState.TERMINATED),
+    ]:
         s = dialog_transition(s, ev)
         assert s is want
     assert dialog_transition(DialogState.PROCEEDING, DialogEvent.FAILURE) is DialogState.TERMINATED
@@ -77,14 +83,22 @@ def test_pairs_near_and_far_dialogs_from_real_cucm_messages():
 def test_first_bye_ends_the_call_and_a_new_pair_links_back():
     table = CallTable()
     call = near_setup(None, table)[0].call
-    bye = sip.parse(sip_sample("bib_05_cucm10.5_udp_BYE_farend_reason_q850_cause47.txt")
-                    .replace(b"ef7acf80-43d153e4-51-5a20300e", b"abbb8e00-4291f775-204c-5a20300e"))
+    bye = sip.parse(
+        sip_sample("bib_05_cucm10.5_udp_BYE_farend_reason_q850_cause47.txt").replace(
+            b"ef7acf80-43d153e4-51-5a20300e", b"abbb8e00-4291f775-204c-5a20300e"
+        )
+    )
     fx = table.on_sip(bye, 5 * NS, CUCM, REC, "udp")
     ended = [e for e in fx if isinstance(e, CallEnded)]
     assert ended and ended[0].reason == "bye" and ended[0].at_ns == 5 * NS and call.state is CallState.ENDED
     # resume after hold: CUCM opens a new pair with the same refci -> a new call, linked
-    fx = table.on_sip(msg("bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt",
-                          **{"abbb8e00-4291f775-204c": "new-dialog-1"}), 9 * NS, CUCM, REC, "udp")
+    fx = table.on_sip(
+        msg("bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt", **{"abbb8e00-4291f775-204c": "new-dialog-1"}),
+        9 * NS,
+        CUCM,
+        REC,
+        "udp",
+    )
     new = [e for e in fx if isinstance(e, CallStarted)][0].call
     assert new.id != call.id and new.previous == call.id
 
@@ -92,8 +106,10 @@ def test_first_bye_ends_the_call_and_a_new_pair_links_back():
 def test_reinvite_moves_media_to_a_new_port():
     table = CallTable()
     near_setup(None, table)
-    ok = msg("bib_02_recorder_200OK_sdp_offer_to_nearend_INVITE.txt",
-             **{"CSeq: 101 INVITE": "CSeq: 102 INVITE", "m=audio 6000": "m=audio 6002"})
+    ok = msg(
+        "bib_02_recorder_200OK_sdp_offer_to_nearend_INVITE.txt",
+        **{"CSeq: 101 INVITE": "CSeq: 102 INVITE", "m=audio 6000": "m=audio 6002"},
+    )
     fx = table.on_sip(ok, 3 * NS, REC, CUCM, "udp")
     m = [e for e in fx if isinstance(e, MediaMapped)][0]
     assert m.key == flow_key(bytes([10, 48, 32, 170]), 6002) and m.old_key == flow_key(bytes([10, 48, 32, 170]), 6000)
@@ -110,8 +126,10 @@ def test_rejected_invite_records_nothing():
 def test_unanswered_retransmission_is_evidence_until_answered():
     table = CallTable()
     call = near_setup(None, table)[0].call
-    bye = msg("bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt",
-              **{"INVITE sip:8675309@10.48.32.170:5060": "BYE sip:10.48.32.170:5060", "101 INVITE": "102 BYE"})
+    bye = msg(
+        "bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt",
+        **{"INVITE sip:8675309@10.48.32.170:5060": "BYE sip:10.48.32.170:5060", "101 INVITE": "102 BYE"},
+    )
     table.on_sip(bye, 10 * NS, CUCM, REC, "udp")
     fx = table.on_sip(bye, 10 * NS + NS // 2, CUCM, REC, "udp")
     ev = [e for e in fx if isinstance(e, Evidence)]
@@ -132,30 +150,40 @@ def test_rtp_timeout_and_setup_timeout():
     fx = table.tick(20 * NS, lambda c: 3 * NS)
     assert [(e.reason, e.at_ns) for e in fx if isinstance(e, CallEnded)] == [("rtp_timeout", 3 * NS)]
     assert call.state is CallState.ENDED and call.end_reason == "rtp_timeout"
-    table.on_sip(msg("bib_04_cucm10.5_udp_INVITE_farend_delayed_offer.txt",
-                     **{"38960750": "111"}), 30 * NS, CUCM, REC, "udp")
+    table.on_sip(
+        msg("bib_04_cucm10.5_udp_INVITE_farend_delayed_offer.txt", **{"38960750": "111"}), 30 * NS, CUCM, REC, "udp"
+    )
     fx = table.tick(70 * NS, lambda c: 0)
     assert [e.reason for e in fx if isinstance(e, CallEnded)] == ["rejected"]
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(1, 40),
-       st.lists(st.tuples(st.integers(0, 60), st.one_of(st.none(), st.integers(0, 40)),
-                          st.lists(st.integers(0, 240), max_size=6)),
-                min_size=1, max_size=6),
-       st.lists(st.integers(0, 200), min_size=1, max_size=30))
+@given(
+    st.integers(1, 40),
+    st.lists(
+        st.tuples(
+            st.integers(0, 60), st.one_of(st.none(), st.integers(0, 40)), st.lists(st.integers(0, 240), max_size=6)
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.lists(st.integers(0, 200), min_size=1, max_size=30),
+)
 def test_tick_deadlines_end_calls_when_looking_at_every_call_would(timeout_s, specs, tick_s):
     """``tick`` looks only at calls whose deadline has come. The calls it ends, how and at which
     tick must be what checking every call at every tick gives (the rule in its doc)."""
     table = CallTable(rtp_timeout_s=timeout_s)
     T = timeout_s * NS
     calls = []
-    events = []               # (time, order, what): SIP before a tick at the same time
-    for i, (start_s, answer_s, rtp) in enumerate(specs):     # answer_s: the 200 OK's delay (None: never)
+    events = []  # (time, order, what): SIP before a tick at the same time
+    for i, (start_s, answer_s, rtp) in enumerate(specs):  # answer_s: the 200 OK's delay (None: never)
         start = start_s * NS + i
         answered = None if answer_s is None else start + answer_s * NS + NS // 100
-        ids = {"38960750": f"7{i:07d}", "abbb8e00-4291f775": f"c{i:07d}-4291f775",
-               "audio 6000": f"audio {6000 + 2 * i}"}
+        ids = {
+            "38960750": f"7{i:07d}",
+            "abbb8e00-4291f775": f"c{i:07d}-4291f775",
+            "audio 6000": f"audio {6000 + 2 * i}",
+        }
         events.append((start, 0, ("invite", i, ids)))
         if answered is not None:
             events.append((answered, 0, ("ok", i, ids)))
@@ -176,9 +204,11 @@ def test_tick_deadlines_end_calls_when_looking_at_every_call_would(timeout_s, sp
                 if isinstance(e, CallEnded):
                     got[by_id[e.call.id]] = (e.reason, e.at_ns, now)
             continue
-        name = {"invite": "bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt",
-                "ok": "bib_02_recorder_200OK_sdp_offer_to_nearend_INVITE.txt",
-                "ack": "bib_03_cucm10.5_udp_ACK_sdp_answer_sendonly_nearend.txt"}[ev[0]]
+        name = {
+            "invite": "bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt",
+            "ok": "bib_02_recorder_200OK_sdp_offer_to_nearend_INVITE.txt",
+            "ack": "bib_03_cucm10.5_udp_ACK_sdp_answer_sendonly_nearend.txt",
+        }[ev[0]]
         src, dst = (REC, CUCM) if ev[0] == "ok" else (CUCM, REC)
         for e in table.on_sip(msg(name, **ev[2]), now, src, dst, "udp"):
             if isinstance(e, CallStarted):
@@ -189,7 +219,7 @@ def test_tick_deadlines_end_calls_when_looking_at_every_call_would(timeout_s, sp
         for now in sorted({t * NS for t in tick_s}):
             if now < spec["start"]:
                 continue
-            if spec["answered"] is None or now < spec["answered"]:        # still in set-up
+            if spec["answered"] is None or now < spec["answered"]:  # still in set-up
                 if now - spec["start"] > TIMER_B_NS:
                     want[i] = ("rejected", now, now)
                     break
@@ -203,17 +233,24 @@ def test_tick_deadlines_end_calls_when_looking_at_every_call_would(timeout_s, sp
 
 def test_non_bib_invites_are_counted_not_recorded():
     table = CallTable()
-    fx = table.on_sip(msg("bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt", **{"x-nearend;": ""}),
-                      0, CUCM, REC, "udp")
+    fx = table.on_sip(
+        msg("bib_01_cucm10.5_udp_INVITE_nearend_delayed_offer.txt", **{"x-nearend;": ""}), 0, CUCM, REC, "udp"
+    )
     assert fx == [] and table.counters["non_bib_invites"] == 1
 
 
-@given(st.one_of(st.ip_addresses().map(str), st.text(max_size=45),
-                 st.sampled_from(["fe80::1%eth0", "010.1.2.3", " 1.2.3.4", "::ffff:1.2.3.4", "1.2.3"])))
+@given(
+    st.one_of(
+        st.ip_addresses().map(str),
+        st.text(max_size=45),
+        st.sampled_from(["fe80::1%eth0", "010.1.2.3", " 1.2.3.4", "::ffff:1.2.3.4", "1.2.3"]),
+    )
+)
 def test_packed_address_is_ipaddress_packed(text):
     import ipaddress
 
     from capture.sip.calls import packed_address
+
     try:
         want = ipaddress.ip_address(text).packed
     except ValueError:
@@ -227,10 +264,12 @@ def test_packed_address_is_ipaddress_packed(text):
 def test_call_id_is_the_start_time_refci_and_a_call_id_hash(ns, refci, call_id):
     import datetime as dt
     import hashlib
+
     t = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ns // 1000)
     safe = "".join(ch for ch in refci if ch.isalnum())[:20] or "x"
-    assert make_call_id(ns, refci, call_id) == (f"{t:%Y%m%dT%H%M%S}{(ns // 10**6) % 1000:03d}Z-{safe}-"
-                                               f"{hashlib.sha1(call_id.encode()).hexdigest()[:6]}")
+    assert make_call_id(ns, refci, call_id) == (
+        f"{t:%Y%m%dT%H%M%S}{(ns // 10**6) % 1000:03d}Z-{safe}-{hashlib.sha1(call_id.encode()).hexdigest()[:6]}"
+    )
 
 
 def test_sdp_that_will_not_parse_is_counted_under_its_class():
@@ -239,6 +278,8 @@ def test_sdp_that_will_not_parse_is_counted_under_its_class():
     bad = msg("bib_02_recorder_200OK_sdp_offer_to_nearend_INVITE.txt", **{"v=0": "v=9"})
     fx = table.on_sip(bad, NS // 100, REC, CUCM, "udp")
     assert not [e for e in fx if isinstance(e, MediaMapped)] and table.errors == {"SdpError": 1}
-    nowhere = msg("bib_02_recorder_200OK_sdp_offer_to_nearend_INVITE.txt", **{"IN IP4 10.48.32.170": "IN IP4 10.48.32.xyz"})
+    nowhere = msg(
+        "bib_02_recorder_200OK_sdp_offer_to_nearend_INVITE.txt", **{"IN IP4 10.48.32.170": "IN IP4 10.48.32.xyz"}
+    )
     table.on_sip(nowhere, NS // 50, REC, CUCM, "udp")
     assert table.errors == {"SdpError": 2}

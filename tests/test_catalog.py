@@ -1,4 +1,5 @@
 """The call catalog: opened by several capture workers at once, queried by the CLI and the API."""
+
 import multiprocessing as mp
 import random
 import time
@@ -12,7 +13,7 @@ def _open(path, start, delay, results):
         time.sleep(delay)
         Catalog(path).close()
         results.put("ok")
-    except Exception as e:            # reported to the test, not lost in a child's stderr
+    except Exception as e:  # reported to the test, not lost in a child's stderr
         results.put(repr(e))
 
 

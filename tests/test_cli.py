@@ -7,8 +7,14 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
 def sh(*args, check=True):
-    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=check, env=dict(os.environ, PYTHONPATH=ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "appliance.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=check,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+    )
 
 
 def test_record_embedded_demo_then_list_and_filter(tmp_path):

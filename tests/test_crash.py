@@ -1,4 +1,5 @@
 """Killing the recorder mid-run leaves every WAV valid up to its last sync; a re-run completes the set."""
+
 import glob
 import json
 import os
@@ -20,9 +21,14 @@ def test_kill_9_mid_run_then_rerun(tmp_path):
     cap = str(tmp_path / "long.pcap")
     calls = synth.generate(cap, synth.SynthSpec(calls=40, duration_s=20, spacing_s=0.1, seed=11))
     out = str(tmp_path / "out")
-    env = dict(os.environ, SHADOWREC_PURE="1", PYTHONPATH=ROOT)    # the slow twins give time to kill it
-    p = subprocess.Popen([sys.executable, "-m", "appliance.cli", "record", cap, "--out", out], env=env, cwd=ROOT,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, SHADOWREC_PURE="1", PYTHONPATH=ROOT)  # the slow twins give time to kill it
+    p = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "record", cap, "--out", out],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 60
     while time.time() < deadline:
         wavs = glob.glob(out + "/calls/*/*/*/*.wav")
@@ -36,18 +42,23 @@ def test_kill_9_mid_run_then_rerun(tmp_path):
     assert len(wavs) >= 10
     checked = 0
     for w in wavs:
-        meta = json.load(open(w[:-4] + ".json"))                   # the sidecar is never half-written
-        with wave.open(w) as f:                                    # the header is valid
+        meta = json.load(open(w[:-4] + ".json"))  # the sidecar is never half-written
+        with wave.open(w) as f:  # the header is valid
             n = f.getnframes()
             a = np.frombuffer(f.readframes(n), dtype=np.int16).reshape(-1, 2)
         assert os.path.getsize(w) >= 44 + 4 * n
         c = by_dn[meta["near"]["dn"]]
         assert np.array_equal(a[:, 0], c.near[:n]) and np.array_equal(a[:, 1], c.far[:n])
         checked += n > 8000
-    assert checked >= 5          # real audio, not just headers, survived the kill
+    assert checked >= 5  # real audio, not just headers, survived the kill
     # a re-run on the same DIR neither loses nor duplicates
-    subprocess.run([sys.executable, "-m", "appliance.cli", "record", cap, "--out", out], cwd=ROOT, check=True,
-                   env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "record", cap, "--out", out],
+        cwd=ROOT,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+        stdout=subprocess.DEVNULL,
+    )
     cat = Catalog(os.path.join(out, "catalog.sqlite"))
     rows = cat.query()
     cat.close()

@@ -1,4 +1,5 @@
 """The hot loop: RTP accounting and placement, and C/Python agreement on whole captures and random RTP."""
+
 import os
 import struct
 
@@ -28,7 +29,7 @@ def fresh(impl):
 
 def test_sequence_wrap_duplicates_reordering_loss(impl):
     e, slot = fresh(impl)
-    seqs = [65533, 65534, 65535, 0, 0, 2, 1, 4]     # wrap, a duplicate, 1 reordered, 3 lost
+    seqs = [65533, 65534, 65535, 0, 0, 2, 1, 4]  # wrap, a duplicate, 1 reordered, 3 lost
     for k, s in enumerate(seqs):
         e.feed_rtp(KEY, rtp(s, (s - 65533) % 65536 * 160), k * 20_000_000, 7, False)
     st_ = e.stream_stats(e.stream_id(KEY))
@@ -38,21 +39,21 @@ def test_sequence_wrap_duplicates_reordering_loss(impl):
 
 def test_audio_lands_by_timestamp_and_is_flushed_once(impl):
     e, slot = fresh(impl)
-    e.feed_rtp(KEY, rtp(10, 1000, payload=b"\x00" * 160), NS // 10, 1, False)   # at 100 ms
+    e.feed_rtp(KEY, rtp(10, 1000, payload=b"\x00" * 160), NS // 10, 1, False)  # at 100 ms
     e.feed_rtp(KEY, rtp(12, 1320, payload=b"\x80" * 160), NS // 10 + 40_000_000, 1, False)
     pcm = np.frombuffer(e.flush(slot, 2000), dtype=np.int16).reshape(-1, 2)
     assert (pcm[800:960, 0] == -32124).all() and (pcm[1120:1280, 0] == 32124).all()
-    assert (pcm[960:1120, 0] == 0).all() and (pcm[:, 1] == 0).all()    # the lost packet is silence
+    assert (pcm[960:1120, 0] == 0).all() and (pcm[:, 1] == 0).all()  # the lost packet is silence
     assert e.flush(slot, 2000) == b""
-    e.feed_rtp(KEY, rtp(11, 1160), NS // 10 + 20_000_000, 1, False)      # too late now
+    e.feed_rtp(KEY, rtp(11, 1160), NS // 10 + 20_000_000, 1, False)  # too late now
     assert e.stream_stats(e.stream_id(KEY))["late"] == 1
 
 
 def test_timestamp_jump_and_ssrc_change_reanchor_to_wall_time(impl):
     e, slot = fresh(impl)
     e.feed_rtp(KEY, rtp(1, 0), 0, 1, False)
-    e.feed_rtp(KEY, rtp(2, 8000 * 3600), 20_000_000, 1, False)          # an hour's jump in 20 ms
-    e.feed_rtp(KEY, rtp(500, 777, ssrc=99), 40_000_000, 1, False)       # a new source
+    e.feed_rtp(KEY, rtp(2, 8000 * 3600), 20_000_000, 1, False)  # an hour's jump in 20 ms
+    e.feed_rtp(KEY, rtp(500, 777, ssrc=99), 40_000_000, 1, False)  # a new source
     s = e.stream_stats(e.stream_id(KEY))
     assert s["resyncs"] == 1 and s["ssrc_changes"] == 1 and s["too_far"] == 0
     pcm = np.frombuffer(e.flush(slot, 480), dtype=np.int16).reshape(-1, 2)
@@ -93,8 +94,22 @@ def _run_engine(impl, path):
 
 def test_c_and_python_engines_agree_on_a_noisy_capture(tmp_path):
     p = str(tmp_path / "n.pcap")
-    synth.generate(p, synth.SynthSpec(calls=12, duration_s=2, loss=0.05, dup=0.05, reorder=0.05, jitter_ms=30,
-                                      noise_flows=50, garbage=30, dtmf="1", fragment_sip=True, vlan=(7,)))
+    synth.generate(
+        p,
+        synth.SynthSpec(
+            calls=12,
+            duration_s=2,
+            loss=0.05,
+            dup=0.05,
+            reorder=0.05,
+            jitter_ms=30,
+            noise_flows=50,
+            garbage=30,
+            dtmf="1",
+            fragment_sip=True,
+            vlan=(7,),
+        ),
+    )
     a, b = _run_engine(C, p), _run_engine(PY, p)
     assert a[0] == b[0]
     assert a[1] == b[1]
@@ -102,10 +117,18 @@ def test_c_and_python_engines_agree_on_a_noisy_capture(tmp_path):
     assert a[3] == b[3]
 
 
-RTP_PACKETS = st.lists(st.tuples(
-    st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF), st.sampled_from([1, 2, 0x1234]),
-    st.sampled_from([0, 8, 13, 101, 127]), st.integers(0, 10 * NS),
-    st.one_of(st.binary(max_size=400), st.just(b"\x55" * 160)), st.integers(0, 0xFF)), max_size=40)
+RTP_PACKETS = st.lists(
+    st.tuples(
+        st.integers(0, 0xFFFF),
+        st.integers(0, 0xFFFFFFFF),
+        st.sampled_from([1, 2, 0x1234]),
+        st.sampled_from([0, 8, 13, 101, 127]),
+        st.integers(0, 10 * NS),
+        st.one_of(st.binary(max_size=400), st.just(b"\x55" * 160)),
+        st.integers(0, 0xFF),
+    ),
+    max_size=40,
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -120,7 +143,7 @@ def test_c_and_python_agree_on_random_rtp(packets, codec, raw_header):
         for seq, ts, ssrc, pt, arrival, payload, b0 in packets:
             pkt = rtp(seq, ts, ssrc, pt, payload)
             if raw_header:
-                pkt = bytes([b0]) + pkt[1:]      # any version, padding, extension, CSRC count
+                pkt = bytes([b0]) + pkt[1:]  # any version, padding, extension, CSRC count
             rets.append(e.feed_rtp(KEY, pkt, arrival, 5, False))
         stats = e.stream_stats(e.stream_id(KEY))
         assert e.lost_total() == stats["lost"]
@@ -130,20 +153,20 @@ def test_c_and_python_agree_on_random_rtp(packets, codec, raw_header):
 
 def test_flush_due_writes_only_open_calls_up_to_their_due_sample(impl):
     e = impl.Engine((5060,))
-    a, b, c = e.add_call(0), e.add_call(NS), e.add_call(0)      # b starts 1 s later; c is not open
+    a, b, c = e.add_call(0), e.add_call(NS), e.add_call(0)  # b starts 1 s later; c is not open
     e.set_stream(KEY, a, 0, 1, 0, 101, False)
     e.feed_rtp(KEY, rtp(1, 0, payload=b"\x00" * 160), 0, 1, False)
     e.set_writing(a, True)
     e.set_writing(b, True)
     out = np.zeros(1 << 20, dtype=np.uint8)
-    n, segs = e.flush_due(NS + NS // 2, 400, out)               # due: a 12000-400, b 4000-400
+    n, segs = e.flush_due(NS + NS // 2, 400, out)  # due: a 12000-400, b 4000-400
     assert segs.tolist() == [[a, 0, 11600], [b, 0, 3600]] and n == 4 * (11600 + 3600)
-    near = out[:4 * 11600].view(np.int16).reshape(-1, 2)[:, 0]
+    near = out[: 4 * 11600].view(np.int16).reshape(-1, 2)[:, 0]
     assert (near[:160] == -32124).all() and (near[160:] == 0).all()
     assert e.flushed(a) == 11600 and e.flushed(b) == 3600 and e.flushed(c) == 0
-    n, segs = e.flush_due(NS + NS // 2, 400, out)                # nothing new is due
+    n, segs = e.flush_due(NS + NS // 2, 400, out)  # nothing new is due
     assert n == 0 and segs.shape == (0, 3)
-    small = np.zeros(4 * 9000, dtype=np.uint8)                   # room for 9000 frames at a time
+    small = np.zeros(4 * 9000, dtype=np.uint8)  # room for 9000 frames at a time
     assert e.flush_due(3 * NS, 400, small)[1].tolist() == [[a, 11600, 9000]]
     assert e.flush_due(3 * NS, 400, small)[1].tolist() == [[a, 20600, 3000], [b, 3600, 6000]]
     assert e.flush_due(3 * NS, 400, small)[1].tolist() == [[b, 9600, 6000]]
@@ -153,17 +176,18 @@ def test_flush_due_writes_only_open_calls_up_to_their_due_sample(impl):
 def test_headers_due_covers_what_was_flushed(impl):
     import io
     import wave
+
     e = impl.Engine((5060,))
-    a, b = e.add_call(0), e.add_call(0, 500)                     # b resumed with 500 frames on disk
+    a, b = e.add_call(0), e.add_call(0, 500)  # b resumed with 500 frames on disk
     e.set_writing(a, True)
     e.set_writing(b, True)
     out = np.zeros(44 * 4, dtype=np.uint8)
-    assert e.headers_due(out)[1].tolist() == []                  # nothing behind yet
+    assert e.headers_due(out)[1].tolist() == []  # nothing behind yet
     e.flush_due(NS, 0, np.zeros(1 << 16, dtype=np.uint8))
     n, slots = e.headers_due(out)
     assert slots.tolist() == [a, b] and n == 88
     for k, frames in ((0, 8000), (1, 8000)):
-        with wave.open(io.BytesIO(bytes(out[44 * k:44 * k + 44]) + bytes(4 * frames))) as w:
+        with wave.open(io.BytesIO(bytes(out[44 * k : 44 * k + 44]) + bytes(4 * frames))) as w:
             assert (w.getnchannels(), w.getframerate(), w.getsampwidth(), w.getnframes()) == (2, 8000, 2, frames)
     assert e.headers_due(out)[1].tolist() == []
     e.set_synced(a, 0)
@@ -171,11 +195,13 @@ def test_headers_due_covers_what_was_flushed(impl):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(-2 * NS, 3 * NS), st.integers(0, 20000), st.booleans()),
-                min_size=1, max_size=6),
-       st.lists(st.tuples(st.integers(0, 5), st.integers(0, 0xFFFF), st.integers(0, 4 * NS)), max_size=30),
-       st.lists(st.integers(-NS, 8 * NS), min_size=1, max_size=5), st.integers(0, 4000),
-       st.sampled_from([0, 3, 4000, 40000, 2 << 20]))
+@given(
+    st.lists(st.tuples(st.integers(-2 * NS, 3 * NS), st.integers(0, 20000), st.booleans()), min_size=1, max_size=6),
+    st.lists(st.tuples(st.integers(0, 5), st.integers(0, 0xFFFF), st.integers(0, 4 * NS)), max_size=30),
+    st.lists(st.integers(-NS, 8 * NS), min_size=1, max_size=5),
+    st.integers(0, 4000),
+    st.sampled_from([0, 3, 4000, 40000, 2 << 20]),
+)
 def test_c_and_python_agree_on_flush_due(calls, packets, nows, lag, size):
     results = []
     for impl in (C, PY):
@@ -217,9 +243,11 @@ def test_c_and_python_pwrite_batch_write_the_same_files(tmp_path_factory, pieces
         fds = [os.open(str(d / f"f{k}"), os.O_RDWR | os.O_CREAT, 0o644) for k in range(3)]
         buf = b"".join(p for _, _, p in pieces)
         failed = impl.engine.pwrite_batch(
-            buf, np.array([fds[f] for f, _, _ in pieces], dtype=np.int64),
+            buf,
+            np.array([fds[f] for f, _, _ in pieces], dtype=np.int64),
             np.array([o for _, o, _ in pieces], dtype=np.int64),
-            np.array([len(p) for _, _, p in pieces], dtype=np.int64))
+            np.array([len(p) for _, _, p in pieces], dtype=np.int64),
+        )
         assert failed == 0
         contents.append([os.pread(fd, 1 << 20, 0) for fd in fds])
         for fd in fds:
@@ -253,9 +281,9 @@ def test_lost_total_sums_the_streams_still_routed(impl):
     e, slot = fresh(impl)
     other = flow_key(bytes([198, 18, 0, 21]), 20002)
     e.set_stream(other, slot, 1, 1, 0, 101, False)
-    for k, seq in enumerate([0, 3]):              # 2 lost
+    for k, seq in enumerate([0, 3]):  # 2 lost
         e.feed_rtp(KEY, rtp(seq, seq * 160), k * 20_000_000, 7, False)
-    for k, seq in enumerate([10, 11, 15]):        # 3 lost
+    for k, seq in enumerate([10, 11, 15]):  # 3 lost
         e.feed_rtp(other, rtp(seq, seq * 160, ssrc=9), k * 20_000_000, 8, False)
     assert e.lost_total() == 5
     e.remove_stream(other)
@@ -271,10 +299,10 @@ def test_reserve_allocates_rings_ahead_without_touching_calls(impl):
     slot = e.add_call(0)
     e.set_stream(KEY, slot, 0, 1, 0, 101, False)
     e.feed_rtp(KEY, rtp(1, 0, payload=b"\x00" * 160), 0, 1, False)
-    assert e.reserve(65) == 4 << 20 and e.reserve(10) == 4 << 20      # grows only
+    assert e.reserve(65) == 4 << 20 and e.reserve(10) == 4 << 20  # grows only
     pcm = np.frombuffer(e.flush(slot, 160), dtype=np.int16).reshape(-1, 2)
     assert (pcm[:, 0] == -32124).all()
-    e.feed_rtp(KEY, rtp(2, 160, payload=b"\x00" * 160), 20_000_000, 1, False)   # placed, never flushed
+    e.feed_rtp(KEY, rtp(2, 160, payload=b"\x00" * 160), 20_000_000, 1, False)  # placed, never flushed
     e.remove_stream(KEY)
     e.end_call(slot)
     again = e.add_call(0)

@@ -1,5 +1,6 @@
 """Evidence that the primary failed (capture/sip/evidence.py): unanswered retransmissions, withdrawn
 by a late response, forgotten after 64*T1; records that survive a state file."""
+
 from types import SimpleNamespace
 
 from capture.sip.evidence import FORGET_NS, EvidenceItem, Transactions, icmp_evidence
@@ -13,7 +14,7 @@ def test_a_retransmission_without_response_is_evidence_until_a_response_comes():
     assert t.request(("c", 102, "BYE"), 5 * NS, "BYE", call) is None
     item = t.request(("c", 102, "BYE"), 5 * NS + NS // 2, "BYE", call)
     assert item == EvidenceItem("bye_unanswered", 5 * NS, item.detail) and call.evidence == [item]
-    assert t.request(("c", 102, "BYE"), 6 * NS, "BYE", call) is None          # said once
+    assert t.request(("c", 102, "BYE"), 6 * NS, "BYE", call) is None  # said once
     t.response(("c", 102, "BYE"))
     assert call.evidence == []
 

@@ -1,4 +1,5 @@
 """The .deb and the disk image: build both, boot the image under QEMU, read its serial console (root)."""
+
 import json
 import os
 import shutil
@@ -9,10 +10,13 @@ import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 NEEDS = ("debootstrap", "extlinux", "qemu-system-x86_64", "dpkg-deb", "losetup")
-pytestmark = [pytest.mark.image,
-              pytest.mark.skipif(os.geteuid() != 0 or not all(shutil.which(t) for t in NEEDS)
-                                 or not os.path.exists("/usr/bin/python3.11"),
-                                 reason="needs root, debootstrap, extlinux, qemu and Debian's python3.11")]
+pytestmark = [
+    pytest.mark.image,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or not all(shutil.which(t) for t in NEEDS) or not os.path.exists("/usr/bin/python3.11"),
+        reason="needs root, debootstrap, extlinux, qemu and Debian's python3.11",
+    ),
+]
 TIMINGS = os.path.join(ROOT, "dist", "image-timings.json")
 
 
@@ -42,9 +46,13 @@ def test_deb_has_what_a_debian_service_needs(deb):
     info = subprocess.run(["dpkg-deb", "-I", deb], capture_output=True, text=True, check=True).stdout
     assert "Package: shadowrec" in info and "Depends: python3.11, libpcap0.8" in info
     files = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True, check=True).stdout
-    for f in ("./usr/bin/shadowrec", "./lib/systemd/system/shadowrec.service", "./etc/shadowrec/shadowrec.toml",
-              "./opt/shadowrec/lib/appliance/cli.py",
-              "./opt/shadowrec/lib/capture/media/_engine_c.cpython-311-x86_64-linux-gnu.so"):
+    for f in (
+        "./usr/bin/shadowrec",
+        "./lib/systemd/system/shadowrec.service",
+        "./etc/shadowrec/shadowrec.toml",
+        "./opt/shadowrec/lib/appliance/cli.py",
+        "./opt/shadowrec/lib/capture/media/_engine_c.cpython-311-x86_64-linux-gnu.so",
+    ):
         assert f in files, f
     conffiles = subprocess.run(["dpkg-deb", "-f", deb, "Package"], capture_output=True, text=True).stdout
     assert conffiles.strip() == "shadowrec"
@@ -55,4 +63,4 @@ def test_image_boots_and_the_service_answers(image):
     assert '"status": "ok"' in line
     log = open(os.path.join(ROOT, "dist", "boot-serial.log"), errors="replace").read()
     assert "shadowrec first boot: management eth0, SPAN eth1" in log
-    assert '"ready": true' in line                      # the capture engine runs on the SPAN NIC as well
+    assert '"ready": true' in line  # the capture engine runs on the SPAN NIC as well

@@ -1,4 +1,5 @@
 """The whole site (`shadowrec lab`): the primary dies mid-call three ways; nothing is lost (root)."""
+
 import os
 
 import pytest
@@ -6,14 +7,18 @@ from lab import can_run_lab
 
 from appliance.lab.site import run_lab
 
-pytestmark = [pytest.mark.netns, pytest.mark.skipif(not can_run_lab() or not os.path.exists("/usr/sbin/keepalived"),
-                                                    reason="needs root and keepalived")]
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(
+        not can_run_lab() or not os.path.exists("/usr/sbin/keepalived"), reason="needs root and keepalived"
+    ),
+]
 
 
 @pytest.mark.parametrize("mode", ["crash", "host", "net"])
 def test_primary_dies_mid_call(tmp_path, mode):
     r = run_lab(mode, str(tmp_path / mode), calls_before=3, calls_after=2, kill_at=5.0, restore_at=13.0)
-    assert r["takeover_s"] is not None and r["takeover_s"] <= 1.0          # default settings
+    assert r["takeover_s"] is not None and r["takeover_s"] <= 1.0  # default settings
     assert r["in_progress_packets_sent"] > 2000 and r["in_progress_packets_lost"] == 0
     assert r["new_calls_recorded_share"] == 1.0 and r["new_calls_packets_lost"] == 0
     assert r["failback_s"] is not None and r["vip_single_at_end"]

@@ -1,4 +1,5 @@
 """Frame parser: both kernels against dpkt-built frames, and against each other on any input."""
+
 import struct
 
 import dpkt
@@ -34,7 +35,7 @@ def test_ethernet_ipv4_udp(impl):
     assert (f.ip_version, f.src, f.dst, f.proto, f.sport, f.dport) == (4, SRC4, DST4, 17, 30000, 20000)
     assert f.payload_len == 5 and f.frag_id == -1
     frame = eth(udp4())
-    assert frame[f.payload_off:f.payload_off + f.payload_len] == b"hello"
+    assert frame[f.payload_off : f.payload_off + f.payload_len] == b"hello"
 
 
 @pytest.mark.parametrize("tags", [[(0x8100, 100)], [(0x88A8, 10), (0x8100, 20)], [(0x9100, 1), (0x8100, 2)]])
@@ -52,8 +53,15 @@ def test_linux_sll_and_sll2_and_raw_and_null(impl):
     ip = bytes(udp4())
     sll = struct.pack("!HHH8sH", 0, 1, 6, b"\x02" * 8, 0x0800) + ip
     sll2 = struct.pack("!HHIHBB8s", 0x0800, 0, 2, 1, 0, 6, b"\x02" * 8) + ip
-    for data, lt in ((sll, 113), (sll2, 276), (ip, 101), (ip, 12), (ip, 228),
-                     (struct.pack("<I", 2) + ip, 0), (struct.pack(">I", 2) + ip, 0)):
+    for data, lt in (
+        (sll, 113),
+        (sll2, 276),
+        (ip, 101),
+        (ip, 12),
+        (ip, 228),
+        (struct.pack("<I", 2) + ip, 0),
+        (struct.pack(">I", 2) + ip, 0),
+    ):
         f = impl.packet.parse(data, lt)
         assert (f.src, f.dport, f.payload_len) == (SRC4, 20000, 5), lt
 
@@ -61,7 +69,7 @@ def test_linux_sll_and_sll2_and_raw_and_null(impl):
 def test_ipv6_with_extension_headers(impl):
     u = dpkt.udp.UDP(sport=5060, dport=5060, data=b"x" * 10)
     u.ulen = 18
-    hop = bytes([17, 0]) + b"\0" * 6            # hop-by-hop options, next header UDP
+    hop = bytes([17, 0]) + b"\0" * 6  # hop-by-hop options, next header UDP
     ip6 = struct.pack("!IHBB16s16s", 6 << 28, 8 + 18, 0, 64, SRC6, DST6) + hop + bytes(u)
     f = impl.packet.parse(eth(ip6, 0x86DD), 1)
     assert (f.ip_version, f.proto, f.src, f.dst, f.sport, f.payload_len) == (6, 17, SRC6, DST6, 5060, 10)
@@ -127,16 +135,16 @@ def test_c_and_python_agree_on_mutated_frames(d):
     for _ in range(d.draw(st.integers(1, 4))):
         i = d.draw(st.integers(0, len(data) - 1))
         data[i] = d.draw(st.integers(0, 255))
-    data = bytes(data[:d.draw(st.integers(0, len(data)))])
+    data = bytes(data[: d.draw(st.integers(0, len(data)))])
     assert _outcome(C, data, lt) == _outcome(PY, data, lt)
 
 
-@given(st.one_of(st.binary(min_size=4, max_size=4), st.binary(min_size=16, max_size=16)),
-       st.integers(0, 65535))
+@given(st.one_of(st.binary(min_size=4, max_size=4), st.binary(min_size=16, max_size=16)), st.integers(0, 65535))
 def test_a_flow_key_renders_as_its_address_and_port(addr, port):
     import ipaddress
 
     from capture.wire.frame import flow_key, key_to_str
+
     a = ipaddress.ip_address(addr)
     assert key_to_str(flow_key(addr, port)) == (f"{a}:{port}" if len(addr) == 4 else f"[{a}]:{port}")
 
@@ -145,5 +153,6 @@ def test_the_c_walker_uses_the_wire_numbers_of_capture_wire_frame():
     """ext/frame.pxd's enum and capture/wire/frame.py name the same numbers."""
     from capture.wire import _packet_c
     from capture.wire import frame as wire
+
     assert _packet_c.CONSTANTS == {k: getattr(wire, k) for k in _packet_c.CONSTANTS}
     assert len(_packet_c.CONSTANTS) == 23

@@ -1,4 +1,5 @@
 """The status page in headless Chromium (Debian's chromium): it renders the real API's data."""
+
 import os
 import shutil
 import socket
@@ -16,9 +17,18 @@ from appliance.config import CaptureSettings, Settings
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--virtual-time-budget=5000", "--window-size=1200,900"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=5000",
+    "--window-size=1200,900",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +39,11 @@ def server(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(Settings(capture=CaptureSettings(out=out))), host="127.0.0.1",
-                                       port=port, log_level="warning"))
+    srv = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Settings(capture=CaptureSettings(out=out))), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     t = threading.Thread(target=srv.run, daemon=True)
     t.start()
     while not srv.started:
@@ -42,8 +55,12 @@ def server(tmp_path_factory):
 
 
 def chromium(tmp_path, *args):
-    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_page_shows_role_counters_and_calls(server, tmp_path):
@@ -52,8 +69,9 @@ def test_page_shows_role_counters_and_calls(server, tmp_path):
     assert 'class="role PASSIVE"' in dom
     assert "kernel drops" in dom and "<b>7</b>" in dom
     import re
+
     assert len(re.findall(r'<audio controls="" preload="none" src="/calls/\d{8}T[\w-]+/audio">', dom)) == 6
-    assert len(re.findall(r'class="survived"', dom)) >= 3          # the calls that outlived the primary
+    assert len(re.findall(r'class="survived"', dom)) >= 3  # the calls that outlived the primary
     assert 'id="livecount">(1)' in dom and "<td>live</td>" in dom
 
 
@@ -64,5 +82,5 @@ def test_screenshot(server, tmp_path):
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     w, h = struct.unpack(">II", data[16:24])
-    assert (w, h) == (1200, 900) and len(data) > 20000            # a real page, not a blank one
+    assert (w, h) == (1200, 900) and len(data) > 20000  # a real page, not a blank one
     shutil.copy(png, "/tmp/shadowrec-page.png")

@@ -1,4 +1,5 @@
 """Capture-file indexer: both kernels against dpkt's readers, truncation, corruption, agreement."""
+
 import struct
 
 import dpkt
@@ -17,7 +18,7 @@ def index_all(impl, buf):
     idx = impl.Indexer(buf)
     parts = []
     while True:
-        b = idx.next_batch(7)           # small batches exercise the batch boundary
+        b = idx.next_batch(7)  # small batches exercise the batch boundary
         if not len(b[0]):
             break
         parts.append(b)
@@ -31,8 +32,15 @@ def dpkt_records(path):
         return [(int(round(ts * 1e6)), bytes(buf)) for ts, buf in reader]
 
 
-@pytest.mark.parametrize("name", ["heplify_rtp_rtcp_sip_ipv4_udp.pcap", "heplify_erspan_sip_ipv4_udp.pcapng",
-                                  "sipp_dtmf_2833_1.pcap", "miarec_12a_g729_rtp_with_icmp_port_unreachable.pcap"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "heplify_rtp_rtcp_sip_ipv4_udp.pcap",
+        "heplify_erspan_sip_ipv4_udp.pcapng",
+        "sipp_dtmf_2833_1.pcap",
+        "miarec_12a_g729_rtp_with_icmp_port_unreachable.pcap",
+    ],
+)
 def test_sample_files_match_dpkt(impl, name):
     path = data(name)
     buf = open(path, "rb").read()
@@ -41,7 +49,7 @@ def test_sample_files_match_dpkt(impl, name):
     assert err is None
     assert len(offs) == len(ref)
     for o, n, t, (rts, rbuf) in zip(offs, lens, tss, ref):
-        assert buf[o:o + n] == rbuf
+        assert buf[o : o + n] == rbuf
         assert abs(int(t) // 1000 - rts) <= 1
 
 
@@ -52,8 +60,8 @@ def test_synth_pcap_and_pcapng_agree(impl, tmp_path):
     ba, bb = open(a, "rb").read(), open(b, "rb").read()
     (oa, la, ta, _), _ = index_all(impl, ba)
     (ob, lb, tb, ltb), _ = index_all(impl, bb)
-    assert list(ta) == list(tb) and len(oa) > 100          # nanosecond timestamps in both
-    assert all(ba[o:o + n] == bb[p:p + m] for o, n, p, m in zip(oa, la, ob, lb))
+    assert list(ta) == list(tb) and len(oa) > 100  # nanosecond timestamps in both
+    assert all(ba[o : o + n] == bb[p : p + m] for o, n, p, m in zip(oa, la, ob, lb))
     assert set(ltb) == {1}
 
 
@@ -69,7 +77,7 @@ def test_truncated_file_keeps_everything_before(impl, tmp_path):
     synth.generate(p, synth.SynthSpec(calls=1, duration_s=1))
     buf = open(p, "rb").read()
     (full, *_), _ = index_all(impl, buf)
-    cut = buf[:int(full[-5]) + 3]           # inside the fifth-last record
+    cut = buf[: int(full[-5]) + 3]  # inside the fifth-last record
     (offs, *_), err = index_all(impl, cut)
     assert len(offs) == len(full) - 5
     assert err.startswith("truncated record at offset")
@@ -83,8 +91,14 @@ def test_corrupt_record_header_stops_with_message(impl):
     assert len(offs) == 1 and err.startswith("corrupt record header at offset 42")
 
 
-@pytest.mark.parametrize("blob,msg", [(b"", "too short"), (b"GIF89a" + b"\0" * 30, "not a pcap"),
-                                      (struct.pack("<I", 0xA1B2C3D4) + b"\0" * 4, "global header")])
+@pytest.mark.parametrize(
+    "blob,msg",
+    [
+        (b"", "too short"),
+        (b"GIF89a" + b"\0" * 30, "not a pcap"),
+        (struct.pack("<I", 0xA1B2C3D4) + b"\0" * 4, "global header"),
+    ],
+)
 def test_not_a_capture(impl, blob, msg):
     with pytest.raises(PcapError, match=msg):
         impl.Indexer(blob)
@@ -101,6 +115,7 @@ def _run(impl, buf):
 def _valid(ng):
     import os
     import tempfile
+
     fd, p = tempfile.mkstemp()
     os.close(fd)
     w = PcapWriter(p, 1, nanoseconds=True, pcapng=ng)
@@ -122,7 +137,7 @@ def test_c_and_python_agree_on_mutated_files(d):
     for _ in range(d.draw(st.integers(0, 6))):
         i = d.draw(st.integers(0, len(buf) - 1))
         buf[i] = d.draw(st.integers(0, 255))
-    buf = bytes(buf[:d.draw(st.integers(0, len(buf)))])
+    buf = bytes(buf[: d.draw(st.integers(0, len(buf)))])
     assert _run(C, buf) == _run(PY, buf)
 
 

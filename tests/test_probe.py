@@ -6,7 +6,7 @@ def test_alive_dead_by_misses_and_back_with_hysteresis():
     assert p.sent(0.0, "a") is None and p.answer(0.01, "a") is Verdict.ALIVE
     t = 0.2
     changes = []
-    for i in range(4):                                   # the host goes quiet
+    for i in range(4):  # the host goes quiet
         changes.append(p.sent(t, f"m{i}"))
         t += 0.2
     assert changes == [None, None, None, Verdict.DEAD]  # the third probe judged unanswered: 0.6-0.8 s

@@ -1,4 +1,5 @@
 """End to end: synthetic BiB captures through `Recorder`, WAVs compared sample for sample."""
+
 import datetime as dt
 import glob
 import json
@@ -37,7 +38,7 @@ def run(impl, tmp_path, spec, name="cap.pcap", **opts):
     rec.record_file(cap)
     summary = rec.finish()
     metas = {m["near"]["dn"]: m for m in map(lambda p: json.load(open(p)), glob.glob(out + "/calls/*/*/*/*.json"))}
-    for m in metas.values():    # filed under the day (UTC) it started
+    for m in metas.values():  # filed under the day (UTC) it started
         assert m["wav"] == "calls/{}/{}/{}/{}.wav".format(*m["started_at"][:10].split("-"), m["id"])
     return calls, metas, summary, out
 
@@ -54,15 +55,26 @@ def assert_exact(out, call, meta, tolerance=0):
     assert len(a) == call.frames
     for ch, exp in ((0, call.near), (1, call.far)):
         got = a[:, ch]
-        ok = any(np.array_equal(got[max(0, s):len(got) + min(0, s)], exp[max(0, -s):len(exp) - max(0, s)])
-                 for s in range(-tolerance, tolerance + 1))
+        ok = any(
+            np.array_equal(got[max(0, s) : len(got) + min(0, s)], exp[max(0, -s) : len(exp) - max(0, s)])
+            for s in range(-tolerance, tolerance + 1)
+        )
         assert ok, f"channel {ch} of {meta['id']} differs from the audio sent"
 
 
-@pytest.mark.parametrize("variant", [
-    {}, {"codec": "PCMA"}, {"transport": "tcp", "tcp_split": True}, {"vlan": (100, 200)}, {"ipv6": True},
-    {"pcapng": True}, {"fragment_sip": True}, {"fragment_sip": True, "ipv6": True},
-])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"codec": "PCMA"},
+        {"transport": "tcp", "tcp_split": True},
+        {"vlan": (100, 200)},
+        {"ipv6": True},
+        {"pcapng": True},
+        {"fragment_sip": True},
+        {"fragment_sip": True, "ipv6": True},
+    ],
+)
 def test_calls_recorded_bit_exactly(impl, tmp_path, variant):
     calls, metas, summary, out = run(impl, tmp_path, synth.SynthSpec(calls=3, duration_s=2, **variant))
     assert len(metas) == 3 and summary["errors"] == {}
@@ -88,7 +100,7 @@ def test_loss_duplicates_reordering_and_jitter(impl, tmp_path):
     calls, metas, summary, out = run(impl, tmp_path, spec)
     for c in calls:
         m = metas[c.near_dn]
-        assert_exact(out, c, m)            # lost packets are silence, duplicates and reordering change nothing
+        assert_exact(out, c, m)  # lost packets are silence, duplicates and reordering change nothing
         for s in m["streams"]:
             st = c.packets[s["role"]]
             assert s["lost"] == st["lost"] and s["duplicates"] == st["dup"]
@@ -100,8 +112,20 @@ def test_output_contract(tmp_path):
     calls, metas, _, out = run(C, tmp_path, synth.SynthSpec(calls=2, duration_s=2, dtmf="5#"))
     c = calls[0]
     m = metas[c.near_dn]
-    for k in ("id", "kind", "started_at", "ended_at", "duration_s", "end_reason", "codec", "near", "far",
-              "primary", "streams", "wav"):
+    for k in (
+        "id",
+        "kind",
+        "started_at",
+        "ended_at",
+        "duration_s",
+        "end_reason",
+        "codec",
+        "near",
+        "far",
+        "primary",
+        "streams",
+        "wav",
+    ):
         assert k in m
     assert m["kind"] == "bib" and m["state"] == "complete"
     assert m["started_at"] == "2026-09-21T14:13:20.000Z" and m["ended_at"] == "2026-09-21T14:13:22.000Z"
@@ -126,16 +150,17 @@ def test_primary_dies_mid_call_recording_goes_on_to_the_bye(impl, tmp_path):
     spec = synth.SynthSpec(calls=3, duration_s=6, fail_at_s=3.0, calls_after_fail=2, seed=5)
     calls, metas, summary, out = run(impl, tmp_path, spec)
     answered = [c for c in calls if c.answered]
-    assert len(answered) == 3 and len(metas) == 3            # never-answered calls cannot be recorded passively
+    assert len(answered) == 3 and len(metas) == 3  # never-answered calls cannot be recorded passively
     for c in answered:
         m = metas[c.near_dn]
-        assert_exact(out, c, m)                               # audio to the real end, across the failure
+        assert_exact(out, c, m)  # audio to the real end, across the failure
         assert m["end_reason"] == "bye" and m["duration_s"] == 6.0
         kinds = {e["kind"] for e in m["primary"]["evidence"]}
         assert "bye_unanswered" in kinds and m["primary"]["failed_at"] is not None
     assert any("icmp_port_unreachable" in {e["kind"] for e in m["primary"]["evidence"]} for m in metas.values())
-    first_icmp = min(e["at"] for m in metas.values() for e in m["primary"]["evidence"]
-                     if e["kind"] == "icmp_port_unreachable")
+    first_icmp = min(
+        e["at"] for m in metas.values() for e in m["primary"]["evidence"] if e["kind"] == "icmp_port_unreachable"
+    )
     assert first_icmp >= "2026-09-21T14:13:23.000Z"
 
 
@@ -145,13 +170,13 @@ def test_rtp_timeout_and_capture_end(tmp_path):
     buf = open(cap, "rb").read()
     offs, lens, tss, lts = Indexer(buf).next_batch(10**6)
     # drop the BYEs (and their answers): the call must end by RTP timeout, or at the end of the capture
-    keep = [(o, n) for o, n in zip(offs, lens) if b"BYE" not in buf[o:o + n]]
-    arp = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06" + b"\0" * 28     # unrelated traffic 5 s after the call
+    keep = [(o, n) for o, n in zip(offs, lens) if b"BYE" not in buf[o : o + n]]
+    arp = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06" + b"\0" * 28  # unrelated traffic 5 s after the call
     later = int(tss[-1]) + 5 * NS
     with open(cap, "wb") as f:
         f.write(buf[:24])
         for o, n in keep:
-            f.write(buf[o - 16:o + n])
+            f.write(buf[o - 16 : o + n])
         f.write(struct.pack("<IIII", later // NS, later % NS, len(arp), len(arp)) + arp)
     for timeout, reason in ((1.0, "rtp_timeout"), (60.0, "capture_end")):
         out = str(tmp_path / reason)
@@ -162,9 +187,9 @@ def test_rtp_timeout_and_capture_end(tmp_path):
         assert m["end_reason"] == reason
         last = max(s["last_at"] for s in m["streams"])
         if reason == "rtp_timeout":
-            assert m["ended_at"] == last                  # ends at the last RTP packet
+            assert m["ended_at"] == last  # ends at the last RTP packet
         else:
-            assert m["ended_at"] == iso(later)             # ends with the capture
+            assert m["ended_at"] == iso(later)  # ends with the capture
         a = audio(out, m)
         exp = calls[0].near
         n = min(len(a), len(exp))
@@ -176,9 +201,10 @@ def test_g729_is_not_decoded_but_kept_as_pcap(impl, tmp_path):
     m = metas[calls[0].near_dn]
     assert m["codec"] == "G729" and m["decoded"] is False and m["pcap"]
     import dpkt
+
     pk = list(dpkt.pcap.Reader(open(os.path.join(out, m["pcap"]), "rb")))
     rtp = sum(c.packets[r]["sent"] for c in calls for r in ("near", "far"))
-    assert len(pk) >= rtp + 6                       # every RTP packet and the call's SIP
+    assert len(pk) >= rtp + 6  # every RTP packet and the call's SIP
     assert (audio(out, m) == 0).all()
 
 
@@ -191,8 +217,19 @@ def test_noise_garbage_and_many_unrelated_flows_harm_nothing(impl, tmp_path):
 
 
 def test_c_and_python_pipelines_write_identical_recordings(tmp_path):
-    spec = synth.SynthSpec(calls=3, duration_s=3, loss=0.05, dup=0.05, reorder=0.05, jitter_ms=20, dtmf="9",
-                           fail_at_s=2.0, garbage=20, transport="tcp", tcp_split=True)
+    spec = synth.SynthSpec(
+        calls=3,
+        duration_s=3,
+        loss=0.05,
+        dup=0.05,
+        reorder=0.05,
+        jitter_ms=20,
+        dtmf="9",
+        fail_at_s=2.0,
+        garbage=20,
+        transport="tcp",
+        tcp_split=True,
+    )
     _, ma, _, oa = run(C, tmp_path, spec)
     _, mb, _, ob = run(PY, tmp_path, spec)
     assert ma.keys() == mb.keys()
@@ -216,9 +253,16 @@ def test_rerun_on_same_dir_neither_loses_nor_duplicates(tmp_path):
     cat.close()
 
 
-@pytest.mark.parametrize("name", ["heplify_rtp_rtcp_sip_ipv4_udp.pcap", "heplify_erspan_sip_ipv4_udp.pcapng",
-                                  "sipp_dtmf_2833_1.pcap", "miarec_12a_g729_rtp_with_icmp_port_unreachable.pcap",
-                                  "sipp_g711a.pcap"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "heplify_rtp_rtcp_sip_ipv4_udp.pcap",
+        "heplify_erspan_sip_ipv4_udp.pcapng",
+        "sipp_dtmf_2833_1.pcap",
+        "miarec_12a_g729_rtp_with_icmp_port_unreachable.pcap",
+        "sipp_g711a.pcap",
+    ],
+)
 def test_public_captures_without_bib_record_nothing_and_do_not_fail(impl, tmp_path, name):
     rec = Recorder(Options(out_dir=str(tmp_path)), impl)
     rec.record_file(data(name))

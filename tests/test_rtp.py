@@ -1,5 +1,6 @@
 """RTP headers and telephone events (capture/wire/rtp.py), and the C engine's header walk
 (ext/rtp.pxi) agreeing with them on random and malformed packets."""
+
 import struct
 
 import pytest
@@ -32,14 +33,17 @@ def test_header_fields_csrcs_extension_and_padding():
     assert (h.payload_offset, h.payload_length) == (12 + 8 + 4 + 8, 160)
 
 
-@pytest.mark.parametrize("data,why", [
-    (b"\x80" * 11, "not an RTP v2 header"),
-    (packet()[:1].replace(b"\x80", b"\x40") + packet()[1:], "not an RTP v2 header"),
-    (packet(csrc=(1,) * 15, payload=b"")[:70], "does not fit"),
-    (packet(ext=b"\0" * 4, payload=b"")[:14], "extension header"),
-    (b"\xa0" + packet(payload=b"\x01\x09")[1:], "padding of 9 bytes"),
-    (b"\xa0" + packet(payload=b"\x01\x00")[1:], "padding of 0 bytes"),
-])
+@pytest.mark.parametrize(
+    "data,why",
+    [
+        (b"\x80" * 11, "not an RTP v2 header"),
+        (packet()[:1].replace(b"\x80", b"\x40") + packet()[1:], "not an RTP v2 header"),
+        (packet(csrc=(1,) * 15, payload=b"")[:70], "does not fit"),
+        (packet(ext=b"\0" * 4, payload=b"")[:14], "extension header"),
+        (b"\xa0" + packet(payload=b"\x01\x09")[1:], "padding of 9 bytes"),
+        (b"\xa0" + packet(payload=b"\x01\x00")[1:], "padding of 0 bytes"),
+    ],
+)
 def test_malformed_headers_raise_rtp_error(data, why):
     with pytest.raises(RtpError, match=why):
         rtp.parse(data)
@@ -54,10 +58,21 @@ def test_telephone_event_payload():
 
 @pytest.mark.parametrize("impl", IMPLS)
 @settings(max_examples=300)
-@given(data=st.one_of(st.binary(max_size=64), st.builds(
-    lambda cc, x, pad, n, cut: packet(csrc=(0,) * cc, ext=b"\0" * (4 * x) if x >= 0 else None, pad=pad,
-                                     payload=b"\x01" * n)[:cut],
-    st.integers(0, 15), st.integers(-1, 3), st.integers(0, 5), st.integers(0, 40), st.integers(0, 200))))
+@given(
+    data=st.one_of(
+        st.binary(max_size=64),
+        st.builds(
+            lambda cc, x, pad, n, cut: packet(
+                csrc=(0,) * cc, ext=b"\0" * (4 * x) if x >= 0 else None, pad=pad, payload=b"\x01" * n
+            )[:cut],
+            st.integers(0, 15),
+            st.integers(-1, 3),
+            st.integers(0, 5),
+            st.integers(0, 40),
+            st.integers(0, 200),
+        ),
+    )
+)
 def test_the_engine_counts_malformed_exactly_what_parse_refuses(impl, data):
     e = impl.Engine((5060,))
     slot = e.add_call(0)

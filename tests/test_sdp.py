@@ -18,16 +18,27 @@ def test_cucm_answer_sendonly_phone_and_placeholder_port():
 
 
 def test_srtp_offer_with_several_codecs():
-    body = (b"v=0\r\no=- 1 1 IN IP4 198.18.0.20\r\ns=-\r\nc=IN IP4 198.18.0.20\r\nt=0 0\r\n"
-            b"m=audio 24000 RTP/SAVP 8 0 18 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
-            b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:abc\r\na=recvonly\r\n")
+    body = (
+        b"v=0\r\no=- 1 1 IN IP4 198.18.0.20\r\ns=-\r\nc=IN IP4 198.18.0.20\r\nt=0 0\r\n"
+        b"m=audio 24000 RTP/SAVP 8 0 18 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+        b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:abc\r\na=recvonly\r\n"
+    )
     m = sdp.parse(body).audio()
     assert m.crypto and m.fmts == (8, 0, 18, 101) and m.encoding(18) == ("G729", 8000) and m.direction == "recvonly"
 
 
-@pytest.mark.parametrize("body", [b"", b"x=1", b"v=0\nm=audio notaport RTP/AVP 0", b"v=0\nc=IN IP4",
-                                  b"v=0\nm=audio 70000 RTP/AVP 0", b"v=0\nm=audio 1 RTP/AVP 0\na=rtpmap:x",
-                                  b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"x=1",
+        b"v=0\nm=audio notaport RTP/AVP 0",
+        b"v=0\nc=IN IP4",
+        b"v=0\nm=audio 70000 RTP/AVP 0",
+        b"v=0\nm=audio 1 RTP/AVP 0\na=rtpmap:x",
+        b"\xff\xfe",
+    ],
+)
 def test_bad_sdp(body):
     with pytest.raises(SdpError):
         sdp.parse(body)

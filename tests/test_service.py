@@ -1,4 +1,5 @@
 """`shadowrec serve` as systemd runs it: sd_notify, the API, and a restart mid-call (root, namespace lab)."""
+
 import json
 import os
 import signal
@@ -34,8 +35,15 @@ def test_serve_notifies_systemd_answers_and_resumes_a_call_across_a_restart(tmp_
     notify.bind(notify_path)
     notify.settimeout(0.2)
     port = 18480
-    env = dict(os.environ, PYTHONPATH=ROOT, NOTIFY_SOCKET=notify_path, SHADOWREC_CONFIG=str(tmp_path / "none.toml"),
-               SHADOWREC_CAPTURE__SPAN="app0", SHADOWREC_CAPTURE__OUT=out, SHADOWREC_API__PORT=str(port))
+    env = dict(
+        os.environ,
+        PYTHONPATH=ROOT,
+        NOTIFY_SOCKET=notify_path,
+        SHADOWREC_CONFIG=str(tmp_path / "none.toml"),
+        SHADOWREC_CAPTURE__SPAN="app0",
+        SHADOWREC_CAPTURE__OUT=out,
+        SHADOWREC_API__PORT=str(port),
+    )
     messages = []
 
     def drain(until, want=None):
@@ -50,24 +58,54 @@ def test_serve_notifies_systemd_answers_and_resumes_a_call_across_a_restart(tmp_
         return False
 
     with SpanLab() as lab:
+
         def start():
-            return lab.popen("app", sys.executable, "-m", "appliance.cli", "serve", env=env, cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            return lab.popen(
+                "app",
+                sys.executable,
+                "-m",
+                "appliance.cli",
+                "serve",
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+
         first = start()
         assert drain(30, "READY=1"), messages
         base = f"http://127.0.0.1:{port}"
-        assert lab.run("app", sys.executable, "-c", f"import urllib.request; print(urllib.request.urlopen("
-                       f"'{base}/health').read().decode())").stdout.strip() == '{"status":"ok"}'
-        sender = lab.popen("tx", sys.executable, "-m", "appliance.cli", "replay", cap, "--iface", "tx0",
-                           env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT, stdout=subprocess.PIPE)
+        assert (
+            lab.run(
+                "app",
+                sys.executable,
+                "-c",
+                f"import urllib.request; print(urllib.request.urlopen('{base}/health').read().decode())",
+            ).stdout.strip()
+            == '{"status":"ok"}'
+        )
+        sender = lab.popen(
+            "tx",
+            sys.executable,
+            "-m",
+            "appliance.cli",
+            "replay",
+            cap,
+            "--iface",
+            "tx0",
+            env=dict(os.environ, PYTHONPATH=ROOT),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+        )
         drain(3.0)
         assert any(m.startswith("WATCHDOG=1") for m in messages) and any("STATUS=capturing" in m for m in messages)
-        first.send_signal(signal.SIGTERM)                 # `systemctl restart`, or a package upgrade
+        first.send_signal(signal.SIGTERM)  # `systemctl restart`, or a package upgrade
         first.communicate(timeout=60)
         drain(0.5)
         # uvicorn re-raises SIGTERM after a clean shutdown; systemd counts that as a clean exit
         assert first.returncode in (0, -signal.SIGTERM) and any("STOPPING=1" in m for m in messages)
-        assert json.load(open(os.path.join(out, "state-0.json")))["calls"]        # the open call was saved
+        assert json.load(open(os.path.join(out, "state-0.json")))["calls"]  # the open call was saved
         messages.clear()
         second = start()
         assert drain(30, "READY=1")
@@ -78,12 +116,16 @@ def test_serve_notifies_systemd_answers_and_resumes_a_call_across_a_restart(tmp_
         second.communicate(timeout=60)
     notify.close()
     assert code == 200
-    (c,) = calls["items"]                                # one recording, resumed, not two
+    (c,) = calls["items"]  # one recording, resumed, not two
     assert c["state"] == "complete" and c["end_reason"] == "bye" and abs(c["duration_s"] - 7.0) < 0.05
 
 
 def get_in(lab, url):
-    r = lab.run("app", sys.executable, "-c", f"import urllib.request, json; r = urllib.request.urlopen('{url}');"
-                "print(r.status); print(r.read().decode())")
+    r = lab.run(
+        "app",
+        sys.executable,
+        "-c",
+        f"import urllib.request, json; r = urllib.request.urlopen('{url}');print(r.status); print(r.read().decode())",
+    )
     status, body = r.stdout.split("\n", 1)
     return int(status), json.loads(body)

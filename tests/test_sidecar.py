@@ -1,5 +1,6 @@
 """The sidecar is one typed record: the JSON file, the catalog row, `calls --json` and the API's
 schema all come from capture/store/sidecar.py."""
+
 import dataclasses
 import glob
 import json
@@ -33,6 +34,7 @@ def test_files_and_catalog_rows_are_the_record(tmp_path):
 def test_the_api_schema_is_the_record():
     from appliance.api.main import create_app
     from appliance.config import Settings
+
     schemas = create_app(Settings()).openapi()["components"]["schemas"]
     assert set(schemas["Sidecar"]["properties"]) == {f.name for f in dataclasses.fields(Sidecar)}
     assert set(schemas["EndReason"]["enum"]) == {r.value for r in EndReason}

@@ -1,4 +1,5 @@
 """The recording UAS as CUCM meets it: delayed offer, retransmissions, BYE, CANCEL, OPTIONS."""
+
 from conftest import sip_sample
 
 from appliance.standby.sipserver import T1, Uas
@@ -29,7 +30,7 @@ def test_2xx_is_retransmitted_with_doubling_until_the_ack():
     u = Uas("198.18.0.20")
     ok = u.on_message(invite(), CUCM, 0.0)[1][1]
     sent = [t for t in (0.49, 0.5, 1.0, 1.5, 2.0, 3.5) if u.on_timer(t)]
-    assert sent == [0.5, 1.5, 3.5]                            # T1, then 2·T1, then 4·T1 later
+    assert sent == [0.5, 1.5, 3.5]  # T1, then 2·T1, then 4·T1 later
     assert u.on_message(invite(), CUCM, 3.6) == [(CUCM, ok)]  # an INVITE retransmission: same answer
     ack = sip_sample("bib_03_cucm10.5_udp_ACK_sdp_answer_sendonly_nearend.txt")
     assert u.on_message(ack, CUCM, 3.7) == []
@@ -49,8 +50,11 @@ def test_no_ack_gives_up_after_64_t1():
 def test_bye_cancel_options_and_unknown():
     u = Uas("198.18.0.20")
     u.on_message(invite(), CUCM, 0.0)
-    bye = invite().replace(b"INVITE sip:8675309@10.48.32.170:5060", b"BYE sip:10.48.32.170:5060").replace(
-        b"101 INVITE", b"102 BYE")
+    bye = (
+        invite()
+        .replace(b"INVITE sip:8675309@10.48.32.170:5060", b"BYE sip:10.48.32.170:5060")
+        .replace(b"101 INVITE", b"102 BYE")
+    )
     assert sip.parse(u.on_message(bye, CUCM, 1.0)[0][1]).status == 200 and not u.ports()
     assert sip.parse(u.on_message(bye, CUCM, 1.1)[0][1]).status == 481
     opts = bye.replace(b"BYE sip:", b"OPTIONS sip:").replace(b"102 BYE", b"1 OPTIONS")
@@ -65,9 +69,9 @@ def test_bye_cancel_options_and_unknown():
 
 def test_ports_in_use_on_the_wire_are_never_offered():
     u = Uas("198.18.0.20")
-    u.busy = lambda p: p in (40000, 40002, 40005)        # two calls of the primary's still streaming
+    u.busy = lambda p: p in (40000, 40002, 40005)  # two calls of the primary's still streaming
     ok = sip.parse(u.on_message(invite(), CUCM, 0.0)[1][1])
-    assert sdp.parse(ok.body).audio().port == 40006       # 40004 is out too: its RTCP port is busy
+    assert sdp.parse(ok.body).audio().port == 40006  # 40004 is out too: its RTCP port is busy
 
 
 def test_server_over_udp_and_tcp_on_real_sockets():
@@ -76,6 +80,7 @@ def test_server_over_udp_and_tcp_on_real_sockets():
     import time
 
     from appliance.standby.sipserver import SipServer
+
     srv = SipServer("127.0.0.1", port=0 or 15060).start()
     try:
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -84,9 +89,11 @@ def test_server_over_udp_and_tcp_on_real_sockets():
         got = [sip.parse(u.recv(65535)).status for _ in range(2)]
         assert got == [100, 200]
         t = socket.create_connection(("127.0.0.1", 15060), timeout=2)
-        opts = (b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bKa\r\nFrom: <sip:a@b>;tag=1\r\n"
-                b"To: <sip:x@y>\r\nCall-ID: tcp1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-        inv = invite().replace(b"abbb8e00-4291f775-204c", b"tcp-call") + b"\r\n"   # the sample lacks the blank line
+        opts = (
+            b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bKa\r\nFrom: <sip:a@b>;tag=1\r\n"
+            b"To: <sip:x@y>\r\nCall-ID: tcp1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+        inv = invite().replace(b"abbb8e00-4291f775-204c", b"tcp-call") + b"\r\n"  # the sample lacks the blank line
         t.sendall(opts + inv[:100])
         time.sleep(0.1)
         t.sendall(inv[100:])
@@ -101,9 +108,9 @@ def test_server_over_udp_and_tcp_on_real_sockets():
             buf = buf[n:]
         assert codes == [200, 100, 200]
         deadline = time.time() + 2
-        while len(srv.rtp) < 2 and time.time() < deadline:          # opened right after the answer
+        while len(srv.rtp) < 2 and time.time() < deadline:  # opened right after the answer
             time.sleep(0.01)
-        assert len(srv.uas.answered) == 2 and len(srv.rtp) == 2      # an RTP socket held per call
+        assert len(srv.uas.answered) == 2 and len(srv.rtp) == 2  # an RTP socket held per call
         t.close()
     finally:
         srv.close()

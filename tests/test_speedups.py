@@ -1,15 +1,22 @@
 """The one switch (capture/speedups.py): both sets of kernels offer what the Protocols name, with the
 same parameters (mypy checks the types statically, through the .pyi stubs; this checks the built
 modules as they are)."""
+
 import inspect
 
 import pytest
-from conftest import C, PY
+from conftest import PY, C
 
 from capture import speedups
 
-KERNELS = {"packet": speedups.PacketKernel, "pcapfile": speedups.PcapfileKernel, "sip": speedups.SipKernel,
-           "engine": speedups.EngineKernel, "g711": speedups.G711Kernel, "ring": speedups.RingKernel}
+KERNELS = {
+    "packet": speedups.PacketKernel,
+    "pcapfile": speedups.PcapfileKernel,
+    "sip": speedups.SipKernel,
+    "engine": speedups.EngineKernel,
+    "g711": speedups.G711Kernel,
+    "ring": speedups.RingKernel,
+}
 
 
 def members(protocol):

@@ -1,5 +1,6 @@
 """The house rules, checked: the recorder never imports the appliance, no import circles (at module
 or function level), no class over 300 lines and no function over 120."""
+
 import ast
 import os
 
@@ -36,7 +37,7 @@ def imports(name, path):
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = name.split(".") if is_pkg else name.split(".")[:-1]
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
@@ -61,8 +62,9 @@ GRAPH = {m: imports(m, p) for m, p in MODULES.items()}
 
 
 def test_the_recorder_never_imports_the_appliance():
-    bad = {m: sorted(t for t in deps if t.startswith("appliance")) for m, deps in GRAPH.items()
-           if m.startswith("capture")}
+    bad = {
+        m: sorted(t for t in deps if t.startswith("appliance")) for m, deps in GRAPH.items() if m.startswith("capture")
+    }
     assert {m: d for m, d in bad.items() if d} == {}
 
 
@@ -111,13 +113,17 @@ def _sizes():
 
 @pytest.mark.parametrize("kind,limit", [("class", MAX_CLASS), ("function", MAX_FUNCTION)])
 def test_sizes(kind, limit):
-    over = [f"{m}.{node.name}: {n} lines" for m, node, n in _sizes()
-            if (isinstance(node, ast.ClassDef)) == (kind == "class") and n > limit]
+    over = [
+        f"{m}.{node.name}: {n} lines"
+        for m, node, n in _sizes()
+        if (isinstance(node, ast.ClassDef)) == (kind == "class") and n > limit
+    ]
     assert over == []
 
 
 def test_every_cython_module_has_its_stub_and_twin():
     import re
+
     setup = open(os.path.join(ROOT, "setup.py")).read()
     kernels = dict(re.findall(r'"(\w+)": "(capture\.[\w.]+_c)"', setup))
     assert set(kernels) == {f[:-4] for f in os.listdir(os.path.join(ROOT, "ext")) if f.endswith(".pyx")}

@@ -9,10 +9,10 @@ def test_split_coalesced_retransmitted_and_out_of_order():
     t = TcpReassembler()
     assert t.feed(K, 99, SYN, b"", 0) == []
     stream = MSG1 + MSG2 + MSG1
-    a, b, c = stream[:30], stream[30:len(MSG1) + 10], stream[len(MSG1) + 10:]
-    assert t.feed(K, 100 + len(a) + len(b), 0x18, c, 1) == []            # arrives early
+    a, b, c = stream[:30], stream[30 : len(MSG1) + 10], stream[len(MSG1) + 10 :]
+    assert t.feed(K, 100 + len(a) + len(b), 0x18, c, 1) == []  # arrives early
     assert t.feed(K, 100, 0x18, a, 2) == []
-    assert t.feed(K, 100, 0x18, a, 3) == []                               # retransmitted
+    assert t.feed(K, 100, 0x18, a, 3) == []  # retransmitted
     out = t.feed(K, 100 + len(a), 0x18, b, 4)
     assert out == [MSG1, MSG2, MSG1]
     assert t.counters["tcp_retransmitted"] == 1 and t.counters["tcp_out_of_order"] == 1

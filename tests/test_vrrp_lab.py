@@ -1,4 +1,5 @@
 """shadowrec's VRRP against a real keepalived primary, in namespaces (root)."""
+
 import json
 import os
 import signal
@@ -10,17 +11,39 @@ import pytest
 from lab import can_run_lab
 from vrrp_lab import VIP, VipLab, wait
 
-pytestmark = [pytest.mark.netns, pytest.mark.skipif(not can_run_lab() or not os.path.exists("/usr/sbin/keepalived"),
-                                                    reason="needs root and keepalived")]
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(
+        not can_run_lab() or not os.path.exists("/usr/sbin/keepalived"), reason="needs root and keepalived"
+    ),
+]
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 ENV = dict(os.environ, PYTHONPATH=ROOT)
 
 
 def start_shadowrec(lab, tmp_path, *extra):
     status = str(tmp_path / "vrrp.json")
-    p = lab.popen("app", sys.executable, "-m", "appliance.cli", "vrrp", "--iface", "eth0", "--vrid", "20", "--vip",
-                  f"{VIP}/24", "--status-file", status, *extra, env=ENV, cwd=ROOT,
-                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = lab.popen(
+        "app",
+        sys.executable,
+        "-m",
+        "appliance.cli",
+        "vrrp",
+        "--iface",
+        "eth0",
+        "--vrid",
+        "20",
+        "--vip",
+        f"{VIP}/24",
+        "--status-file",
+        status,
+        *extra,
+        env=ENV,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert wait(lambda: os.path.exists(status) and json.load(open(status))["adverts_received"] > 0, 10)
     return p, status
 
@@ -52,17 +75,17 @@ def test_backup_takes_over_a_crashed_master_announces_it_and_hands_back(tmp_path
         lab.kill_keepalived()
         assert wait(lambda: lab.has_vip("app"), 6)
         took = time.monotonic() - t0
-        assert took <= 3.0 + (256 - 50) / 256 + 0.2           # 3 x advert_int + skew, at most
+        assert took <= 3.0 + (256 - 50) / 256 + 0.2  # 3 x advert_int + skew, at most
         time.sleep(0.1)
-        assert lab.mac("app") in lab.run("cli", "ip", "neigh", "show", VIP).stdout   # gratuitous ARP moved it
-        assert lab.has_vip("pri")                       # the crashed host left its stale VIP behind
-        lab.run("pri", "ip", "addr", "del", f"{VIP}/24", "dev", "eth0")   # its restart clears it
+        assert lab.mac("app") in lab.run("cli", "ip", "neigh", "show", VIP).stdout  # gratuitous ARP moved it
+        assert lab.has_vip("pri")  # the crashed host left its stale VIP behind
+        lab.run("pri", "ip", "addr", "del", f"{VIP}/24", "dev", "eth0")  # its restart clears it
         t0 = time.monotonic()
         lab.start_keepalived(priority=100, advert_int=1)
-        assert wait(lambda: not lab.has_vip("app"), 8)   # preempted: failback
+        assert wait(lambda: not lab.has_vip("app"), 8)  # preempted: failback
         assert lab.has_vip("pri") and not lab.has_vip("app")
         time.sleep(1.5)
-        assert lab.has_vip("pri") and not lab.has_vip("app")   # and it stays single
+        assert lab.has_vip("pri") and not lab.has_vip("app")  # and it stays single
         final = stop(p)
     assert final["claims"] == 1 and final["releases"] == 1 and final["state"] == "Initialize"
 
@@ -73,15 +96,15 @@ def test_keepalived_steps_down_for_the_takeover_priority_and_takes_back(tmp_path
         assert lab.start_keepalived(priority=100, advert_int=1)
         p, status = start_shadowrec(lab, tmp_path)
         t0 = time.monotonic()
-        p.send_signal(signal.SIGUSR2)                  # health verdict: primary dead
+        p.send_signal(signal.SIGUSR2)  # health verdict: primary dead
         assert wait(lambda: lab.has_vip("app") and not lab.has_vip("pri"), 3)
-        assert time.monotonic() - t0 < 1.0             # keepalived steps down within milliseconds
+        assert time.monotonic() - t0 < 1.0  # keepalived steps down within milliseconds
         time.sleep(2.5)
-        assert lab.has_vip("app") and not lab.has_vip("pri")          # it stays down while outranked
+        assert lab.has_vip("app") and not lab.has_vip("pri")  # it stays down while outranked
         t0 = time.monotonic()
-        p.send_signal(signal.SIGHUP)                   # primary alive again: priority 0, hand back
+        p.send_signal(signal.SIGHUP)  # primary alive again: priority 0, hand back
         assert wait(lambda: lab.has_vip("pri") and not lab.has_vip("app"), 4)
-        assert time.monotonic() - t0 < 1.5             # the primary's Skew_Time
+        assert time.monotonic() - t0 < 1.5  # the primary's Skew_Time
         s = json.load(open(status))
         assert s["state"] == "Backup" and s["priority"] == 50
         stop(p)
@@ -105,25 +128,46 @@ def test_ipv6_vip_is_claimed_and_announced_with_an_unsolicited_na(tmp_path):
     with VipLab(tmp_path) as lab:
         for role, host in (("app", "2001:db8::3"), ("cli", "2001:db8::9")):
             lab.run(role, "ip", "-6", "addr", "add", f"{host}/64", "dev", "eth0", "nodad")
-        lab.run("cli", "ip", "-6", "neigh", "add", "2001:db8::20", "lladdr", "02:00:00:00:00:99", "dev", "eth0",
-                "nud", "stale")
-        code = (f"import sys; sys.path.insert(0, {ROOT!r}); from appliance.standby.vrrp.vip import VipManager; "
-                "from appliance.standby.vrrp.arp import announce;"
-                "v=VipManager('eth0', ['198.18.0.20/24', '2001:db8::20/64']); print(v.claim());"
-                "print(announce('eth0', [str(x) for x in v.vips], repeat=2))")
+        lab.run(
+            "cli",
+            "ip",
+            "-6",
+            "neigh",
+            "add",
+            "2001:db8::20",
+            "lladdr",
+            "02:00:00:00:00:99",
+            "dev",
+            "eth0",
+            "nud",
+            "stale",
+        )
+        code = (
+            f"import sys; sys.path.insert(0, {ROOT!r}); from appliance.standby.vrrp.vip import VipManager; "
+            "from appliance.standby.vrrp.arp import announce;"
+            "v=VipManager('eth0', ['198.18.0.20/24', '2001:db8::20/64']); print(v.claim());"
+            "print(announce('eth0', [str(x) for x in v.vips], repeat=2))"
+        )
         r = lab.run("app", sys.executable, "-c", code)
         assert "2001:db8::20/64" in r.stdout and r.stdout.split()[-1] == "4"
         time.sleep(0.2)
         neigh = lab.run("cli", "ip", "-6", "neigh", "show", "2001:db8::20").stdout
-        assert lab.mac("app") in neigh                  # the override flag replaced the stale entry
-        frame = lab.run("app", sys.executable, "-c", f"import sys; sys.path.insert(0, {ROOT!r}); "
-                        "from appliance.standby.vrrp.arp import unsolicited_na; "
-                        "print(unsolicited_na('eth0', '2001:db8::20').hex())").stdout.strip()
+        assert lab.mac("app") in neigh  # the override flag replaced the stale entry
+        frame = lab.run(
+            "app",
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {ROOT!r}); "
+            "from appliance.standby.vrrp.arp import unsolicited_na; "
+            "print(unsolicited_na('eth0', '2001:db8::20').hex())",
+        ).stdout.strip()
     eth = dpkt.ethernet.Ethernet(bytes.fromhex(frame))
     icmp = eth.data.data
     assert eth.dst == b"\x33\x33\x00\x00\x00\x01" and eth.data.hlim == 255 and icmp.type == 136
     raw = bytes(eth.data)
     import struct
+
     pseudo = raw[8:40] + struct.pack("!IxxxB", len(raw) - 40, 58)
     from capture.wire.inet import checksum as _csum
-    assert _csum(pseudo + raw[40:]) == 0                    # a valid ICMPv6 checksum
+
+    assert _csum(pseudo + raw[40:]) == 0  # a valid ICMPv6 checksum

@@ -1,4 +1,5 @@
 """VRRPv3 state machine (RFC 5798 §6.4) with an injected clock: no network."""
+
 from appliance.standby.vrrp.state import (
     ClaimVip,
     Event,
@@ -15,15 +16,16 @@ MS = 10**6
 
 
 def backup(priority=50, advert_cs=100, preempt=True):
-    v = VrrpInstance(VrrpConfig(vrid=20, priority=priority, advert_int_cs=advert_cs, preempt=preempt,
-                                local_ip="198.18.0.3"))
+    v = VrrpInstance(
+        VrrpConfig(vrid=20, priority=priority, advert_int_cs=advert_cs, preempt=preempt, local_ip="198.18.0.3")
+    )
     assert v.handle(Event.STARTUP, 0) == [] and v.state is VrrpState.BACKUP
     return v
 
 
 def test_timers_follow_rfc_5798():
     v = backup(priority=50)
-    assert v.skew_time() == (256 - 50) * NS // 256                     # 0.8047 s at 1 s adverts
+    assert v.skew_time() == (256 - 50) * NS // 256  # 0.8047 s at 1 s adverts
     assert v.master_down_interval() == 3 * NS + v.skew_time()
     assert v.deadline == v.master_down_interval()
     fast = backup(priority=50, advert_cs=10)
@@ -33,7 +35,7 @@ def test_timers_follow_rfc_5798():
 def test_master_adverts_hold_backup_until_they_stop():
     v = backup()
     t = 0
-    for _ in range(10):                            # the primary advertises every second
+    for _ in range(10):  # the primary advertises every second
         t += NS
         assert v.handle(Event.TIMER, t) == []
         v.handle(Event.ADVERT, t, Received("198.18.0.2", 100, 100))
@@ -41,7 +43,7 @@ def test_master_adverts_hold_backup_until_they_stop():
     assert v.handle(Event.TIMER, t + v.master_down_interval() - 1) == []
     acts = v.handle(Event.TIMER, t + v.master_down_interval())
     assert acts == [SendAdvert(50), ClaimVip()] and v.state is VrrpState.MASTER
-    assert v.deadline == t + v.master_down_interval() + NS      # Adver_Timer armed
+    assert v.deadline == t + v.master_down_interval() + NS  # Adver_Timer armed
 
 
 def test_priority_zero_means_skew_time():
@@ -53,7 +55,7 @@ def test_priority_zero_means_skew_time():
 def test_preempt_discards_lower_priority_and_nopreempt_accepts_it():
     v = backup(priority=120)
     v.handle(Event.ADVERT, NS, Received("198.18.0.2", 100, 100))
-    assert v.deadline == 0 + v.master_down_interval()          # discarded: not re-armed
+    assert v.deadline == 0 + v.master_down_interval()  # discarded: not re-armed
     n = backup(priority=120, preempt=False)
     n.handle(Event.ADVERT, NS, Received("198.18.0.2", 100, 100))
     assert n.deadline == NS + n.master_down_interval()
@@ -64,14 +66,14 @@ def test_master_steps_down_for_higher_priority_and_answers_priority_zero():
     v.handle(Event.TIMER, v.deadline)
     assert v.state is VrrpState.MASTER
     assert v.handle(Event.ADVERT, 10 * NS, Received("198.18.0.2", 0, 100)) == [SendAdvert(50)]
-    assert v.handle(Event.ADVERT, 11 * NS, Received("198.18.0.2", 40, 100)) == []        # lower: ignore
+    assert v.handle(Event.ADVERT, 11 * NS, Received("198.18.0.2", 40, 100)) == []  # lower: ignore
     assert v.handle(Event.ADVERT, 12 * NS, Received("198.18.0.9", 50, 100)) == [ReleaseVip()]  # tie, higher IP
     assert v.state is VrrpState.BACKUP and v.deadline == 12 * NS + v.master_down_interval()
 
 
 def test_master_learns_the_advert_interval_it_hears():
     v = backup()
-    v.handle(Event.ADVERT, NS, Received("198.18.0.2", 100, 10))       # a fast master (100 ms)
+    v.handle(Event.ADVERT, NS, Received("198.18.0.2", 100, 10))  # a fast master (100 ms)
     assert v.deadline == NS + 3 * NS // 10 + (206 * NS // 10) // 256
 
 

@@ -1,4 +1,5 @@
 """The WAV format (capture/media/wav.py): what Python's wave module reads, and the data size read back."""
+
 import io
 import wave
 
@@ -15,7 +16,11 @@ def test_header_is_a_wav_that_the_wave_module_reads(nbytes):
     assert len(head) == wav.HEADER_BYTES and wav.data_bytes(head) == nbytes
     with wave.open(io.BytesIO(head + b"\0" * nbytes)) as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()) == (
-            wav.CHANNELS, wav.SAMPLE_BYTES, wav.RATE, nbytes // wav.FRAME_BYTES)
+            wav.CHANNELS,
+            wav.SAMPLE_BYTES,
+            wav.RATE,
+            nbytes // wav.FRAME_BYTES,
+        )
 
 
 @pytest.mark.parametrize("head", [b"", b"RIFF", b"RIFX" + wav.header(400)[4:], wav.header(400)[:43]])

@@ -12,7 +12,7 @@ def test_wav_header_always_covers_only_written_audio(tmp_path):
     w = WavWriter(p, SyncIO())
     w.append(b"\1\0\2\0" * 8000)
     w.sync()
-    w.append(b"\3\0\4\0" * 100)                  # appended, header not patched yet
+    w.append(b"\3\0\4\0" * 100)  # appended, header not patched yet
     with wave.open(p) as f:
         assert f.getnframes() == 8000
     w.close()
@@ -25,7 +25,7 @@ def test_resume_trusts_the_header_not_the_file_length(tmp_path):
     w = WavWriter(p)
     w.append(b"\0" * 400)
     w.sync()
-    os.pwrite(w.fd, b"junk", 44 + 400)            # bytes the header does not vouch for (a crash)
+    os.pwrite(w.fd, b"junk", 44 + 400)  # bytes the header does not vouch for (a crash)
     w.io.close(w.fd)
     r = WavWriter(p, resume=True)
     assert r.frames == 100 and os.path.getsize(p) == 444
@@ -39,35 +39,36 @@ def test_queued_writer_drops_and_counts_instead_of_blocking(tmp_path):
     io = QueuedIO(max_bytes=2 << 20)
     p = str(tmp_path / "q.wav")
     w = WavWriter(p, io)
-    chunk = b"\1\0" * (512 << 10)                  # 1 MiB
-    for _ in range(64):                            # far faster than any disk: the queue overflows
+    chunk = b"\1\0" * (512 << 10)  # 1 MiB
+    for _ in range(64):  # far faster than any disk: the queue overflows
         w.append(chunk)
     w.close()
     io.stop()
     assert io.dropped_bytes > 0 and io.dropped_bytes % len(chunk) == 0
     assert io.written_bytes >= 44 + len(chunk) and io.depth_bytes == 0
-    with wave.open(p) as f:                         # the header tells the truth; a dropped chunk is a hole
+    with wave.open(p) as f:  # the header tells the truth; a dropped chunk is a hole
         assert f.getnframes() == 64 * len(chunk) // 4
     assert os.path.getsize(p) == 44 + 64 * len(chunk)
 
 
 def test_queued_batch_is_written_whole_or_dropped_whole(tmp_path):
     import numpy as np
+
     io = QueuedIO(max_bytes=3 << 20)
     ws = [WavWriter(str(tmp_path / f"{k}.wav"), io) for k in range(2)]
     fds = np.array([w.fd for w in ws], dtype=np.int64)
     piece = 1 << 20
-    for r in range(16):                           # queued faster than written: some batches drop
+    for r in range(16):  # queued faster than written: some batches drop
         buf = io.buffer()
-        buf[:2 * piece] = r + 1                   # a pooled buffer is the writer's until written
+        buf[: 2 * piece] = r + 1  # a pooled buffer is the writer's until written
         io.write_batch(buf, fds, 44 + np.full(2, r * piece), np.full(2, piece))
     for w in ws:
         w.advance(16 * piece // 4)
         w.close()
     io.stop()
     assert io.dropped_bytes > 0 and io.dropped_bytes % (2 * piece) == 0
-    assert io.dropped_bytes + io.written_bytes - 2 * 44 == 16 * 2 * piece     # 2 headers besides audio
-    assert len(io._free) <= 3                      # buffers came back to the pool and were reused
+    assert io.dropped_bytes + io.written_bytes - 2 * 44 == 16 * 2 * piece  # 2 headers besides audio
+    assert len(io._free) <= 3  # buffers came back to the pool and were reused
     for k in range(2):
         p = str(tmp_path / f"{k}.wav")
         assert os.path.getsize(p) == 44 + 16 * piece
@@ -77,18 +78,19 @@ def test_queued_batch_is_written_whole_or_dropped_whole(tmp_path):
             for r in range(16):
                 f.seek(44 + r * piece)
                 chunk = f.read(piece)
-                assert chunk in (bytes([r + 1]) * piece, bytes(piece))   # that batch's own bytes, or a hole
+                assert chunk in (bytes([r + 1]) * piece, bytes(piece))  # that batch's own bytes, or a hole
 
 
 def test_sidecars_and_commits_run_on_the_writer_thread_in_order(tmp_path):
     """Live capture hands sidecar writes and catalog commits to the writer thread: they are never
     dropped, run in the order given, and a failing commit is counted and logged, not fatal."""
     import threading
+
     io = QueuedIO(max_bytes=1 << 20)
     seen = []
     p = str(tmp_path / "c.json")
     w = WavWriter(str(tmp_path / "c.wav"), io)
-    for k in range(50):                           # the queue overflows with audio meanwhile
+    for k in range(50):  # the queue overflows with audio meanwhile
         w.append(b"\1\0" * (128 << 10))
         io.write_file(p, b'{"n": %d}\n' % k)
         io.call(lambda k=k: seen.append((k, threading.current_thread().name)))
@@ -96,7 +98,7 @@ def test_sidecars_and_commits_run_on_the_writer_thread_in_order(tmp_path):
     io.write_file(p, b'{"n": "last"}\n', durable=True)
     w.close()
     io.stop()
-    assert io.dropped_bytes > 0                  # audio was dropped, the rest was not
+    assert io.dropped_bytes > 0  # audio was dropped, the rest was not
     assert seen == [(k, "shadowrec-writer") for k in range(50)]
     assert open(p).read() == '{"n": "last"}\n' and not os.path.exists(p + ".tmp")
     assert io.errors == 1
@@ -113,6 +115,7 @@ def test_to_json_is_compact_sorted_utf8_and_reads_back():
     import json
 
     import numpy as np
+
     obj = {"b": [1, 2.5, None, True], "a": {"device": "SEPÄÖ-ü", "dn": "2001"}, "n": np.int64(7), 3: "x"}
     text = to_json(obj)
     assert text == '{"3":"x","a":{"device":"SEPÄÖ-ü","dn":"2001"},"b":[1,2.5,null,true],"n":7}'
@@ -121,26 +124,27 @@ def test_to_json_is_compact_sorted_utf8_and_reads_back():
 
 def test_audio_waits_for_the_writer_while_capture_can_afford_it(tmp_path):
     import threading
+
     room = threading.Event()
     room.set()
     io = QueuedIO(max_bytes=2 << 20, can_wait=room.is_set)
     gate = threading.Event()
-    io.call(gate.wait)                              # the writer is busy (a slow disk) until the gate opens
+    io.call(gate.wait)  # the writer is busy (a slow disk) until the gate opens
     w = WavWriter(str(tmp_path / "w.wav"), io)
-    chunk = b"\1\0" * (512 << 10)                  # 1 MiB
+    chunk = b"\1\0" * (512 << 10)  # 1 MiB
     w.append(chunk)
-    w.append(chunk)                                 # the queue is full now
+    w.append(chunk)  # the queue is full now
     threading.Timer(0.3, gate.set).start()
     t = time.monotonic()
-    w.append(chunk)                                 # waits for the writer instead of dropping
+    w.append(chunk)  # waits for the writer instead of dropping
     assert 0.2 < time.monotonic() - t < 5 and io.dropped_bytes == 0 and 0.2 < io.wait_s < 5
-    while io.depth_bytes:                           # written
+    while io.depth_bytes:  # written
         time.sleep(0.01)
     gate.clear()
     io.call(gate.wait)
     w.append(chunk)
     w.append(chunk)
-    room.clear()                                    # capture cannot afford to wait: dropped, counted
+    room.clear()  # capture cannot afford to wait: dropped, counted
     w.append(chunk)
     assert io.dropped_bytes == len(chunk)
     gate.set()
@@ -163,7 +167,7 @@ def test_queued_writer_hands_small_operations_over_together_in_order(tmp_path):
     io.flush()
     w = WavWriter(str(tmp_path / "a.wav"), io)
     w.sync()
-    w.append(b"\1\0" * 100)                       # audio: goes after everything asked before it
+    w.append(b"\1\0" * 100)  # audio: goes after everything asked before it
     w.close(durable=False)
     io.write_file(str(side), b"third")
     io.stop()

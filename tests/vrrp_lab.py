@@ -1,5 +1,6 @@
 """A recorder VIP lab in namespaces: the primary host (keepalived), the appliance (shadowrec) and a
 client on one bridge. 198.18.0.0/24: primary .2, appliance .3, client .9, VIP .20. Deleted on exit."""
+
 import os
 import signal
 import subprocess
@@ -49,8 +50,21 @@ class VipLab:
             sh("ip", "-n", sw, "link", "add", "br0", "type", "bridge")
             sh("ip", "-n", sw, "link", "set", "br0", "up")
             for role, addr in HOSTS.items():
-                sh("ip", "link", "add", "eth0", "netns", self.ns[role], "type", "veth", "peer", "name", f"{role}1",
-                   "netns", sw)
+                sh(
+                    "ip",
+                    "link",
+                    "add",
+                    "eth0",
+                    "netns",
+                    self.ns[role],
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    f"{role}1",
+                    "netns",
+                    sw,
+                )
                 sh("ip", "-n", sw, "link", "set", f"{role}1", "master", "br0")
                 sh("ip", "-n", sw, "link", "set", f"{role}1", "up")
                 sh("ip", "-n", self.ns[role], "link", "set", "lo", "up")
@@ -87,8 +101,22 @@ class VipLab:
         for p in (self.pid, self.vrrp_pid):
             if os.path.exists(p):
                 os.remove(p)
-        self.ka = self.popen("pri", "keepalived", "-n", "-l", "-D", "-P", "-f", conf, "-p", self.pid, "-r",
-                             self.vrrp_pid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.ka = self.popen(
+            "pri",
+            "keepalived",
+            "-n",
+            "-l",
+            "-D",
+            "-P",
+            "-f",
+            conf,
+            "-p",
+            self.pid,
+            "-r",
+            self.vrrp_pid,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return wait(lambda: self.has_vip("pri"), 10)
 
     def kill_keepalived(self):

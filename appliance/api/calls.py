@@ -34,16 +34,28 @@ def _query(settings: Settings, limit: int = 1000, offset: int = 0, **filters: An
 
 
 @router.get("", response_model=CallPage, summary="Recorded calls, newest first, filtered and paged")
-def list_calls(settings: Settings = Depends(get_settings),
-               since: datetime | None = Query(None, description="started at or after (ISO 8601)"),
-               until: datetime | None = Query(None, description="started before (ISO 8601)"),
-               dn: str | None = Query(None, max_length=64, description="directory number on either side"),
-               device: str | None = Query(None, max_length=64, description="device name on either side"),
-               end_reason: EndReason | None = None,
-               primary_failed: bool | None = Query(None, description="only calls that outlived the primary"),
-               limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0, le=10**9)) -> CallPage:
-    items = _query(settings, limit + 1, offset, since=_iso(since), until=_iso(until), dn=dn, device=device,
-                   end_reason=end_reason.value if end_reason else None, primary_failed=primary_failed)
+def list_calls(
+    settings: Settings = Depends(get_settings),
+    since: datetime | None = Query(None, description="started at or after (ISO 8601)"),
+    until: datetime | None = Query(None, description="started before (ISO 8601)"),
+    dn: str | None = Query(None, max_length=64, description="directory number on either side"),
+    device: str | None = Query(None, max_length=64, description="device name on either side"),
+    end_reason: EndReason | None = None,
+    primary_failed: bool | None = Query(None, description="only calls that outlived the primary"),
+    limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=10**9),
+) -> CallPage:
+    items = _query(
+        settings,
+        limit + 1,
+        offset,
+        since=_iso(since),
+        until=_iso(until),
+        dn=dn,
+        device=device,
+        end_reason=end_reason.value if end_reason else None,
+        primary_failed=primary_failed,
+    )
     more = len(items) > limit
     return CallPage(items=items[:limit], offset=offset, limit=limit, next_offset=offset + limit if more else None)
 
@@ -60,16 +72,26 @@ def _one(settings: Settings, call_id: str) -> dict[str, Any]:
     return items[0]
 
 
-@router.get("/{call_id}", response_model=Call, summary="One call's metadata (its JSON sidecar)",
-            responses={404: {"description": "no such call"}})
+@router.get(
+    "/{call_id}",
+    response_model=Call,
+    summary="One call's metadata (its JSON sidecar)",
+    responses={404: {"description": "no such call"}},
+)
 def get_call(call_id: str = CALL_ID, settings: Settings = Depends(get_settings)) -> dict:
     return _one(settings, call_id)
 
 
-@router.get("/{call_id}/audio", summary="The call's stereo WAV (near end left); HTTP range requests supported",
-            response_class=FileResponse, responses={200: {"content": {"audio/wav": {}}},
-                                                     206: {"content": {"audio/wav": {}}},
-                                                     404: {"description": "no such call or no audio"}})
+@router.get(
+    "/{call_id}/audio",
+    summary="The call's stereo WAV (near end left); HTTP range requests supported",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"audio/wav": {}}},
+        206: {"content": {"audio/wav": {}}},
+        404: {"description": "no such call or no audio"},
+    },
+)
 def get_audio(call_id: str = CALL_ID, settings: Settings = Depends(get_settings)) -> FileResponse:
     meta = _one(settings, call_id)
     root = os.path.realpath(settings.capture.out)

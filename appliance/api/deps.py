@@ -1,4 +1,5 @@
 """What every router depends on: the settings, the token check, the appliance's files."""
+
 from __future__ import annotations
 
 import hmac
@@ -24,8 +25,9 @@ def require_token(request: Request, settings: Settings = Depends(get_settings)) 
     got = request.headers.get("authorization", "")
     got = got[7:] if got.lower().startswith("bearer ") else request.query_params.get("access_token", "")
     if not hmac.compare_digest(got.encode(), token.encode()):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 def worker_status(settings: Settings) -> list:

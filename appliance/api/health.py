@@ -12,8 +12,12 @@ def health() -> Health:
     return Health(status="ok")
 
 
-@router.get("/ready", response_model=Ready, summary="Readiness: every capture worker reported within 5 s",
-            responses={503: {"model": Ready}})
+@router.get(
+    "/ready",
+    response_model=Ready,
+    summary="Readiness: every capture worker reported within 5 s",
+    responses={503: {"model": Ready}},
+)
 def ready(response: Response, settings: Settings = Depends(get_settings)) -> Ready:
     st = worker_status(settings)
     if len(st) < settings.capture.workers:

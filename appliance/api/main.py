@@ -1,4 +1,5 @@
 """The FastAPI application: ``create_app(settings)``; the lifespan opens and closes what it needs."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
@@ -11,8 +12,11 @@ from appliance.config import Settings
 from capture import __version__
 
 
-def create_app(settings: Settings, on_start: Callable[[FastAPI], None] | None = None,
-               on_stop: Callable[[FastAPI], None] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    on_start: Callable[[FastAPI], None] | None = None,
+    on_stop: Callable[[FastAPI], None] | None = None,
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if on_start:
@@ -23,9 +27,13 @@ def create_app(settings: Settings, on_start: Callable[[FastAPI], None] | None = 
             if on_stop:
                 on_stop(app)
 
-    app = FastAPI(title="shadowrec", version=__version__, lifespan=lifespan,
-                  description="Status, recordings and metrics of a shadowrec appliance. With `api.token` set, "
-                              "send `Authorization: Bearer <token>`.")
+    app = FastAPI(
+        title="shadowrec",
+        version=__version__,
+        lifespan=lifespan,
+        description="Status, recordings and metrics of a shadowrec appliance. With `api.token` set, "
+        "send `Authorization: Bearer <token>`.",
+    )
     app.state.settings = settings
     for r in (health.router, status.router, calls.router, metrics.router, page.router):
         app.include_router(r)

@@ -17,32 +17,43 @@ class _Collector:
 
     def collect(self) -> Iterator[Metric]:
         st = worker_status(self.settings)
-        counters = {"received": "packets received by the capture workers",
-                    "kernel_drops": "packets the kernel dropped before shadowrec read them",
-                    "bytes_written": "audio bytes written", "write_dropped_bytes": "audio dropped: disk behind",
-                    "write_errors": "writes the disk refused", "link_errors": "times the SPAN link went down",
-                    "calls_recorded": "calls recorded"}
+        counters = {
+            "received": "packets received by the capture workers",
+            "kernel_drops": "packets the kernel dropped before shadowrec read them",
+            "bytes_written": "audio bytes written",
+            "write_dropped_bytes": "audio dropped: disk behind",
+            "write_errors": "writes the disk refused",
+            "link_errors": "times the SPAN link went down",
+            "calls_recorded": "calls recorded",
+        }
         for key, doc in counters.items():
-            m: CounterMetricFamily | GaugeMetricFamily = CounterMetricFamily(f"shadowrec_{key}", doc,
-                                                                            labels=["worker"])
+            m: CounterMetricFamily | GaugeMetricFamily = CounterMetricFamily(f"shadowrec_{key}", doc, labels=["worker"])
             for s in st:
                 m.add_metric([str(s.get("worker", 0))], float(s.get(key, 0)))
             yield m
-        for key, doc in {"active_calls": "calls being recorded", "queue_bytes": "bytes waiting for the disk",
-                         "active_lost_packets": "packets lost so far in calls being recorded",
-                         "ring_bytes": "memory of the calls' audio rings"}.items():
+        for key, doc in {
+            "active_calls": "calls being recorded",
+            "queue_bytes": "bytes waiting for the disk",
+            "active_lost_packets": "packets lost so far in calls being recorded",
+            "ring_bytes": "memory of the calls' audio rings",
+        }.items():
             m = GaugeMetricFamily(f"shadowrec_{key}", doc, labels=["worker"])
             for s in st:
                 m.add_metric([str(s.get("worker", 0))], float(s.get(key, 0)))
             yield m
-        m = CounterMetricFamily("shadowrec_write_wait_seconds",
-                                "time capture waited for the disk writer while the kernel ring had room",
-                                labels=["worker"])
+        m = CounterMetricFamily(
+            "shadowrec_write_wait_seconds",
+            "time capture waited for the disk writer while the kernel ring had room",
+            labels=["worker"],
+        )
         for s in st:
             m.add_metric([str(s.get("worker", 0))], float(s.get("write_wait_s", 0.0)))
         yield m
-        m = GaugeMetricFamily("shadowrec_last_packet_timestamp_seconds",
-                              "wall time the SPAN port last delivered a packet", labels=["worker"])
+        m = GaugeMetricFamily(
+            "shadowrec_last_packet_timestamp_seconds",
+            "wall time the SPAN port last delivered a packet",
+            labels=["worker"],
+        )
         for s in st:
             if s.get("last_packet_at"):
                 m.add_metric([str(s.get("worker", 0))], float(s["last_packet_at"]))
@@ -61,8 +72,9 @@ class _Collector:
             yield h
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics", summary="Prometheus metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}}
+)
 def metrics(settings: Settings = Depends(get_settings)) -> Response:
     reg = CollectorRegistry()
     reg.register(_Collector(settings))

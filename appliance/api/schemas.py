@@ -1,4 +1,5 @@
 """Response models: they are the OpenAPI documentation of what the API returns."""
+
 from __future__ import annotations
 
 from enum import StrEnum
@@ -33,18 +34,26 @@ class Capture(BaseModel):
     queue_bytes: int
     bytes_written: int
     write_dropped_bytes: int
-    write_wait_s: float = Field(0.0, description="seconds capture waited for the disk writer while the kernel ring "
-                                                 "had room (instead of dropping audio); a steady rise means the "
-                                                 "disk or the CPU is too slow for the load")
+    write_wait_s: float = Field(
+        0.0,
+        description="seconds capture waited for the disk writer while the kernel ring "
+        "had room (instead of dropping audio); a steady rise means the "
+        "disk or the CPU is too slow for the load",
+    )
     write_errors: int = Field(0, description="batches or writes the disk refused (see the service log)")
     link_errors: int = Field(0, description="times the SPAN port's link went down under the capture")
     calls_recorded: int
-    ring_bytes: int = Field(0, description="memory of the calls' audio rings (32 KiB a call, in 2 MiB chunks): "
-                                           "what capture.reserve_calls allocated at start, more after a bigger burst")
+    ring_bytes: int = Field(
+        0,
+        description="memory of the calls' audio rings (32 KiB a call, in 2 MiB chunks): "
+        "what capture.reserve_calls allocated at start, more after a bigger burst",
+    )
     status_age_s: float | None
     last_packet_age_s: float | None = Field(
-        None, description="seconds since the SPAN port last delivered a packet to any worker (null: none yet); "
-                          "a growing value on a busy site means the mirror stopped feeding shadowrec")
+        None,
+        description="seconds since the SPAN port last delivered a packet to any worker (null: none yet); "
+        "a growing value on a busy site means the mirror stopped feeding shadowrec",
+    )
 
 
 class Disk(BaseModel):
@@ -63,8 +72,8 @@ class Status(BaseModel):
     disk: Disk
 
 
-Call = Sidecar       # a call is its sidecar: one typed record (capture/store/sidecar.py) for the file, the
-                     # catalog, ``shadowrec calls --json`` and this API
+Call = Sidecar  # a call is its sidecar: one typed record (capture/store/sidecar.py) for the file, the
+# catalog, ``shadowrec calls --json`` and this API
 
 
 class CallPage(BaseModel):

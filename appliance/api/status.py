@@ -16,13 +16,27 @@ router = APIRouter(tags=["status"], dependencies=[Depends(require_token)])
 def summarise(settings: Settings) -> dict:
     st = worker_status(settings)
     total = merge_counters(st)
-    num = ("received", "kernel_drops", "active_calls", "active_lost_packets", "queue_bytes", "bytes_written",
-           "write_dropped_bytes", "write_errors", "link_errors", "calls_recorded", "ring_bytes")
+    num = (
+        "received",
+        "kernel_drops",
+        "active_calls",
+        "active_lost_packets",
+        "queue_bytes",
+        "bytes_written",
+        "write_dropped_bytes",
+        "write_errors",
+        "link_errors",
+        "calls_recorded",
+        "ring_bytes",
+    )
     cap: dict[str, Any] = {k: int(total.get(k, 0)) for k in num}
-    cap.update(workers=len(st), parse_errors=total["errors"], write_wait_s=round(total.get("write_wait_s", 0.0), 3),
-               status_age_s=max((s["age_s"] for s in st), default=None),
-               last_packet_age_s=round(time.time() - total["last_packet_at"], 3) if total.get("last_packet_at")
-               else None)
+    cap.update(
+        workers=len(st),
+        parse_errors=total["errors"],
+        write_wait_s=round(total.get("write_wait_s", 0.0), 3),
+        status_age_s=max((s["age_s"] for s in st), default=None),
+        last_packet_age_s=round(time.time() - total["last_packet_at"], 3) if total.get("last_packet_at") else None,
+    )
     standby = next((s["standby"] for s in st if s.get("standby")), None)
     return {"capture": cap, "standby": standby}
 
@@ -36,8 +50,12 @@ def status(settings: Settings = Depends(get_settings)) -> Status:
     else:
         role = Role.MASTER if sb and sb.get("vrrp", {}).get("state") == "Master" else Role.BACKUP
     du = shutil.disk_usage(settings.capture.out)
-    return Status(version=__version__, role=role, vip=settings.standby.vips,
-                  primary={"address": settings.standby.primary or None,
-                           "health": sb.get("health") if sb else None},
-                  vrrp=sb.get("vrrp") if sb else None, capture=Capture(**s["capture"]),
-                  disk=Disk(path=settings.capture.out, total_bytes=du.total, free_bytes=du.free))
+    return Status(
+        version=__version__,
+        role=role,
+        vip=settings.standby.vips,
+        primary={"address": settings.standby.primary or None, "health": sb.get("health") if sb else None},
+        vrrp=sb.get("vrrp") if sb else None,
+        capture=Capture(**s["capture"]),
+        disk=Disk(path=settings.capture.out, total_bytes=du.total, free_bytes=du.free),
+    )

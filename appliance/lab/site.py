@@ -13,6 +13,7 @@ shadowrec, packets missing from each recording against the audio the phones sent
 of calls recorded, the failback time, and when and how long the VIP was held twice on a connected
 LAN. Everything created is deleted on exit.
 """
+
 from __future__ import annotations
 
 import glob
@@ -71,8 +72,13 @@ class Site:
 
     def popen(self, role, name, *cmd):
         log = open(os.path.join(self.work, f"{name}.log"), "w")
-        p = subprocess.Popen(["ip", "netns", "exec", self.ns[role], *cmd], stdout=log, stderr=subprocess.STDOUT,
-                             env=self.env, cwd=self.env["PYTHONPATH"])
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns[role], *cmd],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.env["PYTHONPATH"],
+        )
         self.procs[name] = p
         return p
 
@@ -84,10 +90,31 @@ class Site:
         self.ip(role, "link", "set", "eth0", "up")
         if addr:
             self.ip(role, "addr", "add", f"{addr}/16", "dev", "eth0")
-        if role in ("site", "pri"):          # the SPAN session: these ports' traffic to span0
+        if role in ("site", "pri"):  # the SPAN session: these ports' traffic to span0
             self.exe("sw", "tc", "qdisc", "add", "dev", f"{role}1", "ingress")
-            self.exe("sw", "tc", "filter", "add", "dev", f"{role}1", "parent", "ffff:", "protocol", "all", "u32",
-                     "match", "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev", "span1")
+            self.exe(
+                "sw",
+                "tc",
+                "filter",
+                "add",
+                "dev",
+                f"{role}1",
+                "parent",
+                "ffff:",
+                "protocol",
+                "all",
+                "u32",
+                "match",
+                "u32",
+                "0",
+                "0",
+                "action",
+                "mirred",
+                "egress",
+                "mirror",
+                "dev",
+                "span1",
+            )
 
     def __enter__(self):
         try:
@@ -98,8 +125,21 @@ class Site:
                 self.ip(role, "link", "set", "lo", "up")
             self.ip("sw", "link", "add", "br0", "type", "bridge")
             self.ip("sw", "link", "set", "br0", "up")
-            sh("ip", "link", "add", "span0", "netns", self.ns["app"], "type", "veth", "peer", "name", "span1",
-               "netns", self.ns["sw"])
+            sh(
+                "ip",
+                "link",
+                "add",
+                "span0",
+                "netns",
+                self.ns["app"],
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "span1",
+                "netns",
+                self.ns["sw"],
+            )
             self.ip("sw", "link", "set", "span1", "up")
             self._port("site", CUCM)
             for ph in self.phones:
@@ -128,8 +168,9 @@ class Site:
             f.write(KEEPALIVED.format(advert=self.advert, vip=VIP))
         self.pidf = os.path.join(self.work, "ka.pid")
         self.vpidf = os.path.join(self.work, "ka-vrrp.pid")
-        self.popen("pri", "keepalived", "keepalived", "-n", "-l", "-D", "-P", "-f", conf, "-p", self.pidf,
-                   "-r", self.vpidf)
+        self.popen(
+            "pri", "keepalived", "keepalived", "-n", "-l", "-D", "-P", "-f", conf, "-p", self.pidf, "-r", self.vpidf
+        )
         self.popen("pri", "recorder", sys.executable, "-m", "appliance.cli", "lab-recorder", "--address", VIP)
 
     def kill_keepalived(self):
@@ -149,13 +190,13 @@ class Site:
         return f" {VIP}/" in r.stdout
 
     def kill(self, mode: str):
-        if mode == "crash":                        # the recorder process dies; host and keepalived live
+        if mode == "crash":  # the recorder process dies; host and keepalived live
             self.procs.pop("recorder").kill()
-        elif mode == "host":                        # everything at once: processes and links
+        elif mode == "host":  # everything at once: processes and links
             self.kill_keepalived()
             self.procs.pop("recorder").kill()
             self.ip("pri", "link", "del", "eth0")
-        elif mode == "net":                         # its switch port stops forwarding; carrier stays up
+        elif mode == "net":  # its switch port stops forwarding; carrier stays up
             self.exe("sw", "bridge", "link", "set", "dev", "pri1", "state", "0")
         else:
             raise ValueError(mode)
@@ -163,7 +204,7 @@ class Site:
     def restore(self, mode: str):
         if mode == "crash":
             self.popen("pri", "recorder", sys.executable, "-m", "appliance.cli", "lab-recorder", "--address", VIP)
-        elif mode == "host":                        # the host boots again: links, keepalived, recorder
+        elif mode == "host":  # the host boots again: links, keepalived, recorder
             self._port("pri", PRIMARY)
             self.start_primary()
         elif mode == "net":
@@ -173,6 +214,7 @@ class Site:
 def _expected(seed: int, n: int) -> np.ndarray:
     from appliance.lab.sim import audio_codes
     from capture.media._g711_py import ULAW_TABLE
+
     return ULAW_TABLE[np.frombuffer(audio_codes(seed, n), dtype=np.uint8)]
 
 
@@ -188,93 +230,81 @@ def check_recording(out: str, meta: dict, dialog: dict, channel: int) -> dict:
     first = exp[:160]
     pos0 = None
     for s in range(max(0, guess - 4000), min(len(a) - 160, guess + 4000)):
-        if a[s] == first[0] and np.array_equal(a[s:s + 160], first):
+        if a[s] == first[0] and np.array_equal(a[s : s + 160], first):
             pos0 = s
             break
     recorded = after_end = 0
     if pos0 is not None:
         for i in range(sent):
             p = pos0 + 160 * i
-            if p >= len(a):              # sent after the BYE: not part of the call
+            if p >= len(a):  # sent after the BYE: not part of the call
                 after_end += 1
                 continue
-            n = min(160, len(a) - p)     # the last packet may straddle the BYE
-            if np.array_equal(a[p:p + n], exp[160 * i:160 * i + n]):
+            n = min(160, len(a) - p)  # the last packet may straddle the BYE
+            if np.array_equal(a[p : p + n], exp[160 * i : 160 * i + n]):
                 recorded += 1
     return {"sent": sent - after_end, "recorded": recorded}
 
 
-def run_lab(mode: str = "crash", work: str | None = None, calls_before: int = 4, calls_after: int = 3,
-            kill_at: float = 6.0, restore_at: float = 16.0, advert: float = 1.0, probe: float = 0.2) -> dict:
-    work = work or f"/tmp/shadowrec-lab-{mode}"
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    out = os.path.join(work, "recordings")
-    report: dict = {"mode": mode, "advert_int": advert, "probe_interval": probe}
-    with Site(work, advert=advert) as site:
-        site.start_primary()
-        t = time.monotonic()
-        while not site.has_vip("pri") and time.monotonic() - t < 10:
-            time.sleep(0.05)
-        site.popen("app", "shadowrec", sys.executable, "-m", "appliance.cli", "run", "--span", "span0", "--service",
-                   "eth0", "--vrid", "20", "--vip", f"{VIP}/16", "--primary", PRIMARY, "--out", out,
-                   "--advert-int", str(advert), "--probe-interval", str(probe))
-        t = time.monotonic()
-        while not glob.glob(os.path.join(out, "status-*.json")) and time.monotonic() - t < 20:
-            time.sleep(0.05)
-        time.sleep(1.0)
-        # before the failure: long calls that span it; after it: calls that only shadowrec can answer,
-        # the last of which spans the failback
-        plan = [(0.5 + 0.3 * k, kill_at + 6.0 - 0.3 * k) for k in range(calls_before)]
-        plan += [(kill_at + 2.5 + 0.4 * k, 5.0 + (restore_at - kill_at) * (k == calls_after - 1))
-                 for k in range(calls_after)]
-        manifest = os.path.join(work, "calls.json")
-        phones = ",".join(site.phones)
-        plan_s = ";".join(f"{a:.2f}:{b:.2f}" for a, b in plan)
-        cucm = site.popen("site", "cucm", sys.executable, "-m", "appliance.cli", "lab-cucm", "--ip", CUCM, "--vip", VIP,
-                          "--phones", phones, "--plan", plan_s, "--manifest", manifest)
-        t0 = time.monotonic()
-        timeline = []
-        stop = threading.Event()
+def _start_appliance(site: Site, out: str, advert: float, probe: float) -> None:
+    """``shadowrec run`` on the appliance's namespace, waited for until its first status file."""
+    site.popen("app", "shadowrec", sys.executable, "-m", "appliance.cli", "run", "--span", "span0",
+               "--service", "eth0", "--vrid", "20", "--vip", f"{VIP}/16", "--primary", PRIMARY, "--out", out,
+               "--advert-int", str(advert), "--probe-interval", str(probe))  # fmt: skip
+    t = time.monotonic()
+    while not glob.glob(os.path.join(out, "status-*.json")) and time.monotonic() - t < 20:
+        time.sleep(0.05)
+    time.sleep(1.0)
 
-        def watch():
-            last = None
-            while not stop.is_set():
-                cur = (site.has_vip("pri"), site.has_vip("app"))
-                if cur != last:
-                    timeline.append((round(time.monotonic() - t0, 3), *cur))
-                    last = cur
-                time.sleep(0.005)
 
-        w = threading.Thread(target=watch, daemon=True)
-        w.start()
-        time.sleep(max(0.0, kill_at - (time.monotonic() - t0)))
-        kill_t = time.monotonic() - t0
-        site.kill(mode)
-        time.sleep(max(0.0, restore_at - (time.monotonic() - t0)))
-        restore_t = time.monotonic() - t0
-        site.restore(mode)
-        cucm.wait(120)
-        t = time.monotonic()
-        while time.monotonic() - t < 10 and not (timeline and timeline[-1][1] and not timeline[-1][2]):
-            time.sleep(0.1)               # the failback, if it has not happened yet
-        time.sleep(1.0)
-        stop.set()
-        w.join()
-        site.procs["shadowrec"].send_signal(signal.SIGTERM)
-        site.procs["shadowrec"].wait(30)
-        report["timeline"] = timeline
-        after_kill = [x for x in timeline if x[0] >= kill_t]
-        took = next((x[0] for x in after_kill if x[2]), None)
-        report["takeover_s"] = round(took - kill_t, 3) if took is not None else None
-        back = next((x[0] for x in timeline if x[0] >= restore_t and x[1] and not x[2]), None)
-        report["failback_s"] = round(back - restore_t, 3) if back is not None else None
+class _VipWatch:
+    """Who holds the VIP, sampled every 5 ms: a timeline of (seconds, primary has it, shadowrec has it)."""
+
+    def __init__(self, site: Site, t0: float):
+        self.site, self.t0 = site, t0
+        self.timeline: list[tuple[float, bool, bool]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        last = None
+        while not self.stop.is_set():
+            cur = (self.site.has_vip("pri"), self.site.has_vip("app"))
+            if cur != last:
+                self.timeline.append((round(time.monotonic() - self.t0, 3), *cur))
+                last = cur
+            time.sleep(0.005)
+
+    def primary_alone(self) -> bool:
+        return bool(self.timeline and self.timeline[-1][1] and not self.timeline[-1][2])
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def _vip_report(timeline: list, mode: str, kill_t: float, restore_t: float) -> dict:
+    """Takeover and failback times, and when the VIP was held twice on the connected LAN."""
+    after_kill = [x for x in timeline if x[0] >= kill_t]
+    took = next((x[0] for x in after_kill if x[2]), None)
+    back = next((x[0] for x in timeline if x[0] >= restore_t and x[1] and not x[2]), None)
+    return {
+        "timeline": timeline,
+        "takeover_s": round(took - kill_t, 3) if took is not None else None,
+        "failback_s": round(back - restore_t, 3) if back is not None else None,
         # [when, for how long] the VIP was on both hosts of the connected LAN (not the split brain)
-        report["vip_held_twice"] = [
+        "vip_held_twice": [
             [at, round((timeline[k + 1][0] if k + 1 < len(timeline) else at) - at, 3)]
             for k, (at, pri, app) in enumerate(timeline)
-            if pri and app and not (mode == "net" and kill_t <= at < restore_t)]
-        report["vip_single_at_end"] = bool(timeline and timeline[-1][1] and not timeline[-1][2])
+            if pri and app and not (mode == "net" and kill_t <= at < restore_t)
+        ],
+        "vip_single_at_end": bool(timeline and timeline[-1][1] and not timeline[-1][2]),
+    }
+
+
+def _calls_report(out: str, manifest: str, calls_before: int) -> dict:
+    """Each call the CUCM placed against its recording: packets sent and recorded per voice."""
     calls = json.load(open(manifest))
     metas: dict = {}
     for p in glob.glob(os.path.join(out, "calls", "*", "*", "*", "*.json")):
@@ -283,27 +313,97 @@ def run_lab(mode: str = "crash", work: str | None = None, calls_before: int = 4,
     rows = []
     for c in calls:
         ms = metas.get(c["near"]["dn"], [])
-        row = {"index": c["index"], "before_failure": c["index"] < calls_before, "recordings": len(ms),
-               "answered_by": sorted({d.get("answered_by") or "nobody" for d in c["dialogs"].values()})}
+        row = {
+            "index": c["index"],
+            "before_failure": c["index"] < calls_before,
+            "recordings": len(ms),
+            "answered_by": sorted({d.get("answered_by") or "nobody" for d in c["dialogs"].values()}),
+        }
         if len(ms) == 1:
             m = ms[0]
-            row.update({"end_reason": m["end_reason"], "primary_failed_at": m["primary"]["failed_at"],
-                        "evidence": sorted({e["kind"] for e in m["primary"]["evidence"]}),
-                        "recorded_by": m["answered_by"]})
+            row.update(
+                {
+                    "end_reason": m["end_reason"],
+                    "primary_failed_at": m["primary"]["failed_at"],
+                    "evidence": sorted({e["kind"] for e in m["primary"]["evidence"]}),
+                    "recorded_by": m["answered_by"],
+                }
+            )
             for ch, role in ((0, "near"), (1, "far")):
                 if role in c["dialogs"] and c["dialogs"][role].get("seed") is not None:
                     row[role] = check_recording(out, m, c["dialogs"][role], ch)
         rows.append(row)
-    report["calls"] = rows
     before = [r for r in rows if r["before_failure"]]
     after = [r for r in rows if not r["before_failure"]]
-    lost = sum(r[s]["sent"] - r[s]["recorded"] for r in before for s in ("near", "far") if s in r)
-    report["in_progress_packets_lost"] = lost
-    report["in_progress_packets_sent"] = sum(r[s]["sent"] for r in before for s in ("near", "far") if s in r)
-    ok_after = [r for r in after if r["recordings"] == 1 and all(
-        s in r and r[s]["sent"] and r[s]["recorded"] == r[s]["sent"] for s in ("near", "far"))]
-    report["new_calls_recorded_share"] = round(len(ok_after) / len(after), 3) if after else None
-    report["new_calls_packets_lost"] = sum(r[s]["sent"] - r[s]["recorded"] for r in after for s in ("near", "far")
-                                           if s in r)
+    ok_after = [
+        r
+        for r in after
+        if r["recordings"] == 1
+        and all(s in r and r[s]["sent"] and r[s]["recorded"] == r[s]["sent"] for s in ("near", "far"))
+    ]
+    return {
+        "calls": rows,
+        "in_progress_packets_lost": sum(
+            r[s]["sent"] - r[s]["recorded"] for r in before for s in ("near", "far") if s in r
+        ),
+        "in_progress_packets_sent": sum(r[s]["sent"] for r in before for s in ("near", "far") if s in r),
+        "new_calls_recorded_share": round(len(ok_after) / len(after), 3) if after else None,
+        "new_calls_packets_lost": sum(
+            r[s]["sent"] - r[s]["recorded"] for r in after for s in ("near", "far") if s in r
+        ),
+    }
+
+
+def run_lab(
+    mode: str = "crash",
+    work: str | None = None,
+    calls_before: int = 4,
+    calls_after: int = 3,
+    kill_at: float = 6.0,
+    restore_at: float = 16.0,
+    advert: float = 1.0,
+    probe: float = 0.2,
+) -> dict:
+    """Build the site, place calls, kill the primary one way mid-call, bring it back; the report."""
+    work = work or f"/tmp/shadowrec-lab-{mode}"
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    out = os.path.join(work, "recordings")
+    manifest = os.path.join(work, "calls.json")
+    report: dict = {"mode": mode, "advert_int": advert, "probe_interval": probe}
+    with Site(work, advert=advert) as site:
+        site.start_primary()
+        t = time.monotonic()
+        while not site.has_vip("pri") and time.monotonic() - t < 10:
+            time.sleep(0.05)
+        _start_appliance(site, out, advert, probe)
+        # before the failure: long calls that span it; after it: calls that only shadowrec can answer,
+        # the last of which spans the failback
+        plan = [(0.5 + 0.3 * k, kill_at + 6.0 - 0.3 * k) for k in range(calls_before)]
+        plan += [
+            (kill_at + 2.5 + 0.4 * k, 5.0 + (restore_at - kill_at) * (k == calls_after - 1)) for k in range(calls_after)
+        ]
+        plan_s = ";".join(f"{a:.2f}:{b:.2f}" for a, b in plan)
+        cucm = site.popen("site", "cucm", sys.executable, "-m", "appliance.cli", "lab-cucm", "--ip", CUCM,
+                          "--vip", VIP, "--phones", ",".join(site.phones), "--plan", plan_s,
+                          "--manifest", manifest)  # fmt: skip
+        t0 = time.monotonic()
+        watch = _VipWatch(site, t0)
+        time.sleep(max(0.0, kill_at - (time.monotonic() - t0)))
+        kill_t = time.monotonic() - t0
+        site.kill(mode)
+        time.sleep(max(0.0, restore_at - (time.monotonic() - t0)))
+        restore_t = time.monotonic() - t0
+        site.restore(mode)
+        cucm.wait(120)
+        t = time.monotonic()
+        while time.monotonic() - t < 10 and not watch.primary_alone():
+            time.sleep(0.1)  # the failback, if it has not happened yet
+        time.sleep(1.0)
+        watch.close()
+        site.procs["shadowrec"].send_signal(signal.SIGTERM)
+        site.procs["shadowrec"].wait(30)
+        report.update(_vip_report(watch.timeline, mode, kill_t, restore_t))
+    report.update(_calls_report(out, manifest, calls_before))
     report["work"] = work
     return report

@@ -7,6 +7,7 @@ is the case keepalived alone misses) or when ``misses`` probes in a row went una
 flapping primary does not bounce the VIP. ``Prober`` sends the probes from a thread and posts
 each verdict change to a callback (the VRRP runner).
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,8 @@ class HealthPolicy:
         self.verdict = Verdict.UNKNOWN
         self.missed = 0
         self.answered = 0
-        self.outstanding: dict = {}          # probe id -> sent at
-        self.history: list = []              # (t, verdict, why)
+        self.outstanding: dict = {}  # probe id -> sent at
+        self.history: list = []  # (t, verdict, why)
 
     def _set(self, now, v, why):
         if v is not self.verdict:
@@ -72,8 +73,16 @@ class HealthPolicy:
 class Prober:
     """OPTIONS to ``primary`` (its own address, not the VIP) every ``interval`` seconds."""
 
-    def __init__(self, primary: str, on_verdict, interval: float = 0.2, port: int = 5060, local: str = "",
-                 policy: HealthPolicy | None = None, ifname: str | None = None):
+    def __init__(
+        self,
+        primary: str,
+        on_verdict,
+        interval: float = 0.2,
+        port: int = 5060,
+        local: str = "",
+        policy: HealthPolicy | None = None,
+        ifname: str | None = None,
+    ):
         self.primary, self.port, self.interval = primary, port, interval
         self.ifname = ifname
         self.flushed_at = 0.0
@@ -82,7 +91,7 @@ class Prober:
         self.stop = False
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((local, 0))
-        self.sock.connect((primary, port))          # a connected socket hears ICMP port unreachable
+        self.sock.connect((primary, port))  # a connected socket hears ICMP port unreachable
         self.sock.settimeout(0.02)
         self.tag = f"{random.getrandbits(32):x}"
         self.seq = 0
@@ -90,11 +99,13 @@ class Prober:
 
     def _options(self, pid: str) -> bytes:
         local, lport = self.sock.getsockname()
-        return (f"OPTIONS sip:{self.primary}:{self.port} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP {local}:{lport};branch=z9hG4bK{pid}\r\n"
-                f"From: <sip:shadowrec@{local}>;tag={self.tag}\r\nTo: <sip:{self.primary}>\r\n"
-                f"Call-ID: {pid}@shadowrec\r\nCSeq: {self.seq} OPTIONS\r\nMax-Forwards: 70\r\n"
-                "User-Agent: shadowrec-health\r\nContent-Length: 0\r\n\r\n").encode()
+        return (
+            f"OPTIONS sip:{self.primary}:{self.port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {local}:{lport};branch=z9hG4bK{pid}\r\n"
+            f"From: <sip:shadowrec@{local}>;tag={self.tag}\r\nTo: <sip:{self.primary}>\r\n"
+            f"Call-ID: {pid}@shadowrec\r\nCSeq: {self.seq} OPTIONS\r\nMax-Forwards: 70\r\n"
+            "User-Agent: shadowrec-health\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
 
     def _emit(self, v):
         if v is not None:
@@ -110,11 +121,12 @@ class Prober:
         self.flushed_at = now
         try:
             from pyroute2 import IPRoute
+
             with IPRoute() as ipr:
                 idx = ipr.link_lookup(ifname=self.ifname)
                 if idx:
                     ipr.neigh("del", dst=self.primary, ifindex=idx[0])
-        except Exception:          # no entry to delete: nothing to do
+        except Exception:  # no entry to delete: nothing to do
             pass
 
     def run(self):
@@ -145,7 +157,7 @@ class Prober:
                 continue
             i = data.find(b"Call-ID:")
             if data.startswith(b"SIP/2.0 ") and i >= 0:
-                cid = data[i + 8:data.find(b"\r\n", i)].strip().decode(errors="replace").split("@")[0]
+                cid = data[i + 8 : data.find(b"\r\n", i)].strip().decode(errors="replace").split("@")[0]
                 self._emit(self.policy.answer(time.monotonic(), cid))
 
     def start(self):

@@ -11,6 +11,7 @@ listens on this interface: calls answered here are recorded by the same code as 
 Delayed offer: CUCM's INVITE has no SDP; our 200 OK carries the offer (recvonly, PCMU, PCMA
 and telephone-event on one port); CUCM's ACK carries the answer.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -38,7 +39,7 @@ class _Dialog:
     to_tag: str
     port: int
     invite_cseq: int
-    response: bytes                   # the 2xx, resent until ACKed
+    response: bytes  # the 2xx, resent until ACKed
     peer: tuple
     next_resend: float
     interval: float
@@ -50,13 +51,22 @@ class _Dialog:
 
 @dataclass
 class Uas:
-    address: str                                   # the VIP
+    address: str  # the VIP
     port_range: tuple = (40000, 49998)
     user_agent: str = "shadowrec"
     dialogs: dict = field(default_factory=dict)
-    answered: set = field(default_factory=set)     # Call-IDs answered here (for the recordings' metadata)
-    counters: dict = field(default_factory=lambda: {"invites": 0, "acks": 0, "byes": 0, "cancels": 0,
-                                                   "options": 0, "retransmissions": 0, "bad_messages": 0})
+    answered: set = field(default_factory=set)  # Call-IDs answered here (for the recordings' metadata)
+    counters: dict = field(
+        default_factory=lambda: {
+            "invites": 0,
+            "acks": 0,
+            "byes": 0,
+            "cancels": 0,
+            "options": 0,
+            "retransmissions": 0,
+            "bad_messages": 0,
+        }
+    )
 
     def __post_init__(self):
         self._ports = itertools.cycle(range(self.port_range[0], self.port_range[1], 2))
@@ -74,21 +84,29 @@ class Uas:
         raise RuntimeError("no free RTP port")
 
     def _sdp(self, d: _Dialog) -> bytes:
-        return (f"v=0\r\no=shadowrec {d.port} {d.sdp_version} IN IP4 {self.address}\r\ns=shadowrec\r\n"
-                f"c=IN IP4 {self.address}\r\nt=0 0\r\nm=audio {d.port} RTP/AVP 0 8 101\r\n"
-                "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
-                "a=fmtp:101 0-15\r\na=recvonly\r\n").encode()
+        return (
+            f"v=0\r\no=shadowrec {d.port} {d.sdp_version} IN IP4 {self.address}\r\ns=shadowrec\r\n"
+            f"c=IN IP4 {self.address}\r\nt=0 0\r\nm=audio {d.port} RTP/AVP 0 8 101\r\n"
+            "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+            "a=fmtp:101 0-15\r\na=recvonly\r\n"
+        ).encode()
 
-    def _response(self, msg, code: int, reason: str, to_tag: str | None = None, body: bytes = b"",
-                  extra: tuple = ()) -> bytes:
+    def _response(
+        self, msg, code: int, reason: str, to_tag: str | None = None, body: bytes = b"", extra: tuple = ()
+    ) -> bytes:
         lines = [f"SIP/2.0 {code} {reason}"]
         lines += [f"Via: {v}" for v in msg.header_all("via")]
         lines.append(f"From: {msg.header('from')}")
         to = msg.header("to") or ""
         if to_tag and ";tag=" not in to.lower():
             to += f";tag={to_tag}"
-        lines += [f"To: {to}", f"Call-ID: {msg.call_id}", f"CSeq: {msg.header('cseq')}",
-                  f"Server: {self.user_agent}", *extra]
+        lines += [
+            f"To: {to}",
+            f"Call-ID: {msg.call_id}",
+            f"CSeq: {msg.header('cseq')}",
+            f"Server: {self.user_agent}",
+            *extra,
+        ]
         if body:
             lines.append("Content-Type: application/sdp")
         lines += [f"Content-Length: {len(body)}", "", ""]
@@ -99,7 +117,7 @@ class Uas:
         try:
             msg = sip.parse(data)
             if not msg.is_request:
-                return []          # we send no requests; stray responses are ignored
+                return []  # we send no requests; stray responses are ignored
             cid = msg.call_id
             num, method = msg.cseq
         except ParseError:
@@ -110,19 +128,21 @@ class Uas:
         if m == "INVITE":
             if d is not None and num == d.invite_cseq:
                 self.counters["retransmissions"] += 1
-                return [(src, d.response)]                     # an INVITE retransmission
-            if d is not None:                                  # re-INVITE: same media, new version
+                return [(src, d.response)]  # an INVITE retransmission
+            if d is not None:  # re-INVITE: same media, new version
                 d.sdp_version += 1
-                d.response = self._response(msg, 200, "OK", d.to_tag, self._sdp(d),
-                                            (f"Contact: <sip:{self.address}:5060>", f"Allow: {ALLOW}"))
+                d.response = self._response(
+                    msg, 200, "OK", d.to_tag, self._sdp(d), (f"Contact: <sip:{self.address}:5060>", f"Allow: {ALLOW}")
+                )
                 d.invite_cseq, d.acked, d.peer = num, False, src
                 d.next_resend, d.interval, d.give_up = now + T1, T1, now + 64 * T1
                 return [(src, d.response)]
             self.counters["invites"] += 1
             tag = f"sr{random.getrandbits(40):x}"
             d = _Dialog(cid, tag, self._port(), num, b"", src, now + T1, T1, now + 64 * T1)
-            d.response = self._response(msg, 200, "OK", tag, self._sdp(d),
-                                        (f"Contact: <sip:{self.address}:5060>", f"Allow: {ALLOW}"))
+            d.response = self._response(
+                msg, 200, "OK", tag, self._sdp(d), (f"Contact: <sip:{self.address}:5060>", f"Allow: {ALLOW}")
+            )
             self.dialogs[cid] = d
             self.answered.add(cid)
             return [(src, self._response(msg, 100, "Trying")), (src, d.response)]
@@ -141,7 +161,7 @@ class Uas:
             return [(src, self._response(msg, 200, "OK", d.to_tag))]
         if m == "CANCEL":
             self.counters["cancels"] += 1
-            return [(src, self._response(msg, 200, "OK"))]   # the INVITE was answered at once already
+            return [(src, self._response(msg, 200, "OK"))]  # the INVITE was answered at once already
         if m == "OPTIONS":
             self.counters["options"] += 1
             return [(src, self._response(msg, 200, "OK", None, b"", (f"Allow: {ALLOW}",)))]
@@ -185,8 +205,8 @@ class SipServer:
             s.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
             s.bind((bind or address, port))
         self.tcp.listen(64)
-        self.conns: dict = {}          # socket -> (peer, bytearray)
-        self.rtp: dict = {}            # port -> socket
+        self.conns: dict = {}  # socket -> (peer, bytearray)
+        self.rtp: dict = {}  # port -> socket
         self.thread = threading.Thread(target=self.run, name="shadowrec-sip", daemon=True)
 
     def start(self):
@@ -198,7 +218,7 @@ class SipServer:
         for p in want - set(self.rtp):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # we only hold the port open
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # we only hold the port open
             s.bind((self.uas.address, p))
             self.rtp[p] = s
         for p in set(self.rtp) - want:
@@ -248,7 +268,7 @@ class SipServer:
                         del buf[:n]
                 else:
                     try:
-                        s.recv(65535)               # RTP: drained; the capture engine records it
+                        s.recv(65535)  # RTP: drained; the capture engine records it
                     except OSError:
                         pass
             self._send(self.uas.on_timer(now))

@@ -17,6 +17,7 @@ the VIP and announces it. On ALIVE (5 answers in a row) it advertises priority 0
 the VIP; the primary takes it back after its Skew_Time. Two hosts never answer for the VIP
 for longer than it takes keepalived to process one advertisement.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -36,26 +37,42 @@ log = logging.getLogger("shadowrec")
 
 
 class Standby:
-    def __init__(self, span: str, service: str, opts: Options, vrrp: VrrpConfig, vips: list, primary: str,
-                 probe_interval: float = 0.2, ring_mb: int = 256):
+    def __init__(
+        self,
+        span: str,
+        service: str,
+        opts: Options,
+        vrrp: VrrpConfig,
+        vips: list,
+        primary: str,
+        probe_interval: float = 0.2,
+        ring_mb: int = 256,
+    ):
         self.vrrp = VrrpRunner(vrrp, service, vips)
         vip_ip = vips[0].split("/")[0]
         self.sip = SipServer(vip_ip)
         self.worker = Worker([span, service], opts, ring_mb=ring_mb, answered=self.sip.uas.answered)
         vip_packed = ipaddress.ip_address(vip_ip).packed
-        media = self.worker.rec.table.media      # read from the SIP thread: membership tests only
+        media = self.worker.rec.table.media  # read from the SIP thread: membership tests only
         self.sip.uas.busy = lambda port: flow_key(vip_packed, port) in media
         self.prober = Prober(primary, self._verdict, interval=probe_interval, local=vrrp.local_ip, ifname=service)
-        self.worker.extra_status = lambda: {"vrrp": self.vrrp.status(), "health": self.prober.policy.verdict.value,
-                                            "sip": dict(self.sip.uas.counters)}
+        self.worker.extra_status = lambda: {
+            "vrrp": self.vrrp.status(),
+            "health": self.prober.policy.verdict.value,
+            "sip": dict(self.sip.uas.counters),
+        }
         self.vrrp_thread = threading.Thread(target=self.vrrp.run, name="shadowrec-vrrp", daemon=True)
 
     def _verdict(self, v: Verdict):
         self.vrrp.post(Event.PRIMARY_DEAD if v is Verdict.DEAD else Event.PRIMARY_ALIVE)
 
     def status(self) -> dict:
-        return {"vrrp": self.vrrp.status(), "health": self.prober.policy.verdict.value,
-                "sip": dict(self.sip.uas.counters), "capture": self.worker.counters()}
+        return {
+            "vrrp": self.vrrp.status(),
+            "health": self.prober.policy.verdict.value,
+            "sip": dict(self.sip.uas.counters),
+            "capture": self.worker.counters(),
+        }
 
     def run(self, max_seconds: float | None = None) -> dict:
         def stop(*_):

@@ -3,5 +3,6 @@ from typing import Any
 
 import numpy as np
 
-def index_block(ring: Any, block_off: int,
-                block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
+def index_block(
+    ring: Any, block_off: int, block_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...

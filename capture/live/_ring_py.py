@@ -5,6 +5,7 @@
 same arrays as the capture-file indexer: absolute offsets of each frame's first byte in
 ``ring``, captured lengths, timestamps in ns and link types (Ethernet).
 """
+
 from __future__ import annotations
 
 import struct
@@ -13,8 +14,8 @@ import numpy as np
 
 from capture.errors import Truncated
 
-_BLK = struct.Struct("=IIIIIIQ")          # version, offset_to_priv, status, num_pkts, first, blk_len, seq
-_PKT = struct.Struct("=IIIIIIHH")         # next, sec, nsec, snaplen, len, status, mac, net
+_BLK = struct.Struct("=IIIIIIQ")  # version, offset_to_priv, status, num_pkts, first, blk_len, seq
+_PKT = struct.Struct("=IIIIIIHH")  # next, sec, nsec, snaplen, len, status, mac, net
 
 
 def index_block(ring, block_off: int, block_size: int):
@@ -40,5 +41,9 @@ def index_block(ring, block_off: int, block_size: int):
             break
         pos += nxt
     n = len(offs)
-    return (np.array(offs, dtype=np.int64), np.array(lens, dtype=np.int32),
-            np.array(tss, dtype=np.int64), np.full(n, 1, dtype=np.int32))
+    return (
+        np.array(offs, dtype=np.int64),
+        np.array(lens, dtype=np.int32),
+        np.array(tss, dtype=np.int64),
+        np.full(n, 1, dtype=np.int32),
+    )

@@ -1,6 +1,7 @@
 """What each capture worker's kernel ring lets through: a BPF program compiled by libpcap
 (through pcapy-ng) from a tcpdump expression. Every worker sees all SIP and ICMP; RTP is split
 between workers by the phone's address, so both streams of a call reach one worker."""
+
 from __future__ import annotations
 
 from capture.errors import ConfigError
@@ -9,17 +10,20 @@ from capture.errors import ConfigError
 def compile_bpf(expr: str, snaplen: int = 262144) -> list:
     """Compile a tcpdump filter with libpcap (through pcapy-ng) to classic BPF instructions."""
     import pcapy
+
     try:
         return pcapy.compile(1, snaplen, expr, 1, 0).get_bpf()
-    except Exception as e:     # pcapy raises its own PcapError type
+    except Exception as e:  # pcapy raises its own PcapError type
         raise ConfigError(f"bad capture filter {expr!r}: {e}") from e
 
 
 def rtp_filter(sip_ports=(5060,)) -> str:
     """SIP (UDP/TCP), RTP-looking UDP (version 2), ICMP errors and IP fragments."""
     sip = " or ".join(f"port {p}" for p in sip_ports)
-    return (f"(udp and ({sip})) or (tcp and ({sip})) or icmp or icmp6 or "
-            "(ip and ip[6:2] & 0x3fff != 0) or (ip6 and ip6[6] = 44)")
+    return (
+        f"(udp and ({sip})) or (tcp and ({sip})) or icmp or icmp6 or "
+        "(ip and ip[6:2] & 0x3fff != 0) or (ip6 and ip6[6] = 44)"
+    )
 
 
 def worker_filter(k: int, n: int, sip_ports=(5060,), extra: str | None = None) -> str:

@@ -1,5 +1,6 @@
 """Preparing the SPAN interface, and putting it back: link up, receive offloads that merge
 packets (GRO, LRO) off. Promiscuous mode comes with the capture socket's membership."""
+
 from __future__ import annotations
 
 import logging
@@ -21,12 +22,13 @@ class SpanInterface:
 
     def __enter__(self):
         from pyroute2 import IPRoute
+
         with IPRoute() as ipr:
             idx = ipr.link_lookup(ifname=self.ifname)
             if not idx:
                 raise ConfigError(f"no interface named {self.ifname}")
             link = ipr.get_links(idx[0])[0]
-            if not link["flags"] & 1:           # IFF_UP
+            if not link["flags"] & 1:  # IFF_UP
                 ipr.link("set", index=idx[0], state="up")
                 self.was_down = True
         if self.offloads_off:
@@ -35,6 +37,7 @@ class SpanInterface:
 
     def _features(self, enable: bool):
         from pyroute2.ethtool import Ethtool
+
         et = Ethtool()
         try:
             feats = et.get_features(self.ifname)
@@ -50,7 +53,7 @@ class SpanInterface:
                 et.set_features(self.ifname, feats)
                 if not enable:
                     self.changed_features = list(todo)
-        except Exception as e:      # drivers without ethtool support: capture still works
+        except Exception as e:  # drivers without ethtool support: capture still works
             log.warning("could not change offloads on %s: %s", self.ifname, e)
         finally:
             et.close()
@@ -60,6 +63,7 @@ class SpanInterface:
             self._features(True)
         if self.was_down:
             from pyroute2 import IPRoute
+
             with IPRoute() as ipr:
                 idx = ipr.link_lookup(ifname=self.ifname)
                 if idx:

@@ -11,6 +11,7 @@ is dropped and counted instead of stalling the ring. SIGUSR1 prints the counters
 SIGTERM/SIGINT stop cleanly: open calls are written up to now and saved, and the next
 start on the same DIR resumes them in the same files.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ from capture.live.worker import DEFAULT_RING_MB, Worker
 from capture.options import Options
 
 log = logging.getLogger("shadowrec")
-MAX_WORKER_FAILURES = 10     # restarts of failed workers before the whole capture gives up
+MAX_WORKER_FAILURES = 10  # restarts of failed workers before the whole capture gives up
 
 
 def _worker_main(iface, opts, k, n, ring_mb, block_kb, bpf, max_seconds, ready):
@@ -38,16 +39,25 @@ def _worker_main(iface, opts, k, n, ring_mb, block_kb, bpf, max_seconds, ready):
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGUSR1, lambda *_: print(json.dumps(w.counters(), sort_keys=True), file=sys.stderr,
-                                                   flush=True))
+    signal.signal(
+        signal.SIGUSR1, lambda *_: print(json.dumps(w.counters(), sort_keys=True), file=sys.stderr, flush=True)
+    )
     ready.set()
     if w.run(max_seconds).get("error"):
-        sys.exit(1)               # the parent logs it and starts the worker again
+        sys.exit(1)  # the parent logs it and starts the worker again
 
 
-def capture(iface: str, opts: Options, workers: int = 1, ring_mb: int = DEFAULT_RING_MB, block_kb: int = 1024,
-            bpf: str | None = None, max_seconds: float | None = None, offloads_off: bool = True,
-            on_ready=None) -> dict:
+def capture(
+    iface: str,
+    opts: Options,
+    workers: int = 1,
+    ring_mb: int = DEFAULT_RING_MB,
+    block_kb: int = 1024,
+    bpf: str | None = None,
+    max_seconds: float | None = None,
+    offloads_off: bool = True,
+    on_ready=None,
+) -> dict:
     """Record live until SIGTERM/SIGINT (or ``max_seconds``); returns the merged counters."""
     os.makedirs(opts.out_dir, exist_ok=True)
     with SpanInterface(iface, offloads_off):
@@ -60,7 +70,8 @@ def capture(iface: str, opts: Options, workers: int = 1, ring_mb: int = DEFAULT_
 
             old = {s: signal.signal(s, on_stop) for s in (signal.SIGTERM, signal.SIGINT)}
             old[signal.SIGUSR1] = signal.signal(
-                signal.SIGUSR1, lambda *_: print(json.dumps(w.counters(), sort_keys=True), file=sys.stderr, flush=True))
+                signal.SIGUSR1, lambda *_: print(json.dumps(w.counters(), sort_keys=True), file=sys.stderr, flush=True)
+            )
             if on_ready:
                 on_ready()
             try:
@@ -72,25 +83,29 @@ def capture(iface: str, opts: Options, workers: int = 1, ring_mb: int = DEFAULT_
         t0 = time.monotonic()
 
         def start(k: int):
-            o = Options(**{**vars(opts), "own_by_rtp": True,
-                           "state_file": os.path.join(opts.out_dir, f"state-{k}.json")})
+            o = Options(
+                **{**vars(opts), "own_by_rtp": True, "state_file": os.path.join(opts.out_dir, f"state-{k}.json")}
+            )
             ev = ctx.Event()
             left = None if max_seconds is None else max(0.1, max_seconds - (time.monotonic() - t0))
-            p = ctx.Process(target=_worker_main, args=(iface, o, k, workers, ring_mb, block_kb, bpf, left, ev),
-                            name=f"shadowrec-capture-{k}")
+            p = ctx.Process(
+                target=_worker_main,
+                args=(iface, o, k, workers, ring_mb, block_kb, bpf, left, ev),
+                name=f"shadowrec-capture-{k}",
+            )
             p.start()
             return p, ev
 
         started = [start(k) for k in range(workers)]
         procs = [p for p, _ in started]
-        for p, ev in started:     # a worker that dies starting is not waited for
+        for p, ev in started:  # a worker that dies starting is not waited for
             deadline = time.monotonic() + 30
             while not ev.wait(0.1) and p.is_alive() and time.monotonic() < deadline:
                 pass
         if on_ready:
             on_ready()
         stopping = []
-        failures: list = []        # (worker, exit code)
+        failures: list = []  # (worker, exit code)
 
         def forward(sig, _frame):
             if sig != signal.SIGUSR1:
@@ -112,8 +127,12 @@ def capture(iface: str, opts: Options, workers: int = 1, ring_mb: int = DEFAULT_
                         # calls it had open are lost from here on; new calls are recorded again.
                         failures.append((k, p.exitcode))
                         if len(failures) > MAX_WORKER_FAILURES:
-                            log.error("capture worker %d exited with code %s, %d failures: stopping",
-                                      k, p.exitcode, len(failures))
+                            log.error(
+                                "capture worker %d exited with code %s, %d failures: stopping",
+                                k,
+                                p.exitcode,
+                                len(failures),
+                            )
                             forward(signal.SIGTERM, None)
                             continue
                         log.error("capture worker %d exited with code %s; starting it again", k, p.exitcode)

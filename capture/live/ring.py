@@ -4,6 +4,7 @@ Only the per-block walk is hot (``index_block``: ext/ring.pyx or its twin); sock
 the mmap and poll() are done here once. Blocks are handed out in ring order and must be
 given back with ``release`` once their packets are processed.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -34,8 +35,15 @@ log = logging.getLogger("shadowrec")
 class Ring:
     """Receive ring on ``ifname``: ``block_size`` × ``blocks`` bytes (32 MiB or more for bursts)."""
 
-    def __init__(self, ifname: str, block_size: int = 1 << 20, blocks: int = 64, timeout_ms: int = 20,
-                 bpf: list | None = None, promisc: bool = True):
+    def __init__(
+        self,
+        ifname: str,
+        block_size: int = 1 << 20,
+        blocks: int = 64,
+        timeout_ms: int = 20,
+        bpf: list | None = None,
+        promisc: bool = True,
+    ):
         if block_size % mmap.PAGESIZE or block_size < 65536:
             raise ConfigError(f"ring block size {block_size} must be a multiple of the page size and >= 64 KiB")
         self.block_size = block_size
@@ -50,13 +58,15 @@ class Ring:
             frame = 2048
             req = struct.pack("IIIIIII", block_size, blocks, frame, block_size * blocks // frame, timeout_ms, 0, 0)
             self.sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
-            self.mm = mmap.mmap(self.sock.fileno(), block_size * blocks, mmap.MAP_SHARED,
-                                mmap.PROT_READ | mmap.PROT_WRITE)
+            self.mm = mmap.mmap(
+                self.sock.fileno(), block_size * blocks, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+            )
             self.ifname = ifname
             self.ifindex = socket.if_nametoindex(ifname)
-            if promisc:     # undone by the kernel when the socket closes
-                self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP,
-                                     struct.pack("iHH8s", self.ifindex, PACKET_MR_PROMISC, 0, b""))
+            if promisc:  # undone by the kernel when the socket closes
+                self.sock.setsockopt(
+                    SOL_PACKET, PACKET_ADD_MEMBERSHIP, struct.pack("iHH8s", self.ifindex, PACKET_MR_PROMISC, 0, b"")
+                )
             self.sock.bind((ifname, ETH_P_ALL))
         except OSError as e:
             self.sock.close()
@@ -78,7 +88,7 @@ class Ring:
         if not self._handed_over(off):
             if not timeout_ms:
                 return None
-            for _, ev in self.poller.poll(timeout_ms):      # releases the GIL while the link is idle
+            for _, ev in self.poller.poll(timeout_ms):  # releases the GIL while the link is idle
                 self.check_poll(ev, timeout_ms)
             if not self._handed_over(off):
                 return None
@@ -107,22 +117,23 @@ class Ring:
         except OSError:
             index = None
         if index != self.ifindex:
-            raise InterfaceError(f"{self.ifname}: the capture interface is gone"
-                                 + (f" ({os.strerror(err)})" if err else ""))
+            raise InterfaceError(
+                f"{self.ifname}: the capture interface is gone" + (f" ({os.strerror(err)})" if err else "")
+            )
         self.link_errors += 1
         if self.link_errors <= 20:
             log.warning("%s: capture socket error: %s", self.ifname, os.strerror(err) if err else "hang-up")
         if not err:
-            time.sleep(timeout_ms / 1000)   # a hang-up with no error: do not spin
+            time.sleep(timeout_ms / 1000)  # a hang-up with no error: do not spin
 
     def release(self, off: int) -> None:
-        self.mm[off + 8:off + 12] = b"\0\0\0\0"          # TP_STATUS_KERNEL
+        self.mm[off + 8 : off + 12] = b"\0\0\0\0"  # TP_STATUS_KERNEL
         self.current = (self.current + 1) % self.blocks
 
     def stats(self) -> tuple:
         """(packets, drops) seen by the kernel since the ring opened (tpacket_stats_v3)."""
         raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12)
-        p, d, _freeze = struct.unpack("III", raw)     # reading resets the kernel's counters
+        p, d, _freeze = struct.unpack("III", raw)  # reading resets the kernel's counters
         self.packets += p
         self.drops += d
         return self.packets, self.drops

@@ -1,5 +1,6 @@
 """The capture workers' status files (``DIR/status-N.json``, rewritten every second) and their
 counters added up: what ``/status``, ``/metrics``, the service's watchdog and the exit summary read."""
+
 from __future__ import annotations
 
 import glob
@@ -17,8 +18,11 @@ def merge_counters(statuses: list) -> dict:
             if key == "last_packet_at":
                 if v is not None:
                     merged[key] = max(merged.get(key) or v, v)
-            elif isinstance(v, (int, float)) and not isinstance(v, bool) and key not in ("worker", "workers", "time",
-                                                                                         "age_s"):
+            elif (
+                isinstance(v, (int, float))
+                and not isinstance(v, bool)
+                and key not in ("worker", "workers", "time", "age_s")
+            ):
                 merged[key] = merged.get(key, 0) + v
             elif key == "errors":
                 for e, c in v.items():
@@ -29,8 +33,11 @@ def merge_counters(statuses: list) -> dict:
 def read_statuses(out_dir: str, workers: int | None = None) -> list:
     """The workers' status files (rewritten every second), each with its ``age_s``: workers
     0..N-1, or every status file in the directory."""
-    paths = ([os.path.join(out_dir, f"status-{k}.json") for k in range(workers)] if workers is not None
-             else sorted(glob.glob(os.path.join(out_dir, "status-*.json"))))
+    paths = (
+        [os.path.join(out_dir, f"status-{k}.json") for k in range(workers)]
+        if workers is not None
+        else sorted(glob.glob(os.path.join(out_dir, "status-*.json")))
+    )
     out = []
     for p in paths:
         try:

@@ -3,6 +3,7 @@ answers calls itself), one recorder, a writer thread, its status file every seco
 blocks until told to stop, ticks the recorder by wall time while the rings are idle, and on a stop
 reads what the rings still hold from before it, then saves its open calls to resume them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,15 +25,24 @@ log = logging.getLogger("shadowrec")
 # 256 MiB of ring per worker: about 2 s of a saturated 1 Gb/s port, enough for a burst of call set-ups
 # (measured: 64 MiB dropped 8-12% at 480k pps while 2,000 calls were set up in a second; 256 MiB dropped 0)
 DEFAULT_RING_MB = 256
-DRAIN_S = 10.0       # at a stop, read what the ring holds for at most this long (a full 256 MiB ring: ~2 s)
+DRAIN_S = 10.0  # at a stop, read what the ring holds for at most this long (a full 256 MiB ring: ~2 s)
 
 
 class Worker:
     """One capture process: a ring per interface (the SPAN port, and the VIP's interface when
     shadowrec answers calls itself), one recorder."""
 
-    def __init__(self, iface, opts: Options, k: int = 0, n: int = 1, ring_mb: int = DEFAULT_RING_MB,
-                 block_kb: int = 1024, bpf: str | None = None, answered=None):
+    def __init__(
+        self,
+        iface,
+        opts: Options,
+        k: int = 0,
+        n: int = 1,
+        ring_mb: int = DEFAULT_RING_MB,
+        block_kb: int = 1024,
+        bpf: str | None = None,
+        answered=None,
+    ):
         self.k, self.n = k, n
         self.opts = opts
         self.impl = speedups.default()
@@ -55,7 +65,7 @@ class Worker:
         self.extra_status: Callable[[], dict] | None = None
         self.stop = False
         self.received = 0
-        self.last_packet_at: float | None = None            # wall time the SPAN port last delivered a packet
+        self.last_packet_at: float | None = None  # wall time the SPAN port last delivered a packet
         self.status_path = os.path.join(opts.out_dir, f"status-{k}.json")
 
     def _ring_has_room(self) -> bool:
@@ -70,13 +80,22 @@ class Worker:
             p, d = r.stats()
             packets, drops = packets + p, drops + d
         s = self.rec.status()
-        s.update({"worker": self.k, "workers": self.n, "received": self.received,
-                  "kernel_packets": packets, "kernel_drops": drops, "time": time.time(),
-                  "link_errors": sum(r.link_errors for r in self.rings),
-                  "last_packet_at": self.last_packet_at, "write_wait_s": round(self.io.wait_s, 3),
-                  "cpu_s": round(time.process_time() - getattr(self, "cpu0", time.process_time()), 3),
-                  "capture_cpu_s": round(time.thread_time() - getattr(self, "tcpu0", time.thread_time()), 3),
-                  "writer_cpu_s": round(self.io.cpu_s(), 3)})
+        s.update(
+            {
+                "worker": self.k,
+                "workers": self.n,
+                "received": self.received,
+                "kernel_packets": packets,
+                "kernel_drops": drops,
+                "time": time.time(),
+                "link_errors": sum(r.link_errors for r in self.rings),
+                "last_packet_at": self.last_packet_at,
+                "write_wait_s": round(self.io.wait_s, 3),
+                "cpu_s": round(time.process_time() - getattr(self, "cpu0", time.process_time()), 3),
+                "capture_cpu_s": round(time.thread_time() - getattr(self, "tcpu0", time.thread_time()), 3),
+                "writer_cpu_s": round(self.io.cpu_s(), 3),
+            }
+        )
         if self.extra_status is not None:
             s["standby"] = self.extra_status()
         return s
@@ -91,12 +110,13 @@ class Worker:
             off = self.ring.next_block(100)
             return (self.ring, off) if off is not None else (None, None)
         import select
+
         p = select.poll()
         by_fd = {ring.sock.fileno(): ring for ring in self.rings}
         for fd in by_fd:
             p.register(fd, select.POLLIN | select.POLLERR)
         for fd, ev in p.poll(100):
-            by_fd[fd].check_poll(ev, 100)      # clears an error flag, or raises if the interface is gone
+            by_fd[fd].check_poll(ev, 100)  # clears an error flag, or raises if the interface is gone
         for ring in self.rings:
             off = ring.next_block(0)
             if off is not None:
@@ -138,13 +158,13 @@ class Worker:
         rec = self.rec
         end = time.monotonic() + max_seconds if max_seconds else None
         next_status = 0.0
-        self.cpu0 = time.process_time()         # this process, all its threads (the writer too)
-        self.tcpu0 = time.thread_time()         # the capture loop's own thread
+        self.cpu0 = time.process_time()  # this process, all its threads (the writer too)
+        self.tcpu0 = time.thread_time()  # the capture loop's own thread
         error = None
         while not self.stop and (end is None or time.monotonic() < end):
             try:
                 ring, off = self._next()
-            except InterfaceError as e:          # open calls are saved below, to resume on restart
+            except InterfaceError as e:  # open calls are saved below, to resume on restart
                 log.error("%s", e)
                 error = str(e)
                 break

@@ -8,6 +8,7 @@ SIP ports, TCP on SIP ports, ICMP, IP fragments, malformed frames (status ``PYTH
 telephone-event packets and streams whose raw packets are kept (``EVENT``), or when the
 capture clock passes the caller's deadline (``TICK``).
 """
+
 from __future__ import annotations
 
 import os
@@ -27,14 +28,13 @@ from capture.wire.frame import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, f
 DONE, PYTHON, EVENT, TICK = 0, 1, 2, 3
 EVENT_RAW, EVENT_TELEPHONE = 1, 2
 CODEC_NONE, CODEC_ULAW, CODEC_ALAW = 0, 1, 2
-WINDOW = 8192           # samples per call kept in memory (1.024 s, 32 KiB for both channels), a power of two
-RESYNC = 2000           # re-anchor a stream when RTP time and wall time differ by 0.25 s
-SEEN = 64               # sequence numbers remembered per stream for duplicate detection (a bitmap)
+WINDOW = 8192  # samples per call kept in memory (1.024 s, 32 KiB for both channels), a power of two
+RESYNC = 2000  # re-anchor a stream when RTP time and wall time differ by 0.25 s
+SEEN = 64  # sequence numbers remembered per stream for duplicate detection (a bitmap)
 MASK = (1 << SEEN) - 1
 RATE = wav.RATE
-CHUNK_RINGS = 64        # the C engine's rings per 2 MiB chunk
-AUDIO = True            # audio is placed and written (False only in a C benchmark floor build)
-
+CHUNK_RINGS = 64  # the C engine's rings per 2 MiB chunk
+AUDIO = True  # audio is placed and written (False only in a C benchmark floor build)
 
 
 @dataclass(slots=True)
@@ -69,7 +69,7 @@ class _Stream:
     src_key: int | None = None
     events: int = 0
     other_pt: int = 0
-    window: int = 0          # bit d: extended sequence number max_ext - d was seen
+    window: int = 0  # bit d: extended sequence number max_ext - d was seen
 
 
 def _lost(s: _Stream) -> int:
@@ -85,7 +85,7 @@ class _Call:
         self.start_ns = start_ns
         self.writing = False
         self.flushed = self.synced = 0
-        self.ring = ring            # planar: near, far
+        self.ring = ring  # planar: near, far
         self.ring.fill(0)
         self.last_rtp_ns = 0
 
@@ -100,7 +100,7 @@ class Engine:
         self.free_streams: list[int] = []
         self.calls: list[_Call | None] = []
         self.free_calls: list[int] = []
-        self.rings: list[np.ndarray] = []     # slot -> its ring, kept when the slot is reused (as in C)
+        self.rings: list[np.ndarray] = []  # slot -> its ring, kept when the slot is reused (as in C)
         self.counters = {"records": 0, "rtp": 0, "other": 0, "unsupported": 0, "python": 0}
 
     # calls -----------------------------------------------------------------------------
@@ -155,8 +155,8 @@ class Engine:
         while upto > c.flushed:
             a = c.flushed & (WINDOW - 1)
             k = min(upto - c.flushed, WINDOW - a)
-            out.append(np.ascontiguousarray(c.ring[:, a:a + k].T).tobytes())
-            c.ring[:, a:a + k] = 0
+            out.append(np.ascontiguousarray(c.ring[:, a : a + k].T).tobytes())
+            c.ring[:, a : a + k] = 0
             c.flushed += k
         return b"".join(out)
 
@@ -181,7 +181,7 @@ class Engine:
                 if due > c.flushed:
                     n = min(due - c.flushed, room)
                     rows.append((slot, c.flushed, n))
-                    view[pos:pos + 4 * n] = self.flush(slot, c.flushed + n)
+                    view[pos : pos + 4 * n] = self.flush(slot, c.flushed + n)
                     pos += 4 * n
                     room -= n
         return pos, np.array(rows, dtype=np.int64).reshape(-1, 3)
@@ -199,7 +199,7 @@ class Engine:
                 break
             if c is not None and c.writing and c.synced != c.flushed:
                 k = wav.HEADER_BYTES * len(slots)
-                view[k:k + wav.HEADER_BYTES] = wav.header((c.flushed * wav.FRAME_BYTES) & 0xFFFFFFFF)
+                view[k : k + wav.HEADER_BYTES] = wav.header((c.flushed * wav.FRAME_BYTES) & 0xFFFFFFFF)
                 c.synced = c.flushed
                 slots.append(slot)
         return wav.HEADER_BYTES * len(slots), np.array(slots, dtype=np.int64)
@@ -209,8 +209,7 @@ class Engine:
         self._call(slot).synced = frames
 
     # streams ---------------------------------------------------------------------------
-    def set_stream(self, key: int, slot: int, channel: int, codec: int, audio_pt: int,
-                   event_pt: int, raw: bool) -> int:
+    def set_stream(self, key: int, slot: int, channel: int, codec: int, audio_pt: int, event_pt: int, raw: bool) -> int:
         """Route RTP sent to ``key`` into channel ``channel`` of call ``slot``; returns its id.
 
         Calling it again for the same key updates the codec and payload types in place.
@@ -244,12 +243,21 @@ class Engine:
     def stream_stats(self, sid: int) -> dict[str, Any]:
         s = self._stream(sid)
         return {
-            "ssrc": s.first_ssrc if s.started else None, "src_key": s.src_key,
-            "first_ns": s.first_ns, "last_ns": s.last_ns,
-            "packets": s.received, "lost": _lost(s),
-            "duplicates": s.dup, "reordered": s.reordered, "late": s.late,
-            "too_far": s.too_far, "malformed": s.malformed, "ssrc_changes": s.ssrc_changes,
-            "resyncs": s.resyncs, "events": s.events, "other_pt": s.other_pt,
+            "ssrc": s.first_ssrc if s.started else None,
+            "src_key": s.src_key,
+            "first_ns": s.first_ns,
+            "last_ns": s.last_ns,
+            "packets": s.received,
+            "lost": _lost(s),
+            "duplicates": s.dup,
+            "reordered": s.reordered,
+            "late": s.late,
+            "too_far": s.too_far,
+            "malformed": s.malformed,
+            "ssrc_changes": s.ssrc_changes,
+            "resyncs": s.resyncs,
+            "events": s.events,
+            "other_pt": s.other_pt,
         }
 
     def lost_total(self) -> int:
@@ -257,8 +265,9 @@ class Engine:
         return sum(_lost(s) for s in self.streams if s is not None)
 
     # the loop --------------------------------------------------------------------------
-    def run(self, buf: Any, offs: Any, lens: Any, tss: Any, lts: Any, i: int, n: int,
-            deadline: int) -> tuple[int, int, int]:
+    def run(
+        self, buf: Any, offs: Any, lens: Any, tss: Any, lts: Any, i: int, n: int, deadline: int
+    ) -> tuple[int, int, int]:
         """Process records i..n-1; return (status, index, arg) as described in the module doc."""
         sip = self.sip_ports
         cnt = self.counters
@@ -267,7 +276,7 @@ class Engine:
             if ts >= deadline:
                 return TICK, i, 0
             off = int(offs[i])
-            data = buf[off:off + int(lens[i])]
+            data = buf[off : off + int(lens[i])]
             cnt["records"] += 1
             try:
                 f = packet.parse(data, int(lts[i]))
@@ -285,8 +294,7 @@ class Engine:
                 sid = self.flows.get(flow_key(f.dst, f.dport))
                 if sid is not None:
                     cnt["rtp"] += 1
-                    st = self._rtp(sid, data, f.payload_off, f.payload_len, ts,
-                                   flow_key(f.src, f.sport), False)
+                    st = self._rtp(sid, data, f.payload_off, f.payload_len, ts, flow_key(f.src, f.sport), False)
                     if st != DONE:
                         return EVENT, i, st
                     i += 1
@@ -326,9 +334,9 @@ class Engine:
             s.malformed += 1
             return 0
         pt = data[off + 1] & 0x7F
-        ssrc = int.from_bytes(data[off + 8:off + 12], "big")
+        ssrc = int.from_bytes(data[off + 8 : off + 12], "big")
         if not _sequence(s, (data[off + 2] << 8) | data[off + 3], ssrc, ts, src_key):
-            return 0                # a duplicate
+            return 0  # a duplicate
         c = self._call(s.slot)
         c.last_rtp_ns = ts
         if pt != s.audio_pt or s.codec == CODEC_NONE:
@@ -337,7 +345,7 @@ class Engine:
                 return EVENT_TELEPHONE
             s.other_pt += 1
             return 0
-        _place(s, c, data[off + h:off + h + plen], int.from_bytes(data[off + 4:off + 8], "big"), ts)
+        _place(s, c, data[off + h : off + h + plen], int.from_bytes(data[off + 4 : off + 8], "big"), ts)
         return 0
 
 
@@ -355,7 +363,7 @@ def _sequence(s: _Stream, seq: int, ssrc: int, ts: int, src_key: int | None) -> 
         s.ssrc = ssrc
         ext = seq + 0x10000
         s.base_ext = s.max_ext = ext
-        s.window = 1            # bit d: extended sequence number max_ext - d was seen
+        s.window = 1  # bit d: extended sequence number max_ext - d was seen
         s.anchored = 0
     else:
         ud = (seq - s.max_ext) & 0xFFFF
@@ -403,7 +411,7 @@ def _place(s: _Stream, c: _Call, codes: Any, rts: int, ts: int) -> None:
         return
     table = ULAW_TABLE if s.codec == CODEC_ULAW else ALAW_TABLE
     samples = table[np.frombuffer(bytes(codes), dtype=np.uint8)]
-    idx = (np.arange(pos, pos + plen) & (WINDOW - 1))
+    idx = np.arange(pos, pos + plen) & (WINDOW - 1)
     c.ring[s.channel, idx] = samples
 
 
@@ -427,7 +435,7 @@ def pwrite_batch(buf: Any, fds: Any, offsets: Any, lengths: Any) -> int:
         done = 0
         while done < ln:
             try:
-                w = os.pwrite(fd, view[pos + done:pos + ln], off + done)
+                w = os.pwrite(fd, view[pos + done : pos + ln], off + done)
             except OSError:
                 w = 0
             if w <= 0:

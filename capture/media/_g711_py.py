@@ -3,6 +3,7 @@
 Decoding follows the reference expansion of ITU-T G.711 (the same as the classic Sun
 ``g711.c``), so results are bit-exact 16-bit linear PCM.
 """
+
 from __future__ import annotations
 
 import numpy as np

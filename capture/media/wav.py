@@ -4,25 +4,39 @@ far end), a 44-byte RIFF header whose two sizes are patched as the file grows.
 The writer (``capture.store.wavfile``), both engines (``ext/engine.pyx`` and its twin, which
 write headers in batches) and resume read these; nothing else knows the layout.
 """
+
 from __future__ import annotations
 
 import struct
 
-RATE = 8000                  # samples per second per channel
-CHANNELS = 2                 # near, far
-SAMPLE_BYTES = 2             # 16-bit signed little-endian
+RATE = 8000  # samples per second per channel
+CHANNELS = 2  # near, far
+SAMPLE_BYTES = 2  # 16-bit signed little-endian
 FRAME_BYTES = CHANNELS * SAMPLE_BYTES
 HEADER_BYTES = 44
-RIFF_SIZE_OFFSET = 4         # RIFF chunk size: HEADER_BYTES - 8 + data bytes
-DATA_SIZE_OFFSET = 40        # data chunk size: the audio bytes the header vouches for
+RIFF_SIZE_OFFSET = 4  # RIFF chunk size: HEADER_BYTES - 8 + data bytes
+DATA_SIZE_OFFSET = 40  # data chunk size: the audio bytes the header vouches for
 _HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")
 
 
 def header(data_bytes: int, rate: int = RATE, channels: int = CHANNELS) -> bytes:
     """The 44-byte header of a file holding ``data_bytes`` of audio."""
     block = channels * SAMPLE_BYTES
-    return _HEADER.pack(b"RIFF", HEADER_BYTES - 8 + data_bytes, b"WAVE", b"fmt ", 16, 1, channels, rate,
-                        rate * block, block, 8 * SAMPLE_BYTES, b"data", data_bytes)
+    return _HEADER.pack(
+        b"RIFF",
+        HEADER_BYTES - 8 + data_bytes,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        channels,
+        rate,
+        rate * block,
+        block,
+        8 * SAMPLE_BYTES,
+        b"data",
+        data_bytes,
+    )
 
 
 def data_bytes(head: bytes) -> int:

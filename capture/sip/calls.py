@@ -10,6 +10,7 @@ x-refci / x-farendrefci / cluster parameters, which pair them. Delayed offer: th
 carries the SDP offer (its address and port: where the phone will send RTP, hence the flow
 key), CUCM's ACK the answer (the phone's address and the codec).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,25 +33,44 @@ from capture.sip.sdp import Media
 from capture.wire.frame import flow_key
 
 NS = 1_000_000_000
-TIMER_B_NS = 32 * NS            # RFC 3261 Timer B: an INVITE left unanswered this long is dead
+TIMER_B_NS = 32 * NS  # RFC 3261 Timer B: an INVITE left unanswered this long is dead
 
-__all__ = ["TIMER_B_NS", "Call", "CallEnded", "CallEvent", "CallStarted", "CallState", "CallTable", "Dialog",
-           "DialogEvent", "DialogState", "EndReason", "Evidence", "MediaMapped", "MediaUnmapped", "Party",
-           "bib_info", "call_transition", "dialog_transition", "make_call_id", "packed_address"]
+__all__ = [
+    "TIMER_B_NS",
+    "Call",
+    "CallEnded",
+    "CallEvent",
+    "CallStarted",
+    "CallState",
+    "CallTable",
+    "Dialog",
+    "DialogEvent",
+    "DialogState",
+    "EndReason",
+    "Evidence",
+    "MediaMapped",
+    "MediaUnmapped",
+    "Party",
+    "bib_info",
+    "call_transition",
+    "dialog_transition",
+    "make_call_id",
+    "packed_address",
+]
 
 
 class EndReason(StrEnum):
     """Why a call ended: the sidecar's ``end_reason``."""
 
-    BYE = "bye"                  # the first BYE on either dialog (or both dialogs gone after answer)
+    BYE = "bye"  # the first BYE on either dialog (or both dialogs gone after answer)
     RTP_TIMEOUT = "rtp_timeout"  # no RTP for rtp_timeout seconds (the end is its last packet)
     CAPTURE_END = "capture_end"  # the capture file ended with the call open
-    SHUTDOWN = "shutdown"        # the recorder stopped with nowhere to save open calls
-    REJECTED = "rejected"        # never answered (a failure response, CANCEL, Timer B): nothing recorded
+    SHUTDOWN = "shutdown"  # the recorder stopped with nowhere to save open calls
+    REJECTED = "rejected"  # never answered (a failure response, CANCEL, Timer B): nothing recorded
 
 
 class CallState(Enum):
-    SETUP = "setup"          # at least one INVITE, no media mapped yet
+    SETUP = "setup"  # at least one INVITE, no media mapped yet
     RECORDING = "recording"  # media mapped for at least one voice
     ENDED = "ended"
 
@@ -90,7 +110,7 @@ class Call:
     transport: str
     previous: str | None = None
     state: CallState = CallState.SETUP
-    dialogs: dict[str, Dialog] = field(default_factory=dict)      # role -> Dialog
+    dialogs: dict[str, Dialog] = field(default_factory=dict)  # role -> Dialog
     ended_ns: int | None = None
     end_reason: EndReason | None = None
     evidence: list[EvidenceItem] = field(default_factory=list)
@@ -165,8 +185,7 @@ def bib_info(msg: SipMessage) -> tuple[str, tuple, Party, Party] | None:
     p = {k: (v or "") for k, v in fr.uri_params}
     near = Party(p.get("x-nearenddevice", "").upper(), p.get("x-nearendaddr", ""), p.get("x-refci", ""))
     far = Party(p.get("x-farenddevice", "").upper(), p.get("x-farendaddr", ""), p.get("x-farendrefci", ""))
-    key = (p.get("x-nearendclusterid", "").lower(), near.refci, far.refci,
-           near.device if not near.refci else "")
+    key = (p.get("x-nearendclusterid", "").lower(), near.refci, far.refci, near.device if not near.refci else "")
     return role, key, near, far
 
 
@@ -196,18 +215,18 @@ class CallTable:
         self.pending: dict[tuple, Call] = {}
         self.last_of_pair: dict[tuple, str] = {}
         self.media: dict[int, Dialog] = {}
-        self.calls: dict[str, Call] = {}          # calls not ended
+        self.calls: dict[str, Call] = {}  # calls not ended
         self.txns = Transactions()
-        self.timers: list[tuple[int, int, Call]] = []                    # heap of (due_ns, seq, call): see ``tick``
+        self.timers: list[tuple[int, int, Call]] = []  # heap of (due_ns, seq, call): see ``tick``
         self._seq = itertools.count()
         self.next_purge = 0
-        self.counters = {"sip_messages": 0, "non_bib_invites": 0, "stray_messages": 0,
-                         "rejected_calls": 0}
-        self.errors: Counter[str] = Counter()      # bodies that would not parse, by error class
+        self.counters = {"sip_messages": 0, "non_bib_invites": 0, "stray_messages": 0, "rejected_calls": 0}
+        self.errors: Counter[str] = Counter()  # bodies that would not parse, by error class
 
     # SIP --------------------------------------------------------------------------------
-    def on_sip(self, msg: SipMessage, ts: int, src: tuple[str, int], dst: tuple[str, int],
-               transport: str) -> list[Effect]:
+    def on_sip(
+        self, msg: SipMessage, ts: int, src: tuple[str, int], dst: tuple[str, int], transport: str
+    ) -> list[Effect]:
         """Apply one parsed SIP message seen going from ``src`` to ``dst`` (ip, port)."""
         self.counters["sip_messages"] += 1
         cid = msg.call_id
@@ -269,8 +288,7 @@ class CallTable:
         call = self.pending.get(pkey)
         if call is None or role in call.dialogs or call.state is CallState.ENDED:
             cid = make_call_id(ts, near.refci or far.refci, msg.call_id)
-            call = Call(cid, pkey, ts, near, far, dst[0], dst[1], transport,
-                        previous=self.last_of_pair.get(pkey))
+            call = Call(cid, pkey, ts, near, far, dst[0], dst[1], transport, previous=self.last_of_pair.get(pkey))
             self.pending[pkey] = call
             self.last_of_pair[pkey] = cid
             self.calls[cid] = call
@@ -299,7 +317,7 @@ class CallTable:
         try:
             addr = packed_address(m.address)
         except ValueError:
-            self.errors["SdpError"] += 1            # a c= line that is no IP address
+            self.errors["SdpError"] += 1  # a c= line that is no IP address
             return
         key = flow_key(addr, m.port)
         if d.codec == "" and m.fmts:
@@ -337,8 +355,7 @@ class CallTable:
         d.key = key
         self.media[key] = d
         d.call.state = call_transition(d.call.state, CallEvent.MEDIA)
-        fx.append(MediaMapped(d.call, d.role, key, old if old != key else None,
-                              d.codec, d.audio_pt, d.event_pt))
+        fx.append(MediaMapped(d.call, d.role, key, old if old != key else None, d.codec, d.audio_pt, d.event_pt))
 
     def _dialog_gone(self, fx: list[Effect], d: Dialog, ts: int) -> None:
         call = d.call
@@ -379,8 +396,7 @@ class CallTable:
                 addr = str(ipaddress.ip_address(quoted_dst))
             except ValueError:
                 return fx
-            calls = [c for c in self.calls.values()
-                     if c.primary_address == addr and c.primary_port == quoted_port]
+            calls = [c for c in self.calls.values() if c.primary_address == addr and c.primary_port == quoted_port]
         for call in calls:
             if any(e.kind == kind for e in call.evidence):
                 continue
@@ -411,9 +427,9 @@ class CallTable:
         due: list[Call] = []
         while self.timers and self.timers[0][0] <= now:
             call = heapq.heappop(self.timers)[2]
-            if self.calls.get(call.id) is call:             # not ended meanwhile
+            if self.calls.get(call.id) is call:  # not ended meanwhile
                 due.append(call)
-        due.sort(key=lambda c: (c.started_ns, c.id))        # the same order whatever the heap did
+        due.sort(key=lambda c: (c.started_ns, c.id))  # the same order whatever the heap did
         for call in due:
             if call.state is CallState.SETUP:
                 if now - call.started_ns > TIMER_B_NS:
@@ -437,8 +453,11 @@ class CallTable:
         if now >= self.next_purge:
             self.next_purge = now + FORGET_NS // 4
             self.txns.purge(now)
-            for k in [k for k, d in self.dialogs.items()
-                      if d.call.state is CallState.ENDED and now - (d.call.ended_ns or now) > FORGET_NS]:
+            for k in [
+                k
+                for k, d in self.dialogs.items()
+                if d.call.state is CallState.ENDED and now - (d.call.ended_ns or now) > FORGET_NS
+            ]:
                 del self.dialogs[k]
         return fx
 

@@ -1,5 +1,6 @@
 """One recording dialog (RFC 3261, with RFC 6026's Accepted state) as the recorder's side sees
 it: an Enum of states named as the RFCs name them and one transition function."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,11 +14,11 @@ if TYPE_CHECKING:
 class DialogState(Enum):
     """States of one recording dialog as the recorder's side of RFC 3261/6026 names them."""
 
-    CALLING = "Calling"          # INVITE seen, nothing back yet
-    PROCEEDING = "Proceeding"    # provisional response seen
-    ACCEPTED = "Accepted"        # 2xx seen, ACK not yet (RFC 6026)
-    CONFIRMED = "Confirmed"      # ACK seen: the dialog is confirmed
-    TERMINATED = "Terminated"    # BYE, CANCEL, a failure response or a timeout
+    CALLING = "Calling"  # INVITE seen, nothing back yet
+    PROCEEDING = "Proceeding"  # provisional response seen
+    ACCEPTED = "Accepted"  # 2xx seen, ACK not yet (RFC 6026)
+    CONFIRMED = "Confirmed"  # ACK seen: the dialog is confirmed
+    TERMINATED = "Terminated"  # BYE, CANCEL, a failure response or a timeout
 
 
 class DialogEvent(Enum):
@@ -35,7 +36,7 @@ _TRANSITIONS = {
     (DialogState.CALLING, DialogEvent.SUCCESS): DialogState.ACCEPTED,
     (DialogState.PROCEEDING, DialogEvent.SUCCESS): DialogState.ACCEPTED,
     (DialogState.ACCEPTED, DialogEvent.ACK): DialogState.CONFIRMED,
-    (DialogState.CONFIRMED, DialogEvent.SUCCESS): DialogState.CONFIRMED,   # re-INVITE / 2xx retransmission
+    (DialogState.CONFIRMED, DialogEvent.SUCCESS): DialogState.CONFIRMED,  # re-INVITE / 2xx retransmission
     (DialogState.ACCEPTED, DialogEvent.SUCCESS): DialogState.ACCEPTED,
 }
 
@@ -46,8 +47,7 @@ def dialog_transition(state: DialogState, event: DialogEvent) -> DialogState:
         return state
     if event in (DialogEvent.BYE, DialogEvent.TIMEOUT):
         return DialogState.TERMINATED
-    if event in (DialogEvent.FAILURE, DialogEvent.CANCEL) and state in (
-            DialogState.CALLING, DialogState.PROCEEDING):
+    if event in (DialogEvent.FAILURE, DialogEvent.CANCEL) and state in (DialogState.CALLING, DialogState.PROCEEDING):
         return DialogState.TERMINATED
     return _TRANSITIONS.get((state, event), state)
 
@@ -57,11 +57,11 @@ class Dialog:
     """One of a BiB call's two dialogs, and what its SDP said of the media."""
 
     call_id: str
-    role: str                      # "near" | "far"
+    role: str  # "near" | "far"
     call: Call
     invite_cseq: int
     state: DialogState = DialogState.CALLING
-    key: int | None = None         # flow key of the recorder's RTP address
+    key: int | None = None  # flow key of the recorder's RTP address
     recorder_media: str = ""
     phone_addr: str = ""
     codec: str = ""

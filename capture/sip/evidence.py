@@ -5,13 +5,14 @@ port (``capture.wire.icmp``), and a request to the primary retransmitted with no
 (``Transactions``: it is withdrawn if a response comes after all). Each item is a record; the
 call's ``failed_at`` is its earliest.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
 NS = 1_000_000_000
-FORGET_NS = 64 * NS             # RFC 3261 64*T1: a transaction is over by then
+FORGET_NS = 64 * NS  # RFC 3261 64*T1: a transaction is over by then
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def icmp_evidence(kind: str, at_ns: int, reporter: str, port: int) -> EvidenceIt
 class _Txn:
     first_ns: int
     method: str
-    call: Any                   # the Call the request belongs to, None for requests outside calls
+    call: Any  # the Call the request belongs to, None for requests outside calls
     sends: int = 1
     answered: bool = False
     evidence: EvidenceItem | None = None
@@ -63,8 +64,9 @@ class Transactions:
         if txn.answered or txn.evidence is not None or txn.call is None:
             return None
         kind = "bye_unanswered" if method == "BYE" else "sip_unanswered"
-        txn.evidence = EvidenceItem(kind, txn.first_ns,
-                                    f"{method} sent to the primary was retransmitted with no response")
+        txn.evidence = EvidenceItem(
+            kind, txn.first_ns, f"{method} sent to the primary was retransmitted with no response"
+        )
         txn.call.evidence.append(txn.evidence)
         return txn.evidence
 

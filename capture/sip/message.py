@@ -5,6 +5,7 @@ kept in order; folded lines are unfolded; the body is framed by Content-Length. 
 but common input is survived: bare LF line ends, header lines run together (the CSeq of
 the CUCM BYE in tests/data), missing Content-Length on UDP.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,10 +17,24 @@ MAX_HEADER_BYTES = 65536
 MAX_BODY_BYTES = 65536
 
 COMPACT = {
-    "i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
-    "c": "content-type", "f": "from", "s": "subject", "k": "supported", "t": "to",
-    "v": "via", "o": "event", "r": "refer-to", "b": "referred-by", "u": "allow-events",
-    "x": "session-expires", "y": "identity", "a": "accept-contact", "j": "reject-contact",
+    "i": "call-id",
+    "m": "contact",
+    "e": "content-encoding",
+    "l": "content-length",
+    "c": "content-type",
+    "f": "from",
+    "s": "subject",
+    "k": "supported",
+    "t": "to",
+    "v": "via",
+    "o": "event",
+    "r": "refer-to",
+    "b": "referred-by",
+    "u": "allow-events",
+    "x": "session-expires",
+    "y": "identity",
+    "a": "accept-contact",
+    "j": "reject-contact",
     "d": "request-disposition",
 }
 _TOKEN = re.compile(rb"^[A-Za-z0-9.!%*_+`'~-]+$")
@@ -33,7 +48,7 @@ class NameAddr:
     user: str
     host: str
     uri_params: tuple  # ((name_lower, value or None), ...) in order
-    params: tuple      # header parameters after the URI
+    params: tuple  # header parameters after the URI
 
     def param(self, name: str):
         for k, v in self.params:
@@ -135,8 +150,8 @@ def parse_name_addr(value: str) -> NameAddr:
         gt = value.find(">", lt)
         if gt < 0:
             raise SipError(f"unclosed '<' in {value[:80]!r}")
-        uri = value[lt + 1:gt]
-        params = _params(value[gt + 1:])
+        uri = value[lt + 1 : gt]
+        params = _params(value[gt + 1 :])
     else:
         uri, _, rest = value.partition(";")
         params = _params(rest)
@@ -187,7 +202,7 @@ def frame_length(data: bytes):
     cut = _split_head(data)
     if cut is None:
         return None
-    cl = _content_length(data[:cut[0]])
+    cl = _content_length(data[: cut[0]])
     if cl is None:
         raise SipError("message on a stream transport has no Content-Length")
     total = cut[1] + cl
@@ -203,7 +218,7 @@ def split_message(data: bytes):
         if not data.endswith(b"\n"):
             raise Truncated(f"SIP headers not terminated ({len(data)} bytes)")
         return data.rstrip(b"\r\n"), b""
-    return data[:cut[0]], data[cut[1]:]
+    return data[: cut[0]], data[cut[1] :]
 
 
 def start_line(first: bytes) -> tuple:
@@ -227,7 +242,7 @@ def start_line(first: bytes) -> tuple:
 
 def content_length(value: str) -> int:
     """A Content-Length header's value, checked: ASCII digits, at most MAX_BODY_BYTES."""
-    if not (value.isascii() and value.isdigit()):     # int() would refuse "²"
+    if not (value.isascii() and value.isdigit()):  # int() would refuse "²"
         raise SipError(f"bad Content-Length {value[:20]!r}")
     cl = int(value)
     if cl > MAX_BODY_BYTES:
@@ -254,7 +269,7 @@ def parse(data: bytes) -> SipMessage:
     headers: list[tuple[str, str]] = []
     cl = None
     if nl >= 0:
-        for line in head[nl + 1:].decode("utf-8", "replace").split("\n"):
+        for line in head[nl + 1 :].decode("utf-8", "replace").split("\n"):
             if line[-1:] == "\r":
                 line = line[:-1]
             if line[:1] in (" ", "\t") and headers:

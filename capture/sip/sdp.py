@@ -1,4 +1,5 @@
 """SDP bodies (RFC 4566): ``parse(data) -> Sdp``; just what recording needs."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,8 +7,15 @@ from typing import Any
 
 from capture.errors import SdpError
 
-STATIC_PT = {0: ("PCMU", 8000), 3: ("GSM", 8000), 4: ("G723", 8000), 8: ("PCMA", 8000),
-             9: ("G722", 8000), 13: ("CN", 8000), 18: ("G729", 8000)}
+STATIC_PT = {
+    0: ("PCMU", 8000),
+    3: ("GSM", 8000),
+    4: ("G723", 8000),
+    8: ("PCMA", 8000),
+    9: ("G722", 8000),
+    13: ("CN", 8000),
+    18: ("G729", 8000),
+}
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 
 
@@ -16,9 +24,9 @@ class Media:
     kind: str
     port: int
     proto: str
-    fmts: tuple          # payload types, in order of preference
+    fmts: tuple  # payload types, in order of preference
     address: str | None  # c= of the media, else of the session
-    rtpmap: tuple        # ((pt, encoding name upper-case, clock rate), ...)
+    rtpmap: tuple  # ((pt, encoding name upper-case, clock rate), ...)
     direction: str
     crypto: bool
 
@@ -64,9 +72,18 @@ def parse(data: bytes) -> Sdp:
 
     def close():
         if cur is not None:
-            media.append(Media(cur["kind"], cur["port"], cur["proto"], tuple(cur["fmts"]),
-                               cur["addr"] or sess_addr, tuple(cur["rtpmap"]),
-                               cur["dir"] or sess_dir, cur["crypto"]))
+            media.append(
+                Media(
+                    cur["kind"],
+                    cur["port"],
+                    cur["proto"],
+                    tuple(cur["fmts"]),
+                    cur["addr"] or sess_addr,
+                    tuple(cur["rtpmap"]),
+                    cur["dir"] or sess_dir,
+                    cur["crypto"],
+                )
+            )
 
     for ln in lines[1:]:
         if len(ln) < 2 or ln[1] != "=":
@@ -92,8 +109,16 @@ def parse(data: bytes) -> Sdp:
             if port > 65535:
                 raise SdpError(f"media port {port} out of range")
             fmts = [int(f) for f in parts[3:] if f.isdigit() and int(f) < 128]
-            cur = {"kind": parts[0].lower(), "port": port, "proto": parts[2], "fmts": fmts,
-                   "addr": None, "rtpmap": [], "dir": None, "crypto": False}
+            cur = {
+                "kind": parts[0].lower(),
+                "port": port,
+                "proto": parts[2],
+                "fmts": fmts,
+                "addr": None,
+                "rtpmap": [],
+                "dir": None,
+                "crypto": False,
+            }
         elif t == "a":
             name, _, val = v.partition(":")
             if name in DIRECTIONS:

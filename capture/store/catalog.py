@@ -1,4 +1,5 @@
 """The embedded call catalog: SQLite in WAL mode, one row per call, upserted by call id."""
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ CREATE INDEX IF NOT EXISTS calls_far_device ON calls(far_device);
 
 class Catalog:
     def __init__(self, path: str, readonly: bool = False):
-        if readonly:          # readers (the API) never block the recorder: WAL
+        if readonly:  # readers (the API) never block the recorder: WAL
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, check_same_thread=False)
         else:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -73,17 +74,29 @@ class Catalog:
             "started_at=excluded.started_at, ended_at=excluded.ended_at, state=excluded.state, "
             "end_reason=excluded.end_reason, near_dn=excluded.near_dn, far_dn=excluded.far_dn, "
             "near_device=excluded.near_device, far_device=excluded.far_device, "
-            "primary_failed=excluded.primary_failed, meta=excluded.meta", rows)
+            "primary_failed=excluded.primary_failed, meta=excluded.meta",
+            rows,
+        )
         self.db.execute("COMMIT")
 
-    def query(self, since: str | None = None, until: str | None = None, dn: str | None = None,
-              device: str | None = None, end_reason: str | None = None, primary_failed: bool | None = None,
-              limit: int | None = None, offset: int = 0, state: str | None = None, call_id: str | None = None,
-              newest_first: bool = False) -> list[dict[str, Any]]:
+    def query(
+        self,
+        since: str | None = None,
+        until: str | None = None,
+        dn: str | None = None,
+        device: str | None = None,
+        end_reason: str | None = None,
+        primary_failed: bool | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        state: str | None = None,
+        call_id: str | None = None,
+        newest_first: bool = False,
+    ) -> list[dict[str, Any]]:
         """Calls filtered by time range (ISO strings), DN or device on either side, end reason,
         primary failure, state or id; oldest first unless ``newest_first``."""
         dev = device.upper() if device else None
-        filters = (                          # (value, clause, its arguments); None: no filter
+        filters = (  # (value, clause, its arguments); None: no filter
             (call_id or None, "id = ?", [call_id]),
             (state or None, "state = ?", [state]),
             (since or None, "started_at >= ?", [since]),

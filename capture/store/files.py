@@ -1,5 +1,6 @@
 """Small whole files: the one JSON form (sidecars, status files, catalog rows) and atomic
 replacement (write a temporary file, fsync it if asked, rename it over the old one)."""
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,7 @@ def write_file_atomic(path: str, data: bytes, durable: bool = False) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         if durable:
             os.fsync(fd)
     finally:

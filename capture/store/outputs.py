@@ -6,6 +6,7 @@ unmapped, it ended, evidence came) and, on each tick, writes every open call's d
 WAV headers in batches, the sidecars that changed and the catalog rows. It never parses and
 never decides: the recorder (``capture.recorder``) feeds it.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,8 @@ from capture.store.writer import Writer
 from capture.wire.pcapfile import PcapWriter
 
 NS = 1_000_000_000
-CODECS = {"PCMU": 1, "PCMA": 2}          # codec name -> the engine's decoder (0: not decoded)
-MAX_HELD_SIP_FRAMES = 64                 # a call's SIP frames held until its raw pcap opens, if ever
+CODECS = {"PCMU": 1, "PCMA": 2}  # codec name -> the engine's decoder (0: not decoded)
+MAX_HELD_SIP_FRAMES = 64  # a call's SIP frames held until its raw pcap opens, if ever
 
 
 @dataclass
@@ -38,19 +39,19 @@ class CallRecording:
     """One open (or lingering) call's outputs and what the sidecar needs that the engine lacks."""
 
     call: Call
-    slot: int                                         # the engine's call slot
+    slot: int  # the engine's call slot
     wav: WavWriter | None = None
     wav_rel: str = ""
     meta_path: str = ""
     pcap: PcapWriter | None = None
     pcap_rel: str | None = None
-    keys: dict[str, int] = field(default_factory=dict)          # role -> flow key
+    keys: dict[str, int] = field(default_factory=dict)  # role -> flow key
     finished_streams: list[Stream] = field(default_factory=list)
-    events: dict[tuple, TelephoneEvent] = field(default_factory=dict)    # (role, rtp ts) -> event
-    sip_frames: list[tuple[int, int, bytes]] = field(default_factory=list)   # (ts, linktype, frame)
+    events: dict[tuple, TelephoneEvent] = field(default_factory=dict)  # (role, rtp ts) -> event
+    sip_frames: list[tuple[int, int, bytes]] = field(default_factory=list)  # (ts, linktype, frame)
     dirty: bool = False
     end_frames: int | None = None
-    decoded: bool = False         # all mapped streams are G.711: no raw pcap will be needed
+    decoded: bool = False  # all mapped streams are G.711: no raw pcap will be needed
 
 
 class Recordings:
@@ -64,11 +65,11 @@ class Recordings:
         os.makedirs(opts.out_dir, exist_ok=True)
         self.catalog = Catalog(os.path.join(opts.out_dir, "catalog.sqlite"))
         self.active: dict[str, CallRecording] = {}
-        self.unopened: dict[str, CallRecording] = {}     # own_by_rtp: calls whose files wait for their RTP here
-        self.fd_of = np.full(64, -1, dtype=np.int64)     # engine slot -> its WAV's fd
-        self.closing: list[tuple[int, CallRecording]] = []   # (deadline_ns, recording)
+        self.unopened: dict[str, CallRecording] = {}  # own_by_rtp: calls whose files wait for their RTP here
+        self.fd_of = np.full(64, -1, dtype=np.int64)  # engine slot -> its WAV's fd
+        self.closing: list[tuple[int, CallRecording]] = []  # (deadline_ns, recording)
         self.dirs: set[str] = set()
-        self.answered_here: set[str] = set()             # SIP Call-IDs that shadowrec's own UAS answered
+        self.answered_here: set[str] = set()  # SIP Call-IDs that shadowrec's own UAS answered
 
     # effects ---------------------------------------------------------------------------------
     def started(self, call: Call) -> None:
@@ -86,8 +87,7 @@ class Recordings:
             self.drop_stream(rec, e.role, e.old_key)
         codec = CODECS.get(e.codec, 0)
         raw = self.opts.keep_pcap or codec == 0
-        rec.decoded = codec != 0 and all(
-            d.codec in CODECS for d in e.call.dialogs.values() if d.key is not None)
+        rec.decoded = codec != 0 and all(d.codec in CODECS for d in e.call.dialogs.values() if d.key is not None)
         if rec.decoded and not self.opts.keep_pcap:
             rec.sip_frames = []
         self.engine.set_stream(e.key, rec.slot, 0 if e.role == "near" else 1, codec, e.audio_pt, e.event_pt, raw)
@@ -109,8 +109,8 @@ class Recordings:
         if rec is None:
             return
         if self.unopened.pop(e.call.id, None) is not None and self.engine.last_rtp_ns(rec.slot):
-            self.open(rec)     # its RTP came here, but it ended before the tick that opens files
-        if rec.wav is None:    # never answered, or (several workers) another worker's: nothing recorded here
+            self.open(rec)  # its RTP came here, but it ended before the tick that opens files
+        if rec.wav is None:  # never answered, or (several workers) another worker's: nothing recorded here
             for key in rec.keys.values():
                 if self.engine.stream_id(key) is not None:
                     self.engine.remove_stream(key)
@@ -120,7 +120,7 @@ class Recordings:
             self.drop_stream(rec, role, key)
         end = ((e.at_ns - e.call.started_ns) * wav.RATE) // NS
         if e.reason == EndReason.RTP_TIMEOUT:
-            end += wav.RATE // 50           # the last packet's 20 ms
+            end += wav.RATE // 50  # the last packet's 20 ms
         end = max(end, 0)
         flushed = self.frames(rec)
         if end > flushed:
@@ -157,7 +157,7 @@ class Recordings:
         self.unopened.pop(rec.call.id, None)
         if rec.slot >= len(self.fd_of):
             grown = np.full(max(rec.slot + 1, 2 * len(self.fd_of)), -1, dtype=np.int64)
-            grown[:len(self.fd_of)] = self.fd_of
+            grown[: len(self.fd_of)] = self.fd_of
             self.fd_of = grown
         self.fd_of[rec.slot] = rec.wav.fd
         self.engine.set_writing(rec.slot, True)
@@ -197,8 +197,9 @@ class Recordings:
         if rec.keys.get(role) == key:
             del rec.keys[role]
 
-    def telephone_event(self, call_id: str, role: str, rtp_ts: int, code: int, duration: int, end: bool,
-                        ts: int) -> None:
+    def telephone_event(
+        self, call_id: str, role: str, rtp_ts: int, code: int, duration: int, end: bool, ts: int
+    ) -> None:
         """RFC 4733: one event per RTP timestamp; the end bit and duration update it."""
         rec = self.active.get(call_id)
         if rec is None:
@@ -222,26 +223,40 @@ class Recordings:
         streams.sort(key=lambda s: (s.role != "near", s.first_at or ""))
         ended = c.ended_ns
         return Sidecar(
-            id=c.id, kind="bib", state="complete" if ended is not None else "recording",
-            started_at=iso(c.started_ns), ended_at=iso(ended),
+            id=c.id,
+            kind="bib",
+            state="complete" if ended is not None else "recording",
+            started_at=iso(c.started_ns),
+            ended_at=iso(ended),
             duration_s=round((ended - c.started_ns) / NS, 3) if ended is not None else None,
-            end_reason=c.end_reason, codec=c.codec or None, decoded=c.codec in CODECS,
-            near=Party(c.near.device, c.near.dn, c.near.refci), far=Party(c.far.device, c.far.dn, c.far.refci),
-            primary=Primary(c.primary_address, c.primary_port, iso(c.failed_ns),
-                            [EvidenceRecord(ev.kind, iso(ev.at_ns), ev.detail)
-                             for ev in sorted(c.evidence, key=lambda x: x.at_ns)]),
-            streams=streams, events=sorted(rec.events.values(), key=lambda x: x.at or ""),
-            wav=rec.wav_rel, pcap=rec.pcap_rel, previous=c.previous, transport=c.transport,
-            sample_rate=wav.RATE, channels=["near", "far"],
-            answered_by="shadowrec" if any(d.call_id in self.answered_here for d in c.dialogs.values())
-            else "primary",
+            end_reason=c.end_reason,
+            codec=c.codec or None,
+            decoded=c.codec in CODECS,
+            near=Party(c.near.device, c.near.dn, c.near.refci),
+            far=Party(c.far.device, c.far.dn, c.far.refci),
+            primary=Primary(
+                c.primary_address,
+                c.primary_port,
+                iso(c.failed_ns),
+                [EvidenceRecord(ev.kind, iso(ev.at_ns), ev.detail) for ev in sorted(c.evidence, key=lambda x: x.at_ns)],
+            ),
+            streams=streams,
+            events=sorted(rec.events.values(), key=lambda x: x.at or ""),
+            wav=rec.wav_rel,
+            pcap=rec.pcap_rel,
+            previous=c.previous,
+            transport=c.transport,
+            sample_rate=wav.RATE,
+            channels=["near", "far"],
+            answered_by="shadowrec" if any(d.call_id in self.answered_here for d in c.dialogs.values()) else "primary",
             sip_call_ids={r: d.call_id for r, d in c.dialogs.items()},
-            frames=rec.end_frames if rec.end_frames is not None else (self.frames(rec) if rec.wav else 0))
+            frames=rec.end_frames if rec.end_frames is not None else (self.frames(rec) if rec.wav else 0),
+        )
 
     def write_meta(self, rec: CallRecording, durable: bool = False) -> None:
         m = self.sidecar(rec)
-        text = to_json(m.to_dict())         # encoded once, for the sidecar and the catalog
-        self.io.write_file(rec.meta_path, (text + "\n").encode(), durable)     # live: on the writer thread
+        text = to_json(m.to_dict())  # encoded once, for the sidecar and the catalog
+        self.io.write_file(rec.meta_path, (text + "\n").encode(), durable)  # live: on the writer thread
         self.catalog.upsert(m.catalog_row(text))
         rec.dirty = False
 
@@ -254,9 +269,14 @@ class Recordings:
 
     def flush_audio(self, now: int, lag: int) -> None:
         """Every open call's due audio: interleaved by the engine, written in batches."""
-        self._write_batches(lambda buf: self.engine.flush_due(now, lag, buf)[1],
-                            lambda segs: (self.fd_of[segs[:, 0]], wav.HEADER_BYTES + wav.FRAME_BYTES * segs[:, 1],
-                                          wav.FRAME_BYTES * segs[:, 2]))
+        self._write_batches(
+            lambda buf: self.engine.flush_due(now, lag, buf)[1],
+            lambda segs: (
+                self.fd_of[segs[:, 0]],
+                wav.HEADER_BYTES + wav.FRAME_BYTES * segs[:, 1],
+                wav.FRAME_BYTES * segs[:, 2],
+            ),
+        )
 
     def sync(self, durable: bool) -> None:
         """Make every open WAV's header cover its audio: fdatasync'd one by one when ``durable``,
@@ -268,18 +288,24 @@ class Recordings:
                     rec.wav.sync(True)
                     self.engine.set_synced(rec.slot, frames)
             return
-        self._write_batches(lambda buf: self.engine.headers_due(buf)[1],
-                            lambda slots: (self.fd_of[slots], np.zeros(len(slots), dtype=np.int64),
-                                           np.full(len(slots), wav.HEADER_BYTES, dtype=np.int64)),
-                            droppable=False)
+        self._write_batches(
+            lambda buf: self.engine.headers_due(buf)[1],
+            lambda slots: (
+                self.fd_of[slots],
+                np.zeros(len(slots), dtype=np.int64),
+                np.full(len(slots), wav.HEADER_BYTES, dtype=np.int64),
+            ),
+            droppable=False,
+        )
 
     def write_changed(self) -> None:
         for rec in self.active.values():
             if rec.dirty and rec.wav is not None:
                 self.write_meta(rec)
 
-    def _write_batches(self, fill: Callable[[Any], Any], pieces: Callable[[Any], tuple[Any, Any, Any]],
-                       droppable: bool = True) -> None:
+    def _write_batches(
+        self, fill: Callable[[Any], Any], pieces: Callable[[Any], tuple[Any, Any, Any]], droppable: bool = True
+    ) -> None:
         """Fill pooled buffers with ``fill(buf) -> rows`` until no rows come back; write each
         buffer to ``pieces(rows) -> (fds, offsets, lengths)``."""
         while True:

@@ -5,6 +5,7 @@ up to now and the call is saved: its place in the call table, its file, its stre
 events. The next start on the same directory puts the calls back and goes on writing the same
 WAV files; the downtime is silence, and nothing is lost or duplicated.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,14 +32,31 @@ VERSION = 1
 def call_to_dict(call: Call) -> dict[str, Any]:
     """A call's place in the call table as plain data."""
     return {
-        "id": call.id, "pair_key": list(call.pair_key), "started_ns": call.started_ns,
-        "near": vars(call.near), "far": vars(call.far), "primary_address": call.primary_address,
-        "primary_port": call.primary_port, "transport": call.transport, "previous": call.previous,
-        "state": call.state.value, "evidence": [e.to_state() for e in call.evidence],
-        "dialogs": {r: {"call_id": d.call_id, "invite_cseq": d.invite_cseq, "state": d.state.value,
-                        "key": d.key, "recorder_media": d.recorder_media, "phone_addr": d.phone_addr,
-                        "codec": d.codec, "audio_pt": d.audio_pt, "event_pt": d.event_pt}
-                    for r, d in call.dialogs.items()},
+        "id": call.id,
+        "pair_key": list(call.pair_key),
+        "started_ns": call.started_ns,
+        "near": vars(call.near),
+        "far": vars(call.far),
+        "primary_address": call.primary_address,
+        "primary_port": call.primary_port,
+        "transport": call.transport,
+        "previous": call.previous,
+        "state": call.state.value,
+        "evidence": [e.to_state() for e in call.evidence],
+        "dialogs": {
+            r: {
+                "call_id": d.call_id,
+                "invite_cseq": d.invite_cseq,
+                "state": d.state.value,
+                "key": d.key,
+                "recorder_media": d.recorder_media,
+                "phone_addr": d.phone_addr,
+                "codec": d.codec,
+                "audio_pt": d.audio_pt,
+                "event_pt": d.event_pt,
+            }
+            for r, d in call.dialogs.items()
+        },
     }
 
 
@@ -46,18 +64,39 @@ def restore_calls(table: CallTable, items: list[dict[str, Any]]) -> list[Call]:
     """Put calls saved by ``call_to_dict`` back into ``table``; returns them."""
     out = []
     for c in items:
-        call = Call(c["id"], tuple(c["pair_key"]), c["started_ns"], Party(**c["near"]), Party(**c["far"]),
-                    c["primary_address"], c["primary_port"], c["transport"], c["previous"],
-                    CallState(c["state"]), evidence=[EvidenceItem.from_state(e) for e in c["evidence"]])
+        call = Call(
+            c["id"],
+            tuple(c["pair_key"]),
+            c["started_ns"],
+            Party(**c["near"]),
+            Party(**c["far"]),
+            c["primary_address"],
+            c["primary_port"],
+            c["transport"],
+            c["previous"],
+            CallState(c["state"]),
+            evidence=[EvidenceItem.from_state(e) for e in c["evidence"]],
+        )
         for role, d in c["dialogs"].items():
-            dl = Dialog(d["call_id"], role, call, d["invite_cseq"], DialogState(d["state"]), d["key"],
-                        d["recorder_media"], d["phone_addr"], d["codec"], d["audio_pt"], d["event_pt"])
+            dl = Dialog(
+                d["call_id"],
+                role,
+                call,
+                d["invite_cseq"],
+                DialogState(d["state"]),
+                d["key"],
+                d["recorder_media"],
+                d["phone_addr"],
+                d["codec"],
+                d["audio_pt"],
+                d["event_pt"],
+            )
             call.dialogs[role] = dl
             table.dialogs[dl.call_id] = dl
             if dl.key is not None:
                 table.media[dl.key] = dl
         table.calls[call.id] = call
-        table.schedule(call, 0)              # looked at by the next tick
+        table.schedule(call, 0)  # looked at by the next tick
         table.last_of_pair[call.pair_key] = call.id
         if len(call.dialogs) < 2 and call.state is not CallState.ENDED:
             table.pending[call.pair_key] = call
@@ -76,10 +115,16 @@ def save(rec: Recorder, path: str) -> int:
             r.wav.close(durable=True)
         for role, key in list(r.keys.items()):
             calls.drop_stream(r, role, key)
-        items.append({"call": call_to_dict(r.call), "wav": r.wav_rel or None,
-                      "streams": [dataclasses.asdict(s) for s in r.finished_streams],
-                      "events": [dataclasses.asdict(e) for e in r.events.values()],
-                      "last_rtp_ns": engine.last_rtp_ns(r.slot), "saved_ns": rec.now})
+        items.append(
+            {
+                "call": call_to_dict(r.call),
+                "wav": r.wav_rel or None,
+                "streams": [dataclasses.asdict(s) for s in r.finished_streams],
+                "events": [dataclasses.asdict(e) for e in r.events.values()],
+                "last_rtp_ns": engine.last_rtp_ns(r.slot),
+                "saved_ns": rec.now,
+            }
+        )
         if r.wav is not None:
             calls.write_meta(r)
     write_json_atomic(path, {"version": VERSION, "calls": items}, durable=True)

@@ -4,6 +4,7 @@
 indexed columns come from it (``catalog_row``); ``shadowrec calls --json`` prints it; the API's
 schema is this record. Times are ISO 8601 UTC with milliseconds (``iso``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,9 +74,22 @@ class Stream:
     @classmethod
     def from_stats(cls, role: str, key: int, s: dict[str, Any]) -> Stream:
         """From the engine's ``stream_stats`` of the stream keyed ``key``."""
-        return cls(role, s["ssrc"], key_to_str(s["src_key"]) if s["src_key"] else None, key_to_str(key),
-                   s["packets"], s["lost"], s["duplicates"], s["reordered"], s["late"], s["malformed"],
-                   s["ssrc_changes"], s["resyncs"], iso(s["first_ns"] or None), iso(s["last_ns"] or None))
+        return cls(
+            role,
+            s["ssrc"],
+            key_to_str(s["src_key"]) if s["src_key"] else None,
+            key_to_str(key),
+            s["packets"],
+            s["lost"],
+            s["duplicates"],
+            s["reordered"],
+            s["late"],
+            s["malformed"],
+            s["ssrc_changes"],
+            s["resyncs"],
+            iso(s["first_ns"] or None),
+            iso(s["last_ns"] or None),
+        )
 
 
 @dataclass
@@ -123,5 +137,16 @@ class Sidecar:
 
     def catalog_row(self, text: str) -> tuple:
         """The catalog's row: its indexed columns, and ``text`` (this record as JSON)."""
-        return (self.id, self.started_at, self.ended_at, self.state, self.end_reason, self.near.dn, self.far.dn,
-                self.near.device.upper(), self.far.device.upper(), 1 if self.primary.failed_at else 0, text)
+        return (
+            self.id,
+            self.started_at,
+            self.ended_at,
+            self.state,
+            self.end_reason,
+            self.near.dn,
+            self.far.dn,
+            self.near.device.upper(),
+            self.far.device.upper(),
+            1 if self.primary.failed_at else 0,
+            text,
+        )

@@ -5,6 +5,7 @@ and the two sizes are patched after (with ``durable`` after an fdatasync, so a p
 cannot leave a header ahead of its data). A killed process therefore leaves a valid WAV up to
 its last sync. The format itself is ``capture.media.wav``.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,7 @@ class WavWriter:
             n = wav.data_bytes(os.pread(self.fd, wav.HEADER_BYTES, 0))
             size = os.fstat(self.fd).st_size
             self.data_bytes = min(n, max(0, size - wav.HEADER_BYTES)) // wav.FRAME_BYTES * wav.FRAME_BYTES
-            os.ftruncate(self.fd, wav.HEADER_BYTES + self.data_bytes)   # nothing past what the header vouches for
+            os.ftruncate(self.fd, wav.HEADER_BYTES + self.data_bytes)  # nothing past what the header vouches for
         else:
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             os.write(self.fd, wav.header(0))

@@ -1,6 +1,7 @@
 """The writer: how recordings reach the disk. ``SyncIO`` writes at once in the caller's thread
 (offline recording); ``QueuedIO`` hands every write to one background thread through a bounded
 queue (live capture), so that capture never waits for the disk."""
+
 from __future__ import annotations
 
 import logging
@@ -14,11 +15,12 @@ import numpy as np
 from capture.store.files import write_file_atomic
 
 log = logging.getLogger("shadowrec")
-BATCH_BYTES = 2 << 20      # one batch buffer: audio for many calls, handed to the writer whole
+BATCH_BYTES = 2 << 20  # one batch buffer: audio for many calls, handed to the writer whole
 
 
 def _default_batch() -> PwriteBatch:
     from capture import speedups
+
     return speedups.default().engine.pwrite_batch
 
 
@@ -26,7 +28,7 @@ def _new_buffer() -> np.ndarray:
     return np.empty(BATCH_BYTES, dtype=np.uint8)
 
 
-PwriteBatch = Callable[[Any, Any, Any, Any], int]      # the engine's pwrite_batch(buf, fds, offsets, lengths)
+PwriteBatch = Callable[[Any, Any, Any, Any], int]  # the engine's pwrite_batch(buf, fds, offsets, lengths)
 
 
 class Writer(Protocol):
@@ -128,10 +130,15 @@ class QueuedIO:
     thread each time, and the two threads then passed the GIL back and forth.
     """
 
-    def __init__(self, max_bytes: int = 64 << 20, pwrite_batch: PwriteBatch | None = None,
-                 can_wait: Callable[[], bool] | None = None):
+    def __init__(
+        self,
+        max_bytes: int = 64 << 20,
+        pwrite_batch: PwriteBatch | None = None,
+        can_wait: Callable[[], bool] | None = None,
+    ):
         import queue
         import threading
+
         self._batch = pwrite_batch or _default_batch()
         self.max_bytes = max_bytes
         self.can_wait = can_wait
@@ -141,10 +148,10 @@ class QueuedIO:
         self.written_bytes = 0
         self.errors = 0
         self._free: list[np.ndarray] = []
-        self._pending: list[tuple] = []        # small operations not yet handed over (see flush)
+        self._pending: list[tuple] = []  # small operations not yet handed over (see flush)
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)    # notified as the queue shrinks
+        self._drained = threading.Condition(self._lock)  # notified as the queue shrinks
         self._t = threading.Thread(target=self._run, name="shadowrec-writer", daemon=True)
         self._t.start()
 
@@ -177,13 +184,13 @@ class QueuedIO:
     def _put(self, op: str, fd: Any, data: bytes | None, offset: int, droppable: bool) -> None:
         n = len(data) if data else 0
         if droppable:
-            self.flush()        # first: what waits for room must not wait on what was never handed over
+            self.flush()  # first: what waits for room must not wait on what was never handed over
         with self._lock:
             drop = not self._admit(n, droppable)
         if not droppable:
             self._pending.append((op, fd, data, offset, n))
             return
-        if drop:   # keep the file as long as the header will say: the hole reads as silence
+        if drop:  # keep the file as long as the header will say: the hole reads as silence
             self._q.put(("x", fd, None, offset + n, 0))
         else:
             self._q.put((op, fd, data, offset, n))
@@ -206,7 +213,7 @@ class QueuedIO:
             drop = not self._admit(n, droppable)
             if drop:
                 self._free.append(buf)
-        if drop:   # each file keeps the length its header will claim: the hole reads as silence
+        if drop:  # each file keeps the length its header will claim: the hole reads as silence
             for fd, off, ln in zip(fds, offsets, lengths):
                 self._q.put(("x", int(fd), None, int(off) + int(ln), 0))
         else:
@@ -264,7 +271,7 @@ class QueuedIO:
                 self.written_bytes += n
             elif op == "f":
                 fd()
-        except Exception as e:     # OSError, or a catalog commit's sqlite3.Error: counted, logged
+        except Exception as e:  # OSError, or a catalog commit's sqlite3.Error: counted, logged
             self.errors += 1
             log.error("writer: %s: %s", type(e).__name__, e)
         with self._lock:

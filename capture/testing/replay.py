@@ -1,4 +1,5 @@
 """Send the frames of a capture file out of an interface, keeping their timing (a small tcpreplay)."""
+
 from __future__ import annotations
 
 import mmap
@@ -33,7 +34,7 @@ def replay(path: str, iface: str, speed: float = 1.0, topspeed: bool = False) ->
                             break
                         time.sleep(d if d > 0.002 else 0)
                 try:
-                    s.send(mm[o:o + n])
+                    s.send(mm[o : o + n])
                     sent += 1
                 except OSError:
                     errors += 1

@@ -12,6 +12,7 @@ The first RTP packet of each stream is never lost, delayed or reordered: it anch
 stream in time, so the expected audio is exact. Jitter and reordering never delay a packet
 past the call's BYE (the recorder rightly drops audio that arrives after the call ended).
 """
+
 from __future__ import annotations
 
 import heapq
@@ -43,37 +44,37 @@ MS = 1_000_000
 RATE = 8000
 CUCM = "198.18.0.10"
 PRIMARY = "198.18.0.20"
-CUCM6 = "2001:db8::10"   # documentation prefix, used only inside files and namespaces
+CUCM6 = "2001:db8::10"  # documentation prefix, used only inside files and namespaces
 PRIMARY6 = "2001:db8::20"
 PT = {"PCMU": 0, "PCMA": 8, "G729": 18}
-T0 = 1_790_000_000 * NS   # 2026-09-21, a fixed epoch so output is reproducible
+T0 = 1_790_000_000 * NS  # 2026-09-21, a fixed epoch so output is reproducible
 
 
 @dataclass
 class SynthSpec:
     calls: int = 4
     duration_s: float = 5.0
-    spacing_s: float = 0.25            # between call starts
+    spacing_s: float = 0.25  # between call starts
     codec: str = "PCMU"
-    transport: str = "udp"             # udp | tcp
-    tcp_split: bool = False            # TCP: split messages over segments and coalesce others
+    transport: str = "udp"  # udp | tcp
+    tcp_split: bool = False  # TCP: split messages over segments and coalesce others
     loss: float = 0.0
     dup: float = 0.0
     reorder: float = 0.0
     jitter_ms: float = 0.0
     ptime_ms: int = 20
-    dtmf: str = ""                     # digits sent on the near stream 1 s into each call
-    vlan: tuple = ()                   # 802.1Q tags, outermost first (QinQ when two)
+    dtmf: str = ""  # digits sent on the near stream 1 s into each call
+    vlan: tuple = ()  # 802.1Q tags, outermost first (QinQ when two)
     ipv6: bool = False
-    fail_at_s: float | None = None     # the primary dies this long after the first call starts
-    calls_after_fail: int = 0          # new calls offered after the failure (never answered)
-    noise_flows: int = 0               # unrelated UDP flows
-    garbage: int = 0                   # junk datagrams to the SIP port and to RTP ports
-    fragment_sip: bool = False         # send SIP INVITEs over UDP as IP fragments
+    fail_at_s: float | None = None  # the primary dies this long after the first call starts
+    calls_after_fail: int = 0  # new calls offered after the failure (never answered)
+    noise_flows: int = 0  # unrelated UDP flows
+    garbage: int = 0  # junk datagrams to the SIP port and to RTP ports
+    fragment_sip: bool = False  # send SIP INVITEs over UDP as IP fragments
     seed: int = 1
     keep_audio: bool = True
     pcapng: bool = False
-    start_offset_s: float = 0.0        # shift the whole capture in time (distinct ids across captures)
+    start_offset_s: float = 0.0  # shift the whole capture in time (distinct ids across captures)
 
 
 @dataclass
@@ -92,7 +93,7 @@ class SynthCall:
     dtmf: str = ""
     near: np.ndarray | None = None
     far: np.ndarray | None = None
-    packets: dict = field(default_factory=dict)    # role -> dict(sent, lost, dup)
+    packets: dict = field(default_factory=dict)  # role -> dict(sent, lost, dup)
 
     @property
     def frames(self) -> int:
@@ -104,8 +105,10 @@ class _Net:
 
     def __init__(self, spec: SynthSpec):
         self.v6 = spec.ipv6
-        self.vlan = b"".join(struct.pack("!HH", ETHERTYPE_QINQ if i == 0 and len(spec.vlan) > 1 else ETHERTYPE_VLAN, v)
-                             for i, v in enumerate(spec.vlan))
+        self.vlan = b"".join(
+            struct.pack("!HH", ETHERTYPE_QINQ if i == 0 and len(spec.vlan) > 1 else ETHERTYPE_VLAN, v)
+            for i, v in enumerate(spec.vlan)
+        )
         self.ipid = 0
 
     def eth(self, etype: int) -> bytes:
@@ -130,7 +133,11 @@ class _Net:
     def udp_l4(self, src, dst, sport, dport, payload: bytes) -> bytes:
         u = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
         if self.v6:
-            ps = ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed + struct.pack("!IxxxB", len(u), PROTO_UDP)
+            ps = (
+                ipaddress.ip_address(src).packed
+                + ipaddress.ip_address(dst).packed
+                + struct.pack("!IxxxB", len(u), PROTO_UDP)
+            )
             c = _csum(ps + u) or 0xFFFF
             u = u[:6] + struct.pack("!H", c) + u[8:]
         return u
@@ -146,9 +153,9 @@ class _Net:
         for off in range(0, len(l4), size):
             more = 1 if off + size < len(l4) else 0
             if self.v6:
-                out.append(self.ip(src, dst, PROTO_UDP, l4[off:off + size], (ident, off, more)))
+                out.append(self.ip(src, dst, PROTO_UDP, l4[off : off + size], (ident, off, more)))
             else:
-                out.append(self.ip(src, dst, PROTO_UDP, l4[off:off + size], (ident, (off // 8) | (more << 13))))
+                out.append(self.ip(src, dst, PROTO_UDP, l4[off : off + size], (ident, (off // 8) | (more << 13))))
         return out
 
     def tcp(self, src, dst, sport, dport, seq, ack, flags, payload: bytes) -> bytes:
@@ -158,8 +165,11 @@ class _Net:
     def icmp_unreach(self, src, dst, quoted: bytes) -> bytes:
         if self.v6:
             body = struct.pack("!BBHI", 1, 4, 0, 0) + quoted[:1232]
-            ps = (ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed
-                  + struct.pack("!IxxxB", len(body), PROTO_ICMPV6))
+            ps = (
+                ipaddress.ip_address(src).packed
+                + ipaddress.ip_address(dst).packed
+                + struct.pack("!IxxxB", len(body), PROTO_ICMPV6)
+            )
             body = body[:2] + struct.pack("!H", _csum(ps + body)) + body[4:]
             return self.ip(src, dst, PROTO_ICMPV6, body)
         body = struct.pack("!BBHI", 3, 3, 0, 0) + quoted[:548]
@@ -179,10 +189,63 @@ DEMO = SynthSpec(calls=6, duration_s=8, fail_at_s=5.0, dtmf="42", loss=0.01, dup
 def demo(out_dir: str) -> str:
     """Write the embedded demo (six BiB calls whose primary dies 5 s in) into ``out_dir``; its path."""
     import os
+
     path = os.path.join(out_dir, "demo-bib.pcap")
     os.makedirs(out_dir, exist_ok=True)
     generate(path, DEMO)
     return path
+
+
+def _bib_messages(
+    spec: SynthSpec, c: SynthCall, r: int, role: str, cucm: str, primary: str, rport: int
+) -> dict[str, bytes]:
+    """One BiB dialog as CUCM and the recorder speak it: the INVITE (delayed offer), the recorder's
+    200 OK with the offer (its RTP port ``rport``), CUCM's ACK with the answer, the BYE and its 200 OK."""
+    k = c.index
+    cluster = "lab-cluster"
+    params = (
+        f"x-refci={c.refci};x-nearendclusterid={cluster};x-nearenddevice={c.near_device.lower()};"
+        f"x-nearendaddr={c.near_dn};x-farendrefci={int(c.refci) - 1};x-farendclusterid={cluster};"
+        f"x-farenddevice={c.far_device.lower()};x-farendaddr={c.far_dn}"
+    )
+    host = f"[{cucm}]" if spec.ipv6 else cucm
+    phost = f"[{primary}]" if spec.ipv6 else primary
+    ipver = "IP6" if spec.ipv6 else "IP4"
+    cid = f"{k:08x}-{r}-synth@{cucm}"
+    frm = f"From: <sip:{c.near_dn}@{host};x-{role}end;{params}>;tag={k}{r}~synth"
+    to = f"To: <sip:8675309@{phost}>"
+    via = f"Via: SIP/2.0/{spec.transport.upper()} {host}:5060;branch=z9hG4bK{k:x}{r}"
+    base = [via + "a", frm, to, f"Call-ID: {cid}", "User-Agent: Cisco-CUCM14.0", "Max-Forwards: 70"]
+    tagged = [frm, to + f";tag=rec{k}{r}", f"Call-ID: {cid}"]
+    offer = (
+        f"v=0\no=shadowrec-synth 1 1 IN {ipver} {primary}\ns=-\nc=IN {ipver} {primary}\nt=0 0\n"
+        f"m=audio {rport} RTP/AVP {PT[spec.codec]} 101\na=rtpmap:{PT[spec.codec]} {spec.codec}/8000\n"
+        "a=rtpmap:101 telephone-event/8000\na=recvonly\n"
+    )
+    answer = (
+        f"v=0\no=CiscoSystemsCCM-SIP 1 1 IN {ipver} {cucm}\ns=SIP Call\nc=IN {ipver} {c.phone}\n"
+        f"t=0 0\nm=audio 4000 RTP/AVP {PT[spec.codec]} 101\na=ptime:{spec.ptime_ms}\n"
+        f"a=rtpmap:{PT[spec.codec]} {spec.codec}/8000\na=sendonly\na=rtpmap:101 telephone-event/8000\n"
+        "a=fmtp:101 0-15\n"
+    )
+    return {
+        "invite": _sip(
+            f"INVITE sip:8675309@{phost}:5060 SIP/2.0",
+            base + ["CSeq: 101 INVITE", f"Contact: <sip:{c.near_dn}@{host}:5060>;isFocus"],
+        ),
+        "ok": _sip(
+            "SIP/2.0 200 OK",
+            [via + "a", *tagged, "CSeq: 101 INVITE", f"Contact: <sip:{phost}:5060>", "Content-Type: application/sdp"],
+            offer,
+        ),
+        "ack": _sip(
+            f"ACK sip:{phost}:5060;transport={spec.transport.upper()} SIP/2.0",
+            [via + "a", *tagged, "CSeq: 101 ACK", "Content-Type: application/sdp"],
+            answer,
+        ),
+        "bye": _sip(f"BYE sip:{phost}:5060 SIP/2.0", [via + "c", *tagged, "CSeq: 102 BYE", "Reason: Q.850;cause=16"]),
+        "bye_ok": _sip("SIP/2.0 200 OK", [via + "c", *tagged, "CSeq: 102 BYE"]),
+    }
 
 
 class _Capture:
@@ -190,7 +253,7 @@ class _Capture:
 
     def __init__(self, spec: SynthSpec):
         self.spec = spec
-        self.t0 = T0 + int(spec.start_offset_s * NS)          # the capture's epoch
+        self.t0 = T0 + int(spec.start_offset_s * NS)  # the capture's epoch
         self.rng = random.Random(spec.seed)
         self.nrng = np.random.default_rng(spec.seed)
         self.net = _Net(spec)
@@ -198,7 +261,7 @@ class _Capture:
         self.heap: list[tuple[int, int, bytes]] = []
         self.count = 0
         self.fail_ns = None if spec.fail_at_s is None else self.t0 + int(spec.fail_at_s * NS)
-        self.spf = spec.ptime_ms * RATE // 1000       # samples per packet
+        self.spf = spec.ptime_ms * RATE // 1000  # samples per packet
         self.table = ALAW_TABLE if spec.codec == "PCMA" else ULAW_TABLE
         self.tcp_state = {"c2r": 1000, "r2c": 5000}
         self.tcp_pending: list[tuple[int, int, bool, bytes]] = []
@@ -216,7 +279,7 @@ class _Capture:
             if self.spec.fragment_sip and to_primary and msg.startswith(b"INVITE"):
                 frags = net.udp_fragments(src, dst, sport, dport, msg)
                 for k, fr in enumerate(frags):
-                    self.emit(ts - (len(frags) - 1 - k) * 1000, fr)   # complete at its time
+                    self.emit(ts - (len(frags) - 1 - k) * 1000, fr)  # complete at its time
             else:
                 self.emit(ts, net.udp(src, dst, sport, dport, msg))
             return
@@ -229,8 +292,14 @@ class _Capture:
         for ts, _, to_primary, msg in sorted(self.tcp_pending):
             prev = next((x for x in reversed(segments) if x[1] == to_primary), None)
             # coalesce: an ACK or a 2xx held back (< 20 ms) travels with the next message
-            if (spec.tcp_split and prev is not None and prev is segments[-1] and ts - prev[0] < 20 * MS
-                    and prev[3] and rng.random() < 0.7):
+            if (
+                spec.tcp_split
+                and prev is not None
+                and prev is segments[-1]
+                and ts - prev[0] < 20 * MS
+                and prev[3]
+                and rng.random() < 0.7
+            ):
                 prev[0], prev[2] = ts, prev[2] + msg
                 prev[3] = False
                 continue
@@ -247,10 +316,10 @@ class _Capture:
                 parts = [msg]
             for k, part in enumerate(parts):
                 seg = self.net.tcp(src, dst, sport, dport, self.tcp_state[d], 0, 0x18, part)
-                at = ts - (len(parts) - 1 - k) * 2000        # the message is complete at its time
+                at = ts - (len(parts) - 1 - k) * 2000  # the message is complete at its time
                 self.emit(at, seg)
                 if spec.tcp_split and rng.random() < 0.2:
-                    self.emit(at + 500, seg)                      # a retransmitted segment
+                    self.emit(at + 500, seg)  # a retransmitted segment
                 self.tcp_state[d] += len(part)
 
     def tcp_handshake(self) -> None:
@@ -267,68 +336,47 @@ class _Capture:
             start = self.fail_ns + int((k - spec.calls + 1) * 0.3 * NS)
         end = start + int(spec.duration_s * NS)
         refci = str(38960000 + 2 * k)
-        return SynthCall(k, refci, str(9110000 + k), str(9120000 + k), f"SEP0017{k:06X}", f"SEP0018{k:06X}",
-                         f"198.18.{1 + k // 200}.{10 + k % 200}" if not spec.ipv6 else f"2001:db8::1:{k + 1:x}",
-                         start, end, not after, False, spec.dtmf)
+        return SynthCall(
+            k,
+            refci,
+            str(9110000 + k),
+            str(9120000 + k),
+            f"SEP0017{k:06X}",
+            f"SEP0018{k:06X}",
+            f"198.18.{1 + k // 200}.{10 + k % 200}" if not spec.ipv6 else f"2001:db8::1:{k + 1:x}",
+            start,
+            end,
+            not after,
+            False,
+            spec.dtmf,
+        )
 
     def dialogs(self, c: SynthCall, after: bool) -> dict[str, int]:
         """The call's two delayed-offer dialogs; returns the recorder's RTP port of each answered one."""
-        spec, k = self.spec, c.index
-        cucm, primary = self.cucm, self.primary
-        cluster = "lab-cluster"
-        params = (f"x-refci={c.refci};x-nearendclusterid={cluster};x-nearenddevice={c.near_device.lower()};"
-                  f"x-nearendaddr={c.near_dn};x-farendrefci={int(c.refci) - 1};x-farendclusterid={cluster};"
-                  f"x-farenddevice={c.far_device.lower()};x-farendaddr={c.far_dn}")
-        host = f"[{cucm}]" if spec.ipv6 else cucm
-        phost = f"[{primary}]" if spec.ipv6 else primary
-        ipver = "IP6" if spec.ipv6 else "IP4"
-        rtp_ports = {"near": 20000 + 4 * k, "far": 20002 + 4 * k}     # unique on the recorder: < 11,380 calls
         ports: dict[str, int] = {}
         for r, role in enumerate(("near", "far")):
             t = c.start_ns + r * 30 * MS
-            cid = f"{k:08x}-{r}-synth@{cucm}"
-            tag = f"{k}{r}~synth"
-            frm = f"From: <sip:{c.near_dn}@{host};x-{role}end;{params}>;tag={tag}"
-            to = f"To: <sip:8675309@{phost}>"
-            base = [f"Via: SIP/2.0/{spec.transport.upper()} {host}:5060;branch=z9hG4bK{k:x}{r}a", frm, to,
-                    f"Call-ID: {cid}", "User-Agent: Cisco-CUCM14.0", "Max-Forwards: 70"]
-            invite = _sip(f"INVITE sip:8675309@{phost}:5060 SIP/2.0", base + ["CSeq: 101 INVITE",
-                          f"Contact: <sip:{c.near_dn}@{host}:5060>;isFocus"])
+            rport = (20000 if role == "near" else 20002) + 4 * c.index  # unique on the recorder: < 11,380 calls
+            m = _bib_messages(self.spec, c, r, role, self.cucm, self.primary, rport)
             if after:
                 for dt_ in (0, 500, 1500, 3500):
-                    self.send_sip(t + dt_ * MS, invite, True)
+                    self.send_sip(t + dt_ * MS, m["invite"], True)
                 continue
-            self.send_sip(t, invite, True)
+            self.send_sip(t, m["invite"], True)
             answered = self.fail_ns is None or t + 10 * MS < self.fail_ns
             if not answered:
                 c.answered = False
                 continue
-            rport = rtp_ports[role]
             ports[role] = rport
-            offer = (f"v=0\no=shadowrec-synth 1 1 IN {ipver} {primary}\ns=-\nc=IN {ipver} {primary}\nt=0 0\n"
-                     f"m=audio {rport} RTP/AVP {PT[spec.codec]} 101\na=rtpmap:{PT[spec.codec]} {spec.codec}/8000\n"
-                     "a=rtpmap:101 telephone-event/8000\na=recvonly\n")
-            ok = _sip("SIP/2.0 200 OK", [base[0], frm, to + f";tag=rec{k}{r}", f"Call-ID: {cid}", "CSeq: 101 INVITE",
-                      f"Contact: <sip:{phost}:5060>", "Content-Type: application/sdp"], offer)
-            self.send_sip(t + 10 * MS, ok, False)
-            answer = (f"v=0\no=CiscoSystemsCCM-SIP 1 1 IN {ipver} {cucm}\ns=SIP Call\nc=IN {ipver} {c.phone}\n"
-                      f"t=0 0\nm=audio 4000 RTP/AVP {PT[spec.codec]} 101\na=ptime:{spec.ptime_ms}\n"
-                      f"a=rtpmap:{PT[spec.codec]} {spec.codec}/8000\na=sendonly\na=rtpmap:101 telephone-event/8000\n"
-                      "a=fmtp:101 0-15\n")
-            ack = _sip(f"ACK sip:{phost}:5060;transport={spec.transport.upper()} SIP/2.0",
-                       [base[0].replace("a\r", "b"), frm, to + f";tag=rec{k}{r}", f"Call-ID: {cid}", "CSeq: 101 ACK",
-                        "Content-Type: application/sdp"], answer)
-            self.send_sip(t + 20 * MS, ack, True)
+            self.send_sip(t + 10 * MS, m["ok"], False)
+            self.send_sip(t + 20 * MS, m["ack"], True)
             bye_t = c.end_ns + r * 10 * MS
-            bye = _sip(f"BYE sip:{phost}:5060 SIP/2.0", [base[0][:-1] + "c", frm, to + f";tag=rec{k}{r}",
-                       f"Call-ID: {cid}", "CSeq: 102 BYE", "Reason: Q.850;cause=16"])
             if self.fail_ns is not None and bye_t >= self.fail_ns:
                 for dt_ in (0, 500, 1500, 3500, 7500):
-                    self.send_sip(bye_t + dt_ * MS, bye, True)
+                    self.send_sip(bye_t + dt_ * MS, m["bye"], True)
             else:
-                self.send_sip(bye_t, bye, True)
-                self.send_sip(bye_t + 5 * MS, _sip("SIP/2.0 200 OK", [base[0][:-1] + "c", frm, to + f";tag=rec{k}{r}",
-                              f"Call-ID: {cid}", "CSeq: 102 BYE"]), False)
+                self.send_sip(bye_t, m["bye"], True)
+                self.send_sip(bye_t + 5 * MS, m["bye_ok"], False)
         return ports
 
     def stream(self, c: SynthCall, r: int, role: str, port: int) -> None:
@@ -339,7 +387,7 @@ class _Capture:
         npk = max(0, (c.end_ns - 20 * MS - media_start) // (spec.ptime_ms * MS))
         frames = c.frames
         dtmf_from = 1 * NS // (spec.ptime_ms * MS) if spec.dtmf else -1
-        sport = 16384 + 2 * r + 4 * (k % 10000)       # phones differ by address; ports may repeat
+        sport = 16384 + 2 * r + 4 * (k % 10000)  # phones differ by address; ports may repeat
         ssrc = rng.getrandbits(32)
         seq0 = rng.getrandbits(16)
         ts0 = rng.getrandbits(32)
@@ -363,13 +411,14 @@ class _Capture:
                 digit = "0123456789*#ABCD".index(spec.dtmf[di])
                 endbit = 0x80 if j == ev_start + 4 else 0
                 payload = struct.pack("!BBH", digit, endbit | 10, (j - ev_start + 1) * spf)
-                hdr = struct.pack("!BBHII", 0x80, 101 | (0x80 if j == ev_start else 0), seq,
-                                  (ts0 + ev_start * spf) & 0xFFFFFFFF, ssrc)
+                hdr = struct.pack(
+                    "!BBHII", 0x80, 101 | (0x80 if j == ev_start else 0), seq, (ts0 + ev_start * spf) & 0xFFFFFFFF, ssrc
+                )
             else:
                 if codes is None:
                     payload = bytes(rng.getrandbits(8) for _ in range(20))
                 else:
-                    payload = codes[j * spf:(j + 1) * spf].tobytes()
+                    payload = codes[j * spf : (j + 1) * spf].tobytes()
                 hdr = struct.pack("!BBHII", 0x80, PT[spec.codec], seq, rts, ssrc)
             stats["sent"] += 1
             if j > 0 and rng.random() < spec.loss:
@@ -378,20 +427,20 @@ class _Capture:
             if exp is not None and j not in dtmf_pk and codes is not None:
                 pos = anchor + j * spf
                 if pos + spf <= frames:
-                    exp[pos:pos + spf] = self.table[codes[j * spf:(j + 1) * spf]]
+                    exp[pos : pos + spf] = self.table[codes[j * spf : (j + 1) * spf]]
             frame = net.udp(c.phone, self.primary, sport, port, hdr + payload)
             cap = nominal
             if j > 0 and spec.jitter_ms:
                 cap += int(rng.uniform(0, spec.jitter_ms) * MS)
             if j > 0 and rng.random() < spec.reorder:
-                cap += 2 * spec.ptime_ms * MS + 1000   # arrives after the next two packets
-            cap = min(cap, c.end_ns - MS)              # nothing is delayed past the BYE
+                cap += 2 * spec.ptime_ms * MS + 1000  # arrives after the next two packets
+            cap = min(cap, c.end_ns - MS)  # nothing is delayed past the BYE
             self.emit(cap, frame)
             if j > 0 and rng.random() < spec.dup:
                 stats["dup"] += 1
                 self.emit(cap + 30_000, frame)
             if j in dtmf_pk and j == (dtmf_from + ((j - dtmf_from) // 10) * 10 + 4):
-                for extra in (1, 2):       # RFC 4733: the end packet is sent three times
+                for extra in (1, 2):  # RFC 4733: the end packet is sent three times
                     hdr2 = hdr[:2] + struct.pack("!H", (seq + extra) & 0xFFFF) + hdr[4:]
                     self.emit(cap + extra * 1000, net.udp(c.phone, self.primary, sport, port, hdr2 + payload))
                 seq0 += 2
@@ -399,7 +448,7 @@ class _Capture:
                 # Linux answers with ICMP port unreachable, about one a second per host
                 if nominal - self.last_icmp >= NS:
                     self.last_icmp = nominal
-                    self.emit(nominal + 50_000, net.icmp_unreach(self.primary, c.phone, frame[14 + len(net.vlan):]))
+                    self.emit(nominal + 50_000, net.icmp_unreach(self.primary, c.phone, frame[14 + len(net.vlan) :]))
         c.packets[role] = stats
         if role == "near":
             c.near = exp
@@ -413,15 +462,22 @@ class _Capture:
         for f in range(spec.noise_flows):
             src = f"198.19.{(f >> 8) & 255}.{f & 255}"
             for _ in range(3):
-                self.emit(self.t0 + rng.randrange(span), net.udp(src, "198.19.255.1", 10000 + f % 50000,
-                                                                 16384 + f % 16000,
-                                                                 bytes(rng.getrandbits(8) for _ in range(40))))
+                self.emit(
+                    self.t0 + rng.randrange(span),
+                    net.udp(
+                        src,
+                        "198.19.255.1",
+                        10000 + f % 50000,
+                        16384 + f % 16000,
+                        bytes(rng.getrandbits(8) for _ in range(40)),
+                    ),
+                )
         for g in range(spec.garbage):
             junk = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 300)))
             if g % 3 == 0:
                 junk = b"INVITE sip:x SIP/2.0\r\nContent-Length: 99999999\r\n\r\n" + junk
             elif g % 3 == 1:
-                junk = b"\x80" + junk[:5]       # RTP-looking, too short
+                junk = b"\x80" + junk[:5]  # RTP-looking, too short
             port = 5060 if g % 3 != 1 else 20000
             self.emit(self.t0 + rng.randrange(span), net.udp("198.19.0.99", self.primary, 5060, port, junk))
 
@@ -449,7 +505,7 @@ def generate(path: str, spec: SynthSpec) -> list[SynthCall]:
         if not c.answered:
             continue
         c.primary_failed = cap.fail_ns is not None and cap.fail_ns < c.end_ns
-        for r, role in enumerate(("near", "far")):       # media: both streams from the agent's phone
+        for r, role in enumerate(("near", "far")):  # media: both streams from the agent's phone
             if role in ports:
                 cap.stream(c, r, role, ports[role])
     cap.flush_tcp()

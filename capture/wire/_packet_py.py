@@ -1,4 +1,5 @@
 """Frame parser, pure Python: the twin of ext/packet.pyx (same signature, same errors)."""
+
 from __future__ import annotations
 
 from capture.errors import Truncated, Unsupported
@@ -113,8 +114,8 @@ def parse(data, linktype: int) -> Frame:
             raise Truncated(f"IPv4 total length {total} exceeds the {n - off} bytes captured")
         ff = _u16(data, off + 6)
         proto = data[off + 9]
-        src = bytes(data[off + 12:off + 16])
-        dst = bytes(data[off + 16:off + 20])
+        src = bytes(data[off + 12 : off + 16])
+        dst = bytes(data[off + 16 : off + 20])
         if ff & 0x3FFF:
             frag_id = _u16(data, off + 4)
             frag_off = (ff & 0x1FFF) * 8
@@ -128,8 +129,8 @@ def parse(data, linktype: int) -> Frame:
         if plen > n - off - 40:
             raise Truncated(f"IPv6 payload length {plen} exceeds the {n - off - 40} bytes captured")
         proto = data[off + 6]
-        src = bytes(data[off + 8:off + 24])
-        dst = bytes(data[off + 24:off + 40])
+        src = bytes(data[off + 8 : off + 24])
+        dst = bytes(data[off + 24 : off + 40])
         l4 = off + 40
         end = l4 + plen
         hops = 0
@@ -180,5 +181,21 @@ def parse(data, linktype: int) -> Frame:
             tcp_flags = data[l4 + 13]
             payload_off = l4 + doff
             payload_len = l4_len - doff
-    return Frame(ver, src, dst, proto, ip_off, l4, l4_len, frag_id, frag_off, frag_more,
-                 sport, dport, payload_off, payload_len, tcp_seq, tcp_flags)
+    return Frame(
+        ver,
+        src,
+        dst,
+        proto,
+        ip_off,
+        l4,
+        l4_len,
+        frag_id,
+        frag_off,
+        frag_more,
+        sport,
+        dport,
+        payload_off,
+        payload_len,
+        tcp_seq,
+        tcp_flags,
+    )

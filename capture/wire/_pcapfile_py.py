@@ -5,6 +5,7 @@ out batches of record positions: offsets and lengths of each frame's bytes in ``
 timestamps in integer nanoseconds and link types. It stops at the first corrupt or
 truncated record and says why in ``error``; everything before that point is delivered.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -97,8 +98,12 @@ class Indexer:
                     tss.append(rec[2])
                     lts.append(rec[3])
         self.records += len(offs)
-        return (np.array(offs, dtype=np.int64), np.array(lens, dtype=np.int32),
-                np.array(tss, dtype=np.int64), np.array(lts, dtype=np.int32))
+        return (
+            np.array(offs, dtype=np.int64),
+            np.array(lens, dtype=np.int32),
+            np.array(tss, dtype=np.int64),
+            np.array(lts, dtype=np.int32),
+        )
 
     def _pcap_step(self):
         b, p, le = self.buf, self.pos, self.le

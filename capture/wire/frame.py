@@ -1,6 +1,7 @@
 """Frames: the record both frame parsers (ext/packet.pyx and capture/wire/_packet_py.py) return,
 the link, ethertype and IP protocol numbers they walk by (ext/frame.pxd has the same, checked by
 tests/test_packet.py), and the flow key of an (address, port)."""
+
 from __future__ import annotations
 
 import socket
@@ -15,16 +16,26 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
-SUPPORTED_LINKTYPES = frozenset({LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW_OLD, LINKTYPE_RAW, LINKTYPE_LINUX_SLL,
-                                 LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2})
+SUPPORTED_LINKTYPES = frozenset(
+    {
+        LINKTYPE_NULL,
+        LINKTYPE_ETHERNET,
+        LINKTYPE_RAW_OLD,
+        LINKTYPE_RAW,
+        LINKTYPE_LINUX_SLL,
+        LINKTYPE_IPV4,
+        LINKTYPE_IPV6,
+        LINKTYPE_LINUX_SLL2,
+    }
+)
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
-ETHERTYPE_VLAN = 0x8100        # 802.1Q
-ETHERTYPE_QINQ = 0x88A8        # 802.1ad
-ETHERTYPE_VLAN_OLD = 0x9100    # pre-standard QinQ
+ETHERTYPE_VLAN = 0x8100  # 802.1Q
+ETHERTYPE_QINQ = 0x88A8  # 802.1ad
+ETHERTYPE_VLAN_OLD = 0x9100  # pre-standard QinQ
 
-PROTO_HOPOPTS = 0              # IPv6 extension headers ...
+PROTO_HOPOPTS = 0  # IPv6 extension headers ...
 PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_UDP = 17
@@ -79,5 +90,6 @@ def key_to_str(key: int) -> str:
     port = key & 0xFFFF
     if key >> 160:
         import ipaddress
+
         return f"[{ipaddress.IPv6Address((key >> 16) & ((1 << 128) - 1))}]:{port}"
     return f"{socket.inet_ntop(socket.AF_INET, (key >> 16).to_bytes(4, 'big'))}:{port}"

@@ -1,4 +1,5 @@
 """What the wire says about the primary recorder: ICMP errors quoting traffic sent to it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,10 +8,14 @@ from capture.errors import Truncated
 
 # (ICMP version, type, code) -> evidence kind
 KINDS = {
-    (4, 3, 3): "icmp_port_unreachable", (4, 3, 1): "icmp_host_unreachable",
-    (4, 3, 0): "icmp_net_unreachable", (4, 3, 13): "icmp_admin_prohibited",
-    (6, 1, 4): "icmp_port_unreachable", (6, 1, 3): "icmp_host_unreachable",
-    (6, 1, 0): "icmp_net_unreachable", (6, 1, 1): "icmp_admin_prohibited",
+    (4, 3, 3): "icmp_port_unreachable",
+    (4, 3, 1): "icmp_host_unreachable",
+    (4, 3, 0): "icmp_net_unreachable",
+    (4, 3, 13): "icmp_admin_prohibited",
+    (6, 1, 4): "icmp_port_unreachable",
+    (6, 1, 3): "icmp_host_unreachable",
+    (6, 1, 0): "icmp_net_unreachable",
+    (6, 1, 1): "icmp_admin_prohibited",
 }
 
 

@@ -1,4 +1,5 @@
 """The Internet checksum (RFC 1071), for the frames shadowrec builds (synth, VRRP, ARP/NA)."""
+
 from __future__ import annotations
 
 import struct

@@ -1,5 +1,11 @@
-"""IPv4 and IPv6 fragment reassembly (RFC 791 / RFC 8200), bounded in memory and time."""
+"""IPv4 and IPv6 fragment reassembly (RFC 791 / RFC 8200), bounded in memory and time, and the
+UDP or TCP header of a reassembled datagram."""
+
 from __future__ import annotations
+
+from typing import NamedTuple
+
+from capture.errors import Truncated
 
 MAX_DATAGRAM = 65535
 MAX_PENDING = 4096
@@ -46,10 +52,10 @@ class Defragmenter:
         for off in sorted(p.parts):
             chunk = p.parts[off]
             if off > pos:
-                return None          # a hole: overlapping fragments filled size but not space
+                return None  # a hole: overlapping fragments filled size but not space
             end = min(off + len(chunk), p.total)
             if end > pos:
-                buf[pos:end] = chunk[pos - off:end - off]
+                buf[pos:end] = chunk[pos - off : end - off]
                 pos = end
         if pos < p.total:
             return None
@@ -61,3 +67,35 @@ class Defragmenter:
         for k in [k for k, p in self.pending.items() if now - p.first_ns > TIMEOUT_NS]:
             del self.pending[k]
             self.counters["fragments_expired"] += 1
+
+
+class Udp(NamedTuple):
+    sport: int
+    dport: int
+    payload: bytes
+
+
+class Tcp(NamedTuple):
+    sport: int
+    dport: int
+    seq: int
+    flags: int
+    payload: bytes
+
+
+def udp(dg: bytes) -> Udp:
+    """The UDP header and payload of a reassembled datagram (its length checked against the bytes)."""
+    if len(dg) < 8:
+        raise Truncated(f"reassembled UDP datagram of {len(dg)} bytes")
+    ulen = (dg[4] << 8) | dg[5]
+    if ulen < 8 or ulen > len(dg):
+        raise Truncated(f"reassembled UDP length {ulen} does not fit {len(dg)} bytes")
+    return Udp((dg[0] << 8) | dg[1], (dg[2] << 8) | dg[3], dg[8:ulen])
+
+
+def tcp(dg: bytes) -> Tcp:
+    """The TCP header fields shadowrec uses, and the payload, of a reassembled segment."""
+    if len(dg) < 20 or (dg[12] >> 4) * 4 > len(dg) or (dg[12] >> 4) < 5:
+        raise Truncated(f"reassembled TCP segment of {len(dg)} bytes")
+    doff = (dg[12] >> 4) * 4
+    return Tcp((dg[0] << 8) | dg[1], (dg[2] << 8) | dg[3], int.from_bytes(dg[4:8], "big"), dg[13], dg[doff:])

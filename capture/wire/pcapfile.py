@@ -1,11 +1,12 @@
 """Classic pcap files: the format shadowrec writes (a call's raw frames, synthetic captures),
 defined once. Reading pcap and pcapng is the indexer's (``_pcapfile_py`` and its C twin)."""
+
 from __future__ import annotations
 
 import struct
 
-MAGIC_US = 0xA1B2C3D4          # microsecond timestamps
-MAGIC_NS = 0xA1B23C4D          # nanosecond timestamps
+MAGIC_US = 0xA1B2C3D4  # microsecond timestamps
+MAGIC_NS = 0xA1B23C4D  # nanosecond timestamps
 SNAPLEN = 262144
 _FILE_HEADER = struct.Struct("<IHHiIII")
 _RECORD_HEADER = struct.Struct("<IIII")
@@ -26,7 +27,7 @@ def record(ts_ns: int, frame: bytes, nanoseconds: bool = False) -> bytes:
 def ng_header(linktype: int) -> bytes:
     """A pcapng section header and one interface description (nanosecond timestamps)."""
     shb = struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28)
-    opt = struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0)        # if_tsresol = 10^-9
+    opt = struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0)  # if_tsresol = 10^-9
     idb_len = 20 + len(opt)
     idb = struct.pack("<IIHHI", 1, idb_len, linktype, 0, SNAPLEN) + opt + struct.pack("<I", idb_len)
     return shb + idb
@@ -36,8 +37,12 @@ def ng_record(ts_ns: int, frame: bytes) -> bytes:
     """One enhanced packet block on interface 0."""
     pad = (-len(frame)) % 4
     blen = 32 + len(frame) + pad
-    return (struct.pack("<IIIIIII", 6, blen, 0, ts_ns >> 32, ts_ns & 0xFFFFFFFF, len(frame), len(frame))
-            + frame + b"\0" * pad + struct.pack("<I", blen))
+    return (
+        struct.pack("<IIIIIII", 6, blen, 0, ts_ns >> 32, ts_ns & 0xFFFFFFFF, len(frame), len(frame))
+        + frame
+        + b"\0" * pad
+        + struct.pack("<I", blen)
+    )
 
 
 class PcapWriter:

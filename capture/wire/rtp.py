@@ -5,6 +5,7 @@ The hot path's copy of the header walk is C (``ext/rtp.pxd``, used by the engine
 Python twin in ``capture.media._engine_py``, which calls ``header_length`` below; the tests
 check all of them agree on random and malformed packets.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 from capture.errors import RtpError
 
 VERSION = 2
-FIXED_HEADER = 12          # bytes before the CSRC list
-EVENT_BYTES = 4            # an RFC 4733 event: event, E/R/volume, duration
+FIXED_HEADER = 12  # bytes before the CSRC list
+EVENT_BYTES = 4  # an RFC 4733 event: event, E/R/volume, duration
 
 
 def header_length(data: bytes | bytearray | memoryview, off: int = 0, length: int | None = None) -> tuple[int, int]:
@@ -46,15 +47,22 @@ class RtpHeader:
     sequence: int
     timestamp: int
     ssrc: int
-    payload_offset: int        # where the payload starts (after CSRCs and an extension)
-    payload_length: int        # payload bytes, padding excluded
+    payload_offset: int  # where the payload starts (after CSRCs and an extension)
+    payload_length: int  # payload bytes, padding excluded
 
 
 def parse(data: bytes | bytearray | memoryview) -> RtpHeader:
     """Parse one RTP packet's header."""
     h, plen = header_length(data)
-    return RtpHeader(bool(data[1] & 0x80), data[1] & 0x7F, (data[2] << 8) | data[3],
-                     int.from_bytes(data[4:8], "big"), int.from_bytes(data[8:12], "big"), h, plen)
+    return RtpHeader(
+        bool(data[1] & 0x80),
+        data[1] & 0x7F,
+        (data[2] << 8) | data[3],
+        int.from_bytes(data[4:8], "big"),
+        int.from_bytes(data[8:12], "big"),
+        h,
+        plen,
+    )
 
 
 @dataclass(frozen=True)
@@ -72,5 +80,4 @@ def parse_event(payload: bytes | bytearray | memoryview) -> TelephoneEventPayloa
     """Parse a telephone-event payload (its first event report; redundant ones follow it)."""
     if len(payload) < EVENT_BYTES:
         raise RtpError(f"telephone-event needs {EVENT_BYTES} bytes, payload has {len(payload)}")
-    return TelephoneEventPayload(payload[0], bool(payload[1] & 0x80), payload[1] & 0x3F,
-                                 (payload[2] << 8) | payload[3])
+    return TelephoneEventPayload(payload[0], bool(payload[1] & 0x80), payload[1] & 0x3F, (payload[2] << 8) | payload[3])

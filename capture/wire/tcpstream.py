@@ -5,6 +5,7 @@ retransmitted and overlapping segments, holds out-of-order ones (bounded), and f
 SIP messages by Content-Length. A stream that cannot be SIP, or a gap that never fills,
 is resynchronised on the next SIP start line instead of being given up.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,8 +35,14 @@ class _Stream:
 class TcpReassembler:
     def __init__(self):
         self.streams: dict = {}
-        self.counters = {"tcp_segments": 0, "tcp_retransmitted": 0, "tcp_out_of_order": 0,
-                         "tcp_gaps": 0, "tcp_resyncs": 0, "tcp_overflows": 0}
+        self.counters = {
+            "tcp_segments": 0,
+            "tcp_retransmitted": 0,
+            "tcp_out_of_order": 0,
+            "tcp_gaps": 0,
+            "tcp_resyncs": 0,
+            "tcp_overflows": 0,
+        }
 
     def feed(self, key, seq: int, flags: int, payload: bytes, ts: int) -> list:
         """Add one segment of the direction ``key``; return the SIP messages it completes."""
@@ -49,7 +56,7 @@ class TcpReassembler:
         if st is None:
             if not payload:
                 return []
-            st = _Stream(seq, False, ts)   # joined mid-stream: wait for a start line
+            st = _Stream(seq, False, ts)  # joined mid-stream: wait for a start line
             self._store(key, st)
         st.last_ns = ts
         out: list = []
@@ -120,10 +127,10 @@ class TcpReassembler:
                     st.buf.clear()
                     st.buf += keep
                     break
-                del st.buf[:m.start()]
+                del st.buf[: m.start()]
                 st.synced = True
                 c["tcp_resyncs"] += 1
-            while st.buf[:2] == b"\r\n":   # RFC 5626 keep-alives
+            while st.buf[:2] == b"\r\n":  # RFC 5626 keep-alives
                 del st.buf[:2]
             if not st.buf:
                 break

@@ -1,4 +1,5 @@
 """Announcing the VIP: gratuitous ARP (IPv4) and unsolicited neighbour advertisements (IPv6)."""
+
 from __future__ import annotations
 
 import ipaddress

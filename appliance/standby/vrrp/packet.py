@@ -3,6 +3,7 @@
 The checksum covers the VRRP message and the IPv4 pseudo-header (RFC 5798 §5.2.8), which
 keepalived checks; a message with a bad one is rejected with a clear error.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -26,21 +27,31 @@ class VrrpError(ParseError):
 class Advert:
     vrid: int
     priority: int
-    max_adver_int_cs: int        # centiseconds (12 bits)
-    addresses: tuple             # IPv4 address strings
+    max_adver_int_cs: int  # centiseconds (12 bits)
+    addresses: tuple  # IPv4 address strings
 
 
 def _pseudo(src: str, dst: str, length: int) -> bytes:
-    return (ipaddress.IPv4Address(src).packed + ipaddress.IPv4Address(dst).packed
-            + struct.pack("!BBH", 0, VRRP_PROTO, length))
+    return (
+        ipaddress.IPv4Address(src).packed
+        + ipaddress.IPv4Address(dst).packed
+        + struct.pack("!BBH", 0, VRRP_PROTO, length)
+    )
 
 
 def build(adv: Advert, src: str, dst: str = VRRP_GROUP) -> bytes:
     """The VRRP message (the IP payload) with its checksum for source ``src``."""
     if not 1 <= adv.vrid <= 255 or not 0 <= adv.priority <= 255 or not 0 < adv.max_adver_int_cs < 4096:
         raise ValueError(f"bad advertisement fields {adv}")
-    body = struct.pack("!BBBBHH", (VERSION << 4) | TYPE_ADVERTISEMENT, adv.vrid, adv.priority,
-                       len(adv.addresses), adv.max_adver_int_cs & 0x0FFF, 0)
+    body = struct.pack(
+        "!BBBBHH",
+        (VERSION << 4) | TYPE_ADVERTISEMENT,
+        adv.vrid,
+        adv.priority,
+        len(adv.addresses),
+        adv.max_adver_int_cs & 0x0FFF,
+        0,
+    )
     body += b"".join(ipaddress.IPv4Address(a).packed for a in adv.addresses)
     c = checksum(_pseudo(src, dst, len(body)) + body)
     return body[:6] + struct.pack("!H", c) + body[8:]
@@ -57,10 +68,10 @@ def parse(data: bytes, src: str, dst: str = VRRP_GROUP) -> Advert:
         raise VrrpError(f"VRRP type {vt & 0x0F}, expected 1 (advertisement)")
     if len(data) < 8 + 4 * count:
         raise Truncated(f"VRRP message lists {count} addresses in {len(data) - 8} bytes")
-    body = bytes(data[:8 + 4 * count])
+    body = bytes(data[: 8 + 4 * count])
     if checksum(_pseudo(src, dst, len(body)) + body) != 0:
         raise VrrpError(f"bad VRRP checksum from {src}")
-    addrs = tuple(str(ipaddress.IPv4Address(body[8 + 4 * i:12 + 4 * i])) for i in range(count))
+    addrs = tuple(str(ipaddress.IPv4Address(body[8 + 4 * i : 12 + 4 * i])) for i in range(count))
     if vrid == 0:
         raise VrrpError("VRID 0 is not valid")
     return Advert(vrid, prio, maxi & 0x0FFF, addrs)

@@ -5,6 +5,7 @@ arrives (``Event.ADVERT``) or the timer (``Event.TIMER``) to ``VrrpInstance.hand
 carries out the actions it returns. Health verdicts come from other threads through
 ``post(Event.PRIMARY_DEAD | Event.PRIMARY_ALIVE)``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,15 +55,25 @@ class VrrpRunner:
 
     def status(self) -> dict:
         i = self.inst
-        return {"state": i.state.value, "priority": i.priority, "master_ip": i.master_ip,
-                "primary_dead": i.primary_dead, "vips": [str(v) for v in self.vip.vips],
-                "vips_present": self.vip.present(), **self.counters}
+        return {
+            "state": i.state.value,
+            "priority": i.priority,
+            "master_ip": i.master_ip,
+            "primary_dead": i.primary_dead,
+            "vips": [str(v) for v in self.vip.vips],
+            "vips_present": self.vip.present(),
+            **self.counters,
+        }
 
     def _do(self, actions) -> None:
         for a in actions:
             if isinstance(a, SendAdvert):
-                adv = packet.Advert(self.inst.cfg.vrid, a.priority, self.inst.cfg.advert_int_cs,
-                                    tuple(str(v.ip) for v in self.vip.vips if v.version == 4))
+                adv = packet.Advert(
+                    self.inst.cfg.vrid,
+                    a.priority,
+                    self.inst.cfg.advert_int_cs,
+                    tuple(str(v.ip) for v in self.vip.vips if v.version == 4),
+                )
                 self.sock.sendto(packet.build(adv, self.inst.cfg.local_ip), (packet.VRRP_GROUP, 0))
                 self.counters["adverts_sent"] += 1
             elif isinstance(a, ClaimVip):
@@ -96,7 +107,7 @@ class VrrpRunner:
         self._do(self.inst.handle(Event.ADVERT, now, Received(src, adv.priority, adv.max_adver_int_cs)))
 
     def run(self) -> None:
-        self.vip.release()          # never start holding a stale VIP (our own crash)
+        self.vip.release()  # never start holding a stale VIP (our own crash)
         self._do(self.inst.handle(Event.STARTUP, self.clock()))
         try:
             while not self.stop:

@@ -13,6 +13,7 @@ down. ``Event.PRIMARY_ALIVE`` drops back to the configured priority and, in Mast
 the VIP back with a priority-0 advertisement (RFC 5798 §6.4.3 shutdown), so the primary
 takes over after its Skew_Time.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ class SendAdvert:
 
 
 @dataclass(frozen=True)
-class ClaimVip:          # add the addresses, then gratuitous ARP / unsolicited NA
+class ClaimVip:  # add the addresses, then gratuitous ARP / unsolicited NA
     pass
 
 
@@ -61,9 +62,9 @@ class Received:
 @dataclass
 class VrrpConfig:
     vrid: int
-    priority: int = 50                   # below the primary's keepalived (usually 100)
-    takeover_priority: int = 254         # advertised while the health policy says the primary is dead
-    advert_int_cs: int = 100             # centiseconds
+    priority: int = 50  # below the primary's keepalived (usually 100)
+    takeover_priority: int = 254  # advertised while the health policy says the primary is dead
+    advert_int_cs: int = 100  # centiseconds
     preempt: bool = True
     local_ip: str = "0.0.0.0"
 
@@ -77,7 +78,7 @@ class VrrpInstance:
     deadline: int | None = None
     master_ip: str | None = None
     primary_dead: bool = False
-    transitions: list = field(default_factory=list)     # (now, from, to, why)
+    transitions: list = field(default_factory=list)  # (now, from, to, why)
 
     def __post_init__(self):
         self.priority = self.cfg.priority
@@ -155,7 +156,7 @@ class VrrpInstance:
             self.master_ip = rx.src
             self.master_adver_int_cs = rx.max_adver_int_cs or self.cfg.advert_int_cs
             self._arm(now, "down")
-        return []        # preempt and a lower priority: discard; the down timer will fire
+        return []  # preempt and a lower priority: discard; the down timer will fire
 
     def backup_shutdown(self, now, _rx):
         self._arm(now, None)
@@ -212,5 +213,6 @@ class VrrpInstance:
 
 def _ip_gt(a: str, b: str) -> bool:
     import ipaddress
+
     x, y = ipaddress.ip_address(a), ipaddress.ip_address(b)
     return (x.version, int(x)) > (y.version, int(y))

@@ -4,6 +4,7 @@ A host that crashed while master may come back with the VIP still configured (se
 shared/notes/failover-facts.md). shadowrec therefore releases the VIP at startup, before it
 takes part in VRRP, and claiming an address that is already there is not an error.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -15,16 +16,18 @@ log = logging.getLogger("shadowrec.vrrp")
 class VipManager:
     def __init__(self, ifname: str, vips: list):
         self.ifname = ifname
-        self.vips = [ipaddress.ip_interface(v) for v in vips]     # "198.18.0.20/24"
+        self.vips = [ipaddress.ip_interface(v) for v in vips]  # "198.18.0.20/24"
 
     def _ipr(self):
         from pyroute2 import IPRoute
+
         return IPRoute()
 
     def _index(self, ipr) -> int:
         idx = ipr.link_lookup(ifname=self.ifname)
         if not idx:
             from capture.errors import ConfigError
+
             raise ConfigError(f"no interface named {self.ifname}")
         return idx[0]
 
@@ -72,4 +75,5 @@ class VipManager:
                 if ip not in vip_ips:
                     return ip
         from capture.errors import ConfigError
+
         raise ConfigError(f"{self.ifname} has no IPv4 address of its own to advertise from")
