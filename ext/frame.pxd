@@ -1,5 +1,5 @@
 # C-level frame parser shared by ext/packet.pyx (the def wrapper) and ext/engine.pyx (the hot
-# loop). The pure-Python twin is capture/_packet_py.py; error codes map to its messages.
+# loop). The pure-Python twin is capture/wire/_packet_py.py; error codes map to its messages.
 from libc.stdint cimport int64_t, uint32_t
 
 cdef enum:

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""Frame parser (C): the twin of capture/_packet_py.py, same signature and errors."""
+"""Frame parser (C): the twin of capture/wire/_packet_py.py, same signature and errors."""
 from frame cimport *
 
 from capture.errors import Truncated, Unsupported

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""Capture-file indexer (C): the twin of capture/_pcap_py.py, same class and results."""
+"""Capture-file indexer (C): the twin of capture/wire/_pcapfile_py.py, same class and results."""
 import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t

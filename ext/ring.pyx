@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""TPACKET_V3 block walker (C): the twin of capture/_ring_py.py. Read that module's doc."""
+"""TPACKET_V3 block walker (C): the twin of capture/live/_ring_py.py. Read that module's doc."""
 import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t

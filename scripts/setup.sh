@@ -24,4 +24,4 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # editable: the Cython kernels are built into capture/ next to their pure-Python twins
 .venv/bin/python -m pip install -q -e '.[test]'
-.venv/bin/python -c "from capture import _impl; assert _impl.load().name == 'c', 'C kernels not built'"
+.venv/bin/python -c "from capture import speedups; assert speedups.load().name == 'c', 'C kernels not built'"

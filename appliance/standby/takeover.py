@@ -6,7 +6,7 @@
   by the same passive code, since its own 200 OK and the phones' RTP cross that interface;
 - the VRRP runner (a thread) as keepalived's backup on the service interface;
 - the health prober (a thread): SIP OPTIONS to the primary's own address; its verdicts are
-  the VRRP instance's PRIMARY_DEAD / PRIMARY_ALIVE events (see appliance/vrrp/state.py);
+  the VRRP instance's PRIMARY_DEAD / PRIMARY_ALIVE events (see appliance/standby/vrrp/state.py);
 - the SIP UAS on the VIP (a thread), which only hears anything while the VIP is here.
 
 Policy (documented in the README): keepalived on the primary host handles the host and its

@@ -91,8 +91,11 @@ def call_transition(state: CallState, event: CallEvent) -> CallState:
     return state
 
 
-@dataclass
+@dataclass(frozen=True)
 class Party:
+    """One side of the recorded call, from the x-nearend*/x-farend* parameters (device names
+    upper-cased); the sidecar's ``near`` and ``far``."""
+
     device: str = ""
     dn: str = ""
     refci: str = ""

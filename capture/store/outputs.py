@@ -24,7 +24,7 @@ from capture.sip.calls import Call, CallEnded, EndReason, MediaMapped, MediaUnma
 from capture.speedups import EngineLike
 from capture.store.catalog import Catalog
 from capture.store.files import to_json
-from capture.store.sidecar import EvidenceRecord, Party, Primary, Sidecar, Stream, TelephoneEvent, iso
+from capture.store.sidecar import EvidenceRecord, Primary, Sidecar, Stream, TelephoneEvent, iso
 from capture.store.wavfile import WavWriter
 from capture.store.writer import Writer
 from capture.wire.pcapfile import PcapWriter
@@ -232,8 +232,8 @@ class Recordings:
             end_reason=c.end_reason,
             codec=c.codec or None,
             decoded=c.codec in CODECS,
-            near=Party(c.near.device, c.near.dn, c.near.refci),
-            far=Party(c.far.device, c.far.dn, c.far.refci),
+            near=c.near,
+            far=c.far,
             primary=Primary(
                 c.primary_address,
                 c.primary_port,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from capture.clock import utc
-from capture.sip.calls import EndReason
+from capture.sip.calls import EndReason, Party
 from capture.wire.frame import key_to_str
 
 NS = 1_000_000_000
@@ -23,15 +23,6 @@ def iso(ns: int | None) -> str | None:
     if ns is None:
         return None
     return f"{utc(ns // NS, '%Y-%m-%dT%H:%M:%S')}.{(ns % NS) // 1_000_000:03d}Z"
-
-
-@dataclass(frozen=True)
-class Party:
-    """One side of the recorded call, from the x-nearend*/x-farend* parameters."""
-
-    device: str
-    dn: str
-    refci: str
 
 
 @dataclass(frozen=True)
