@@ -397,11 +397,11 @@ def _add_lab(sub: Any) -> None:
     lb.add_argument("--work", help="where recordings and logs go (default /tmp/shadowrec-lab-MODE)")
     lb.set_defaults(func=_lab)
     # the lab's own actors, started by it inside its namespaces
-    lc = sub.add_parser("lab-cucm", help=argparse.SUPPRESS)
+    lc = sub.add_parser("lab-cucm")  # no help=: not listed in --help
     for name in ("--ip", "--vip", "--phones", "--plan", "--manifest"):
         lc.add_argument(name, required=True)
     lc.set_defaults(func=_lab_cucm)
-    lr = sub.add_parser("lab-recorder", help=argparse.SUPPRESS)
+    lr = sub.add_parser("lab-recorder")
     lr.add_argument("--address", required=True)
     lr.set_defaults(func=_lab_recorder)
 

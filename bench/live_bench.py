@@ -257,7 +257,7 @@ while True:
     keep = b[2] < cut
     r.feed(mm, *(x[keep] for x in b))
 anon = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("RssAnon")][0]
-print(anon * 1024, len(r.active))
+print(anon * 1024, len(r.calls.active))
 """
 
 

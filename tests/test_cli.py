@@ -35,7 +35,9 @@ def test_synth_command_and_help(tmp_path):
     p = str(tmp_path / "x.pcapng")
     r = sh("synth", p, "--calls", "2", "--duration", "1", "--transport", "tcp", "--pcapng")
     assert json.loads(r.stdout) == {"output": p, "calls": 2, "answered": 2}
-    assert "record" in sh("--help").stdout and "--fsync-interval" in sh("record", "--help").stdout
+    top = sh("--help").stdout
+    assert "record" in top and "--fsync-interval" in sh("record", "--help").stdout
+    assert "SUPPRESS" not in top and "lab-cucm" not in top       # the lab's own actors are not listed
 
 
 def test_calls_without_catalog_is_a_clear_error(tmp_path):
