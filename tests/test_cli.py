@@ -37,7 +37,7 @@ def test_synth_command_and_help(tmp_path):
     assert json.loads(r.stdout) == {"output": p, "calls": 2, "answered": 2}
     top = sh("--help").stdout
     assert "record" in top and "--fsync-interval" in sh("record", "--help").stdout
-    assert "SUPPRESS" not in top and "lab-cucm" not in top       # the lab's own actors are not listed
+    assert "SUPPRESS" not in top and "lab-cucm" not in top  # the lab's own actors are not listed
 
 
 def test_calls_without_catalog_is_a_clear_error(tmp_path):

@@ -17,8 +17,10 @@ from capture.testing import synth
 def test_files_and_catalog_rows_are_the_record(tmp_path):
     cap, out = str(tmp_path / "c.pcap"), str(tmp_path / "out")
     synth.generate(cap, synth.SynthSpec(calls=3, duration_s=2, dtmf="5", fail_at_s=1.5))
-    rec = Recorder(Options(out_dir=out))
+    rec = Recorder(Options(out_dir=out, linger_s=60))
     rec.record_file(cap)
+    records = [rec.calls.sidecar(r) for _, r in rec.calls.closing]  # ended, lingering for late evidence
+    assert len(records) == 3 and all(r.to_dict() == dataclasses.asdict(r) for r in records)
     rec.finish()
     files = sorted(glob.glob(os.path.join(out, "calls", "*", "*", "*", "*.json")))
     assert len(files) == 3
