@@ -56,32 +56,8 @@ class SpanLab:
                 self.ip(r, "link", "set", dev, "up")
             self.ip("tx", "addr", "add", "198.18.200.1/24", "dev", "tx0")
             sh("ip", "netns", "exec", sw, "tc", "qdisc", "add", "dev", "tx1", "ingress")
-            sh(
-                "ip",
-                "netns",
-                "exec",
-                sw,
-                "tc",
-                "filter",
-                "add",
-                "dev",
-                "tx1",
-                "parent",
-                "ffff:",
-                "protocol",
-                "all",
-                "u32",
-                "match",
-                "u32",
-                "0",
-                "0",
-                "action",
-                "mirred",
-                "egress",
-                "mirror",
-                "dev",
-                "app1",
-            )
+            mirror = "tc filter add dev tx1 parent ffff: protocol all u32 match u32 0 0 action mirred egress mirror"
+            sh("ip", "netns", "exec", sw, *mirror.split(), "dev", "app1")  # tx1's traffic, copied to app1
         except BaseException:
             self.__exit__(None, None, None)
             raise

@@ -92,29 +92,8 @@ class Site:
             self.ip(role, "addr", "add", f"{addr}/16", "dev", "eth0")
         if role in ("site", "pri"):  # the SPAN session: these ports' traffic to span0
             self.exe("sw", "tc", "qdisc", "add", "dev", f"{role}1", "ingress")
-            self.exe(
-                "sw",
-                "tc",
-                "filter",
-                "add",
-                "dev",
-                f"{role}1",
-                "parent",
-                "ffff:",
-                "protocol",
-                "all",
-                "u32",
-                "match",
-                "u32",
-                "0",
-                "0",
-                "action",
-                "mirred",
-                "egress",
-                "mirror",
-                "dev",
-                "span1",
-            )
+            mirror = f"tc filter add dev {role}1 parent ffff: protocol all u32 match u32 0 0 action mirred egress"
+            self.exe("sw", *mirror.split(), "mirror", "dev", "span1")
 
     def __enter__(self):
         try:
