@@ -27,15 +27,22 @@ log = logging.getLogger("shadowrec")
 
 
 def sd_notify(msg: str) -> bool:
-    """Tell systemd (Type=notify) something; a no-op outside systemd."""
+    """Tell systemd (Type=notify) something; a no-op outside systemd. Never blocks: a notify socket
+    whose queue is full (nobody reading it) or gone drops the message and says so (False). A
+    blocking send stopped the service there for good: its supervisor, and at a stop its STOPPING=1."""
     addr = os.environ.get("NOTIFY_SOCKET")
     if not addr:
         return False
     if addr.startswith("@"):
         addr = "\0" + addr[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        s.connect(addr)
-        s.sendall(msg.encode())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)
+            s.connect(addr)
+            s.send(msg.encode())
+    except OSError as e:  # BlockingIOError (the queue is full), ECONNREFUSED, ENOENT
+        log.debug("sd_notify %s not sent: %s", msg.split("=", 1)[0], e)
+        return False
     return True
 
 
@@ -107,8 +114,7 @@ class Supervisor:
             if fresh:
                 backoff = 1.0
                 if not self.ready_sent:
-                    self.ready_sent = True
-                    sd_notify("READY=1")
+                    self.ready_sent = sd_notify("READY=1")  # again next time if it could not be sent
                 sd_notify("WATCHDOG=1")
                 t = merge_counters(st)
                 sd_notify(
