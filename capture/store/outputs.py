@@ -32,6 +32,7 @@ from capture.wire.pcapfile import PcapWriter
 NS = 1_000_000_000
 CODECS = {"PCMU": 1, "PCMA": 2}  # codec name -> the engine's decoder (0: not decoded)
 MAX_HELD_SIP_FRAMES = 64  # a call's SIP frames held until its raw pcap opens, if ever
+DTMF = "0123456789*#ABCD"  # RFC 4733 events 0-15
 
 
 @dataclass
@@ -340,6 +341,3 @@ class Recordings:
         self.commit_catalog()
         self.io.stop()
         self.catalog.close()
-
-
-DTMF = "0123456789*#ABCD"
