@@ -12,7 +12,8 @@ def test_a_retransmission_without_response_is_evidence_until_a_response_comes():
     call = SimpleNamespace(evidence=[])
     t = Transactions()
     assert t.request(("c", 102, "BYE"), 5 * NS, "BYE", call) is None
-    item = t.request(("c", 102, "BYE"), 5 * NS + NS // 2, "BYE", call)
+    to, item = t.request(("c", 102, "BYE"), 5 * NS + NS // 2, "BYE", call)
+    assert to is call
     assert item == EvidenceItem("bye_unanswered", 5 * NS, item.detail) and call.evidence == [item]
     assert t.request(("c", 102, "BYE"), 6 * NS, "BYE", call) is None  # said once
     t.response(("c", 102, "BYE"))
@@ -32,7 +33,8 @@ def test_an_invite_transaction_opened_before_its_call_belongs_to_it():
     t = Transactions()
     t.request(("i", 101, "INVITE"), 0, "INVITE", None)
     t.belongs_to(("i", 101, "INVITE"), call)
-    assert t.request(("i", 101, "INVITE"), NS // 2, "INVITE", call).kind == "sip_unanswered"
+    assert t.request(("i", 101, "INVITE"), NS // 2, "INVITE", call) == (call, call.evidence[0])
+    assert call.evidence[0].kind == "sip_unanswered"
 
 
 def test_items_round_trip_through_state():

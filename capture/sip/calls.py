@@ -238,9 +238,9 @@ class CallTable:
         d = self.dialogs.get(cid)
         if msg.is_request:
             if msg.method != "ACK":
-                item = self.txns.request((cid, num, method), ts, method, d.call if d else None)
-                if item is not None:
-                    fx.append(Evidence(self.txns.txns[(cid, num, method)].call, item))
+                found = self.txns.request((cid, num, method), ts, msg.method or "", d.call if d else None)
+                if found is not None:
+                    fx.append(Evidence(*found))
             if msg.method == "INVITE" and d is None and msg.to.param("tag") is None:
                 self._new_dialog(fx, msg, ts, dst, transport)
                 d = self.dialogs.get(cid)

@@ -54,8 +54,9 @@ class Transactions:
     def __init__(self) -> None:
         self.txns: dict[tuple, _Txn] = {}
 
-    def request(self, key: tuple, ts: int, method: str, call: Any) -> EvidenceItem | None:
-        """A request was seen; returns new evidence against its call's primary, if any."""
+    def request(self, key: tuple, ts: int, method: str, call: Any) -> tuple[Any, EvidenceItem] | None:
+        """A request was seen; returns (its call, the new evidence against the call's primary), if any.
+        The call is the transaction's: it may have been given later (``belongs_to``)."""
         txn = self.txns.get(key)
         if txn is None:
             self.txns[key] = _Txn(ts, method, call)
@@ -68,7 +69,7 @@ class Transactions:
             kind, txn.first_ns, f"{method} sent to the primary was retransmitted with no response"
         )
         txn.call.evidence.append(txn.evidence)
-        return txn.evidence
+        return txn.call, txn.evidence
 
     def belongs_to(self, key: tuple, call: Any) -> None:
         """The request ``key`` was opened before its call existed (the INVITE that created it)."""
