@@ -14,14 +14,14 @@ import logging
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from appliance.config import RecordingSettings, recorder_options, settings_error
 from capture import __version__
 from capture.errors import ConfigError
 from capture.sip.calls import EndReason
+
+if TYPE_CHECKING:
+    from capture.options import Options
 
 Args = argparse.Namespace
 
@@ -50,9 +50,15 @@ def _recording_args(p: argparse.ArgumentParser, fsync_default: float) -> None:
     )
 
 
-def _settings(args: Args) -> RecordingSettings:
+def _options(args: Args, **extra: Any) -> Options:
+    """The recorder's Options from the shared recording options (pydantic is imported here, not at
+    start-up: it cost every command, the lab's own actors included, 0.2 s)."""
+    from pydantic import ValidationError
+
+    from appliance.config import RecordingSettings, recorder_options, settings_error
+
     try:
-        return RecordingSettings(
+        settings = RecordingSettings(
             out=args.out,
             sip_ports=args.sip_ports or [5060],
             rtp_timeout_s=args.rtp_timeout_s,
@@ -63,6 +69,7 @@ def _settings(args: Args) -> RecordingSettings:
         )
     except ValidationError as e:
         raise ConfigError(settings_error("options", e)) from None
+    return recorder_options(settings, **extra)
 
 
 def _add_record(sub: Any) -> None:
@@ -84,7 +91,7 @@ def _record(args: Args) -> int:
             f"no capture given: recording the embedded demo {files[0]} (6 BiB calls, primary dies at 5 s)",
             file=sys.stderr,
         )
-    rec = Recorder(recorder_options(_settings(args)))
+    rec = Recorder(_options(args))
     t = time.perf_counter()
     for f in files:
         rec.record_file(f)
@@ -144,7 +151,7 @@ def _capture(args: Args) -> int:
 
     summary = capture(
         args.iface,
-        recorder_options(_settings(args)),
+        _options(args),
         workers=args.workers,
         ring_mb=args.ring_mb,
         block_kb=args.block_kb,
@@ -365,7 +372,7 @@ def _run(args: Args) -> int:
     from appliance.standby.takeover import Standby
     from capture.live.iface import SpanInterface
 
-    opts = recorder_options(_settings(args), state_file=os.path.join(args.out, "state-0.json"))
+    opts = _options(args, state_file=os.path.join(args.out, "state-0.json"))
     os.makedirs(args.out, exist_ok=True)
     with SpanInterface(args.span):
         standby = Standby(
