@@ -84,6 +84,7 @@ def _record(args: Args) -> int:
     from capture.recorder import Recorder
     from capture.testing.synth import demo
 
+    opts = _options(args)  # checked before anything is written
     files = list(args.files)
     if not files:
         files = [demo(args.out)]
@@ -91,7 +92,7 @@ def _record(args: Args) -> int:
             f"no capture given: recording the embedded demo {files[0]} (6 BiB calls, primary dies at 5 s)",
             file=sys.stderr,
         )
-    rec = Recorder(_options(args))
+    rec = Recorder(opts)
     t = time.perf_counter()
     for f in files:
         rec.record_file(f)

@@ -40,6 +40,12 @@ def test_synth_command_and_help(tmp_path):
     assert "SUPPRESS" not in top and "lab-cucm" not in top  # the lab's own actors are not listed
 
 
+def test_bad_recording_options_are_one_line_and_nothing_is_written(tmp_path):
+    r = sh("record", "--out", str(tmp_path / "o"), "--rtp-timeout", "-1", check=False)
+    assert r.returncode == 2 and "shadowrec: bad options: rtp_timeout_s" in r.stderr
+    assert not os.path.exists(tmp_path / "o")
+
+
 def test_calls_without_catalog_is_a_clear_error(tmp_path):
     r = sh("calls", "--out", str(tmp_path), check=False)
     assert r.returncode == 2 and "no catalog" in r.stderr
