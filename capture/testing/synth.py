@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
+import os
 import random
 import struct
 from dataclasses import dataclass, field
@@ -188,7 +189,6 @@ DEMO = SynthSpec(calls=6, duration_s=8, fail_at_s=5.0, dtmf="42", loss=0.01, dup
 
 def demo(out_dir: str) -> str:
     """Write the embedded demo (six BiB calls whose primary dies 5 s in) into ``out_dir``; its path."""
-    import os
 
     path = os.path.join(out_dir, "demo-bib.pcap")
     os.makedirs(out_dir, exist_ok=True)
