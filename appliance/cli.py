@@ -491,9 +491,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     if args.verbose:
-        from capture import recorder
+        from capture import faults
 
-        recorder.MAX_LOGGED_ERRORS = 1 << 60
+        faults.DEFAULT_FIRST = 1 << 60
     try:
         return int(args.func(args))
     except ConfigError as e:  # settings or an interface that cannot work: one line, exit 2

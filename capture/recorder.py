@@ -5,8 +5,8 @@ known flows by itself and hands back what it does not: frames for the wire (``ca
 fragments, TCP streams, ICMP), SIP for the call table (``capture.sip``), telephone events and
 raw-kept streams; on ``TICK`` the store (``capture.store``) writes what is due. Time is the
 capture's own clock (packet timestamps), so a file and a live interface run the same code.
-Every frame is handled inside one boundary: a parse error is counted under its class and the
-loop goes on.
+Every frame is handled inside one boundary (``feed``): whatever goes wrong with it is counted
+under its class (``capture.faults``) and the loop goes on.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from collections import Counter
 from typing import Any
 
 from capture import speedups
-from capture.errors import ParseError, PcapError
+from capture.errors import PcapError
+from capture.faults import Faults
 from capture.media import wav
 from capture.options import Options
 from capture.sip.calls import (
@@ -44,7 +45,6 @@ from capture.wire.tcpstream import TcpReassembler
 
 log = logging.getLogger("shadowrec")
 NS = 1_000_000_000
-MAX_LOGGED_ERRORS = 20
 BATCH_RECORDS = 65536
 
 
@@ -67,7 +67,8 @@ class Recorder:
         self.tcp = TcpReassembler()
         self.defrag = Defragmenter()
         self.sip_ports = frozenset(opts.sip_ports)
-        self.errors: Counter[str] = Counter()
+        self.faults = Faults()
+        self.errors: Counter[str] = self.faults.counts
         self.counters: Counter[str] = Counter()
         self.calls = Recordings(opts, self.engine, self.io, self.counters)
         self.now = 0
@@ -142,8 +143,8 @@ class Recorder:
                     self._frame(frame, ts, int(lts[i]))
                 else:
                     self._event(frame, ts, int(lts[i]), arg)
-            except ParseError as e:
-                self._error(e)
+            except Exception as e:  # the one boundary: counted, logged (rate-limited), and on
+                self.faults.add(e, frame, f"frame at {ts} ns, link type {int(lts[i])}")
             i += 1
         if n:
             self.now = max(self.now, int(tss[n - 1]))
@@ -203,13 +204,11 @@ class Recorder:
             return
         for data in self.tcp.feed((src, sport, dst, dport), seq, flags, payload, ts):
             self.counters["sip_tcp"] += 1
-            try:
-                msg = self.impl.sip.parse(data)
-            except ParseError as e:
-                self._error(e)
-                continue
-            self._sip(msg, ts, src, sport, dst, dport, "tcp", frame, lt)
-            frame = None  # the segment is stored once, with the first message it carried
+            try:  # each message of a segment on its own: one bad message spoils none of the others
+                self._sip(self.impl.sip.parse(data), ts, src, sport, dst, dport, "tcp", frame, lt)
+                frame = None  # the segment is stored once, with the first message it carried
+            except Exception as e:
+                self.faults.add(e, data, f"SIP message on TCP at {ts} ns")
 
     def _sip(
         self,
@@ -346,7 +345,4 @@ class Recorder:
         return out
 
     def _error(self, e: Exception) -> None:
-        name = type(e).__name__
-        self.errors[name] += 1
-        if sum(self.errors.values()) <= MAX_LOGGED_ERRORS:
-            log.warning("%s: %s", name, e)
+        self.faults.add(e)

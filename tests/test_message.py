@@ -104,11 +104,28 @@ def test_blank_line_search_is_the_regular_expression(data):
         "SIP/2.0 ²²² OK\r\n\r\n",
         "INVITE sip:a SIP/2.0\r\nContent-Length: ²\r\n\r\n",
         "INVITE sip:a SIP/2.0\r\nl: ١٢\r\n\r\n",
+        "INVITE sip:a SIP/2.0\r\nCSeq: ² INVITE\r\n\r\n",
+        "INVITE sip:a SIP/2.0\r\nCSeq: ١ INVITE\r\n\r\n",
+        "INVITE sip:a SIP/2.0\r\nCSeq: 2147483648 INVITE\r\n\r\n",
     ],
 )
 def test_digits_outside_ascii_are_sip_errors_not_crashes(impl, raw):
     with pytest.raises(SipError):  # int("²") raised ValueError, which escaped the capture loop
-        impl.sip.parse(raw.encode())
+        _ = impl.sip.parse(raw.encode()).cseq
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=200), st.text(alphabet=st.characters(categories=["Nd", "No", "Nl"]), max_size=12))
+@both
+def test_unicode_messages_only_raise_parse_errors(impl, text, digits):
+    """Text drawn from all of Unicode, and numbers written in digits of other scripts."""
+    raw = f"INVITE sip:a SIP/2.0\r\nCall-ID: {text}\r\nCSeq: {digits} INVITE\r\nl: {digits}\r\n\r\n{text}"
+    for data in (raw.encode(), text.encode()):
+        try:
+            m = impl.sip.parse(data)
+            _ = (m.call_id, m.cseq, m.from_, m.to)
+        except ParseError:
+            pass
 
 
 _piece = st.sampled_from(
@@ -143,7 +160,7 @@ _piece = st.sampled_from(
         b"\xff",
         b"SIP",
     ]
-)
+) | st.text(max_size=4).map(str.encode)  # any Unicode, as UTF-8: "²", "١٢", "\u2028", ...
 _eol = st.sampled_from([b"\r\n", b"\n", b"\r\r\n"])
 _name = st.sampled_from(
     [

@@ -278,3 +278,42 @@ def test_unreadable_files_are_reported_not_raised(tmp_path, blob):
     rec.record_file(str(p))
     rec.record_file(str(tmp_path / "missing.pcap"))
     assert rec.finish()["errors"] == {"PcapError": 2}
+
+
+def test_hostile_sip_is_counted_and_harms_no_call(impl, tmp_path):
+    """The messages that stopped the recorder (CSeq "²", Content-Length "١٢", an SDP port in
+    Arabic-Indic digits...) are SIP and SDP errors now; every call around them is exact."""
+    calls, metas, summary, out = run(impl, tmp_path, synth.SynthSpec(calls=3, duration_s=2, hostile=80))
+    for c in calls:
+        assert_exact(out, c, metas[c.near_dn])
+    assert summary["errors"]["SipError"] >= 30 and summary["errors"]["SdpError"] >= 5
+    assert not [k for k in summary["errors"] if k.startswith("unhandled.")]
+
+
+def test_a_fault_in_one_packet_is_counted_and_the_loop_goes_on(impl, tmp_path, caplog):
+    """Whatever a packet's handling raises, not only parse errors, stays inside its boundary:
+    counted under "unhandled.<class>", logged with the frame in hex, no other call touched."""
+    cap = str(tmp_path / "cap.pcap")
+    calls = synth.generate(cap, synth.SynthSpec(calls=3, duration_s=2))
+    rec = Recorder(Options(out_dir=str(tmp_path / "out")), impl)
+    on_sip, victim = rec.table.on_sip, []
+
+    def flaky(msg, *a, **k):  # every BYE of the first call to end: a fault of ours
+        d = rec.table.dialogs.get(msg.call_id)
+        if msg.method == "BYE" and d is not None and (not victim or victim[0] == d.call.id):
+            victim[:] = [d.call.id]
+            raise KeyError("a fault of ours")
+        return on_sip(msg, *a, **k)
+
+    rec.table.on_sip = flaky
+    rec.record_file(cap)
+    summary = rec.finish()
+    assert summary["errors"] == {"unhandled.KeyError": 2}  # its two dialogs' BYEs
+    assert "unhandled.KeyError: 'a fault of ours'" in caplog.text and "input (" in caplog.text
+    metas = {m["id"]: m for m in (json.load(open(p)) for p in glob.glob(str(tmp_path / "out/calls/*/*/*/*.json")))}
+    assert len(metas) == 3 and metas[victim[0]]["end_reason"] != "bye"  # ended at the capture's end
+    for c in calls:
+        m = next(m for m in metas.values() if m["near"]["dn"] == c.near_dn)
+        if m["id"] != victim[0]:
+            assert m["end_reason"] == "bye"
+            assert_exact(str(tmp_path / "out"), c, m)

@@ -1,5 +1,7 @@
 import pytest
 from conftest import sip_sample
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capture.errors import SdpError
 from capture.sip import message as sip
@@ -37,8 +39,43 @@ def test_srtp_offer_with_several_codecs():
         b"v=0\nm=audio 70000 RTP/AVP 0",
         b"v=0\nm=audio 1 RTP/AVP 0\na=rtpmap:x",
         b"\xff\xfe",
+        "v=0\nm=audio ² RTP/AVP 0".encode(),
+        "v=0\nm=audio 1 RTP/AVP 0\na=rtpmap:١ PCMU/8000".encode(),
+        "v=0\nm=audio 1 RTP/AVP 0\na=rtpmap:0 PCMU/٨٠٠٠".encode(),
+        b"v=0\nm=audio 1 RTP/AVP 0\na=rtpmap:0 PCMU/99999999999999",
     ],
 )
 def test_bad_sdp(body):
     with pytest.raises(SdpError):
         sdp.parse(body)
+
+
+def test_unicode_payload_types_are_skipped():
+    m = sdp.parse("v=0\nc=IN IP4 198.18.0.1\nm=audio 4000 RTP/AVP 0 ² ١٢ 8 300".encode()).audio()
+    assert m.fmts == (0, 8)  # int("²") raised ValueError, which escaped the capture loop
+
+
+_line = st.tuples(
+    st.sampled_from("vocmast") | st.text(max_size=1), st.sampled_from(["=", ""]), st.text(max_size=40)
+).map("".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(
+        _line
+        | st.sampled_from(["m=audio 4000 RTP/AVP 0", "c=IN IP4 198.18.0.1", "a=rtpmap:0 PCMU/8000"])
+        | st.tuples(
+            st.sampled_from(["m=audio ", "a=rtpmap:", "m=audio 4000 RTP/AVP ", "a=rtpmap:0 PCMU/"]),
+            st.text(alphabet=st.characters(categories=["Nd", "No", "Nl", "Zs"]), max_size=6),
+        ).map("".join),
+        max_size=8,
+    ).map("\r\n".join)
+)
+def test_unicode_bodies_only_raise_sdp_errors(text):
+    try:
+        s = sdp.parse(text.encode())
+    except SdpError:
+        return
+    for m in s.media:
+        assert all(0 <= p < 128 for p in m.fmts) and 0 <= m.port <= 65535

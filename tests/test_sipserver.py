@@ -114,3 +114,23 @@ def test_server_over_udp_and_tcp_on_real_sockets():
         t.close()
     finally:
         srv.close()
+
+
+def test_hostile_messages_get_no_answer_and_are_counted():
+    from capture.testing.synth import HOSTILE_SIP
+
+    u = Uas("198.18.0.20")
+    for raw in HOSTILE_SIP:
+        u.on_message(raw, CUCM, 0.0)
+    assert u.counters["bad_messages"] >= 5
+    # the answer to a good INVITE is as before
+    assert [sip.parse(d).status for _, d in u.on_message(invite(), CUCM, 1.0)] == [100, 200]
+
+
+def test_a_fault_of_ours_is_counted_by_class_and_the_server_goes_on(monkeypatch):
+    u = Uas("198.18.0.20")
+    monkeypatch.setattr(u, "_sdp", lambda d: 1 / 0)
+    assert u.on_message(invite(), CUCM, 0.0) == []
+    assert u.faults.counts == {"unhandled.ZeroDivisionError": 1}
+    monkeypatch.undo()
+    assert u.on_message(b"OPTIONS sip:x SIP/2.0\r\nCall-ID: o\r\nCSeq: 1 OPTIONS\r\n\r\n", CUCM, 1.0)

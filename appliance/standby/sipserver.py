@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 from capture.errors import ParseError
+from capture.faults import Faults
 from capture.sip import message as sip
 
 log = logging.getLogger("shadowrec.sip")
@@ -69,6 +70,7 @@ class Uas:
     )
 
     def __post_init__(self):
+        self.faults = Faults()  # what ``on_message`` caught, by error class
         self._ports = itertools.cycle(range(self.port_range[0], self.port_range[1], 2))
         self.in_use: set = set()
         # ports the wire shows in use on this address (calls the primary answered, still running):
@@ -113,7 +115,15 @@ class Uas:
         return "\r\n".join(lines).encode() + body
 
     def on_message(self, data: bytes, src: tuple, now: float) -> list:
-        """A datagram (or a TCP-framed message) from ``src``: returns [(dst, bytes)] to send."""
+        """A datagram (or a TCP-framed message) from ``src``: returns [(dst, bytes)] to send.
+        One boundary per message: whatever goes wrong is counted by class, and nothing is sent."""
+        try:
+            return self._on_message(data, src, now)
+        except Exception as e:
+            self.faults.add(e, data, f"SIP message from {src}")
+            return []
+
+    def _on_message(self, data: bytes, src: tuple, now: float) -> list:
         try:
             msg = sip.parse(data)
             if not msg.is_request:

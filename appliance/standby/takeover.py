@@ -59,7 +59,7 @@ class Standby:
         self.worker.extra_status = lambda: {
             "vrrp": self.vrrp.status(),
             "health": self.prober.policy.verdict.value,
-            "sip": dict(self.sip.uas.counters),
+            "sip": {**self.sip.uas.counters, "errors": dict(self.sip.uas.faults.counts)},
         }
         self.vrrp_thread = threading.Thread(target=self.vrrp.run, name="shadowrec-vrrp", daemon=True)
 
@@ -70,7 +70,7 @@ class Standby:
         return {
             "vrrp": self.vrrp.status(),
             "health": self.prober.policy.verdict.value,
-            "sip": dict(self.sip.uas.counters),
+            "sip": {**self.sip.uas.counters, "errors": dict(self.sip.uas.faults.counts)},
             "capture": self.worker.counters(),
         }
 

@@ -12,9 +12,11 @@ import re
 from dataclasses import dataclass
 
 from capture.errors import SipError, Truncated
+from capture.numbers import decimal, is_decimal
 
 MAX_HEADER_BYTES = 65536
 MAX_BODY_BYTES = 65536
+MAX_CSEQ = 2**31 - 1  # RFC 3261 8.1.1.5: a CSeq number is less than 2**31
 
 COMPACT = {
     "i": "call-id",
@@ -100,9 +102,9 @@ class SipMessage:
         if not v:
             raise SipError("no CSeq header")
         parts = v.split()
-        if len(parts) < 2 or not parts[0].isdigit():
-            raise SipError(f"bad CSeq {v!r}")
-        return int(parts[0]), parts[1].upper()
+        if len(parts) < 2:
+            raise SipError(f"bad CSeq {v[:40]!r}")
+        return decimal(parts[0], MAX_CSEQ, SipError, "CSeq number"), parts[1].upper()
 
     @property
     def from_(self) -> NameAddr:
@@ -184,13 +186,7 @@ def _content_length(head: bytes):
     for line in re.split(rb"\r?\n", head):
         name, colon, value = line.partition(b":")
         if colon and name.strip().lower() in (b"content-length", b"l"):
-            v = value.strip()
-            if not v.isdigit():
-                raise SipError(f"bad Content-Length {v[:20]!r}")
-            cl = int(v)
-            if cl > MAX_BODY_BYTES:
-                raise SipError(f"Content-Length {cl} exceeds {MAX_BODY_BYTES}")
-            return cl
+            return decimal(value.strip(), MAX_BODY_BYTES, SipError, "Content-Length")
     return None
 
 
@@ -229,7 +225,7 @@ def start_line(first: bytes) -> tuple:
         raise SipError(f"start line is not UTF-8: {first[:40]!r}") from e
     parts = start.split(" ", 2)
     if parts[0] == "SIP/2.0":
-        if len(parts) < 2 or len(parts[1]) != 3 or not (parts[1].isascii() and parts[1].isdigit()):
+        if len(parts) < 2 or len(parts[1]) != 3 or not is_decimal(parts[1]):
             raise SipError(f"bad status line {start[:80]!r}")
         status = int(parts[1])
         if not 100 <= status <= 699:
@@ -242,12 +238,7 @@ def start_line(first: bytes) -> tuple:
 
 def content_length(value: str) -> int:
     """A Content-Length header's value, checked: ASCII digits, at most MAX_BODY_BYTES."""
-    if not (value.isascii() and value.isdigit()):  # int() would refuse "²"
-        raise SipError(f"bad Content-Length {value[:20]!r}")
-    cl = int(value)
-    if cl > MAX_BODY_BYTES:
-        raise SipError(f"Content-Length {cl} exceeds {MAX_BODY_BYTES}")
-    return cl
+    return decimal(value, MAX_BODY_BYTES, SipError, "Content-Length")
 
 
 def frame_body(body: bytes, cl) -> bytes:

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from capture.errors import SdpError
+from capture.numbers import decimal, is_decimal
+
+MAX_CLOCK_RATE = 1_000_000  # an rtpmap clock rate (Hz); the codecs phones use run at 8-48 kHz
 
 STATIC_PT = {
     0: ("PCMU", 8000),
@@ -103,12 +106,10 @@ def parse(data: bytes) -> Sdp:
         elif t == "m":
             close()
             parts = v.split()
-            if len(parts) < 3 or not parts[1].split("/")[0].isdigit():
+            if len(parts) < 3:
                 raise SdpError(f"bad media line {ln[:60]!r}")
-            port = int(parts[1].split("/")[0])
-            if port > 65535:
-                raise SdpError(f"media port {port} out of range")
-            fmts = [int(f) for f in parts[3:] if f.isdigit() and int(f) < 128]
+            port = decimal(parts[1].split("/")[0], 65535, SdpError, "media port")
+            fmts = [int(f) for f in parts[3:] if is_decimal(f) and len(f) <= 3 and int(f) < 128]
             cur = {
                 "kind": parts[0].lower(),
                 "port": port,
@@ -129,10 +130,10 @@ def parse(data: bytes) -> Sdp:
             elif cur is not None and name == "rtpmap":
                 pt, _, enc = val.partition(" ")
                 bits = enc.split("/")
-                if pt.isdigit() and len(bits) >= 2 and bits[1].isdigit():
-                    cur["rtpmap"].append((int(pt), bits[0].upper(), int(bits[1])))
-                else:
+                if len(bits) < 2:
                     raise SdpError(f"bad rtpmap {ln[:60]!r}")
+                pt_n = decimal(pt, 127, SdpError, "rtpmap payload type")
+                cur["rtpmap"].append((pt_n, bits[0].upper(), decimal(bits[1], MAX_CLOCK_RATE, SdpError, "clock rate")))
             elif cur is not None and name == "crypto":
                 cur["crypto"] = True
     close()

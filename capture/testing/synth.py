@@ -71,6 +71,7 @@ class SynthSpec:
     calls_after_fail: int = 0  # new calls offered after the failure (never answered)
     noise_flows: int = 0  # unrelated UDP flows
     garbage: int = 0  # junk datagrams to the SIP port and to RTP ports
+    hostile: int = 0  # SIP messages built to break parsers (HOSTILE_SIP, in turn), to the SIP port
     fragment_sip: bool = False  # send SIP INVITEs over UDP as IP fragments
     seed: int = 1
     keep_audio: bool = True
@@ -183,6 +184,39 @@ def _sip(start: str, headers: list, body: str = "") -> bytes:
     lines = [start] + headers + [f"Content-Length: {len(b)}", "", ""]
     return "\r\n".join(lines).encode() + b
 
+
+# Messages that once stopped the recorder or that a parser must refuse cleanly: numbers in digits
+# of other scripts (int() refuses "²"), out-of-range numbers, and bodies that lie about their size.
+_HOSTILE_BIB = [
+    "From: <sip:1000@198.18.0.10;x-nearend;x-refci=9;x-nearendaddr=1000;x-farendaddr=2000>;tag=h",
+    "To: <sip:8675309@198.18.0.20>;tag=r",
+    "Call-ID: h3",
+]
+HOSTILE_SIP = [
+    _sip("INVITE sip:x@198.18.0.20 SIP/2.0", ["Call-ID: h1", "CSeq: \u00b2 INVITE"]),
+    _sip("INVITE sip:x@198.18.0.20 SIP/2.0", ["Call-ID: h2", "CSeq: 1 INVITE"]).replace(
+        b"Content-Length: 0", "Content-Length: \u0661\u0662".encode()
+    ),
+    # a BiB dialog whose SDP has numbers in other scripts: the offer's payload type, the answer's port
+    _sip(
+        "INVITE sip:8675309@198.18.0.20 SIP/2.0",
+        [_HOSTILE_BIB[0], "To: <sip:8675309@198.18.0.20>", "Call-ID: h3", "CSeq: 1 INVITE"],
+    ),
+    _sip(
+        "SIP/2.0 200 OK",
+        [*_HOSTILE_BIB, "CSeq: 1 INVITE", "Content-Type: application/sdp"],
+        "v=0\no=- 1 1 IN IP4 198.18.0.20\nc=IN IP4 198.18.0.20\nm=audio 4000 RTP/AVP 0 \u00b2\n",
+    ),
+    _sip(
+        "ACK sip:198.18.0.20 SIP/2.0",
+        [*_HOSTILE_BIB, "CSeq: 1 ACK", "Content-Type: application/sdp"],
+        "v=0\nc=IN IP4 198.18.0.10\nm=audio \u0664\u0660\u0660\u0660 RTP/AVP 0\na=rtpmap:0 PCMU/\u0668\u0660\n",
+    ),
+    _sip("SIP/2.0 \u00b2\u00b2\u00b2 OK", ["Call-ID: h5", "CSeq: 99999999999999999999 INVITE"]),
+    _sip("BYE sip:x SIP/2.0", ["Call-ID: h6", "CSeq: -1 BYE", "From: \u202e<sip:\x00@b>", "To: \ud7ff"]),
+    b"INVITE sip:x SIP/2.0\r\nContent-Length: 99999999\r\n\r\n",
+    b"INVITE sip:x SIP/2.0\r\nl: 1\r\n" + b"X: " + b"a" * 70000 + b"\r\n\r\n",
+]
 
 DEMO = SynthSpec(calls=6, duration_s=8, fail_at_s=5.0, dtmf="42", loss=0.01, dup=0.01, reorder=0.01, jitter_ms=5)
 
@@ -480,6 +514,9 @@ class _Capture:
                 junk = b"\x80" + junk[:5]  # RTP-looking, too short
             port = 5060 if g % 3 != 1 else 20000
             self.emit(self.t0 + rng.randrange(span), net.udp("198.19.0.99", self.primary, 5060, port, junk))
+        for h in range(spec.hostile):  # in order, spread over the capture
+            msg = HOSTILE_SIP[h % len(HOSTILE_SIP)][:65000]  # a UDP datagram's payload, whatever it claims
+            self.emit(self.t0 + h * span // spec.hostile, net.udp("198.18.0.10", self.primary, 5060, 5060, msg))
 
     def write(self, path: str) -> None:
         w = PcapWriter(path, LINKTYPE_ETHERNET, nanoseconds=True, pcapng=self.spec.pcapng)
