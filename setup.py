@@ -48,6 +48,7 @@ setup(
         "test": [
             "pytest>=7",
             "hypothesis>=6",
+            "atheris>=2.3",
             "httpx>=0.25",
             "httpx2>=2.16",
             "schemathesis>=4",

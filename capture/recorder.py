@@ -310,6 +310,7 @@ class Recorder:
         With a ``state_file`` and reason SHUTDOWN, open calls are not ended: their audio is
         written up to now, they are saved, and the next start resumes them in the same files.
         """
+        self._apply(self.table.tick(self.now, self._last_rtp))  # what timed out ends so, at its last packet
         if reason == EndReason.SHUTDOWN and self.opts.state_file:
             self.counters["calls_saved"] += resume.save(self, self.opts.state_file)
         else:

@@ -20,6 +20,7 @@ DEF C_WAV_HEADER_BYTES = 44
 assert wav.HEADER_BYTES == C_WAV_HEADER_BYTES
 cdef unsigned char WAV_HEADER[C_WAV_HEADER_BYTES]
 cdef Py_ssize_t WAV_RIFF_SIZE_AT = wav.RIFF_SIZE_OFFSET, WAV_DATA_SIZE_AT = wav.DATA_SIZE_OFFSET
+cdef int64_t WAV_MAX_DATA = wav.MAX_DATA_BYTES
 cdef int _k
 _h = wav.header(0)
 for _k in range(C_WAV_HEADER_BYTES):

@@ -87,6 +87,7 @@ cdef class _CallRings:
         self.cl[slot].flushed = flushed
         self.cl[slot].synced = flushed
         self.cl[slot].last_rtp_ns = last_rtp_ns
+        self.cl[slot].placed_end = flushed
         self.cl[slot].ring = ring
         return slot
 
@@ -105,6 +106,11 @@ cdef class _CallRings:
     def last_rtp_ns(self, Py_ssize_t slot):
         return self.cl[slot].last_rtp_ns
 
+    def placed_end(self, Py_ssize_t slot):
+        """The end (a frame index) of the furthest audio placed in call ``slot``'s ring (a resumed
+        call's starts where its file ends)."""
+        return self.cl[slot].placed_end
+
     def flush(self, Py_ssize_t slot, int64_t upto):
         """Hand out interleaved 16-bit PCM for samples [flushed, upto) and forget them."""
         cdef CallC* c = &self.cl[slot]
@@ -114,8 +120,12 @@ cdef class _CallRings:
         _drain(c, upto, <int16_t*>PyBytes_AS_STRING(out))
         return out
 
-    def flush_due(self, int64_t now_ns, int64_t lag, unsigned char[::1] out):
+    def flush_due(self, int64_t now_ns, int64_t lag, unsigned char[::1] out, int64_t idle_ns=0):
         """Flush writing calls towards their due sample ``(now - start) * RATE // 1e9 - lag``.
+
+        With ``idle_ns`` > 0, a call is due at most ``idle_ns`` past its last RTP packet (or its
+        start): time that jumps ahead (a gap in a capture, a clock step, a corrupt timestamp)
+        writes no more silence than that before the call times out.
 
         Calls are taken in slot order and their interleaved PCM is written one after another
         into ``out``; when ``out`` is full, the last call is flushed only as far as fits and
@@ -124,7 +134,7 @@ cdef class _CallRings:
         ``(slot, first frame, frames)`` in buffer order.
         """
         cdef Py_ssize_t slot, k = 0
-        cdef int64_t room = out.shape[0] // 4, due, n
+        cdef int64_t room = out.shape[0] // 4, due, n, upto
         cdef int16_t* o = <int16_t*>&out[0] if out.shape[0] else NULL
         cdef CallC* c
         segs = np.empty((self.n_cl, 3), dtype=np.int64)    # rows written in place: no tuple per call
@@ -134,7 +144,10 @@ cdef class _CallRings:
                 break
             c = &self.cl[slot]
             if c.in_use and c.writing:
-                due = _due(now_ns, c.start_ns, lag)
+                upto = now_ns
+                if idle_ns > 0:
+                    upto = min(now_ns, max(c.last_rtp_ns, c.start_ns) + idle_ns)
+                due = _due(upto, c.start_ns, lag)
                 if due > c.flushed:
                     n = min(due - c.flushed, room)
                     r[k, 0], r[k, 1], r[k, 2] = slot, c.flushed, n
@@ -161,7 +174,7 @@ cdef class _CallRings:
                 break
             c = &self.cl[slot]
             if c.in_use and c.writing and c.synced != c.flushed:
-                data = <uint32_t>(c.flushed * 4)
+                data = <uint32_t>(c.flushed * 4 if c.flushed * 4 < WAV_MAX_DATA else WAV_MAX_DATA)
                 h = &out[C_WAV_HEADER_BYTES * k]
                 memcpy(h, WAV_HEADER, C_WAV_HEADER_BYTES)
                 _le32(h + WAV_RIFF_SIZE_AT, C_WAV_HEADER_BYTES - 8 + data)

@@ -105,6 +105,8 @@ cdef inline void stream_place(StreamC* s, CallC* c, const unsigned char* p, Py_s
     if pos + plen > c.flushed + C_WINDOW:
         s.too_far += 1
         return
+    if pos + plen > c.placed_end:
+        c.placed_end = pos + plen
     table = &ULAW[0] if s.codec == 1 else &ALAW[0]
     ring = c.ring + (C_WINDOW if s.channel else 0)
     start = pos & (C_WINDOW - 1)

@@ -19,6 +19,7 @@ from capture.store.catalog import Catalog
 from capture.store.sidecar import iso
 from capture.testing import synth
 from capture.wire._pcapfile_py import Indexer
+from capture.wire.pcapfile import PcapWriter
 
 NS = 10**9
 
@@ -317,3 +318,43 @@ def test_a_fault_in_one_packet_is_counted_and_the_loop_goes_on(impl, tmp_path, c
         if m["id"] != victim[0]:
             assert m["end_reason"] == "bye"
             assert_exact(str(tmp_path / "out"), c, m)
+
+
+def test_the_last_packet_before_the_bye_is_written_whole(impl, tmp_path):
+    """A stream's timing is anchored on its first packet; when that one came late, the last
+    packet, sent just before the BYE, is placed past it. It is kept whole: the WAV runs on to
+    its end (it used to be cut at the BYE, losing the last packet of every stream in the lab)."""
+    spec = synth.SynthSpec(calls=3, duration_s=2, first_late_ms=10, tail_ms=0)
+    calls, metas, summary, out = run(impl, tmp_path, spec)
+    for c in calls:
+        a = audio(out, metas[c.near_dn])
+        for ch, role in enumerate(("near", "far")):
+            sent = np.concatenate([getattr(c, role), c.past_end[role]])  # every packet sent, to the last one
+            assert len(sent) >= c.frames  # which ends at the BYE; it was placed 10 ms (80 samples) later
+            assert np.array_equal(a[80 : 80 + len(sent), ch], sent)
+        assert len(a) > c.frames and metas[c.near_dn]["end_reason"] == "bye"
+
+
+def test_a_jump_in_time_writes_no_days_of_silence(impl, tmp_path):
+    """A call whose BYE is not in the capture, then one packet three days later (a gap in the
+    capture, a clock step or a corrupt timestamp, as fuzzing found: 8 GB of memory and 4 GB of
+    silence per call). The call times out at its last packet, and the WAV stops there."""
+    cap = str(tmp_path / "cap.pcap")
+    calls = synth.generate(cap, synth.SynthSpec(calls=1, duration_s=3))
+    buf = open(cap, "rb").read()
+    idx = Indexer(buf)
+    offs, lens, tss, lts = idx.next_batch(100000)
+    cut = str(tmp_path / "cut.pcap")
+    w = PcapWriter(cut, 1, nanoseconds=True)
+    t_bye = calls[0].end_ns
+    for o, n, t in zip(offs, lens, tss, strict=True):
+        if int(t) < t_bye - 1_000_000_000:  # the last second and the BYE are not in the capture
+            w.write(int(t), buf[int(o) : int(o) + int(n)])
+    w.write(t_bye + 3 * 86400 * 1_000_000_000, buf[int(offs[0]) : int(offs[0]) + int(lens[0])])
+    w.close()
+    rec = Recorder(Options(out_dir=str(tmp_path / "out")), impl)
+    rec.record_file(cut)
+    rec.finish()
+    (m,) = [json.load(open(p)) for p in glob.glob(str(tmp_path / "out/calls/*/*/*/*.json"))]
+    assert m["end_reason"] == "rtp_timeout"
+    assert 1.9 < m["duration_s"] < 2.1 and len(audio(str(tmp_path / "out"), m)) < 2.1 * 8000

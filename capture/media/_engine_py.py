@@ -79,7 +79,7 @@ def _lost(s: _Stream) -> int:
 
 
 class _Call:
-    __slots__ = ("start_ns", "flushed", "synced", "ring", "last_rtp_ns", "writing")
+    __slots__ = ("start_ns", "flushed", "synced", "ring", "last_rtp_ns", "writing", "placed_end")
 
     def __init__(self, start_ns: int, ring: np.ndarray):
         self.start_ns = start_ns
@@ -88,6 +88,7 @@ class _Call:
         self.ring = ring  # planar: near, far
         self.ring.fill(0)
         self.last_rtp_ns = 0
+        self.placed_end = 0  # the end of the furthest audio placed (a frame index)
 
 
 class Engine:
@@ -111,7 +112,7 @@ class Engine:
             self.calls.append(None)
         self.reserve(slot + 1)
         c = self.calls[slot] = _Call(start_ns, self.rings[slot])
-        c.flushed = c.synced = flushed
+        c.flushed = c.synced = c.placed_end = flushed
         c.last_rtp_ns = last_rtp_ns
         return slot
 
@@ -148,6 +149,11 @@ class Engine:
     def last_rtp_ns(self, slot: int) -> int:
         return self._call(slot).last_rtp_ns
 
+    def placed_end(self, slot: int) -> int:
+        """The end (a frame index) of the furthest audio placed in call ``slot``'s ring (a resumed
+        call's starts where its file ends)."""
+        return self._call(slot).placed_end
+
     def flush(self, slot: int, upto: int) -> bytes:
         """Hand out interleaved 16-bit PCM for samples [flushed, upto) and forget them."""
         c = self._call(slot)
@@ -160,8 +166,12 @@ class Engine:
             c.flushed += k
         return b"".join(out)
 
-    def flush_due(self, now_ns: int, lag: int, out: Any) -> tuple[int, np.ndarray]:
+    def flush_due(self, now_ns: int, lag: int, out: Any, idle_ns: int = 0) -> tuple[int, np.ndarray]:
         """Flush writing calls towards their due sample ``(now - start) * RATE // 1e9 - lag``.
+
+        With ``idle_ns`` > 0, a call is due at most ``idle_ns`` past its last RTP packet (or its
+        start): time that jumps ahead (a gap in a capture, a clock step, a corrupt timestamp)
+        writes no more silence than that before the call times out.
 
         Calls are taken in slot order and their interleaved PCM is written one after another
         into ``out``; when ``out`` is full, the last call is flushed only as far as fits and
@@ -177,7 +187,8 @@ class Engine:
             if room == 0:
                 break
             if c is not None and c.writing:
-                due = ((now_ns - c.start_ns) * RATE) // 1_000_000_000 - lag
+                upto = min(now_ns, max(c.last_rtp_ns, c.start_ns) + idle_ns) if idle_ns > 0 else now_ns
+                due = ((upto - c.start_ns) * RATE) // 1_000_000_000 - lag
                 if due > c.flushed:
                     n = min(due - c.flushed, room)
                     rows.append((slot, c.flushed, n))
@@ -199,7 +210,7 @@ class Engine:
                 break
             if c is not None and c.writing and c.synced != c.flushed:
                 k = wav.HEADER_BYTES * len(slots)
-                view[k : k + wav.HEADER_BYTES] = wav.header((c.flushed * wav.FRAME_BYTES) & 0xFFFFFFFF)
+                view[k : k + wav.HEADER_BYTES] = wav.header(c.flushed * wav.FRAME_BYTES)
                 c.synced = c.flushed
                 slots.append(slot)
         return wav.HEADER_BYTES * len(slots), np.array(slots, dtype=np.int64)
@@ -413,6 +424,7 @@ def _place(s: _Stream, c: _Call, codes: Any, rts: int, ts: int) -> None:
     samples = table[np.frombuffer(bytes(codes), dtype=np.uint8)]
     idx = np.arange(pos, pos + plen) & (WINDOW - 1)
     c.ring[s.channel, idx] = samples
+    c.placed_end = max(c.placed_end, pos + plen)
 
 
 def pwrite_batch(buf: Any, fds: Any, offsets: Any, lengths: Any) -> int:

@@ -17,11 +17,14 @@ HEADER_BYTES = 44
 RIFF_SIZE_OFFSET = 4  # RIFF chunk size: HEADER_BYTES - 8 + data bytes
 DATA_SIZE_OFFSET = 40  # data chunk size: the audio bytes the header vouches for
 _HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")
+# what a RIFF header can vouch for: about 37 hours of audio; a longer call's header says this much
+MAX_DATA_BYTES = (0xFFFFFFFF - (HEADER_BYTES - 8)) // FRAME_BYTES * FRAME_BYTES
 
 
 def header(data_bytes: int, rate: int = RATE, channels: int = CHANNELS) -> bytes:
-    """The 44-byte header of a file holding ``data_bytes`` of audio."""
+    """The 44-byte header of a file holding ``data_bytes`` of audio (at most MAX_DATA_BYTES)."""
     block = channels * SAMPLE_BYTES
+    data_bytes = min(data_bytes, MAX_DATA_BYTES)
     return _HEADER.pack(
         b"RIFF",
         HEADER_BYTES - 8 + data_bytes,

@@ -20,7 +20,7 @@ import numpy as np
 from capture.clock import utc
 from capture.media import wav
 from capture.options import Options
-from capture.sip.calls import Call, CallEnded, EndReason, MediaMapped, MediaUnmapped
+from capture.sip.calls import Call, CallEnded, MediaMapped, MediaUnmapped
 from capture.speedups import EngineLike
 from capture.store.catalog import Catalog
 from capture.store.files import to_json
@@ -71,6 +71,9 @@ class Recordings:
         self.closing: list[tuple[int, CallRecording]] = []  # (deadline_ns, recording)
         self.dirs: set[str] = set()
         self.answered_here: set[str] = set()  # SIP Call-IDs that shadowrec's own UAS answered
+        # a call's audio is written at most this far past its last RTP packet: the call table ends
+        # it (rtp_timeout) within a sync of that, so a jump in time never writes days of silence
+        self.idle_ns = int((opts.rtp_timeout_s + 2 * opts.sync_s + 1) * NS) if opts.rtp_timeout_s > 0 else 0
 
     # effects ---------------------------------------------------------------------------------
     def started(self, call: Call) -> None:
@@ -119,10 +122,9 @@ class Recordings:
             return
         for role, key in list(rec.keys.items()):
             self.drop_stream(rec, role, key)
-        end = ((e.at_ns - e.call.started_ns) * wav.RATE) // NS
-        if e.reason == EndReason.RTP_TIMEOUT:
-            end += wav.RATE // 50  # the last packet's 20 ms
-        end = max(end, 0)
+        # every packet that arrived before the end is kept whole: the last one before a BYE, sent
+        # 20 ms before it, runs a few samples past it (and the WAV with it; see the README)
+        end = max(((e.at_ns - e.call.started_ns) * wav.RATE) // NS, self.engine.placed_end(rec.slot), 0)
         flushed = self.frames(rec)
         if end > flushed:
             rec.wav.append(self.engine.flush(rec.slot, end))
@@ -271,7 +273,7 @@ class Recordings:
     def flush_audio(self, now: int, lag: int) -> None:
         """Every open call's due audio: interleaved by the engine, written in batches."""
         self._write_batches(
-            lambda buf: self.engine.flush_due(now, lag, buf)[1],
+            lambda buf: self.engine.flush_due(now, lag, buf, self.idle_ns)[1],
             lambda segs: (
                 self.fd_of[segs[:, 0]],
                 wav.HEADER_BYTES + wav.FRAME_BYTES * segs[:, 1],

@@ -63,6 +63,8 @@ class SynthSpec:
     dup: float = 0.0
     reorder: float = 0.0
     jitter_ms: float = 0.0
+    first_late_ms: float = 0.0  # each stream's first packet arrives this late (its audio is placed later)
+    tail_ms: float = 20.0  # the last packet's audio ends at least this long before the BYE
     ptime_ms: int = 20
     dtmf: str = ""  # digits sent on the near stream 1 s into each call
     vlan: tuple = ()  # 802.1Q tags, outermost first (QinQ when two)
@@ -96,6 +98,7 @@ class SynthCall:
     near: np.ndarray | None = None
     far: np.ndarray | None = None
     packets: dict = field(default_factory=dict)  # role -> dict(sent, lost, dup)
+    past_end: dict = field(default_factory=dict)  # role -> audio of packets that run past the BYE
 
     @property
     def frames(self) -> int:
@@ -418,7 +421,7 @@ class _Capture:
         and ICMP from a dead primary); the audio the recording must hold goes into ``c``."""
         spec, rng, net, spf, k = self.spec, self.rng, self.net, self.spf, c.index
         media_start = c.start_ns + 60 * MS
-        npk = max(0, (c.end_ns - 20 * MS - media_start) // (spec.ptime_ms * MS))
+        npk = max(0, (c.end_ns - int(spec.tail_ms * MS) - media_start) // (spec.ptime_ms * MS))
         frames = c.frames
         dtmf_from = 1 * NS // (spec.ptime_ms * MS) if spec.dtmf else -1
         sport = 16384 + 2 * r + 4 * (k % 10000)  # phones differ by address; ports may repeat
@@ -427,7 +430,7 @@ class _Capture:
         ts0 = rng.getrandbits(32)
         first_ns = media_start + r * 2 * MS
         codes = self.nrng.integers(0, 256, size=int(npk * spf), dtype=np.uint8) if spec.codec != "G729" else None
-        exp = np.zeros(frames, dtype=np.int16) if spec.keep_audio else None
+        exp = np.zeros(frames + 2 * spf, dtype=np.int16) if spec.keep_audio else None  # + what runs past the BYE
         anchor = ((first_ns - c.start_ns) * RATE) // NS
         stats = {"sent": 0, "lost": 0, "dup": 0}
         dtmf_pk = set()
@@ -460,10 +463,12 @@ class _Capture:
                 continue
             if exp is not None and j not in dtmf_pk and codes is not None:
                 pos = anchor + j * spf
-                if pos + spf <= frames:
+                if pos + spf <= len(exp):
                     exp[pos : pos + spf] = self.table[codes[j * spf : (j + 1) * spf]]
             frame = net.udp(c.phone, self.primary, sport, port, hdr + payload)
             cap = nominal
+            if j == 0:
+                cap += int(spec.first_late_ms * MS)
             if j > 0 and spec.jitter_ms:
                 cap += int(rng.uniform(0, spec.jitter_ms) * MS)
             if j > 0 and rng.random() < spec.reorder:
@@ -484,6 +489,8 @@ class _Capture:
                     self.last_icmp = nominal
                     self.emit(nominal + 50_000, net.icmp_unreach(self.primary, c.phone, frame[14 + len(net.vlan) :]))
         c.packets[role] = stats
+        if exp is not None:
+            exp, c.past_end[role] = exp[:frames], np.trim_zeros(exp[frames:], "b")
         if role == "near":
             c.near = exp
         else:

@@ -74,4 +74,6 @@ def parse(data: bytes, src: str, dst: str = VRRP_GROUP) -> Advert:
     addrs = tuple(str(ipaddress.IPv4Address(body[8 + 4 * i : 12 + 4 * i])) for i in range(count))
     if vrid == 0:
         raise VrrpError("VRID 0 is not valid")
+    if maxi & 0x0FFF == 0:  # found by fuzzing: a down timer of 3 x 0 plus skew, and build() refused it
+        raise VrrpError("max advertisement interval 0 is not valid")
     return Advert(vrid, prio, maxi & 0x0FFF, addrs)
