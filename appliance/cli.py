@@ -48,6 +48,14 @@ def _recording_args(p: argparse.ArgumentParser, fsync_default: float) -> None:
         help=f"fdatasync recordings every N seconds and at each call's end (default {fsync_default:g}"
         + ("; 0: never; a killed process still leaves valid files, power loss may not)" if not fsync_default else ")"),
     )
+    p.add_argument(
+        "--min-free-mb",
+        dest="min_free_mb",
+        type=int,
+        default=64,
+        help="below this much free space the disk counts as full: calls and their metadata are kept, "
+        "their audio is a counted gap until space returns (default 64)",
+    )
 
 
 def _options(args: Args, **extra: Any) -> Options:
@@ -66,6 +74,7 @@ def _options(args: Args, **extra: Any) -> Options:
             keep_pcap=getattr(args, "keep_pcap", False),
             queue_mb=getattr(args, "queue_mb", 64),
             reserve_calls=getattr(args, "reserve_calls", 0),
+            min_free_mb=args.min_free_mb,
         )
     except ValidationError as e:
         raise ConfigError(settings_error("options", e)) from None
@@ -98,7 +107,17 @@ def _record(args: Args) -> int:
         rec.record_file(f)
     summary = rec.finish()
     summary["seconds"] = round(time.perf_counter() - t, 3)
-    return _print(summary)
+    rc = _print(summary)
+    disk = rec.calls.space
+    if disk.times_full or rec.io.errors:
+        print(
+            f"shadowrec: the disk holding {args.out} was full or failing ({disk.error or rec.io.last_error}): "
+            f"{disk.gap_frames / 8000:.1f} s of audio were not written; every call's metadata was kept; "
+            "free some space and run the same command again to record them whole",
+            file=sys.stderr,
+        )
+        return 3
+    return rc
 
 
 def _reserve(text: str) -> int:

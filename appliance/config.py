@@ -49,6 +49,13 @@ class RecordingSettings(BaseModel):
         "(32 KiB a call); the site's concurrent calls, so a burst costs capture no page faults",
     )
     keep_pcap: bool = Field(False, description="also keep a raw pcap of every call (always for codecs not decoded)")
+    min_free_mb: int = Field(
+        64,
+        ge=0,
+        le=1 << 20,
+        description="below this much free space (MiB) the disk counts as full: calls and their "
+        "metadata are kept, their audio is a counted gap (silence) until space returns",
+    )
 
     @field_validator("sip_ports")
     @classmethod
@@ -82,6 +89,7 @@ def recorder_options(s: RecordingSettings, **extra: Any) -> Options:
         durable_s=s.fsync_interval_s,
         queue_mb=s.queue_mb,
         reserve_calls=s.reserve_calls,
+        min_free_mb=s.min_free_mb,
         **extra,
     )
 

@@ -24,4 +24,5 @@ class Options:
     own_by_rtp: bool = False  # several workers: open a call's files only once its RTP is seen here
     queue_mb: int = 64  # live: bound of the writer queue; audio beyond it is dropped and counted
     state_file: str | None = None  # live: where open calls are saved on shutdown and resumed from
+    min_free_mb: int = 64  # below this much free space the disk counts as full: audio waits as a gap
     reserve_calls: int = 0  # audio rings allocated at start (32 KiB a call), not when a burst comes

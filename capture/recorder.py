@@ -295,6 +295,7 @@ class Recorder:
                 self.next_durable = now + int(self.opts.durable_s * NS)
             self.calls.close_lingering(now)
             self.calls.commit_catalog()
+            self.calls.check_space()
             self.tcp.expire(now)
             self.defrag.expire(now)
             self.next_sync = now + int(self.opts.sync_s * NS)
@@ -312,7 +313,11 @@ class Recorder:
         """
         self._apply(self.table.tick(self.now, self._last_rtp))  # what timed out ends so, at its last packet
         if reason == EndReason.SHUTDOWN and self.opts.state_file:
-            self.counters["calls_saved"] += resume.save(self, self.opts.state_file)
+            try:
+                self.counters["calls_saved"] += resume.save(self, self.opts.state_file)
+            except OSError as e:  # the floor (min_free_mb) keeps room for this; if even that is gone:
+                log.error("open calls could not be saved to resume (%s): their sidecars stay 'recording'", e)
+                self.counters["state_save_errors"] += 1
         else:
             self._apply(self.table.end_all(self.now, reason))
         self.calls.close()
@@ -342,6 +347,7 @@ class Recorder:
         out.update(self.tcp.counters)
         out.update(self.defrag.counters)
         out["errors"] = dict(self.errors + self.table.errors)
+        out["disk"] = self.calls.space.status()
         out["kernels"] = self.impl.name
         return out
 

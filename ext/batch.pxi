@@ -60,12 +60,15 @@ def pwrite_batch(const unsigned char[:] buf, const int64_t[:] fds, const int64_t
                  const int64_t[:] lengths):
     """Write consecutive pieces of ``buf`` to (fd, offset) in order, without the GIL.
 
-    Returns the number of pieces that failed (short writes are retried to the end).
+    Returns the number of pieces that failed (short writes are retried to the end). A piece that
+    fails (a full disk, an I/O error) leaves a hole of its length, which reads as silence, so a
+    WAV header that counts it stays true (as the twin's ``hole``).
     """
     cdef Py_ssize_t i, n = fds.shape[0]
     cdef int64_t pos = 0, done
     cdef ssize_t w
     cdef int failed = 0
+    cdef struct_stat st
     cdef const unsigned char* b = &buf[0] if buf.shape[0] else NULL
     if n and (lengths.shape[0] != n or offsets.shape[0] != n):
         raise ValueError("fds, offsets and lengths differ in length")
@@ -83,6 +86,8 @@ def pwrite_batch(const unsigned char[:] buf, const int64_t[:] fds, const int64_t
                 w = pwrite(<int>fds[i], b + pos + done, <size_t>(lengths[i] - done), <off_t>(offsets[i] + done))
                 if w <= 0:
                     failed += 1
+                    if fstat(<int>fds[i], &st) == 0 and st.st_size < offsets[i] + lengths[i]:
+                        ftruncate(<int>fds[i], <off_t>(offsets[i] + lengths[i]))
                     break
                 done += w
             pos += lengths[i]

@@ -27,6 +27,8 @@ from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, memset
 from posix.types cimport off_t
+from posix.stat cimport fstat, struct_stat
+from posix.unistd cimport ftruncate
 from posix.mman cimport MADV_HUGEPAGE, madvise
 from posix.stdlib cimport posix_memalign
 from posix.unistd cimport pwrite

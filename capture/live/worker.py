@@ -67,6 +67,7 @@ class Worker:
         self.received = 0
         self.last_packet_at: float | None = None  # wall time the SPAN port last delivered a packet
         self.status_path = os.path.join(opts.out_dir, f"status-{k}.json")
+        self.status_errors = 0
 
     def _ring_has_room(self) -> bool:
         """Whether capture may wait for the writer rather than drop audio: every ring is under
@@ -94,11 +95,22 @@ class Worker:
                 "cpu_s": round(time.process_time() - getattr(self, "cpu0", time.process_time()), 3),
                 "capture_cpu_s": round(time.thread_time() - getattr(self, "tcpu0", time.thread_time()), 3),
                 "writer_cpu_s": round(self.io.cpu_s(), 3),
+                "status_errors": self.status_errors,
             }
         )
         if self.extra_status is not None:
             s["standby"] = self.extra_status()
         return s
+
+    def _write_status(self, status: dict) -> None:
+        """The status file; on a full disk the old one stays (the API then reads the disk's
+        state itself) and the failure is counted."""
+        try:
+            write_json_atomic(self.status_path, status)
+        except OSError as e:
+            self.status_errors += 1
+            if self.status_errors == 1:
+                log.error("status file: %s", e)
 
     def _next(self):
         """The next ring block of any interface, waiting up to 100 ms when all are idle."""
@@ -180,7 +192,7 @@ class Worker:
                 elif not rec.deadline:
                     rec.deadline = now
             if time.monotonic() >= next_status:
-                write_json_atomic(self.status_path, self.counters())
+                self._write_status(self.counters())
                 next_status = time.monotonic() + 1.0
         if error is None:
             self._drain()
@@ -189,7 +201,7 @@ class Worker:
         final.update(rec.finish(EndReason.SHUTDOWN))
         if error:
             final["error"] = error
-        write_json_atomic(self.status_path, final)
+        self._write_status(final)
         for r in self.rings:
             r.close()
         return final

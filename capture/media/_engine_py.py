@@ -430,7 +430,9 @@ def _place(s: _Stream, c: _Call, codes: Any, rts: int, ts: int) -> None:
 def pwrite_batch(buf: Any, fds: Any, offsets: Any, lengths: Any) -> int:
     """Write consecutive pieces of ``buf`` to (fd, offset) in order.
 
-    Returns the number of pieces that failed (short writes are retried to the end).
+    Returns the number of pieces that failed (short writes are retried to the end). A piece that
+    fails (a full disk, an I/O error) leaves a hole of its length, which reads as silence, so a
+    WAV header that counts it stays true.
     """
     n = len(fds)
     if n and (len(lengths) != n or len(offsets) != n):
@@ -452,7 +454,18 @@ def pwrite_batch(buf: Any, fds: Any, offsets: Any, lengths: Any) -> int:
                 w = 0
             if w <= 0:
                 failed += 1
+                hole(fd, off + ln)
                 break
             done += w
         pos += ln
     return failed
+
+
+def hole(fd: int, end: int) -> None:
+    """Make the file at least ``end`` bytes long without writing: the rest reads as zeros (a
+    sparse extension needs no free blocks, so it works on a full disk)."""
+    try:
+        if os.fstat(fd).st_size < end:
+            os.ftruncate(fd, end)
+    except OSError:
+        pass

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
+import logging
 import sqlite3
 import time
 from typing import Any
@@ -34,6 +37,7 @@ class Catalog:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._set_up()
         self._batch: list[tuple] = []
+        self.failed: collections.deque[tuple] = collections.deque()  # rows whose commit failed, to retry
 
     def _set_up(self, patience_s: float = 10.0) -> None:
         """WAL mode and the schema. Capture workers open one catalog at the same moment, and
@@ -60,14 +64,28 @@ class Catalog:
         self.write(self.take())
 
     def take(self) -> list:
-        """The queued rows, to ``write`` later (on another thread: live capture's writer)."""
+        """The queued rows, to ``write`` later (on another thread: live capture's writer); rows
+        whose commit failed come first, so that a call's newer row still lands last."""
+        failed = []
+        while self.failed:
+            failed.append(self.failed.popleft())
         rows, self._batch = self._batch, []
-        return rows
+        return failed + rows
 
     def write(self, rows: list) -> None:
-        """Upsert ``rows`` in one transaction."""
+        """Upsert ``rows`` in one transaction. If it fails (a full disk), they are kept and
+        ``take`` hands them out again; the error is raised for the writer to count."""
         if not rows:
             return
+        try:
+            self._write(rows)
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            self.failed.extend(rows)
+            raise
+
+    def _write(self, rows: list) -> None:
         self.db.execute("BEGIN")
         self.db.executemany(
             "INSERT INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
@@ -122,6 +140,9 @@ class Catalog:
         return [json.loads(r[0]) for r in self.db.execute(sql, args)]
 
     def close(self) -> None:
-        if self._batch:
-            self.commit()
+        if self._batch or self.failed:
+            try:
+                self.commit()
+            except sqlite3.Error as e:  # a full disk: the rows are in the sidecars; a re-run writes them
+                logging.getLogger("shadowrec").error("catalog: %d rows not written: %s", len(self.failed), e)
         self.db.close()

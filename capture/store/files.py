@@ -3,6 +3,7 @@ replacement (write a temporary file, fsync it if asked, rename it over the old o
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -23,15 +24,21 @@ def write_json_atomic(path: str, obj: Any, durable: bool = False) -> None:
 
 
 def write_file_atomic(path: str, data: bytes, durable: bool = False) -> None:
-    """Replace ``path`` with ``data``: a temporary file (fsync'd if ``durable``), renamed."""
+    """Replace ``path`` with ``data``: a temporary file (fsync'd if ``durable``), renamed. If that
+    fails (a full disk), the old file stays as it was and no temporary file is left behind."""
     tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -9,6 +9,7 @@ never decides: the recorder (``capture.recorder``) feeds it.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -25,9 +26,12 @@ from capture.speedups import EngineLike
 from capture.store.catalog import Catalog
 from capture.store.files import to_json
 from capture.store.sidecar import EvidenceRecord, Primary, Sidecar, Stream, TelephoneEvent, iso
+from capture.store.space import Space, free_bytes
 from capture.store.wavfile import WavWriter
 from capture.store.writer import Writer
 from capture.wire.pcapfile import PcapWriter
+
+log = logging.getLogger("shadowrec")
 
 NS = 1_000_000_000
 CODECS = {"PCMU": 1, "PCMA": 2}  # codec name -> the engine's decoder (0: not decoded)
@@ -52,6 +56,7 @@ class CallRecording:
     sip_frames: list[tuple[int, int, bytes]] = field(default_factory=list)  # (ts, linktype, frame)
     dirty: bool = False
     end_frames: int | None = None
+    gap_frames: int = 0  # audio not written because the disk was full (a hole: silence)
     decoded: bool = False  # all mapped streams are G.711: no raw pcap will be needed
 
 
@@ -74,6 +79,9 @@ class Recordings:
         # a call's audio is written at most this far past its last RTP packet: the call table ends
         # it (rtp_timeout) within a sync of that, so a jump in time never writes days of silence
         self.idle_ns = int((opts.rtp_timeout_s + 2 * opts.sync_s + 1) * NS) if opts.rtp_timeout_s > 0 else 0
+        self.space = Space(opts.min_free_mb << 20)
+        self.unconfirmed: list[CallRecording] = []  # ended calls whose last sidecar may not be on disk yet
+        self.unsaved: list[CallRecording] = []  # ended calls whose last sidecar a failed write may have lost
 
     # effects ---------------------------------------------------------------------------------
     def started(self, call: Call) -> None:
@@ -137,6 +145,7 @@ class Recordings:
             rec.pcap.close()
         rec.end_frames = end
         self.write_meta(rec, durable=self.opts.durable_s > 0)
+        self.unconfirmed.append(rec)
         self.closing.append((e.at_ns + int(self.opts.linger_s * NS), rec))
 
     # files -----------------------------------------------------------------------------------
@@ -144,11 +153,16 @@ class Recordings:
         """Create the call's WAV and sidecar under ``calls/YYYY/MM/DD/``."""
         c = rec.call
         rel_dir = utc(c.started_ns // NS, "calls/%Y/%m/%d")
-        if rel_dir not in self.dirs:
-            os.makedirs(os.path.join(self.opts.out_dir, rel_dir), exist_ok=True)
-            self.dirs.add(rel_dir)
-        rec.wav_rel = os.path.join(rel_dir, c.id + ".wav")
-        rec.wav = WavWriter(os.path.join(self.opts.out_dir, rec.wav_rel), self.io)
+        try:
+            if rel_dir not in self.dirs:
+                os.makedirs(os.path.join(self.opts.out_dir, rel_dir), mode=0o750, exist_ok=True)
+                self.dirs.add(rel_dir)
+            rec.wav_rel = os.path.join(rel_dir, c.id + ".wav")
+            rec.wav = WavWriter(os.path.join(self.opts.out_dir, rec.wav_rel), self.io)
+        except OSError as e:  # a full disk: counted; the next tick tries again (open_seen)
+            self.io.failed(f"creating {c.id}'s files", e)
+            self.unopened[c.id] = rec
+            return
         self.writing(rec)
         rec.meta_path = os.path.join(self.opts.out_dir, rel_dir, c.id + ".json")
         self.write_meta(rec)
@@ -217,44 +231,8 @@ class Recordings:
 
     # the sidecar -----------------------------------------------------------------------------
     def sidecar(self, rec: CallRecording) -> Sidecar:
-        c = rec.call
-        streams = list(rec.finished_streams)
-        for role, key in rec.keys.items():
-            sid = self.engine.stream_id(key)
-            if sid is not None:
-                streams.append(Stream.from_stats(role, key, self.engine.stream_stats(sid)))
-        streams.sort(key=lambda s: (s.role != "near", s.first_at or ""))
-        ended = c.ended_ns
-        return Sidecar(
-            id=c.id,
-            kind="bib",
-            state="complete" if ended is not None else "recording",
-            started_at=iso(c.started_ns),
-            ended_at=iso(ended),
-            duration_s=round((ended - c.started_ns) / NS, 3) if ended is not None else None,
-            end_reason=c.end_reason,
-            codec=c.codec or None,
-            decoded=c.codec in CODECS,
-            near=c.near,
-            far=c.far,
-            primary=Primary(
-                c.primary_address,
-                c.primary_port,
-                iso(c.failed_ns),
-                [EvidenceRecord(ev.kind, iso(ev.at_ns), ev.detail) for ev in sorted(c.evidence, key=lambda x: x.at_ns)],
-            ),
-            streams=streams,
-            events=sorted(rec.events.values(), key=lambda x: x.at or ""),
-            wav=rec.wav_rel,
-            pcap=rec.pcap_rel,
-            previous=c.previous,
-            transport=c.transport,
-            sample_rate=wav.RATE,
-            channels=["near", "far"],
-            answered_by="shadowrec" if any(d.call_id in self.answered_here for d in c.dialogs.values()) else "primary",
-            sip_call_ids={r: d.call_id for r, d in c.dialogs.items()},
-            frames=rec.end_frames if rec.end_frames is not None else (self.frames(rec) if rec.wav else 0),
-        )
+        frames = self.frames(rec) if rec.end_frames is None and rec.wav else 0
+        return sidecar_of(rec, self.engine, frames, self.answered_here)
 
     def write_meta(self, rec: CallRecording, durable: bool = False) -> None:
         m = self.sidecar(rec)
@@ -271,7 +249,8 @@ class Recordings:
                 self.open(rec)
 
     def flush_audio(self, now: int, lag: int) -> None:
-        """Every open call's due audio: interleaved by the engine, written in batches."""
+        """Every open call's due audio: interleaved by the engine, written in batches (while the
+        disk is full: left as holes, and counted per call as a gap)."""
         self._write_batches(
             lambda buf: self.engine.flush_due(now, lag, buf, self.idle_ns)[1],
             lambda segs: (
@@ -279,7 +258,13 @@ class Recordings:
                 wav.HEADER_BYTES + wav.FRAME_BYTES * segs[:, 1],
                 wav.FRAME_BYTES * segs[:, 2],
             ),
+            gaps=True,
         )
+
+    # the disk --------------------------------------------------------------------------------
+    def check_space(self) -> None:
+        """The disk's state, at each sync (see ``check_space``)."""
+        check_space(self)
 
     def sync(self, durable: bool) -> None:
         """Make every open WAV's header cover its audio: fdatasync'd one by one when ``durable``,
@@ -307,10 +292,15 @@ class Recordings:
                 self.write_meta(rec)
 
     def _write_batches(
-        self, fill: Callable[[Any], Any], pieces: Callable[[Any], tuple[Any, Any, Any]], droppable: bool = True
+        self,
+        fill: Callable[[Any], Any],
+        pieces: Callable[[Any], tuple[Any, Any, Any]],
+        droppable: bool = True,
+        gaps: bool = False,
     ) -> None:
         """Fill pooled buffers with ``fill(buf) -> rows`` until no rows come back; write each
-        buffer to ``pieces(rows) -> (fds, offsets, lengths)``."""
+        buffer to ``pieces(rows) -> (fds, offsets, lengths)``. With ``gaps`` (audio) while the
+        disk is full, each piece is a hole instead, counted against its call."""
         while True:
             buf = self.io.buffer()
             rows = fill(buf)
@@ -318,7 +308,19 @@ class Recordings:
                 self.io.release(buf)
                 return
             fds, offsets, lengths = pieces(rows)
-            self.io.write_batch(buf, fds, offsets, lengths, droppable=droppable)
+            if gaps and self.space.full:
+                self.io.release(buf)
+                for slot, fd, off, ln in zip(rows[:, 0], fds, offsets, lengths, strict=True):
+                    self.io.extend(int(fd), int(off) + int(ln))
+                    self._gap(int(slot), int(ln) // wav.FRAME_BYTES)
+            else:
+                self.io.write_batch(buf, fds, offsets, lengths, droppable=droppable)
+
+    def _gap(self, slot: int, frames: int) -> None:
+        self.space.gap_frames += frames
+        rec = next((r for r in self.active.values() if r.slot == slot), None)  # rare (a full disk): a scan
+        if rec is not None:
+            rec.gap_frames, rec.dirty = rec.gap_frames + frames, True
 
     def close_lingering(self, now: int) -> None:
         """Ended calls stay open for late evidence for ``linger_s``; then their sidecar is final."""
@@ -327,6 +329,7 @@ class Recordings:
             if now >= deadline:
                 if rec.dirty:
                     self.write_meta(rec)
+                    self.unconfirmed.append(rec)
             else:
                 keep.append((deadline, rec))
         self.closing = keep
@@ -343,3 +346,70 @@ class Recordings:
         self.commit_catalog()
         self.io.stop()
         self.catalog.close()
+
+
+def sidecar_of(rec: CallRecording, engine: EngineLike, frames: int, answered_here: set[str]) -> Sidecar:
+    """The call's sidecar record; ``frames`` is its WAV's length while it is still open;
+    ``answered_here`` the SIP Call-IDs shadowrec's own UAS answered."""
+    c = rec.call
+    streams = list(rec.finished_streams)
+    for role, key in rec.keys.items():
+        sid = engine.stream_id(key)
+        if sid is not None:
+            streams.append(Stream.from_stats(role, key, engine.stream_stats(sid)))
+    streams.sort(key=lambda s: (s.role != "near", s.first_at or ""))
+    ended = c.ended_ns
+    return Sidecar(
+        id=c.id,
+        kind="bib",
+        state="complete" if ended is not None else "recording",
+        started_at=iso(c.started_ns),
+        ended_at=iso(ended),
+        duration_s=round((ended - c.started_ns) / NS, 3) if ended is not None else None,
+        end_reason=c.end_reason,
+        codec=c.codec or None,
+        decoded=c.codec in CODECS,
+        near=c.near,
+        far=c.far,
+        primary=Primary(
+            c.primary_address,
+            c.primary_port,
+            iso(c.failed_ns),
+            [EvidenceRecord(ev.kind, iso(ev.at_ns), ev.detail) for ev in sorted(c.evidence, key=lambda x: x.at_ns)],
+        ),
+        streams=streams,
+        events=sorted(rec.events.values(), key=lambda x: x.at or ""),
+        wav=rec.wav_rel,
+        pcap=rec.pcap_rel,
+        previous=c.previous,
+        transport=c.transport,
+        sample_rate=wav.RATE,
+        channels=["near", "far"],
+        answered_by="shadowrec" if any(d.call_id in answered_here for d in c.dialogs.values()) else "primary",
+        sip_call_ids={r: d.call_id for r, d in c.dialogs.items()},
+        frames=rec.end_frames if rec.end_frames is not None else frames,
+        disk_gap_s=round(rec.gap_frames / wav.RATE, 3),
+    )
+
+
+def check_space(rs: Recordings) -> None:
+    """The disk's state (``capture.store.space``), at each sync. Ended calls whose sidecar or
+    catalog row a failed write may have lost are written again once the disk is back."""
+    try:
+        free = free_bytes(rs.opts.out_dir)
+    except OSError:
+        free = -1
+    confirmed, rs.unconfirmed = rs.unconfirmed, []
+    failures = rs.io.errors
+    # in order with the writes (live: on the writer thread): did any fail since?
+    rs.io.call(lambda: (rs.unsaved if rs.io.errors > failures else []).extend(confirmed))
+    times_full = rs.space.times_full
+    if rs.space.check(rs.io.errors, free, rs.io.last_error):
+        log.warning("the disk has room again: recording audio again")
+        for rec in rs.active.values():
+            rec.dirty = True
+        again, rs.unsaved = rs.unsaved, []
+        for rec in again:
+            rs.write_meta(rec)
+    elif rs.space.times_full > times_full:
+        log.error("the disk is full (%s): calls are tracked, their audio waits as a counted gap", rs.space.error)

@@ -122,6 +122,10 @@ class Sidecar:
     answered_by: str
     sip_call_ids: dict[str, str]
     frames: int
+    disk_gap_s: float = field(
+        default=0.0,
+        metadata={"description": "audio not written because the disk was full: silence in the WAV"},
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """``dataclasses.asdict(self)``, built directly: asdict deep-copies every value and cost

@@ -27,7 +27,7 @@ class WavWriter:
             self.data_bytes = min(n, max(0, size - wav.HEADER_BYTES)) // wav.FRAME_BYTES * wav.FRAME_BYTES
             os.ftruncate(self.fd, wav.HEADER_BYTES + self.data_bytes)  # nothing past what the header vouches for
         else:
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o640)
             os.write(self.fd, wav.header(0))
             self.data_bytes = 0
         self.synced_bytes = self.data_bytes

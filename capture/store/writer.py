@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from capture.media._engine_py import hole
 from capture.store.files import write_file_atomic
 
 log = logging.getLogger("shadowrec")
@@ -32,12 +33,18 @@ PwriteBatch = Callable[[Any, Any, Any, Any], int]  # the engine's pwrite_batch(b
 
 
 class Writer(Protocol):
-    """What the recorder writes through: ``SyncIO`` (offline) or ``QueuedIO`` (live)."""
+    """What the recorder writes through: ``SyncIO`` (offline) or ``QueuedIO`` (live).
+
+    Neither raises on a failed write (a full disk, an I/O error): the failure is counted in
+    ``errors`` (the last one in ``last_error``), an audio write leaves a hole of its length (it
+    reads as silence, so a WAV header that counts it stays true), and the caller carries on.
+    """
 
     depth_bytes: int
     dropped_bytes: int
     written_bytes: int
     errors: int
+    last_error: str
 
     def buffer(self) -> np.ndarray: ...
     def release(self, buf: np.ndarray) -> None: ...
@@ -48,6 +55,8 @@ class Writer(Protocol):
     def call(self, fn: Callable[[], object]) -> None: ...
     def close(self, fd: int) -> None: ...
     def truncate(self, fd: int, size: int) -> None: ...
+    def extend(self, fd: int, size: int) -> None: ...
+    def failed(self, what: str, e: BaseException) -> None: ...
     def flush(self) -> None: ...
     def stop(self) -> None: ...
     def cpu_s(self) -> float: ...
@@ -64,6 +73,17 @@ class SyncIO:
         self._buf: np.ndarray | None = None
         self.written_bytes = 0
         self.errors = 0
+        self.last_error = ""
+
+    def failed(self, what: str, e: BaseException) -> None:
+        """Count a failure the caller met (creating a file on a full disk)."""
+        self._failed(what, e)
+
+    def _failed(self, what: str, e: BaseException) -> None:
+        self.errors += 1
+        self.last_error = f"{what}: {e}"
+        if self.errors <= 10:
+            log.error("writer: %s", self.last_error)
 
     def buffer(self) -> np.ndarray:
         """A batch buffer to fill (give it to ``write_batch`` or back with ``release``)."""
@@ -75,31 +95,59 @@ class SyncIO:
         pass
 
     def pwrite(self, fd: int, data: bytes, offset: int) -> None:
-        os.pwrite(fd, data, offset)
-        self.written_bytes += len(data)
+        try:
+            done = 0
+            while done < len(data):
+                done += os.pwrite(fd, data[done:], offset + done)
+            self.written_bytes += len(data)
+        except OSError as e:
+            self._failed("pwrite", e)
+            hole(fd, offset + len(data))
 
     def write_batch(self, buf: np.ndarray, fds: Any, offsets: Any, lengths: Any, droppable: bool = True) -> None:
         """Consecutive pieces of ``buf`` to (fd, offset), in order (the C kernel: no GIL)."""
-        self.errors += self._batch(buf, fds, offsets, lengths)
+        failed = self._batch(buf, fds, offsets, lengths)
+        if failed:
+            self._failed("a batch write", OSError(f"{failed} of {len(fds)} pieces failed"))
+            self.errors += failed - 1
         self.written_bytes += int(np.sum(lengths))
 
     def fdatasync(self, fd: int) -> None:
-        os.fdatasync(fd)
+        try:
+            os.fdatasync(fd)
+        except OSError as e:
+            self._failed("fdatasync", e)
 
     def write_file(self, path: str, data: bytes, durable: bool = False) -> None:
         """Replace ``path`` with ``data`` atomically (a sidecar)."""
-        write_file_atomic(path, data, durable)
-        self.written_bytes += len(data)
+        try:
+            write_file_atomic(path, data, durable)
+            self.written_bytes += len(data)
+        except OSError as e:
+            self._failed(os.path.basename(path), e)
 
     def call(self, fn: Callable[[], object]) -> None:
-        """Run ``fn()`` in order with the writes (a catalog commit)."""
-        fn()
+        """Run ``fn()`` in order with the writes (a catalog commit); a failure is counted."""
+        try:
+            fn()
+        except Exception as e:  # OSError, or a catalog commit's sqlite3.Error
+            self._failed(type(e).__name__, e)
 
     def close(self, fd: int) -> None:
-        os.close(fd)
+        try:
+            os.close(fd)
+        except OSError as e:
+            self._failed("close", e)
 
     def truncate(self, fd: int, size: int) -> None:
-        os.ftruncate(fd, size)
+        try:
+            os.ftruncate(fd, size)
+        except OSError as e:
+            self._failed("ftruncate", e)
+
+    def extend(self, fd: int, size: int) -> None:
+        """Make the file at least ``size`` bytes long with a hole (audio not written: silence)."""
+        hole(fd, size)
 
     def flush(self) -> None:
         pass
@@ -147,6 +195,7 @@ class QueuedIO:
         self.wait_s = 0.0
         self.written_bytes = 0
         self.errors = 0
+        self.last_error = ""
         self._free: list[np.ndarray] = []
         self._pending: list[tuple] = []  # small operations not yet handed over (see flush)
         self._q: queue.SimpleQueue = queue.SimpleQueue()
@@ -237,6 +286,16 @@ class QueuedIO:
     def truncate(self, fd: int, size: int) -> None:
         self._put("t", fd, None, size, False)
 
+    def extend(self, fd: int, size: int) -> None:
+        """Make the file at least ``size`` bytes long with a hole (audio not written: silence)."""
+        self._put("x", fd, None, size, False)
+
+    def failed(self, what: str, e: BaseException) -> None:
+        """Count a failure the caller met (creating a file on a full disk)."""
+        with self._lock:
+            self.errors += 1
+            self.last_error = f"{what}: {e}"
+
     def _run(self) -> None:
         while True:
             item = self._q.get()
@@ -248,12 +307,18 @@ class QueuedIO:
     def _do(self, op: str, fd: Any, data: Any, offset: int, n: int) -> None:
         try:
             if op == "w":
-                os.pwrite(fd, data, offset)
+                try:
+                    os.pwrite(fd, data, offset)
+                finally:
+                    hole(fd, offset + len(data))  # a no-op once written; a hole if the write failed
                 self.written_bytes += n
             elif op == "b":
                 fds, offsets, lengths = fd
                 try:
-                    self.errors += self._batch(data, fds, offsets, lengths)
+                    failed = self._batch(data, fds, offsets, lengths)
+                    if failed:
+                        self.errors += failed
+                        self.last_error = f"a batch write: {failed} of {len(fds)} pieces failed"
                     self.written_bytes += n
                 finally:
                     self.release(data)
@@ -273,7 +338,9 @@ class QueuedIO:
                 fd()
         except Exception as e:  # OSError, or a catalog commit's sqlite3.Error: counted, logged
             self.errors += 1
-            log.error("writer: %s: %s", type(e).__name__, e)
+            self.last_error = f"{type(e).__name__}: {e}"
+            if self.errors <= 10:
+                log.error("writer: %s", self.last_error)
         with self._lock:
             self.depth_bytes -= n
             if n:

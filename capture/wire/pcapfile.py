@@ -55,19 +55,32 @@ class PcapWriter:
         self.nanoseconds = nanoseconds
         self.pcapng = pcapng
         self.f = open(path, "wb")
-        self.f.write(ng_header(linktype) if pcapng else file_header(linktype, nanoseconds))
+        self.errors = 0  # writes that failed (a full disk): the file ends at the last whole record
         self.packets = 0
+        self._put(ng_header(linktype) if pcapng else file_header(linktype, nanoseconds))
+
+    def _put(self, data: bytes) -> None:
+        try:
+            self.f.write(data)
+        except OSError:
+            self.errors += 1
 
     def write(self, ts_ns: int, frame: bytes, linktype: int | None = None) -> bool:
         """Append a frame; False (nothing written) if it is of another link type."""
         if linktype is not None and linktype != self.linktype:
             return False
-        self.f.write(ng_record(ts_ns, frame) if self.pcapng else record(ts_ns, frame, self.nanoseconds))
+        self._put(ng_record(ts_ns, frame) if self.pcapng else record(ts_ns, frame, self.nanoseconds))
         self.packets += 1
         return True
 
     def flush(self) -> None:
-        self.f.flush()
+        try:
+            self.f.flush()
+        except OSError:
+            self.errors += 1
 
     def close(self) -> None:
-        self.f.close()
+        try:
+            self.f.close()
+        except OSError:
+            self.errors += 1
