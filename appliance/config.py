@@ -122,6 +122,11 @@ class ApiSettings(BaseModel):
     listen: str = "127.0.0.1"
     port: int = Field(8480, ge=1, le=65535)
     token: str = Field("", description="bearer token; required when listen is not a loopback address")
+    hosts: list[str] = Field(
+        default_factory=list,
+        description="without a token, the Host names the API answers to besides localhost and the listen "
+        "address (anything else is refused: DNS rebinding)",
+    )
 
     @model_validator(mode="after")
     def _token(self) -> ApiSettings:

@@ -117,9 +117,11 @@ class Supervisor:
                     self.ready_sent = sd_notify("READY=1")  # again next time if it could not be sent
                 sd_notify("WATCHDOG=1")
                 t = merge_counters(st)
+                full = any((s.get("disk") or {}).get("state") == "full" for s in st)
                 sd_notify(
                     f"STATUS=capturing: {t.get('received', 0)} packets, {t.get('active_calls', 0)} active "
                     f"calls, {t.get('kernel_drops', 0)} kernel drops"
+                    + ("; DISK FULL: audio is a counted gap" if full else "")
                 )
 
     def stop(self, _app=None):

@@ -27,7 +27,7 @@ chmod 755 "$pkg/usr/bin/shadowrec"
 install -m 644 images/shadowrec.service images/shadowrec-report.service images/shadowrec-firstboot.service \
     "$pkg/lib/systemd/system/"
 install -m 755 images/console-report images/firstboot "$pkg/usr/lib/shadowrec/"
-install -m 644 images/shadowrec.toml "$pkg/etc/shadowrec/shadowrec.toml"
+install -m 640 images/shadowrec.toml "$pkg/etc/shadowrec/shadowrec.toml"  # holds the API token: group shadowrec (postinst)
 install -m 644 README.md "$pkg/usr/share/doc/shadowrec/README.md"
 install -m 755 images/deb/postinst images/deb/prerm images/deb/postrm "$pkg/DEBIAN/"
 echo /etc/shadowrec/shadowrec.toml > "$pkg/DEBIAN/conffiles"

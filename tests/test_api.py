@@ -25,7 +25,7 @@ def datadir(tmp_path_factory):
 
 
 def client(out, token=""):
-    s = Settings(capture=CaptureSettings(out=out), api=ApiSettings(token=token))
+    s = Settings(capture=CaptureSettings(out=out), api=ApiSettings(token=token, hosts=["testserver"]))
     return TestClient(create_app(s))
 
 
@@ -154,3 +154,15 @@ def test_openapi_property_no_server_errors(datadir):
         check()
         checked += 1
     assert checked == 9
+
+
+def test_without_a_token_only_the_appliances_names_are_answered(datadir):
+    """DNS rebinding: a page on evil.example whose name resolves to 127.0.0.1 is refused."""
+    c = TestClient(create_app(Settings(capture=CaptureSettings(out=datadir))), base_url="http://127.0.0.1:8480")
+    assert c.get("/status").status_code == 200
+    assert c.get("/status", headers={"host": "localhost:8480"}).status_code == 200
+    assert c.get("/status", headers={"host": "[::1]:8480"}).status_code == 200
+    r = c.get("/status", headers={"host": "evil.example:8480"})
+    assert r.status_code == 403 and "evil.example" in r.json()["detail"]
+    c = TestClient(create_app(Settings(capture=CaptureSettings(out=datadir), api=ApiSettings(hosts=["rec1.example"]))))
+    assert c.get("/status", headers={"host": "rec1.example"}).status_code == 200

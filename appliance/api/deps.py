@@ -21,6 +21,7 @@ def require_token(request: Request, settings: Settings = Depends(get_settings)) 
     ``?access_token=`` for the page's audio elements, which cannot send headers)."""
     token = settings.api.token
     if not token:
+        _check_host(request, settings)
         return
     got = request.headers.get("authorization", "")
     got = got[7:] if got.lower().startswith("bearer ") else request.query_params.get("access_token", "")
@@ -28,6 +29,35 @@ def require_token(request: Request, settings: Settings = Depends(get_settings)) 
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
+
+
+def _check_host(request: Request, settings: Settings) -> None:
+    """Without a token only loopback listens; a web page from elsewhere could still reach it
+    through a name that resolves to 127.0.0.1 (DNS rebinding): its Host header gives it away."""
+    host = request.headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1:].split("]", 1)[0]
+    allowed = {"localhost", "127.0.0.1", "::1", settings.api.listen, *settings.api.hosts}
+    if name.lower() not in allowed:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"Host {host[:60]!r} is not one of this appliance's names")
+
+
+def disk_state(settings: Settings, st: list) -> dict:
+    """The disk as the API sees it: full when free space is under the floor (read here, so it
+    shows even when a full disk stops the workers' status files) or a worker says so."""
+    import shutil
+
+    du = shutil.disk_usage(settings.capture.out)
+    workers = [s.get("disk") or {} for s in st]
+    full = du.free < settings.capture.min_free_mb << 20 or any(d.get("state") == "full" for d in workers)
+    return {
+        "path": settings.capture.out,
+        "total_bytes": du.total,
+        "free_bytes": du.free,
+        "state": "full" if full else "ok",
+        "gap_s": round(sum(d.get("gap_s", 0.0) for d in workers), 3),
+        "times_full": sum(d.get("times_full", 0) for d in workers),
+        "last_error": next((d["last_error"] for d in workers if d.get("last_error")), ""),
+    }
 
 
 def worker_status(settings: Settings) -> list:

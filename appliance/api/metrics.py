@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from appliance.api.deps import get_settings, require_token, worker_status
+from appliance.api.deps import disk_state, get_settings, require_token, worker_status
 from appliance.config import Settings
 from capture.live.status import merge_counters
 
@@ -62,6 +62,13 @@ class _Collector:
         for k, v in merge_counters(st)["errors"].items():
             e.add_metric([k], float(v))
         yield e
+        d = disk_state(self.settings, st)
+        g = GaugeMetricFamily("shadowrec_disk_full", "1 while the disk is full: audio is a counted gap")
+        g.add_metric([], 1.0 if d["state"] == "full" else 0.0)
+        yield g
+        c = CounterMetricFamily("shadowrec_disk_gap_seconds", "audio not written because the disk was full")
+        c.add_metric([], float(d["gap_s"]))
+        yield c
         sb = next((s["standby"] for s in st if s.get("standby")), None)
         if sb:
             g = GaugeMetricFamily("shadowrec_vrrp_master", "1 while shadowrec holds the VIP")

@@ -60,6 +60,14 @@ class Disk(BaseModel):
     path: str
     total_bytes: int
     free_bytes: int
+    state: str = Field(
+        "ok",
+        description="ok, or full: free space under capture.min_free_mb or writes failing; calls and their "
+        "metadata are kept, their audio is a counted gap (silence) until space returns",
+    )
+    gap_s: float = Field(0.0, description="audio not written because the disk was full, all calls so far")
+    times_full: int = Field(0, description="times the disk became full since the workers started")
+    last_error: str = ""
 
 
 class Status(BaseModel):

@@ -1,10 +1,9 @@
-import shutil
 import time
 from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from appliance.api.deps import get_settings, require_token, worker_status
+from appliance.api.deps import disk_state, get_settings, require_token, worker_status
 from appliance.api.schemas import Capture, Disk, Role, Status
 from appliance.config import Settings
 from capture import __version__
@@ -49,7 +48,6 @@ def status(settings: Settings = Depends(get_settings)) -> Status:
         role = Role.PASSIVE
     else:
         role = Role.MASTER if sb and sb.get("vrrp", {}).get("state") == "Master" else Role.BACKUP
-    du = shutil.disk_usage(settings.capture.out)
     return Status(
         version=__version__,
         role=role,
@@ -57,5 +55,5 @@ def status(settings: Settings = Depends(get_settings)) -> Status:
         primary={"address": settings.standby.primary or None, "health": sb.get("health") if sb else None},
         vrrp=sb.get("vrrp") if sb else None,
         capture=Capture(**s["capture"]),
-        disk=Disk(path=settings.capture.out, total_bytes=du.total, free_bytes=du.free),
+        disk=Disk(**disk_state(settings, worker_status(settings))),
     )
