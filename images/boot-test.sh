@@ -11,6 +11,7 @@ limit=${BOOT_TIMEOUT:-600}
 rm -f "$log"
 run=$(mktemp /tmp/shadowrec-boot.XXXXXX.img)
 cp --sparse=always "$img" "$run"        # boot a copy: first boot writes to the disk
+truncate -s "${BOOT_DISK:-6G}" "$run"   # on a disk larger than the image: first boot grows into it
 qemu-system-x86_64 -m 1536 -smp 2 -cpu max -nographic -no-reboot \
     -drive file="$run",format=raw,if=virtio \
     -netdev user,id=mgmt -device virtio-net-pci,netdev=mgmt \

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build dist/shadowrec.img: an MBR disk (2 GiB, sparse) with one ext4 partition holding a Debian bookworm
+# Build dist/shadowrec.img: an MBR disk (2 GiB, sparse; first boot grows its partition to fill the disk it
+# is written to) with one ext4 partition holding a Debian bookworm
 # minbase system, a kernel, EXTLINUX, and the shadowrec .deb installed through apt (so its dependencies
 # resolve from Debian). The serial console is ttyS0. Root (needs debootstrap, extlinux, losetup, mount).
 set -euo pipefail
@@ -23,7 +24,7 @@ cleanup() {
 trap cleanup EXIT
 echo "image: debootstrap bookworm (minbase) from $mirror" >&2
 debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,udev,kmod,iproute2,linux-image-amd64,python3.11,libpcap0.8,adduser,netbase,procps \
+    --include=systemd,systemd-sysv,udev,kmod,iproute2,linux-image-amd64,python3.11,libpcap0.8,adduser,netbase,procps,cloud-guest-utils,fdisk,e2fsprogs \
     bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || { tail -30 "$work/debootstrap.log" >&2; exit 1; }
 # Every build installs an older copy of the package first and upgrades it to this one with apt: its
 # dependencies resolve from Debian, and an upgrade must keep a locally edited config and the recordings.

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -64,3 +65,7 @@ def test_image_boots_and_the_service_answers(image):
     log = open(os.path.join(ROOT, "dist", "boot-serial.log"), errors="replace").read()
     assert "shadowrec first boot: management eth0, SPAN eth1" in log
     assert '"ready": true' in line  # the capture engine runs on the SPAN NIC as well
+    # booted on a 6 GiB disk: first boot grew the 2 GiB image's root into it, and the service sees the room
+    disk = json.loads(re.search(r" DISK (\{[^{}]*\})", line).group(1))
+    assert disk["total_bytes"] > 5 * 2**30 and disk["state"] == "ok", disk
+    assert "for recordings" in log

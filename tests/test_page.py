@@ -68,6 +68,7 @@ def test_page_shows_role_counters_and_calls(server, tmp_path):
     dom = chromium(tmp_path, "--dump-dom", url).stdout
     assert 'class="role PASSIVE"' in dom
     assert "kernel drops" in dom and "<b>7</b>" in dom
+    assert '<div class="card">disk<b>ok</b></div>' in dom  # "FULL: ... s of audio not written" when full
     import re
 
     assert len(re.findall(r'<audio controls="" preload="none" src="/calls/\d{8}T[\w-]+/audio">', dom)) == 6
