@@ -166,3 +166,25 @@ def test_without_a_token_only_the_appliances_names_are_answered(datadir):
     assert r.status_code == 403 and "evil.example" in r.json()["detail"]
     c = TestClient(create_app(Settings(capture=CaptureSettings(out=datadir), api=ApiSettings(hosts=["rec1.example"]))))
     assert c.get("/status", headers={"host": "rec1.example"}).status_code == 200
+
+
+def test_a_full_disk_shows_in_status_metrics(datadir):
+    """A worker that reports its disk full: /status and /metrics say so (the page shows /status)."""
+    import json
+
+    path = os.path.join(datadir, "status-0.json")
+    keep = open(path).read()
+    st = json.loads(keep)
+    st["disk"] = {"state": "full", "gap_s": 12.5, "times_full": 1, "last_error": "ENOSPC", "free_bytes": 0}
+    with open(path, "w") as f:
+        json.dump(st, f)
+    try:
+        c = client(datadir)
+        disk = c.get("/status").json()["disk"]
+        assert disk["state"] == "full" and disk["gap_s"] == 12.5 and disk["times_full"] == 1
+        text = c.get("/metrics").text
+        assert "shadowrec_disk_full 1.0" in text and "shadowrec_disk_gap_seconds_total 12.5" in text
+    finally:
+        with open(path, "w") as f:
+            f.write(keep)
+    assert client(datadir).get("/status").json()["disk"]["state"] == "ok"

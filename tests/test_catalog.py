@@ -4,6 +4,8 @@ import multiprocessing as mp
 import random
 import time
 
+import pytest
+
 from capture.store.catalog import Catalog
 
 
@@ -38,3 +40,30 @@ def test_workers_opening_a_new_catalog_at_once_all_succeed(tmp_path):
     cat = Catalog(str(tmp_path / "c0.sqlite"))
     assert cat.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     cat.close()
+
+
+def test_a_failed_commit_is_kept_and_retried_in_order(tmp_path, monkeypatch):
+    """A full disk fails a commit: its rows are handed out again, before newer ones of the same call."""
+    import sqlite3
+
+    from capture.store.catalog import Catalog
+
+    cat = Catalog(str(tmp_path / "c.sqlite"))
+    row = ("id1", "2026-01-01T00:00:00.000Z", None, "recording", None, "1", "2", "A", "B", 0, "{}")
+    newer = row[:2] + ("2026-01-01T00:01:00.000Z", "complete", "bye") + row[5:]
+    write = cat._write
+
+    def full(rows):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(cat, "_write", full)
+    cat.upsert(row)
+    with pytest.raises(sqlite3.OperationalError):
+        cat.write(cat.take())
+    monkeypatch.setattr(cat, "_write", write)
+    cat.upsert(newer)
+    rows = cat.take()
+    assert rows == [row, newer]
+    cat.write(rows)
+    (got,) = cat.query()
+    assert got == {} and cat.db.execute("SELECT state FROM calls").fetchone() == ("complete",)

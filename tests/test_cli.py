@@ -29,6 +29,11 @@ def test_record_embedded_demo_then_list_and_filter(tmp_path):
     one = json.loads(sh("calls", "--out", out, "--json", "--dn", calls[0]["far"]["dn"]).stdout)
     assert [c["id"] for c in one] == [calls[0]["id"]]
     assert calls[0]["id"] in sh("calls", "--out", out).stdout
+    # recordings are private whatever the caller's umask: files 0640 at most, directories 0750 at most
+    for d, _dirs, files in os.walk(out):
+        assert os.stat(d).st_mode & 0o027 == 0, d
+        for f in files:
+            assert os.stat(os.path.join(d, f)).st_mode & 0o137 == 0, f
 
 
 def test_synth_command_and_help(tmp_path):
@@ -57,3 +62,23 @@ def test_capture_options_are_checked_before_anything_opens(tmp_path):
         r = sh("capture", "--iface", "lo", "--out", str(tmp_path / "o"), "--reserve-calls", bad, check=False)
         assert r.returncode == 2 and f"--reserve-calls: {why}" in r.stderr
     assert not os.path.exists(tmp_path / "o")
+
+
+def test_the_unit_is_hardened():
+    """systemd-analyze's exposure score of the shipped unit (6.4 before the hardening; aim: 4.0 or less)."""
+    import re
+    import shutil
+
+    import pytest
+
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("no systemd-analyze")
+    r = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", os.path.join(ROOT, "images", "shadowrec.service")],
+        capture_output=True,
+        text=True,
+    )
+    score = float(re.search(r"Overall exposure level for shadowrec.service: ([0-9.]+)", r.stdout).group(1))
+    assert score <= 4.0, r.stdout[-3000:]
+    for line in ("UMask=0027", "StateDirectoryMode=0750", "NoNewPrivileges=yes"):
+        assert line in open(os.path.join(ROOT, "images", "shadowrec.service")).read()
