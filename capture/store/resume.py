@@ -123,6 +123,7 @@ def save(rec: Recorder, path: str) -> int:
                 "events": [dataclasses.asdict(e) for e in r.events.values()],
                 "last_rtp_ns": engine.last_rtp_ns(r.slot),
                 "saved_ns": rec.now,
+                "gap_frames": r.gap_frames,
             }
         )
         if r.wav is not None:
@@ -154,6 +155,7 @@ def restore(rec: Recorder, path: str) -> int:
         elif rec.opts.own_by_rtp:
             calls.unopened[call.id] = r
         r.finished_streams = [Stream(**s) for s in it["streams"]]
+        r.gap_frames = it.get("gap_frames", 0)  # audio a full disk kept out, before the restart
         r.events = {(e["role"], i): TelephoneEvent(**e) for i, e in enumerate(it["events"])}
         calls.active[call.id] = r
         saved_ns = max(saved_ns, it["saved_ns"])
