@@ -120,3 +120,33 @@ def test_record_says_so_and_exits_non_zero(tmp_path, small_fs):
     assert "Traceback" not in p.stderr
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(small_fs, "filler"))
+
+
+def test_a_restart_while_the_disk_is_full_keeps_the_calls_gap(tmp_path, small_fs):
+    """A stop (SIGTERM: open calls saved) while the disk is full, and a start: the calls resume,
+    and their sidecars still count the audio the full disk kept out before the restart."""
+    from capture.sip.calls import EndReason
+    from capture.wire._pcapfile_py import Indexer
+
+    cap = str(tmp_path / "cap.pcap")
+    synth.generate(cap, synth.SynthSpec(calls=2, duration_s=6, spacing_s=0.1))
+    out = os.path.join(small_fs, "rec")
+    os.makedirs(out)
+    state = os.path.join(out, "state-0.json")
+    fill(small_fs, 1_200_000)
+    buf = open(cap, "rb").read()
+    offs, lens, tss, lts = Indexer(buf).next_batch(1 << 20)
+    half = len(offs) // 2
+    rec = Recorder(Options(out_dir=out, min_free_mb=1, state_file=state), C)
+    rec.feed(buf, offs[:half], lens[:half], tss[:half], lts[:half])
+    rec.finish(EndReason.SHUTDOWN)
+    gaps = {m["id"]: m["disk_gap_s"] for m in sidecars(out).values()}
+    assert len(gaps) == 2 and all(g > 0 for g in gaps.values())
+    os.unlink(os.path.join(small_fs, "filler"))
+    rec = Recorder(Options(out_dir=out, min_free_mb=1, state_file=state), C)
+    rec.feed(buf, offs[half:], lens[half:], tss[half:], lts[half:])
+    rec.finish()
+    metas = sidecars(out)
+    assert rec.counters["calls_resumed"] == 2 and len(metas) == 2
+    for m in metas.values():
+        assert m["state"] == "complete" and m["end_reason"] == "bye" and m["disk_gap_s"] >= gaps[m["id"]]
