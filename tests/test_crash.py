@@ -10,6 +10,7 @@ import time
 import wave
 
 import numpy as np
+from conftest import C
 
 from capture.store.catalog import Catalog
 from capture.testing import synth
@@ -67,3 +68,36 @@ def test_kill_9_mid_run_then_rerun(tmp_path):
     for r in rows:
         with wave.open(os.path.join(out, r["wav"])) as f:
             assert f.getnframes() == by_dn[r["near"]["dn"]].frames
+
+
+def test_calls_left_open_by_a_kill_are_closed_where_their_audio_ends(tmp_path):
+    """Live capture starts by closing the calls a SIGKILL or a power loss left "recording" (no state
+    file resumes them): each WAV's header covers all its audio, the call ends there, "interrupted"."""
+    from capture.options import Options
+    from capture.recorder import Recorder
+    from capture.store import resume
+    from capture.wire._pcapfile_py import Indexer
+
+    cap = str(tmp_path / "cap.pcap")
+    synth.generate(cap, synth.SynthSpec(calls=3, duration_s=10, spacing_s=0.1))
+    out = str(tmp_path / "out")
+    buf = open(cap, "rb").read()
+    offs, lens, tss, lts = Indexer(buf).next_batch(1 << 20)
+    rec = Recorder(Options(out_dir=out), C)
+    rec.feed(buf, offs[: len(offs) // 2], lens, tss, lts)  # then "killed": nothing more happens
+    open_ids = sorted(r.call.id for r in rec.calls.active.values())
+    assert len(open_ids) == 3
+    with open(os.path.join(out, "state-0.json"), "w") as f:  # one of them a state file will resume
+        json.dump({"version": 1, "calls": [{"call": {"id": open_ids[0]}}]}, f)
+    cat = Catalog(os.path.join(out, "catalog.sqlite"))
+    assert resume.close_interrupted(out, cat) == 2
+    rows = {r["id"]: r for r in cat.query()}
+    assert rows[open_ids[0]]["state"] == "recording"
+    for cid in open_ids[1:]:
+        meta = rows[cid]
+        assert meta == json.load(open(glob.glob(f"{out}/calls/*/*/*/{cid}.json")[0]))
+        assert meta["state"] == "complete" and meta["end_reason"] == "interrupted"
+        with wave.open(os.path.join(out, meta["wav"])) as w:
+            assert w.getnframes() == meta["frames"] == (os.path.getsize(os.path.join(out, meta["wav"])) - 44) // 4
+        assert 3.5 < meta["duration_s"] < 6 and meta["duration_s"] == round(meta["frames"] / 8000, 3)
+    assert resume.close_interrupted(out, cat) == 0  # done once

@@ -19,6 +19,7 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import sqlite3
 import sys
 import time
 
@@ -26,6 +27,8 @@ from capture.live.iface import SpanInterface
 from capture.live.status import merge_status
 from capture.live.worker import DEFAULT_RING_MB, Worker
 from capture.options import Options
+from capture.store import resume
+from capture.store.catalog import Catalog
 
 log = logging.getLogger("shadowrec")
 MAX_WORKER_FAILURES = 10  # restarts of failed workers before the whole capture gives up
@@ -59,7 +62,8 @@ def capture(
     on_ready=None,
 ) -> dict:
     """Record live until SIGTERM/SIGINT (or ``max_seconds``); returns the merged counters."""
-    os.makedirs(opts.out_dir, exist_ok=True)
+    os.makedirs(opts.out_dir, mode=0o750, exist_ok=True)
+    _close_interrupted(opts.out_dir)
     with SpanInterface(iface, offloads_off):
         if workers == 1:
             opts.state_file = opts.state_file or os.path.join(opts.out_dir, "state-0.json")
@@ -151,3 +155,17 @@ def capture(
 
 def _over(t0: float, max_seconds: float | None) -> bool:
     return max_seconds is not None and time.monotonic() - t0 >= max_seconds
+
+
+def _close_interrupted(out_dir: str) -> None:
+    """Before any worker starts: calls left open by a kill are closed where their audio ends."""
+    catalog = Catalog(os.path.join(out_dir, "catalog.sqlite"))
+    try:
+        n = resume.close_interrupted(out_dir, catalog)
+    except (OSError, sqlite3.Error) as e:  # a full disk: they stay "recording" until the next start
+        log.error("calls left open by an earlier kill could not be closed: %s", e)
+        n = 0
+    finally:
+        catalog.close()
+    if n:
+        log.warning("%d calls left open by an earlier kill (SIGKILL, power loss) closed as interrupted", n)

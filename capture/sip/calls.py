@@ -67,6 +67,7 @@ class EndReason(StrEnum):
     CAPTURE_END = "capture_end"  # the capture file ended with the call open
     SHUTDOWN = "shutdown"  # the recorder stopped with nowhere to save open calls
     REJECTED = "rejected"  # never answered (a failure response, CANCEL, Timer B): nothing recorded
+    INTERRUPTED = "interrupted"  # the recorder was killed (SIGKILL, power loss): the end is its last audio on disk
 
 
 class CallState(Enum):

@@ -25,7 +25,7 @@ from capture.sip.calls import Call, CallEnded, MediaMapped, MediaUnmapped
 from capture.speedups import EngineLike
 from capture.store.catalog import Catalog
 from capture.store.files import to_json
-from capture.store.sidecar import EvidenceRecord, Primary, Sidecar, Stream, TelephoneEvent, iso
+from capture.store.sidecar import EvidenceRecord, Primary, Sidecar, Stream, TelephoneEvent, iso, row_of
 from capture.store.space import Space, free_bytes
 from capture.store.wavfile import WavWriter
 from capture.store.writer import Writer
@@ -235,10 +235,10 @@ class Recordings:
         return sidecar_of(rec, self.engine, frames, self.answered_here)
 
     def write_meta(self, rec: CallRecording, durable: bool = False) -> None:
-        m = self.sidecar(rec)
-        text = to_json(m.to_dict())  # encoded once, for the sidecar and the catalog
+        d = self.sidecar(rec).to_dict()
+        text = to_json(d)  # encoded once, for the sidecar and the catalog
         self.io.write_file(rec.meta_path, (text + "\n").encode(), durable)  # live: on the writer thread
-        self.catalog.upsert(m.catalog_row(text))
+        self.catalog.upsert(row_of(d, text))
         rec.dirty = False
 
     # time ------------------------------------------------------------------------------------

@@ -8,18 +8,22 @@ WAV files; the downtime is silence, and nothing is lost or duplicated.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime
+import glob
 import json
 import os
 from typing import TYPE_CHECKING, Any
 
 from capture.media import wav
-from capture.sip.calls import Call, CallState, CallTable, MediaMapped, Party
+from capture.sip.calls import Call, CallState, CallTable, EndReason, MediaMapped, Party
 from capture.sip.dialog import Dialog, DialogState
 from capture.sip.evidence import EvidenceItem
-from capture.store.files import write_json_atomic
+from capture.store.catalog import Catalog
+from capture.store.files import to_json, write_file_atomic, write_json_atomic
 from capture.store.outputs import CallRecording
-from capture.store.sidecar import Stream, TelephoneEvent
+from capture.store.sidecar import Stream, TelephoneEvent, iso, row_of
 from capture.store.wavfile import WavWriter
 
 if TYPE_CHECKING:
@@ -165,3 +169,41 @@ def restore(rec: Recorder, path: str) -> int:
     os.replace(path, path + ".restored")
     rec.counters["calls_resumed"] += len(items)
     return saved_ns
+
+
+def close_interrupted(out_dir: str, catalog: Catalog) -> int:
+    """At the start of live capture: the calls the catalog says are recording, which no state file
+    will resume, were open when the recorder was killed (SIGKILL, a power loss). Each WAV is valid up
+    to its last flushed audio; its header is made to cover all of it, and the call is closed there:
+    ``complete``, ``end_reason: interrupted``. Returns how many. (Joining them again mid-call is
+    not done: the rest of such a call is not recorded.)"""
+    resumed: set[str] = set()
+    for p in glob.glob(os.path.join(out_dir, "state-*.json")):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            with open(p) as f:
+                resumed.update(it["call"]["id"] for it in json.load(f)["calls"])
+    n = 0
+    for d in catalog.query(state="recording"):
+        if d["id"] in resumed or not d.get("wav"):
+            continue
+        path = os.path.join(out_dir, d["wav"])
+        try:
+            frames = max(0, os.path.getsize(path) - wav.HEADER_BYTES) // wav.FRAME_BYTES
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.pwrite(fd, wav.header(frames * wav.FRAME_BYTES), 0)
+            finally:
+                os.close(fd)
+        except OSError:
+            frames = d.get("frames", 0)
+        started = datetime.datetime.fromisoformat(d["started_at"].replace("Z", "+00:00"))
+        started_ns = int(started.timestamp()) * NS + started.microsecond * 1000
+        ended_ns = started_ns + frames * NS // wav.RATE
+        d.update(state="complete", end_reason=str(EndReason.INTERRUPTED), frames=frames, ended_at=iso(ended_ns))
+        d["duration_s"] = round((ended_ns - started_ns) / NS, 3)
+        text = to_json(d)
+        write_file_atomic(path[: -len(".wav")] + ".json", (text + "\n").encode())
+        catalog.upsert(row_of(d, text))
+        n += 1
+    catalog.commit()
+    return n

@@ -141,16 +141,21 @@ class Sidecar:
 
     def catalog_row(self, text: str) -> tuple:
         """The catalog's row: its indexed columns, and ``text`` (this record as JSON)."""
-        return (
-            self.id,
-            self.started_at,
-            self.ended_at,
-            self.state,
-            self.end_reason,
-            self.near.dn,
-            self.far.dn,
-            self.near.device.upper(),
-            self.far.device.upper(),
-            1 if self.primary.failed_at else 0,
-            text,
-        )
+        return row_of(self.to_dict(), text)
+
+
+def row_of(d: dict[str, Any], text: str) -> tuple:
+    """The catalog's row of a sidecar (as a dict): its indexed columns, and ``text`` (it as JSON)."""
+    return (
+        d["id"],
+        d["started_at"],
+        d["ended_at"],
+        d["state"],
+        d["end_reason"],
+        d["near"]["dn"],
+        d["far"]["dn"],
+        d["near"]["device"].upper(),
+        d["far"]["device"].upper(),
+        1 if d["primary"]["failed_at"] else 0,
+        text,
+    )
