@@ -89,10 +89,19 @@ def start_capture(site: Site, out: str) -> subprocess.Popen:
 
 
 def fill(disk: str, leave: int) -> None:
-    st = os.statvfs(disk)
-    with open(os.path.join(disk, "filler"), "wb") as f:
-        f.truncate(0)
-        f.write(b"\1" * max(0, st.f_bavail * st.f_frsize - leave))
+    """Fill the disk (while the recorder writes to it) until less than ``leave`` bytes are free."""
+    chunk = b"\1" * (4 << 20)
+    with open(os.path.join(disk, "filler"), "ab") as f:
+        while True:
+            st = os.statvfs(disk)
+            free = st.f_bavail * st.f_frsize
+            if free < leave:
+                return
+            try:
+                f.write(chunk[: max(4096, min(len(chunk), free - leave // 2))])
+                f.flush()
+            except OSError:
+                return
 
 
 def plan(total_s: float, calls: int, call_s: float, burst_at: float) -> list[tuple[float, float]]:
