@@ -82,6 +82,7 @@ class Supervisor:
         self.proc = None
         self.stopping = False
         self.ready_sent = False
+        self.backoff = 1.0
         self.thread = threading.Thread(target=self._loop, name="shadowrec-supervisor", daemon=True)
 
     def start(self, _app=None):
@@ -94,35 +95,51 @@ class Supervisor:
         self.proc.start()
 
     def _loop(self):
+        while not self.stopping:
+            time.sleep(1.0)
+            if not self.stopping:
+                self._check()
+
+    def _check(self):
+        """Once a second: restart a dead engine; while its status is fresh, READY, WATCHDOG, STATUS."""
         from appliance.api.deps import worker_status
         from capture.live.status import merge_counters
 
-        backoff = 1.0
-        while not self.stopping:
-            time.sleep(1.0)
-            if self.stopping:
-                break
-            if not self.proc.is_alive():
-                log.error("capture engine exited (%s); restarting in %.0f s", self.proc.exitcode, backoff)
-                sd_notify(f"STATUS=capture engine exited ({self.proc.exitcode}); restarting")
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-                self._spawn()
-                continue
-            st = worker_status(self.settings)
-            fresh = len(st) >= self.settings.capture.workers and all(s["age_s"] < 10 for s in st)
-            if fresh:
-                backoff = 1.0
-                if not self.ready_sent:
-                    self.ready_sent = sd_notify("READY=1")  # again next time if it could not be sent
-                sd_notify("WATCHDOG=1")
-                t = merge_counters(st)
-                full = any((s.get("disk") or {}).get("state") == "full" for s in st)
-                sd_notify(
-                    f"STATUS=capturing: {t.get('received', 0)} packets, {t.get('active_calls', 0)} active "
-                    f"calls, {t.get('kernel_drops', 0)} kernel drops"
-                    + ("; DISK FULL: audio is a counted gap" if full else "")
-                )
+        if not self.proc.is_alive():
+            log.error("capture engine exited (%s); restarting in %.0f s", self.proc.exitcode, self.backoff)
+            sd_notify(f"STATUS=capture engine exited ({self.proc.exitcode}); restarting")
+            time.sleep(self.backoff)
+            self.backoff = min(self.backoff * 2, 30.0)
+            self._spawn()
+            return
+        st = worker_status(self.settings)
+        fresh = len(st) >= self.settings.capture.workers and all(s["age_s"] < 10 for s in st)
+        if not fresh and st and self._disk_full():
+            # a disk so full that even the small status files fail: the engine runs (its process
+            # is alive) and records what it can; that is a state to report, not a hang to kill
+            sd_notify("WATCHDOG=1")
+            sd_notify("STATUS=DISK FULL: status files cannot be written; audio is a counted gap")
+            return
+        if fresh:
+            self.backoff = 1.0
+            if not self.ready_sent:
+                self.ready_sent = sd_notify("READY=1")  # again next time if it could not be sent
+            sd_notify("WATCHDOG=1")
+            t = merge_counters(st)
+            full = any((s.get("disk") or {}).get("state") == "full" for s in st)
+            sd_notify(
+                f"STATUS=capturing: {t.get('received', 0)} packets, {t.get('active_calls', 0)} active "
+                f"calls, {t.get('kernel_drops', 0)} kernel drops"
+                + ("; DISK FULL: audio is a counted gap" if full else "")
+            )
+
+    def _disk_full(self) -> bool:
+        import shutil
+
+        try:
+            return shutil.disk_usage(self.settings.capture.out).free < self.settings.capture.min_free_mb << 20
+        except OSError:
+            return False
 
     def stop(self, _app=None):
         self.stopping = True

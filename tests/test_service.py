@@ -41,6 +41,33 @@ def test_sd_notify_never_blocks_on_a_socket_nobody_reads(tmp_path, monkeypatch):
     assert sd_notify("READY=1") is False
 
 
+def test_a_disk_too_full_for_status_files_is_reported_not_killed(tmp_path, monkeypatch):
+    """The status files go stale because even they cannot be written: while the engine's process
+    lives, the watchdog is still fed and STATUS says DISK FULL (systemd killed the API before)."""
+    import collections
+    import shutil
+
+    from appliance import service
+    from appliance.config import CaptureSettings, Settings
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "status-0.json").write_text(json.dumps({"worker": 0, "received": 5}))
+    os.utime(out / "status-0.json", (1, 1))  # stale
+    said = []
+    monkeypatch.setattr(service, "sd_notify", lambda m: said.append(m) or True)
+    sup = service.Supervisor(Settings(capture=CaptureSettings(out=str(out))))
+    sup.proc = type("Alive", (), {"is_alive": lambda self: True})()
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 << 30, 10 << 30, 1 << 20))
+    sup._check()
+    assert said == ["WATCHDOG=1", "STATUS=DISK FULL: status files cannot be written; audio is a counted gap"]
+    said.clear()
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 << 30, 1 << 30, 9 << 30))
+    sup._check()
+    assert said == []  # stale with room on the disk: a hang, and the watchdog will say so
+
+
 @pytest.mark.netns
 @pytest.mark.skipif(not can_run_lab(), reason="needs root, ip and tc")
 def test_serve_notifies_systemd_answers_and_resumes_a_call_across_a_restart(tmp_path):
