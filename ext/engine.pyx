@@ -173,6 +173,18 @@ cdef class Engine(_CallRings):
     def stream_id(self, key):
         return self.flows.get(key)
 
+    def anchor(self, Py_ssize_t sid):
+        """(SSRC, position, RTP timestamp) that place a stream's audio, once it has them."""
+        cdef StreamC* s = &self.st[sid]
+        return (s.ssrc, s.anchor_pos, s.anchor_ts) if s.anchored == 1 else None
+
+    def set_anchor(self, Py_ssize_t sid, uint32_t ssrc, int64_t pos, uint32_t rtp_ts):
+        """A stream resumed after a restart: if its first packet has this SSRC, its audio is placed
+        on the old timing, not re-anchored where that packet happens to arrive."""
+        cdef StreamC* s = &self.st[sid]
+        if not s.started:
+            s.ssrc, s.anchor_pos, s.anchor_ts, s.anchored = ssrc, pos, rtp_ts, 2
+
     def stream_stats(self, Py_ssize_t sid):
         cdef StreamC* s = &self.st[sid]
         return {

@@ -47,13 +47,14 @@ cdef inline bint stream_sequence(StreamC* s, int seq, uint32_t ssrc, int64_t ts,
                 memcpy(s.src_addr, saddr, alen)
                 s.src_alen = alen
                 s.src_port = sport
+        # a stream resumed after a restart (set_anchor: anchored 2) keeps its timing if its SSRC goes on
+        s.anchored = 1 if (s.anchored == 2 and not s.started and ssrc == s.ssrc) else 0
         s.started = 1
         s.ssrc = ssrc
         ext = seq + 0x10000
         s.base_ext = ext
         s.max_ext = ext
         s.window = 1
-        s.anchored = 0
     else:
         ud = (seq - s.max_ext) & 0xFFFF
         ext = s.max_ext + ud if ud < 0x8000 else s.max_ext - (0x10000 - ud)

@@ -251,6 +251,18 @@ class Engine:
     def stream_id(self, key: int) -> int | None:
         return self.flows.get(key)
 
+    def anchor(self, sid: int) -> tuple[int, int, int] | None:
+        """(SSRC, position, RTP timestamp) that place a stream's audio, once it has them."""
+        s = self._stream(sid)
+        return (s.ssrc, s.anchor_pos, s.anchor_ts) if s.anchored == 1 else None
+
+    def set_anchor(self, sid: int, ssrc: int, pos: int, rtp_ts: int) -> None:
+        """A stream resumed after a restart: if its first packet has this SSRC, its audio is placed
+        on the old timing, not re-anchored where that packet happens to arrive."""
+        s = self._stream(sid)
+        if not s.started:
+            s.ssrc, s.anchor_pos, s.anchor_ts, s.anchored = ssrc, pos, rtp_ts, 2
+
     def stream_stats(self, sid: int) -> dict[str, Any]:
         s = self._stream(sid)
         return {
@@ -370,12 +382,13 @@ def _sequence(s: _Stream, seq: int, ssrc: int, ts: int, src_key: int | None) -> 
             s.first_ssrc = ssrc
             s.first_ns = ts
             s.src_key = src_key
+        # a stream resumed after a restart (set_anchor: anchored 2) keeps its timing if its SSRC goes on
+        s.anchored = 1 if (s.anchored == 2 and not s.started and ssrc == s.ssrc) else 0
         s.started = 1
         s.ssrc = ssrc
         ext = seq + 0x10000
         s.base_ext = s.max_ext = ext
         s.window = 1  # bit d: extended sequence number max_ext - d was seen
-        s.anchored = 0
     else:
         ud = (seq - s.max_ext) & 0xFFFF
         ext = s.max_ext + ud if ud < 0x8000 else s.max_ext - (0x10000 - ud)

@@ -117,7 +117,12 @@ def save(rec: Recorder, path: str) -> int:
             due = ((rec.now - r.call.started_ns) * wav.RATE) // NS
             r.wav.append(engine.flush(r.slot, max(due, calls.frames(r))))
             r.wav.close(durable=True)
+        anchors = {}
         for role, key in list(r.keys.items()):
+            sid = engine.stream_id(key)
+            a = engine.anchor(sid) if sid is not None else None
+            if a is not None:
+                anchors[role] = list(a)
             calls.drop_stream(r, role, key)
         items.append(
             {
@@ -128,6 +133,7 @@ def save(rec: Recorder, path: str) -> int:
                 "last_rtp_ns": engine.last_rtp_ns(r.slot),
                 "saved_ns": rec.now,
                 "gap_frames": r.gap_frames,
+                "anchors": anchors,  # role -> [ssrc, position, rtp ts]: the streams' timing goes on
             }
         )
         if r.wav is not None:
@@ -166,6 +172,9 @@ def restore(rec: Recorder, path: str) -> int:
         for role, d in call.dialogs.items():
             if d.key is not None:
                 calls.mapped(MediaMapped(call, role, d.key, None, d.codec, d.audio_pt, d.event_pt))
+                sid = engine.stream_id(d.key)
+                if sid is not None and role in it.get("anchors", {}):
+                    engine.set_anchor(sid, *it["anchors"][role])
     os.replace(path, path + ".restored")
     rec.counters["calls_resumed"] += len(items)
     return saved_ns
