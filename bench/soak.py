@@ -117,10 +117,11 @@ def plan(total_s: float, calls: int, call_s: float, burst_at: float) -> list[tup
     return out
 
 
-def check_recording(out: str, meta: dict, dialog: dict, channel: int) -> dict:
+def check_recording(out: str, meta: dict, dialog: dict, channel: int, call_s: float) -> dict:
     """Packets the phone sent that are in the recording bit-exact, where they belong. The stream is
     found by whichever of its packets comes first in the file (a full disk may have kept the first
-    ones out), then every packet is checked at its place from there."""
+    ones out), then every packet is checked at its place from there. A packet placed past the end
+    of the WAV counts as lost, unless its place is past the call's end (``call_s``: BYE - start)."""
     import wave
 
     with wave.open(os.path.join(out, meta["wav"])) as w:
@@ -141,7 +142,7 @@ def check_recording(out: str, meta: dict, dialog: dict, channel: int) -> dict:
     recorded = after_end = 0
     for i in range(sent) if pos0 is not None else ():
         q = pos0 + 160 * i
-        if q >= len(a):
+        if q >= call_s * 8000:  # sent after the BYE: not part of the call
             after_end += 1
             continue
         n = min(160, len(a) - q)
@@ -165,7 +166,7 @@ def report(out: str, manifest: str, events: list) -> dict:
             for ch, role in ((0, "near"), (1, "far")):
                 d = c["dialogs"].get(role)
                 if d and d.get("seed") is not None:
-                    r = check_recording(out, m, d, ch)
+                    r = check_recording(out, m, d, ch, c["bye_at"] - c["started_at"])
                     sent, rec = sent + r["sent"], rec + r["recorded"]
         if not ms:
             sent = sum(d.get("packets_sent", 0) for d in c["dialogs"].values())
