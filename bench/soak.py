@@ -145,6 +145,8 @@ def check_recording(out: str, meta: dict, dialog: dict, channel: int, call_s: fl
         if q >= call_s * 8000:  # sent after the BYE: not part of the call
             after_end += 1
             continue
+        if q >= len(a):  # the recording ends before it: lost
+            continue
         n = min(160, len(a) - q)
         recorded += q >= 0 and np.array_equal(a[q : q + n], exp[160 * i : 160 * i + n])
     return {"sent": sent - after_end, "recorded": int(recorded)}
