@@ -321,6 +321,13 @@ def _vrrp_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--advert-int", type=float, default=1.0, help="advertisement interval in seconds (default 1)")
     p.add_argument("--no-preempt", action="store_true")
+    p.add_argument(
+        "--vrrp-peer",
+        action="append",
+        default=[],
+        help="an address whose adverts are believed (repeatable; on the interface's subnet); "
+        "`run` defaults to --primary",
+    )
 
 
 def _vrrp_config(args: Args) -> Any:
@@ -351,8 +358,10 @@ def _vrrp(args: Args) -> int:
     from appliance.standby.vrrp.state import Event
     from capture.store.files import write_json_atomic
 
+    if not args.vrrp_peer:
+        raise ConfigError("give --vrrp-peer: the primary's own address, whose adverts are believed")
     try:
-        runner = VrrpRunner(_vrrp_config(args), args.iface, args.vip)
+        runner = VrrpRunner(_vrrp_config(args), args.iface, args.vip, args.vrrp_peer)
     except OSError as e:
         raise ConfigError(str(e)) from None
     signal.signal(signal.SIGTERM, lambda *_: runner.post(Event.SHUTDOWN))
@@ -383,29 +392,55 @@ def _add_run(sub: Any) -> None:
     r2.add_argument("--primary", required=True, help="the primary recorder host's own address (health probes)")
     _vrrp_args(r2)
     r2.add_argument("--probe-interval", type=float, default=0.2, help="seconds between OPTIONS probes")
+    r2.add_argument(
+        "--sip-peer",
+        action="append",
+        default=[],
+        help="an address or network the SIP server answers: CUCM (repeatable); none: the addresses seen on "
+        "the SPAN port sending BiB INVITEs to the primary",
+    )
+    r2.add_argument(
+        "--max-call", type=float, default=4 * 3600.0, help="clear a dialog answered here after this many seconds"
+    )
+    r2.add_argument("--rtp-ports", default="16384-32766", help="RTP ports offered in answers (default 16384-32766)")
     _recording_args(r2, 5.0)
     r2.add_argument("--seconds", type=float)
     r2.set_defaults(func=_run)
 
 
 def _run(args: Args) -> int:
+    from pydantic import ValidationError
+
+    from appliance.config import StandbySettings, settings_error
     from appliance.standby.takeover import Standby
     from capture.live.iface import SpanInterface
 
     opts = _options(args, state_file=os.path.join(args.out, "state-0.json"))
+    try:
+        lo, _, hi = args.rtp_ports.partition("-")
+        sb = StandbySettings(
+            enabled=True,
+            service=args.service,
+            vrid=args.vrid,
+            vips=args.vip,
+            primary=args.primary,
+            priority=args.priority,
+            takeover_priority=args.takeover_priority,
+            advert_int_s=args.advert_int,
+            preempt=not args.no_preempt,
+            probe_interval_s=args.probe_interval,
+            vrrp_peers=args.vrrp_peer,
+            sip_peers=args.sip_peer,
+            max_call_s=args.max_call,
+            rtp_ports=[lo, hi],
+        )
+    except ValidationError as e:
+        raise ConfigError(settings_error("options", e)) from None
     os.makedirs(args.out, exist_ok=True)
     with SpanInterface(args.span):
-        standby = Standby(
-            args.span,
-            args.service,
-            opts,
-            _vrrp_config(args),
-            args.vip,
-            args.primary,
-            probe_interval=args.probe_interval,
-        )
-        summary = standby.run(args.seconds)
-    return _print(summary)
+        summary = Standby(args.span, opts, sb).run(args.seconds)
+    _print(summary)
+    return 1 if summary.get("error") else 0
 
 
 # the lab and the service ------------------------------------------------------------------------

@@ -103,10 +103,36 @@ class StandbySettings(BaseModel):
     priority: int = Field(50, ge=1, le=254)
     takeover_priority: int = Field(254, ge=1, le=254)
     advert_int_s: float = Field(1.0, gt=0, le=40.95)
+    preempt: bool = True
     probe_interval_s: float = Field(0.2, gt=0)
+    vrrp_peers: list[str] = Field(
+        default_factory=list,
+        description="addresses whose VRRP adverts are believed (on the service interface's subnet); "
+        "none: the primary's own address",
+    )
+    sip_peers: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks the SIP server answers (CUCM's nodes); nobody else gets an answer. "
+        "None: the addresses seen on the SPAN port sending BiB INVITEs to the primary",
+    )
+    max_call_s: float = Field(
+        4 * 3600.0, gt=0, description="a dialog answered here is cleared after this long whatever happens"
+    )
+    rtp_ports: list[int] = Field(
+        [16384, 32766], min_length=2, max_length=2, description="first and last RTP port offered in answers"
+    )
+    sip_tcp_idle_s: float = Field(300.0, gt=0, description="close a SIP TCP connection idle this long")
+    sip_max_connections: int = Field(256, ge=1, le=60000, description="SIP TCP connections at most")
 
     @model_validator(mode="after")
     def _check(self) -> StandbySettings:
+        for n in self.sip_peers:
+            ipaddress.ip_network(n, strict=False)
+        for a in self.vrrp_peers:
+            ipaddress.ip_address(a)
+        lo, hi = self.rtp_ports
+        if not 1024 <= lo < hi <= 65534:
+            raise ValueError("standby.rtp_ports: [first, last] within 1024-65534, first below last")
         if self.enabled:
             if not self.vips:
                 raise ValueError("standby.vips: give the recorder's virtual address(es), e.g. 198.18.0.20/24")
@@ -116,6 +142,10 @@ class StandbySettings(BaseModel):
             if self.takeover_priority <= self.priority:
                 raise ValueError("standby.takeover_priority must be above standby.priority")
         return self
+
+    def believed_peers(self) -> list[str]:
+        """Whose VRRP adverts are believed: the configured peers, or the primary's own address."""
+        return self.vrrp_peers or [self.primary]
 
 
 class ApiSettings(BaseModel):

@@ -52,19 +52,11 @@ def _child(settings: Settings):
     opts = recorder_options(c)
     if settings.standby.enabled:
         from appliance.standby.takeover import Standby
-        from appliance.standby.vrrp.state import VrrpConfig
         from capture.live.iface import SpanInterface
 
-        sb = settings.standby
         opts.state_file = os.path.join(c.out, "state-0.json")
-        cfg = VrrpConfig(
-            vrid=sb.vrid,
-            priority=sb.priority,
-            takeover_priority=sb.takeover_priority,
-            advert_int_cs=round(sb.advert_int_s * 100),
-        )
         with SpanInterface(c.span):
-            summary = Standby(c.span, sb.service, opts, cfg, sb.vips, sb.primary, sb.probe_interval_s, c.ring_mb).run()
+            summary = Standby(c.span, opts, settings.standby, c.ring_mb).run()
     else:
         from capture.live.pool import capture
 

@@ -16,6 +16,7 @@ import logging
 import mmap
 import socket
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from capture import speedups
@@ -71,6 +72,8 @@ class Recorder:
         self.errors: Counter[str] = self.faults.counts
         self.counters: Counter[str] = Counter()
         self.calls = Recordings(opts, self.engine, self.io, self.counters)
+        # told of each call as it starts (the standby learns CUCM from it), inside the packet's boundary
+        self.on_call_started: Callable[[Call], None] = lambda call: None
         self.now = 0
         self.deadline = 0
         self.next_sync = 0
@@ -78,15 +81,6 @@ class Recorder:
         self.lag = int(opts.lag_s * wav.RATE)
         if opts.state_file:
             self.now = max(self.now, resume.restore(self, opts.state_file))
-
-    @property
-    def answered_here(self) -> set[str]:
-        """SIP Call-IDs that shadowrec's own UAS answered (the standby shares its set)."""
-        return self.calls.answered_here
-
-    @answered_here.setter
-    def answered_here(self, ids: set[str]) -> None:
-        self.calls.answered_here = ids
 
     # input --------------------------------------------------------------------------------
     def record_file(self, path: str) -> None:
@@ -269,6 +263,7 @@ class Recorder:
         for e in fx:
             if isinstance(e, CallStarted):
                 self.calls.started(e.call)
+                self.on_call_started(e.call)
             elif isinstance(e, MediaMapped):
                 self.calls.mapped(e)
             elif isinstance(e, MediaUnmapped):

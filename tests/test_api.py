@@ -198,3 +198,41 @@ def test_hostile_range_headers_are_refused_not_server_errors(datadir, value):
     cid = c.get("/calls?limit=1").json()["items"][0]["id"]
     r = c.get(f"/calls/{cid}/audio", headers={b"range": value.encode()})
     assert r.status_code in (206, 400, 416)  # "0-0,²-": the good part is served, the bad one ignored
+
+
+def test_the_standbys_sip_server_and_vrrp_show_in_status_and_metrics(datadir):
+    """A real SIP server's status (a stranger refused, then its loop stopped under it) and the VRRP
+    instance's rejections, as a standby worker reports them: /status and /metrics say so."""
+    import json
+    import socket
+
+    from appliance.standby.sip.peers import Peers
+    from appliance.standby.sip.server import SipServer
+    from appliance.standby.sip.uas import Uas
+
+    srv = SipServer(Uas("127.0.0.1", peers=Peers(["127.0.0.2"])), port=0).start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.sendto(b"OPTIONS sip:x SIP/2.0\r\nCall-ID: a\r\nCSeq: 1 OPTIONS\r\n\r\n", ("127.0.0.1", srv.port))
+    deadline = time.time() + 3
+    while not srv.uas.counters["not_peer"] and time.time() < deadline:
+        time.sleep(0.01)
+    srv.call(srv.loop.stop)
+    srv.thread.join(3)
+    vrrp = {"state": "Master", "adverts_rejected": {"not_peer": 3, "addresses": 1}, "conflicts": 1}
+    path = os.path.join(datadir, "status-0.json")
+    keep = open(path).read()
+    st = json.loads(keep)
+    st["standby"] = {"vrrp": vrrp, "health": "dead", "sip": srv.status()}
+    with open(path, "w") as f:
+        json.dump(st, f)
+    try:
+        c = client(datadir)
+        sip = c.get("/status").json()["sip"]
+        assert sip["state"] == "failed" and "stopped" in sip["problem"] and sip["not_peer"] == 1
+        text = c.get("/metrics").text
+        assert "shadowrec_sip_up 0.0" in text and 'shadowrec_sip_refused_total{reason="not_peer"} 1.0' in text
+        assert 'shadowrec_vrrp_adverts_rejected_total{reason="not_peer"} 3.0' in text
+        assert "shadowrec_vrrp_conflicts_total 1.0" in text and "shadowrec_vrrp_master 1.0" in text
+    finally:
+        with open(path, "w") as f:
+            f.write(keep)

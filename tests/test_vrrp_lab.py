@@ -37,6 +37,8 @@ def start_shadowrec(lab, tmp_path, *extra):
         f"{VIP}/24",
         "--status-file",
         status,
+        "--vrrp-peer",
+        "198.18.0.2",
         *extra,
         env=ENV,
         cwd=ROOT,
@@ -68,7 +70,7 @@ def test_backup_takes_over_a_crashed_master_announces_it_and_hands_back(tmp_path
         p, status = start_shadowrec(lab, tmp_path)
         time.sleep(1.5)
         s = json.load(open(status))
-        assert s["state"] == "Backup" and s["master_ip"] == "198.18.0.2" and s["bad_adverts"] == 0
+        assert s["state"] == "Backup" and s["master_ip"] == "198.18.0.2" and s["bad_adverts"] == 0, s
         assert lab.has_vip("pri") and not lab.has_vip("app")
         assert arp_entry(lab) == lab.mac("pri")
         t0 = time.monotonic()
@@ -107,6 +109,60 @@ def test_keepalived_steps_down_for_the_takeover_priority_and_takes_back(tmp_path
         assert time.monotonic() - t0 < 1.5  # the primary's Skew_Time
         s = json.load(open(status))
         assert s["state"] == "Backup" and s["priority"] == 50
+        stop(p)
+
+
+FORGE = """
+import socket, struct, sys
+sys.path.insert(0, {root!r})
+from appliance.standby.vrrp import packet
+from capture.wire.inet import checksum
+src, prio, interval = {src!r}, {prio}, {interval}
+body = packet.build(packet.Advert(20, prio, interval, {addresses!r}), src)
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 1, 0, 255, 112, 0,
+                 socket.inet_aton(src), socket.inet_aton(packet.VRRP_GROUP))
+ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+s.setsockopt(socket.SOL_SOCKET, 25, b"eth0")
+for _ in range({count}):
+    s.sendto(ip + body, (packet.VRRP_GROUP, 0))
+"""
+
+
+def forge(lab, src, prio, interval=100, addresses=(VIP,), count=1):
+    """A VRRP advert with any source, sent from the client's namespace (IP_HDRINCL)."""
+    code = FORGE.format(root=ROOT, src=src, prio=prio, interval=interval, addresses=addresses, count=count)
+    lab.run("cli", sys.executable, "-c", code)
+
+
+def test_forged_adverts_change_nothing(tmp_path):
+    """Each forgery of the field report against the real instance: none moves the VIP."""
+    with VipLab(tmp_path) as lab:
+        lab.run("cli", "ip", "route", "add", "224.0.0.0/4", "dev", "eth0")
+        assert lab.start_keepalived(priority=100, advert_int=1)
+        p, status = start_shadowrec(lab, tmp_path)
+        # the primary alive: a forged priority 0 from a host that is not the primary (a backup would
+        # claim the VIP within its skew time, 0.8 s) and from off the subnet
+        for _ in range(6):
+            forge(lab, "198.18.0.9", 0)
+            forge(lab, "203.0.113.66", 0)
+            time.sleep(0.5)
+            assert not lab.has_vip("app") and lab.has_vip("pri")
+        # the primary's recorder dead (the probes' verdict): shadowrec takes over, then the forgeries
+        p.send_signal(signal.SIGUSR2)
+        assert wait(lambda: lab.has_vip("app") and not lab.has_vip("pri"), 3)
+        for src in ("203.0.113.66", "198.18.0.9", "198.18.0.2"):  # off-subnet, on-subnet, the primary's own
+            forge(lab, src, 255, interval=4095)
+        forge(lab, "198.18.0.2", 255, addresses=("198.18.0.99",))  # the primary's, but another address list
+        held = []
+        for _ in range(40):  # 4 s: longer than the down interval a believed advert would have set
+            held.append(lab.has_vip("app"))
+            time.sleep(0.1)
+        assert all(held)
+        s = json.load(open(status))
+        assert s["state"] == "Master" and s["claims"] == 1 and s["releases"] == 0, s
+        assert s["adverts_rejected"]["not_peer"] == 14 and s["adverts_rejected"]["addresses"] == 1, s
+        assert s["conflicts"] == 1 and "255 from 198.18.0.2" in s["last_conflict"]
         stop(p)
 
 

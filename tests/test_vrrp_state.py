@@ -71,10 +71,43 @@ def test_master_steps_down_for_higher_priority_and_answers_priority_zero():
     assert v.state is VrrpState.BACKUP and v.deadline == 12 * NS + v.master_down_interval()
 
 
-def test_master_learns_the_advert_interval_it_hears():
+def test_backup_learns_the_advert_interval_it_hears_within_half_to_twice_its_own():
     v = backup()
-    v.handle(Event.ADVERT, NS, Received("198.18.0.2", 100, 10))  # a fast master (100 ms)
-    assert v.deadline == NS + 3 * NS // 10 + (206 * NS // 10) // 256
+    v.handle(Event.ADVERT, NS, Received("198.18.0.2", 100, 80))  # a master at 800 ms
+    assert v.deadline == NS + 3 * 8 * NS // 10 + (206 * 8 * NS // 10) // 256
+    v.handle(Event.ADVERT, 2 * NS, Received("198.18.0.2", 100, 10))  # 100 ms: held at 500 ms
+    assert v.master_adver_int_cs == 50
+    v.handle(Event.ADVERT, 3 * NS, Received("198.18.0.2", 255, 4095))  # a forged 40.95 s: held at 2 s
+    assert v.master_adver_int_cs == 200 and v.deadline == 3 * NS + 6 * NS + (206 * 2 * NS) // 256
+
+
+def test_while_the_primary_is_dead_a_master_keeps_the_vip_whatever_an_advert_says():
+    v = backup()
+    v.handle(Event.PRIMARY_DEAD, NS)
+    for src, prio in (("198.18.0.2", 255), ("203.0.113.66", 255), ("198.18.0.2", 254)):
+        assert v.handle(Event.ADVERT, 2 * NS, Received(src, prio, 4095)) == []
+    assert v.state is VrrpState.MASTER and v.conflicts == 2 and "255 from 203.0.113.66" in v.last_conflict
+    v.handle(Event.PRIMARY_ALIVE, 3 * NS)  # the probes, not the adverts, hand it back
+    assert v.state is VrrpState.BACKUP
+
+
+def test_a_backup_with_the_primary_dead_takes_over_by_its_own_down_interval():
+    v = VrrpInstance(VrrpConfig(vrid=20, priority=50, local_ip="198.18.0.3"))
+    v.handle(Event.PRIMARY_DEAD, 0)  # the probes judged it before VRRP started
+    v.handle(Event.STARTUP, 0)
+    local = v.master_down_interval()
+    t = 0
+    while v.state is VrrpState.BACKUP:  # forged or stale adverts every 0.5 s: priority 255, 40.95 s
+        t += NS // 2
+        v.handle(Event.ADVERT, t, Received("198.18.0.2", 255, 4095))
+        v.handle(Event.TIMER, t)
+    assert v.state is VrrpState.MASTER and t <= local + NS // 2
+
+
+def test_a_priority_zero_advert_from_the_master_still_means_skew_time():
+    v = backup()
+    v.handle(Event.ADVERT, NS, Received("198.18.0.2", 0, 100))
+    assert v.deadline == NS + v.skew_time()
 
 
 def test_health_policy_takeover_and_handback():

@@ -71,12 +71,70 @@ class _Collector:
         yield c
         sb = next((s["standby"] for s in st if s.get("standby")), None)
         if sb:
-            g = GaugeMetricFamily("shadowrec_vrrp_master", "1 while shadowrec holds the VIP")
-            g.add_metric([], 1.0 if sb.get("vrrp", {}).get("state") == "Master" else 0.0)
-            yield g
-            h = GaugeMetricFamily("shadowrec_primary_up", "1 while the primary recorder answers its probes")
-            h.add_metric([], 1.0 if sb.get("health") == "alive" else 0.0)
-            yield h
+            yield from _standby(sb)
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    g = GaugeMetricFamily(name, doc)
+    g.add_metric([], value)
+    return g
+
+
+def _labelled(name: str, doc: str, label: str, values: dict) -> CounterMetricFamily:
+    c = CounterMetricFamily(name, doc, labels=[label])
+    for k, v in values.items():
+        c.add_metric([k], float(v))
+    return c
+
+
+SIP_REQUESTS = {"invites": "INVITE", "acks": "ACK", "byes": "BYE", "cancels": "CANCEL", "options": "OPTIONS"}
+SIP_REFUSED = ("not_peer", "refused_full", "bad_messages", "tcp_refused", "tcp_closed_stalled", "tcp_closed_idle")
+
+
+def _standby(sb: dict) -> Iterator[Metric]:
+    vrrp, sip = sb.get("vrrp") or {}, sb.get("sip") or {}
+    yield _gauge("shadowrec_vrrp_master", "1 while shadowrec holds the VIP", float(vrrp.get("state") == "Master"))
+    yield _gauge(
+        "shadowrec_primary_up", "1 while the primary recorder answers its probes", float(sb.get("health") == "alive")
+    )
+    yield _labelled(
+        "shadowrec_vrrp_adverts_rejected",
+        "VRRP adverts not believed (not a peer, off the subnet, another address list, TTL, malformed)",
+        "reason",
+        vrrp.get("adverts_rejected", {}),
+    )
+    c = CounterMetricFamily(
+        "shadowrec_vrrp_conflicts", "higher-priority adverts not obeyed because the primary is judged dead"
+    )
+    c.add_metric([], float(vrrp.get("conflicts", 0)))
+    yield c
+    if not sip:
+        return
+    yield _gauge(
+        "shadowrec_sip_up",
+        "1 while the standby's SIP server runs and ticks (it answers while the VIP is here)",
+        float(sip.get("state") == "answering"),
+    )
+    yield _gauge("shadowrec_sip_dialogs", "dialogs answered here and not yet ended", float(sip.get("dialogs", 0)))
+    yield _gauge("shadowrec_sip_tcp_connections", "SIP TCP connections open", float(sip.get("tcp_connections", 0)))
+    yield _labelled(
+        "shadowrec_sip_requests",
+        "SIP requests handled by the standby's server",
+        "method",
+        {m: sip.get(k, 0) for k, m in SIP_REQUESTS.items()},
+    )
+    yield _labelled(
+        "shadowrec_sip_refused",
+        "SIP messages or connections refused: not a peer (no answer), full (503), malformed, TCP cap or stall",
+        "reason",
+        {r: sip.get(r, 0) for r in SIP_REFUSED},
+    )
+    yield _labelled(
+        "shadowrec_sip_socket_errors",
+        "socket errors in the SIP server, by operation and errno",
+        "error",
+        sip.get("socket_errors", {}),
+    )
 
 
 @router.get(

@@ -75,7 +75,15 @@ class Status(BaseModel):
     role: Role
     vip: list[str]
     primary: dict = Field(description="address and health verdict of the primary recorder (standby mode)")
-    vrrp: dict | None
+    vrrp: dict | None = Field(
+        description="the VRRP instance: state, priority, master_ip, peers, adverts_received, adverts_rejected "
+        "by reason, conflicts (higher-priority adverts not obeyed while the primary is dead)"
+    )
+    sip: dict | None = Field(
+        None,
+        description="the standby's SIP server: state (answering/failed), problem, heartbeat_age_s, dialogs, "
+        "rtp_ports, tcp_connections, peers, request and refusal counters, socket_errors, errors",
+    )
     capture: Capture
     disk: Disk
 

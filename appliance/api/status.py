@@ -54,6 +54,7 @@ def status(settings: Settings = Depends(get_settings)) -> Status:
         vip=settings.standby.vips,
         primary={"address": settings.standby.primary or None, "health": sb.get("health") if sb else None},
         vrrp=sb.get("vrrp") if sb else None,
+        sip=sb.get("sip") if sb else None,
         capture=Capture(**s["capture"]),
         disk=Disk(**disk_state(settings, worker_status(settings))),
     )

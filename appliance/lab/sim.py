@@ -246,8 +246,10 @@ class Cucm:
 
 def run_recorder(address: str):
     """The primary recorder of the lab: answers recording dialogs on ``address`` until killed."""
-    from appliance.standby.sipserver import SipServer
+    from appliance.standby.sip.peers import Peers
+    from appliance.standby.sip.server import SipServer, SocketPorts
+    from appliance.standby.sip.uas import Uas
 
-    srv = SipServer(address, bind="0.0.0.0")  # the VIP for calls, its own address for OPTIONS
-    srv.uas.user_agent = "primary-recorder"
-    srv.run()
+    uas = Uas(address, SocketPorts(address, 40000, 49998), Peers.anyone(), user_agent="primary-recorder")
+    srv = SipServer(uas, bind="0.0.0.0").start()  # the VIP for calls, its own address for OPTIONS
+    srv.thread.join()

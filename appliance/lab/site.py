@@ -229,7 +229,7 @@ def _start_appliance(site: Site, out: str, advert: float, probe: float) -> None:
     """``shadowrec run`` on the appliance's namespace, waited for until its first status file."""
     site.popen("app", "shadowrec", sys.executable, "-m", "appliance.cli", "run", "--span", "span0",
                "--service", "eth0", "--vrid", "20", "--vip", f"{VIP}/16", "--primary", PRIMARY, "--out", out,
-               "--advert-int", str(advert), "--probe-interval", str(probe))  # fmt: skip
+               "--sip-peer", CUCM, "--advert-int", str(advert), "--probe-interval", str(probe))  # fmt: skip
     t = time.monotonic()
     while not glob.glob(os.path.join(out, "status-*.json")) and time.monotonic() - t < 20:
         time.sleep(0.05)

@@ -7,7 +7,9 @@
 - the VRRP runner (a thread) as keepalived's backup on the service interface;
 - the health prober (a thread): SIP OPTIONS to the primary's own address; its verdicts are
   the VRRP instance's PRIMARY_DEAD / PRIMARY_ALIVE events (see appliance/standby/vrrp/state.py);
-- the SIP UAS on the VIP (a thread), which only hears anything while the VIP is here.
+- the SIP server on the VIP (one asyncio loop in a thread, ``appliance/standby/sip/``), which only
+  hears anything while the VIP is here, and answers only CUCM (``Peers``); a watchdog thread stops
+  the whole standby if that server dies or freezes, so the supervisor restarts it.
 
 Policy (documented in the README): keepalived on the primary host handles the host and its
 network; shadowrec's probes also catch a dead recorder process on a live host (ICMP port
@@ -22,57 +24,124 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import resource
 import signal
 import threading
+import time
 
+from appliance.config import StandbySettings
 from appliance.standby.probe import Prober, Verdict
-from appliance.standby.sipserver import SipServer
+from appliance.standby.sip.peers import Peers
+from appliance.standby.sip.server import SipServer, SocketPorts
+from appliance.standby.sip.uas import Uas
 from appliance.standby.vrrp.scheduler import VrrpRunner
 from appliance.standby.vrrp.state import Event, VrrpConfig
 from capture.live.worker import Worker
 from capture.options import Options
+from capture.sip.calls import Call, CallState
 from capture.wire.frame import flow_key
 
 log = logging.getLogger("shadowrec")
+SIP_WATCH_S = 1.0  # how often the SIP server's health is looked at
+SIP_FROZEN_S = 5.0  # a loop that has not ticked for this long counts as dead
+
+
+def raise_descriptor_limit() -> int:
+    """The soft descriptor limit raised to the hard one (the unit sets LimitNOFILE): a master holds
+    two sockets per answered dialog (RTP and RTCP ports)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except OSError as e:  # a syscall filter: the unit's LimitNOFILE is what there is
+            log.warning("descriptor limit stays %d: %s", soft, e)
+            return soft
+    if hard < 4 * 5000:
+        log.warning("descriptor limit %d: fewer than 5,000 answered calls fit (LimitNOFILE=65536)", hard)
+    return hard
 
 
 class Standby:
-    def __init__(
-        self,
-        span: str,
-        service: str,
-        opts: Options,
-        vrrp: VrrpConfig,
-        vips: list,
-        primary: str,
-        probe_interval: float = 0.2,
-        ring_mb: int = 256,
-    ):
-        self.vrrp = VrrpRunner(vrrp, service, vips)
-        vip_ip = vips[0].split("/")[0]
-        self.sip = SipServer(vip_ip)
-        self.worker = Worker([span, service], opts, ring_mb=ring_mb, answered=self.sip.uas.answered)
+    def __init__(self, span: str, opts: Options, sb: StandbySettings, ring_mb: int = 256):
+        self.limit = raise_descriptor_limit()
+        vrrp = VrrpConfig(
+            vrid=sb.vrid,
+            priority=sb.priority,
+            takeover_priority=sb.takeover_priority,
+            advert_int_cs=round(sb.advert_int_s * 100),
+            preempt=sb.preempt,
+        )
+        self.vrrp = VrrpRunner(vrrp, sb.service, sb.vips, sb.believed_peers())
+        vip_ip = sb.vips[0].split("/")[0]
+        self.vip_ip, self.primary = vip_ip, sb.primary
+        self.peers = Peers(sb.sip_peers)
+        ports = SocketPorts(vip_ip, *sb.rtp_ports)
+        uas = Uas(vip_ip, ports, self.peers, max_call_s=sb.max_call_s)
+        self.sip = SipServer(uas, tcp_idle_s=sb.sip_tcp_idle_s, max_connections=sb.sip_max_connections)
+        uas.master = False  # nothing reaches the VIP's sockets until the VIP is here
+        self.worker = Worker([span, sb.service], opts, ring_mb=ring_mb, answered=uas.answered)
+        table = self.worker.rec.table  # read from the SIP thread: single lookups only
         vip_packed = ipaddress.ip_address(vip_ip).packed
-        media = self.worker.rec.table.media  # read from the SIP thread: membership tests only
-        self.sip.uas.busy = lambda port: flow_key(vip_packed, port) in media
-        self.prober = Prober(primary, self._verdict, interval=probe_interval, local=vrrp.local_ip, ifname=service)
-        self.worker.extra_status = lambda: {
-            "vrrp": self.vrrp.status(),
-            "health": self.prober.policy.verdict.value,
-            "sip": {**self.sip.uas.counters, "errors": dict(self.sip.uas.faults.counts)},
-        }
+        ports.busy = lambda port: flow_key(vip_packed, port) in table.media
+
+        def live(call_id: str) -> bool:
+            d = table.dialogs.get(call_id)
+            return d is not None and d.call.state is not CallState.ENDED
+
+        uas.live = live
+        self.worker.rec.on_call_started = self._learn
+        self.vrrp.on_vip = self._vip
+        self.sip.on_death = self._sip_died
+        self.prober = Prober(
+            sb.primary, self._verdict, interval=sb.probe_interval_s, local=vrrp.local_ip, ifname=sb.service
+        )
+        self.worker.extra_status = self.status_of_standby
         self.vrrp_thread = threading.Thread(target=self.vrrp.run, name="shadowrec-vrrp", daemon=True)
+        self.failure: str | None = None
+
+    def _learn(self, call: Call) -> None:
+        """A BiB call seen starting (capture thread): its INVITE's sender is CUCM if it went to the
+        primary recorder or to the VIP."""
+        if call.signalled_from and call.primary_address in (self.vip_ip, self.primary):
+            self.peers.learn(call.signalled_from)
+
+    def _vip(self, held: bool) -> None:
+        """The VRRP thread claimed or released the VIP: the UAS is told in its own thread."""
+        uas = self.sip.uas
+        self.sip.call(uas.claim if held else (lambda: uas.release(self.sip.clock())))
 
     def _verdict(self, v: Verdict):
         self.vrrp.post(Event.PRIMARY_DEAD if v is Verdict.DEAD else Event.PRIMARY_ALIVE)
 
-    def status(self) -> dict:
+    def _sip_died(self, why: str) -> None:
+        self._fail(why)
+
+    def _fail(self, why: str) -> None:
+        """The SIP server cannot answer: stop, so the supervisor starts a whole new standby (a VIP
+        held by a standby that cannot answer loses every new call while VRRP says all is well)."""
+        if self.failure is None:
+            self.failure = why
+            log.error("%s: the standby stops so that it is restarted", why)
+        self.worker.stop = True
+
+    def _watch(self) -> None:
+        while not self.worker.stop:
+            problem = self.sip.alive(SIP_FROZEN_S)
+            if problem:
+                self._fail(problem)
+                return
+            time.sleep(SIP_WATCH_S)
+
+    def status_of_standby(self) -> dict:
         return {
             "vrrp": self.vrrp.status(),
             "health": self.prober.policy.verdict.value,
-            "sip": {**self.sip.uas.counters, "errors": dict(self.sip.uas.faults.counts)},
-            "capture": self.worker.counters(),
+            "sip": self.sip.status(),
+            "descriptor_limit": self.limit,
         }
+
+    def status(self) -> dict:
+        return {**self.status_of_standby(), "capture": self.worker.counters()}
 
     def run(self, max_seconds: float | None = None) -> dict:
         def stop(*_):
@@ -82,6 +151,8 @@ class Standby:
         self.sip.start()
         self.vrrp_thread.start()
         self.prober.start()
+        watch = threading.Thread(target=self._watch, name="shadowrec-sip-watch", daemon=True)
+        watch.start()
         try:
             summary = self.worker.run(max_seconds)
         finally:
@@ -92,5 +163,7 @@ class Standby:
             for s, h in old.items():
                 signal.signal(s, h)
         summary["vrrp"] = self.vrrp.status()
-        summary["sip"] = dict(self.sip.uas.counters)
+        summary["sip"] = self.sip.status()
+        if self.failure:
+            summary["error"] = self.failure
         return summary

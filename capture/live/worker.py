@@ -60,7 +60,8 @@ class Worker:
         self.ring = self.rings[0]
         self.io = QueuedIO(opts.queue_mb << 20, self.impl.engine.pwrite_batch, can_wait=self._ring_has_room)
         self.rec = Recorder(opts, self.impl, self.io)
-        self.rec.answered_here = answered if answered is not None else set()
+        # SIP Call-IDs the standby's own UAS answered (for the recordings' metadata)
+        self.rec.calls.answered_here = answered if answered is not None else set()
         # e.g. the standby's VRRP/health state, merged into status
         self.extra_status: Callable[[], dict] | None = None
         self.stop = False

@@ -113,6 +113,7 @@ class Call:
     primary_port: int
     transport: str
     previous: str | None = None
+    signalled_from: str = ""  # who sent the first INVITE (CUCM's node)
     state: CallState = CallState.SETUP
     dialogs: dict[str, Dialog] = field(default_factory=dict)  # role -> Dialog
     ended_ns: int | None = None
@@ -243,7 +244,7 @@ class CallTable:
                 if found is not None:
                     fx.append(Evidence(*found))
             if msg.method == "INVITE" and d is None and msg.to.param("tag") is None:
-                self._new_dialog(fx, msg, ts, dst, transport)
+                self._new_dialog(fx, msg, ts, src, dst, transport)
                 d = self.dialogs.get(cid)
                 if d is not None and msg.body:
                     self._cucm_sdp(fx, d, msg.body)
@@ -283,7 +284,9 @@ class CallTable:
                 self._dialog_gone(fx, d, ts)
         return fx
 
-    def _new_dialog(self, fx: list[Effect], msg: SipMessage, ts: int, dst: tuple[str, int], transport: str) -> None:
+    def _new_dialog(
+        self, fx: list[Effect], msg: SipMessage, ts: int, src: tuple[str, int], dst: tuple[str, int], transport: str
+    ) -> None:
         info = bib_info(msg)
         if info is None:
             self.counters["non_bib_invites"] += 1
@@ -292,7 +295,7 @@ class CallTable:
         call = self.pending.get(pkey)
         if call is None or role in call.dialogs or call.state is CallState.ENDED:
             cid = make_call_id(ts, near.refci or far.refci, msg.call_id)
-            call = Call(cid, pkey, ts, near, far, dst[0], dst[1], transport, previous=self.last_of_pair.get(pkey))
+            call = Call(cid, pkey, ts, near, far, dst[0], dst[1], transport, self.last_of_pair.get(pkey), src[0])
             self.pending[pkey] = call
             self.last_of_pair[pkey] = cid
             self.calls[cid] = call

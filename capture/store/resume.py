@@ -45,6 +45,7 @@ def call_to_dict(call: Call) -> dict[str, Any]:
         "primary_port": call.primary_port,
         "transport": call.transport,
         "previous": call.previous,
+        "signalled_from": call.signalled_from,
         "state": call.state.value,
         "evidence": [e.to_state() for e in call.evidence],
         "dialogs": {
@@ -78,6 +79,7 @@ def restore_calls(table: CallTable, items: list[dict[str, Any]]) -> list[Call]:
             c["primary_port"],
             c["transport"],
             c["previous"],
+            c.get("signalled_from", ""),
             CallState(c["state"]),
             evidence=[EvidenceItem.from_state(e) for e in c["evidence"]],
         )

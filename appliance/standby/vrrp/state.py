@@ -12,6 +12,15 @@ shadowrec takes over at once with the priority it advertises while the primary i
 down. ``Event.PRIMARY_ALIVE`` drops back to the configured priority and, in Master, hands
 the VIP back with a priority-0 advertisement (RFC 5798 §6.4.3 shutdown), so the primary
 takes over after its Skew_Time.
+
+While the probes judge the primary dead they are the authority, whatever an advertisement says
+(VRRPv3 has no authentication; ``check.py`` filters what reaches here, but a replayed or spoofed
+advert from the primary's own address passes it): in Master a higher priority is not obeyed (it is
+counted as a ``conflict``: the primary's keepalived would have to be the address owner, priority
+255, which this design does not support), and in Backup no advert postpones the down timer armed
+on entering Backup, so the takeover comes no later than the local Master_Down_Interval. The
+interval an advert announces is bounded (``bounded_interval``): a forged 40.95 s cannot stretch
+the down timer to two minutes.
 """
 
 from __future__ import annotations
@@ -78,11 +87,18 @@ class VrrpInstance:
     deadline: int | None = None
     master_ip: str | None = None
     primary_dead: bool = False
+    conflicts: int = 0  # higher-priority adverts not obeyed because the primary is judged dead
+    last_conflict: str = ""
     transitions: list = field(default_factory=list)  # (now, from, to, why)
 
     def __post_init__(self):
         self.priority = self.cfg.priority
         self.master_adver_int_cs = self.cfg.advert_int_cs
+
+    def bounded_interval(self, advertised_cs: int) -> int:
+        """The Master_Adver_Interval learnt from an advert, held within half to twice our own."""
+        own = self.cfg.advert_int_cs
+        return min(max(advertised_cs, max(1, own // 2)), 2 * own)
 
     # RFC 5798 §6.1 timers, in ns
     def skew_time(self) -> int:
@@ -149,12 +165,14 @@ class VrrpInstance:
         return []
 
     def backup_advert(self, now, rx: Received):
+        if self.primary_dead:  # the probes decide: no advert postpones the takeover
+            return []
         if rx.priority == 0:
             self._arm(now, "skew")
             return []
         if not self.cfg.preempt or rx.priority >= self.priority:
             self.master_ip = rx.src
-            self.master_adver_int_cs = rx.max_adver_int_cs or self.cfg.advert_int_cs
+            self.master_adver_int_cs = self.bounded_interval(rx.max_adver_int_cs)
             self._arm(now, "down")
         return []  # preempt and a lower priority: discard; the down timer will fire
 
@@ -175,8 +193,12 @@ class VrrpInstance:
             self._arm(now, "advert")
             return [SendAdvert(self.priority)]
         if rx.priority > self.priority or (rx.priority == self.priority and _ip_gt(rx.src, self.cfg.local_ip)):
+            if self.primary_dead:
+                self.conflicts += 1
+                self.last_conflict = f"priority {rx.priority} from {rx.src} while the primary is dead: VIP kept"
+                return []
             self.master_ip = rx.src
-            self.master_adver_int_cs = rx.max_adver_int_cs or self.cfg.advert_int_cs
+            self.master_adver_int_cs = self.bounded_interval(rx.max_adver_int_cs)
             self._arm(now, "down")
             self._go(now, VrrpState.BACKUP, f"higher priority {rx.priority} from {rx.src}")
             return [ReleaseVip()]

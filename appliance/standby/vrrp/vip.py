@@ -65,6 +65,17 @@ class VipManager:
             log.info("released %s on %s", ", ".join(removed), self.ifname)
         return removed
 
+    def subnets(self) -> list[str]:
+        """The IPv4 networks of the interface's own (non-VIP) addresses: where VRRP peers live."""
+        vip_ips = {str(v.ip) for v in self.vips}
+        with self._ipr() as ipr:
+            idx = self._index(ipr)
+            return [
+                f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+                for a in ipr.get_addr(index=idx, family=2)
+                if a.get_attr("IFA_ADDRESS") not in vip_ips
+            ]
+
     def primary_ipv4(self) -> str:
         """The interface's own (non-VIP) IPv4 address: the source of advertisements."""
         vip_ips = {str(v.ip) for v in self.vips}
