@@ -402,7 +402,12 @@ def _add_run(sub: Any) -> None:
     r2.add_argument(
         "--max-call", type=float, default=4 * 3600.0, help="clear a dialog answered here after this many seconds"
     )
-    r2.add_argument("--rtp-ports", default="16384-32766", help="RTP ports offered in answers (default 16384-32766)")
+    r2.add_argument("--rtp-ports", default="16384-49150", help="RTP ports offered in answers (default 16384-49150)")
+    r2.add_argument(
+        "--no-rtcp-sockets",
+        action="store_true",
+        help="hold a socket on each offered RTP port only, not on its RTCP port (half the descriptors)",
+    )
     _recording_args(r2, 5.0)
     r2.add_argument("--seconds", type=float)
     r2.set_defaults(func=_run)
@@ -433,6 +438,7 @@ def _run(args: Args) -> int:
             sip_peers=args.sip_peer,
             max_call_s=args.max_call,
             rtp_ports=[lo, hi],
+            hold_rtcp_ports=not args.no_rtcp_sockets,
         )
     except ValidationError as e:
         raise ConfigError(settings_error("options", e)) from None

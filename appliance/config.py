@@ -119,7 +119,12 @@ class StandbySettings(BaseModel):
         4 * 3600.0, gt=0, description="a dialog answered here is cleared after this long whatever happens"
     )
     rtp_ports: list[int] = Field(
-        [16384, 32766], min_length=2, max_length=2, description="first and last RTP port offered in answers"
+        [16384, 49150], min_length=2, max_length=2, description="first and last RTP port offered in answers"
+    )
+    hold_rtcp_ports: bool = Field(
+        True,
+        description="hold a socket on each offered RTCP port too (no ICMP to a phone's RTCP); false halves "
+        "the descriptors a call takes (two, not four)",
     )
     sip_tcp_idle_s: float = Field(300.0, gt=0, description="close a SIP TCP connection idle this long")
     sip_max_connections: int = Field(256, ge=1, le=60000, description="SIP TCP connections at most")

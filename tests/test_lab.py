@@ -1,5 +1,6 @@
 """The whole site (`shadowrec lab`): the primary dies mid-call three ways; nothing is lost (root)."""
 
+import json
 import os
 
 import pytest
@@ -17,7 +18,10 @@ pytestmark = [
 
 @pytest.mark.parametrize("mode", ["crash", "host", "net"])
 def test_primary_dies_mid_call(tmp_path, mode):
-    r = run_lab(mode, str(tmp_path / mode), calls_before=3, calls_after=2, kill_at=5.0, restore_at=13.0)
+    # "host": no SIP peers configured: shadowrec answers the CUCM it saw calling the primary on the SPAN
+    learned = mode == "host"
+    r = run_lab(mode, str(tmp_path / mode), calls_before=3, calls_after=2, kill_at=5.0, restore_at=13.0,
+                sip_peers=not learned)  # fmt: skip
     assert r["takeover_s"] is not None and r["takeover_s"] <= 1.0  # default settings
     assert r["in_progress_packets_sent"] > 2000 and r["in_progress_packets_lost"] == 0
     assert r["new_calls_recorded_share"] == 1.0 and r["new_calls_packets_lost"] == 0
@@ -30,3 +34,6 @@ def test_primary_dies_mid_call(tmp_path, mode):
             assert c["recorded_by"] == "primary" and c["primary_failed_at"] is not None
         else:
             assert c["answered_by"] == ["shadowrec"] and c["recorded_by"] == "shadowrec"
+    if learned:
+        peers = json.load(open(tmp_path / mode / "recordings" / "learned-sip-peers.json"))
+        assert peers == ["198.18.0.10"]  # CUCM, and nobody else

@@ -238,3 +238,20 @@ def test_a_dead_loop_is_reported_and_a_frozen_one_seen(server):
     assert wait(lambda: bool(died))
     assert "stopped" in srv.alive() and srv.status()["state"] == "failed"
     assert not srv.uas.ports.socks  # whatever it held is given back
+
+
+def test_the_port_pool_takes_at_most_its_share_of_descriptors():
+    """Two thirds of the process's limit by default: the recorder's files, VRRP and the status files keep theirs
+    (a 5,000-call SIPp run once took them all, and the standby's own status failed with EMFILE)."""
+    ports = SocketPorts(HOST, 40000, 40100, max_sockets=6)
+    got = [ports.acquire() for _ in range(4)]
+    assert got[:3] == [40000, 40002, 40004] and got[3] is None and ports.refused == {"EMFILE": 1}
+    ports.release(40002)
+    assert ports.acquire() == 40008  # round-robin: the next port after the one refused
+    ports.release_all()
+    assert not ports.socks
+    assert SocketPorts(HOST).max_sockets == resource.getrlimit(resource.RLIMIT_NOFILE)[0] * 2 // 3
+    rtp_only = SocketPorts(HOST, 40000, 40100, max_sockets=3, rtcp=False)
+    assert [rtp_only.acquire() for _ in range(4)][3] is None and len(rtp_only.socks) == 3
+    assert [len(pair) for pair in rtp_only.socks.values()] == [1, 1, 1]
+    rtp_only.release_all()

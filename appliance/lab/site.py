@@ -225,11 +225,13 @@ def check_recording(out: str, meta: dict, dialog: dict, channel: int) -> dict:
     return {"sent": sent - after_end, "recorded": recorded}
 
 
-def _start_appliance(site: Site, out: str, advert: float, probe: float) -> None:
-    """``shadowrec run`` on the appliance's namespace, waited for until its first status file."""
+def _start_appliance(site: Site, out: str, advert: float, probe: float, sip_peers: bool) -> None:
+    """``shadowrec run`` on the appliance's namespace, waited for until its first status file. Without
+    ``sip_peers`` it answers only the CUCM it saw on the SPAN port calling the primary."""
+    peers = ["--sip-peer", CUCM] if sip_peers else []
     site.popen("app", "shadowrec", sys.executable, "-m", "appliance.cli", "run", "--span", "span0",
                "--service", "eth0", "--vrid", "20", "--vip", f"{VIP}/16", "--primary", PRIMARY, "--out", out,
-               "--sip-peer", CUCM, "--advert-int", str(advert), "--probe-interval", str(probe))  # fmt: skip
+               *peers, "--advert-int", str(advert), "--probe-interval", str(probe))  # fmt: skip
     t = time.monotonic()
     while not glob.glob(os.path.join(out, "status-*.json")) and time.monotonic() - t < 20:
         time.sleep(0.05)
@@ -342,6 +344,7 @@ def run_lab(
     restore_at: float = 16.0,
     advert: float = 1.0,
     probe: float = 0.2,
+    sip_peers: bool = True,
 ) -> dict:
     """Build the site, place calls, kill the primary one way mid-call, bring it back; the report."""
     work = work or f"/tmp/shadowrec-lab-{mode}"
@@ -349,13 +352,13 @@ def run_lab(
     os.makedirs(work)
     out = os.path.join(work, "recordings")
     manifest = os.path.join(work, "calls.json")
-    report: dict = {"mode": mode, "advert_int": advert, "probe_interval": probe}
+    report: dict = {"mode": mode, "advert_int": advert, "probe_interval": probe, "sip_peers_configured": sip_peers}
     with Site(work, advert=advert) as site:
         site.start_primary()
         t = time.monotonic()
         while not site.has_vip("pri") and time.monotonic() - t < 10:
             time.sleep(0.05)
-        _start_appliance(site, out, advert, probe)
+        _start_appliance(site, out, advert, probe, sip_peers)
         # before the failure: long calls that span it; after it: calls that only shadowrec can answer,
         # the last of which spans the failback
         plan = [(0.5 + 0.3 * k, kill_at + 6.0 - 0.3 * k) for k in range(calls_before)]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import resource
 import signal
 import threading
@@ -74,8 +75,8 @@ class Standby:
         self.vrrp = VrrpRunner(vrrp, sb.service, sb.vips, sb.believed_peers())
         vip_ip = sb.vips[0].split("/")[0]
         self.vip_ip, self.primary = vip_ip, sb.primary
-        self.peers = Peers(sb.sip_peers)
-        ports = SocketPorts(vip_ip, *sb.rtp_ports)
+        self.peers = Peers(sb.sip_peers, path=os.path.join(opts.out_dir, "learned-sip-peers.json"))
+        ports = SocketPorts(vip_ip, sb.rtp_ports[0], sb.rtp_ports[1], rtcp=sb.hold_rtcp_ports)
         uas = Uas(vip_ip, ports, self.peers, max_call_s=sb.max_call_s)
         self.sip = SipServer(uas, tcp_idle_s=sb.sip_tcp_idle_s, max_connections=sb.sip_max_connections)
         uas.master = False  # nothing reaches the VIP's sockets until the VIP is here
@@ -101,8 +102,10 @@ class Standby:
 
     def _learn(self, call: Call) -> None:
         """A BiB call seen starting (capture thread): its INVITE's sender is CUCM if it went to the
-        primary recorder or to the VIP."""
-        if call.signalled_from and call.primary_address in (self.vip_ip, self.primary):
+        primary recorder: its own address, or the VIP while the primary holds it (while shadowrec
+        holds it, an INVITE to the VIP is sent to shadowrec and teaches nothing)."""
+        to = call.primary_address
+        if call.signalled_from and (to == self.primary or (to == self.vip_ip and not self.sip.uas.master)):
             self.peers.learn(call.signalled_from)
 
     def _vip(self, held: bool) -> None:

@@ -100,7 +100,11 @@ class Worker:
             }
         )
         if self.extra_status is not None:
-            s["standby"] = self.extra_status()
+            try:
+                s["standby"] = self.extra_status()
+            except Exception as e:  # whatever the standby's status met (EMFILE...) stops nothing
+                self.rec.faults.add(e, None, "standby status")
+                s["standby"] = {"error": f"{type(e).__name__}: {e}"}
         return s
 
     def _write_status(self, status: dict) -> None:

@@ -16,6 +16,8 @@ import struct
 import tempfile
 from collections.abc import Callable, Iterator
 
+from appliance.standby.sip.uas import Uas
+from appliance.standby.vrrp import check as vrrp_check
 from appliance.standby.vrrp import packet as vrrp_packet
 from capture import speedups
 from capture.errors import ParseError
@@ -167,6 +169,30 @@ def vrrp(data: bytes) -> None:
     adv = _outcome(packet.parse, bytes(body), src)
     if not isinstance(adv, tuple):
         _agree("vrrp round trip", packet.parse(packet.build(adv, src), src), adv)
+    try:  # what decides whether it is believed raises nothing else either
+        vrrp_check.check(bytes(body), src, packet.VRRP_GROUP, 255, _TRUST)
+    except (ParseError, vrrp_check.OtherRouter):
+        pass
+
+
+_TRUST = vrrp_check.Trust.of(51, ["198.18.0.2"], ["198.18.0.3/24"], ["198.18.0.100/24"])
+
+
+def uas(data: bytes) -> None:
+    """The standby's SIP server logic fed messages (split at NUL bytes) and the passing of time:
+    whatever arrives is answered or counted, never a fault of ours."""
+    u = Uas("198.18.0.20")
+    now = 0.0
+    for i, msg in enumerate(data.split(b"\0")[:16]):
+        for d, out, _ in u.on_message(msg, ("198.18.0.10", 5060), now):
+            assert d == ("198.18.0.10", 5060) and out.startswith(b"SIP/2.0 ")
+        now += 0.3 * (i % 4)
+        u.on_timer(now)
+    u.release(now)
+    u.on_timer(now + 40.0)
+    bugs = {k: v for k, v in u.faults.counts.items() if k.startswith("unhandled.")}
+    assert not bugs, f"faults of ours: {bugs}"
+    assert len(u.ports.in_use) == len(u.dialogs) == 0  # nothing is kept once released and ended
 
 
 _OUT = tempfile.mkdtemp(prefix="shadowrec-fuzz-")
@@ -272,5 +298,6 @@ TARGETS: dict[str, tuple[Callable[[bytes], None], Callable[[], list[bytes]]]] = 
     "icmp": (icmp_error, lambda: _payloads(icmp_only=True)[:20]),
     "rtp": (rtp_packet, lambda: [p for p in _payloads() if p[:1] == b"\x80"][:20]),
     "vrrp": (vrrp, _vrrp_seeds),
+    "uas": (uas, lambda: [b"\0".join(_sip_seeds()[:4])] + _sip_seeds()),
     "recorder": (recorder, lambda: [b"\x01" + c for c in _captures()] + [b"\x00" + c for c in _captures()[:1]]),
 }

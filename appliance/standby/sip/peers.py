@@ -3,26 +3,37 @@ amplification, no port taken, no dialog kept).
 
 The allowlist is ``standby.sip_peers`` (``shadowrec run --sip-peer ADDR|NET``). With none
 configured, shadowrec answers only the addresses it has seen on the SPAN port sending BiB
-INVITEs (x-nearend/x-farend) to the primary recorder or the VIP: CUCM's own nodes. That is
-logged, once per address learned; at most ``MAX_LEARNED`` are learned.
+INVITEs (x-nearend/x-farend) to the primary recorder (its own address, or the VIP while the primary
+holds it): CUCM's own nodes. That is logged, once per address learned; at most ``MAX_LEARNED``
+are learned, and they are kept in ``path`` so that a restart during an outage still knows CUCM.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 from collections.abc import Iterable
+
+from capture.store.files import write_json_atomic
 
 log = logging.getLogger("shadowrec.sip")
 MAX_LEARNED = 64  # CUCM clusters have at most a few dozen call-processing nodes
 
 
 class Peers:
-    def __init__(self, configured: Iterable[str] = (), learn: bool = True):
+    def __init__(self, configured: Iterable[str] = (), learn: bool = True, path: str | None = None):
         self.networks = tuple(ipaddress.ip_network(n, strict=False) for n in configured)
         self.learn_from_span = learn and not self.networks
+        self.path = path
         self.learned: set[str] = set()
         self.open = False  # answer anyone: the lab's simulated primary only
+        if self.learn_from_span and path:
+            try:
+                saved = json.load(open(path))
+                self.learned = {str(ipaddress.ip_address(a)) for a in saved[:MAX_LEARNED]}
+            except (OSError, ValueError, TypeError):
+                pass
         if self.learn_from_span:
             log.warning(
                 "no SIP peers configured (standby.sip_peers): answering only the addresses seen sending "
@@ -54,6 +65,11 @@ class Peers:
             return False
         self.learned.add(ip)
         log.warning("SIP peer %s learned: it sent BiB INVITEs to the primary (seen on the SPAN port)", ip)
+        if self.path:
+            try:
+                write_json_atomic(self.path, sorted(self.learned))
+            except OSError as e:  # a full disk: learned all the same, until a restart
+                log.warning("cannot keep the learned SIP peers in %s: %s", self.path, e)
         return True
 
     def status(self) -> dict:

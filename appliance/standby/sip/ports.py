@@ -16,7 +16,7 @@ class PortPool:
     """Even ports in ``[lo, hi]``, handed out round-robin (a port just freed is offered last, so a
     late packet of an ended call does not land in the next call)."""
 
-    def __init__(self, lo: int = 16384, hi: int = 32766, busy: Callable[[int], bool] = lambda p: False):
+    def __init__(self, lo: int = 16384, hi: int = 49150, busy: Callable[[int], bool] = lambda p: False):
         if not 0 < lo <= hi < 65535:
             raise ValueError(f"bad RTP port range {lo}-{hi}")
         self.lo, self.hi = lo + (lo & 1), hi - (hi & 1)

@@ -12,8 +12,8 @@ Nothing a client does stops it:
 If the loop still ends, ``error`` says why and ``on_death`` is called (the standby exits so its
 supervisor restarts it); ``beat`` is the loop's last tick, for a watchdog to see a frozen loop.
 
-The RTP ports offered in answers are held by ``SocketPorts``: a socket bound on each RTP and RTCP
-port, never read (the capture engine records the RTP from the wire), so the kernel sends no ICMP
+The RTP ports offered in answers are held by ``SocketPorts``: a socket bound on each RTP port (and
+by default its RTCP port), never read (the capture engine records the RTP from the wire), so the kernel sends no ICMP
 port unreachable to the phones. Those sockets are not in the event loop.
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import resource
 import socket
 import threading
 import time
@@ -66,17 +67,28 @@ def _socket(kind: int, address: str, port: int) -> socket.socket:
 
 
 class SocketPorts(PortPool):
-    """A ``PortPool`` holding a bound socket on each offered RTP port and its RTCP port."""
+    """A ``PortPool`` holding a bound socket on each offered RTP port and (``rtcp``) its RTCP port. It
+    takes at most ``max_sockets`` descriptors (default: two thirds of the process's limit), so that
+    the recorder (a file per call), VRRP, the probes and the status files keep theirs: beyond, 503."""
 
-    def __init__(self, address: str, lo: int = 16384, hi: int = 32766, **kw):
+    def __init__(
+        self, address: str, lo: int = 16384, hi: int = 49150, max_sockets: int | None = None, rtcp: bool = True, **kw
+    ):
         super().__init__(lo, hi, **kw)
         self.address = address
+        self.rtcp = rtcp
         self.socks: dict[int, tuple[socket.socket, ...]] = {}
+        if max_sockets is None:
+            max_sockets = resource.getrlimit(resource.RLIMIT_NOFILE)[0] * 2 // 3
+        self.max_sockets = max_sockets
 
     def _hold(self, port: int) -> str:
+        each = 2 if self.rtcp else 1
+        if each * (len(self.socks) + 1) > self.max_sockets:
+            return "EMFILE"  # the share of descriptors the SIP server may take is taken
         held: list[socket.socket] = []
         try:
-            for p in (port, port + 1):
+            for p in (port, port + 1)[:each]:
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 held.append(s)
                 s.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
@@ -136,6 +148,9 @@ class _Tcp(asyncio.Protocol):
             return
         self.transport = transport
         self.peer = (transport.get_extra_info("peername") or ("", 0))[:2]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # a 100 and a 200 back to back must not wait for the peer's delayed ACK (40 ms)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(high=srv.max_pending_bytes)
         srv.conns[id(self)] = self
         srv.counters["tcp_accepted"] += 1
@@ -306,6 +321,7 @@ class SipServer:
             log.warning("SIP server: %s", context.get("message"))
 
     def send(self, out: list[Send]) -> None:
+        tcp: dict = {}  # one write per connection: the 100 and the 200 in one segment
         for s in out:
             if s.conn is None:
                 p = self.udp_proto
@@ -313,7 +329,10 @@ class SipServer:
                     self.counters["udp_send_dropped"] += 1
                     continue
                 p.transport.sendto(s.data, s.dst)  # an OSError goes to error_received: counted
-            elif not s.conn.write(s.data):  # type: ignore[attr-defined]
+            else:
+                tcp.setdefault(s.conn, []).append(s.data)
+        for conn, parts in tcp.items():
+            if not conn.write(b"".join(parts)):
                 self.counters["tcp_send_dropped"] += 1
 
     # control, from other threads ----------------------------------------------------------

@@ -82,7 +82,7 @@ class VrrpRunner:
             "master_ip": i.master_ip,
             "primary_dead": i.primary_dead,
             "vips": [str(v) for v in self.vip.vips],
-            "vips_present": self.vip.present(),
+            "vips_present": self._present(),
             "peers": sorted(self.trust.peers),
             **self.counters,
             "adverts_rejected": dict(self.rejected),
@@ -90,6 +90,13 @@ class VrrpRunner:
             "conflicts": i.conflicts,
             "last_conflict": i.last_conflict,
         }
+
+    def _present(self) -> list | None:
+        try:
+            return self.vip.present()
+        except Exception as e:  # netlink out of descriptors or busy: the status says so, nothing stops
+            log.warning("VRRP %s: cannot list the VIPs present: %s", self.ifname, e)
+            return None
 
     def _do(self, actions) -> None:
         """Carry out the instance's actions. A failure (the link down, netlink busy) is counted and
