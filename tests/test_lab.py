@@ -34,6 +34,10 @@ def test_primary_dies_mid_call(tmp_path, mode):
             assert c["recorded_by"] == "primary" and c["primary_failed_at"] is not None
         else:
             assert c["answered_by"] == ["shadowrec"] and c["recorded_by"] == "shadowrec"
+    sip = r["standby_sip_at_end"]  # the VIP handed back, every call ended: no dialog, no port held
+    assert sip["dialogs"] == 0 and sip["rtp_ports"] == 0 and sip["invites"] >= 4 and not sip["master"], sip
+    # the call that spanned the failback ended with a BYE to the primary, seen on the SPAN port
+    assert sip["ended_after_release"] >= 2, sip
     if learned:
         peers = json.load(open(tmp_path / mode / "recordings" / "learned-sip-peers.json"))
         assert peers == ["198.18.0.10"]  # CUCM, and nobody else

@@ -335,6 +335,23 @@ def _calls_report(out: str, manifest: str, calls_before: int) -> dict:
     }
 
 
+def _sip_at_end(out: str) -> dict:
+    """The standby's SIP server once every call has ended: what it still holds (nothing, if no dialog
+    or port leaked across the takeover and the failback), waited for up to 5 s."""
+    end = time.monotonic() + 5
+    sip: dict = {}
+    while time.monotonic() < end:
+        try:
+            sip = json.load(open(os.path.join(out, "status-0.json")))["standby"]["sip"]
+        except (OSError, ValueError, KeyError, TypeError):
+            sip = {}
+        if sip and sip.get("dialogs") == 0 and sip.get("rtp_ports") == 0:
+            break
+        time.sleep(0.2)
+    keys = ("dialogs", "rtp_ports", "invites", "byes", "ended_after_release", "not_peer", "master")
+    return {k: sip.get(k, 0) for k in keys}
+
+
 def run_lab(
     mode: str = "crash",
     work: str | None = None,
@@ -383,6 +400,7 @@ def run_lab(
             time.sleep(0.1)  # the failback, if it has not happened yet
         time.sleep(1.0)
         watch.close()
+        report["standby_sip_at_end"] = _sip_at_end(out)
         site.procs["shadowrec"].send_signal(signal.SIGTERM)
         site.procs["shadowrec"].wait(30)
         report.update(_vip_report(watch.timeline, mode, kill_t, restore_t))

@@ -117,7 +117,7 @@ class Standby:
         self.vrrp.post(Event.PRIMARY_DEAD if v is Verdict.DEAD else Event.PRIMARY_ALIVE)
 
     def _sip_died(self, why: str) -> None:
-        self._fail(why)
+        self._fail(f"SIP server stopped: {why}")  # the same words as the watchdog's
 
     def _fail(self, why: str) -> None:
         """The SIP server cannot answer: stop, so the supervisor starts a whole new standby (a VIP
