@@ -43,6 +43,8 @@ setup(
         "orjson>=3.8",
         "uvicorn>=0.29",
         "prometheus-client>=0.19",
+        "boto3>=1.34",
+        "paramiko>=3.4",
     ],
     extras_require={
         "test": [
@@ -54,6 +56,7 @@ setup(
             "schemathesis>=4",
             "ruff>=0.8",
             "mypy>=1.13",
+            "moto[server]>=5",
         ]
     },
     package_data={"appliance.api": ["static/*.html"]},

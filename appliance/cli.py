@@ -237,6 +237,66 @@ def _calls(args: Args) -> int:
 
 
 # tools for tests and demos ----------------------------------------------------------------------
+# delivery ---------------------------------------------------------------------------------------
+def _add_archive(sub: Any) -> None:
+    a = sub.add_parser(
+        "archive",
+        help="deliver recordings to archive targets, verified (file:///path, s3://bucket/prefix)",
+        description="Send each complete call's WAV and sidecar to every target; a call leaves the queue "
+        "for a target only once the copy there was verified (size and SHA-256). Failures are retried "
+        "with backoff, across runs.",
+    )
+    a.add_argument("--out", required=True, help="the recordings directory (record/capture/serve's --out)")
+    a.add_argument("--to", action="append", required=True, metavar="URL", help="a target (repeatable)")
+    a.add_argument(
+        "--policy", choices=["all", "gaps"], default="all",
+        help="all calls, or only those the primary did not record whole (default all)",
+    )  # fmt: skip
+    a.add_argument("--once", action="store_true", help="try everything pending once, then exit (0: all delivered)")
+    a.add_argument("--concurrency", type=int, default=2, help="transfers at once per target (default 2)")
+    a.add_argument("--bandwidth-mbps", type=float, help="at most this many megabits/s per target")
+    a.add_argument("--interval", type=float, default=5.0, help="seconds between passes without --once")
+    a.set_defaults(func=_archive)
+
+
+def _archive(args: Args) -> int:
+    import signal
+
+    from appliance.delivery.deliver import Deliverer
+    from appliance.delivery.policy import Policy
+
+    if not os.path.isdir(args.out):
+        raise ConfigError(f"{args.out} is not a recordings directory")
+    try:
+        d = Deliverer(
+            args.out,
+            args.to,
+            Policy(args.policy),
+            concurrency=args.concurrency,
+            bytes_per_s=args.bandwidth_mbps * 125_000 if args.bandwidth_mbps else None,
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        if args.once:
+            out = d.run_once(every_pending=True)
+            print(json.dumps({"delivered": out.delivered, "bytes": out.bytes}))
+            for url, (n, why) in out.failed.items():
+                print(f"shadowrec: {url}: {n} call(s) not delivered: {why}", file=sys.stderr)
+            return 1 if out.failed else 0
+        stop = []
+        signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+        while not stop:
+            d.run_once()
+            for _ in range(int(args.interval * 10)):
+                if stop:
+                    break
+                time.sleep(0.1)
+        return 0
+    finally:
+        d.close()
+
+
 def _add_synth(sub: Any) -> None:
     s = sub.add_parser("synth", help="write a synthetic BiB capture")
     s.add_argument("output")
@@ -534,6 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_record,
         _add_capture,
         _add_calls,
+        _add_archive,
         _add_synth,
         _add_replay,
         _add_vrrp,

@@ -1,0 +1,148 @@
+"""Draining the delivery queue: each due (call, target) row is sent, verified and confirmed, or its
+failure recorded with the time of the next try (``backoff``). Oldest calls first, ``concurrency``
+transfers at once per target, a bandwidth limit per target.
+
+A call goes to a target as two files: ``<id>.wav`` (the recording as recorded) and then
+``<id>.json`` (its sidecar plus a ``delivery`` record: target, key, format, bytes, SHA-256). The row
+is confirmed only after both were verified at the target, so the sidecar's presence at the target
+means the audio beside it is whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+from appliance.delivery import backoff, layout
+from appliance.delivery.policy import Policy
+from appliance.delivery.queue import Due, Queue
+from appliance.delivery.targets import DeliveryError, Target, Throttle, file_sha256, prefix_of, target_for
+from capture.clock import utc
+from capture.store.files import to_json
+
+log = logging.getLogger("shadowrec.delivery")
+BATCH = 100
+
+
+@dataclass
+class Outcome:
+    delivered: int = 0
+    bytes: int = 0
+    failed: dict[str, tuple[int, str]] = field(default_factory=dict)  # target -> (calls, last error)
+
+    def add_failure(self, target: str, error: str) -> None:
+        n, _ = self.failed.get(target, (0, ""))
+        self.failed[target] = (n + 1, error)
+
+
+@dataclass(frozen=True)
+class Sent:
+    nbytes: int = 0
+    sha256: str = ""
+    error: str | None = None
+
+
+class Deliverer:
+    def __init__(
+        self,
+        out_dir: str,
+        urls: list[str],
+        policy: Policy = Policy.ALL,
+        concurrency: int = 2,
+        bytes_per_s: float | None = None,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+        base_s: float = backoff.BASE_S,
+    ):
+        if not urls:
+            raise ValueError("no target to deliver to")
+        self.out = out_dir
+        self.targets: list[Target] = [target_for(u, Throttle(bytes_per_s)) for u in urls]
+        self.policy = policy
+        self.concurrency = max(1, concurrency)
+        self.clock, self.rand, self.base_s = clock, rand, base_s
+        self.queue = Queue(os.path.join(out_dir, "catalog.sqlite"))
+        self.tmp = tempfile.mkdtemp(prefix="shadowrec-delivery-")
+
+    def run_once(self, every_pending: bool = False) -> Outcome:
+        """One pass over every target: enqueue new calls, send what is due (``every_pending``:
+        everything pending, as ``archive --once`` does). Each row is tried at most once a pass."""
+        out = Outcome()
+        for t in self.targets:
+            self.queue.enqueue(t.url, self.policy)
+            tried: set[str] = set()
+            while True:
+                rows = [r for r in self.queue.due(t.url, self.clock(), BATCH + len(tried), every_pending)]
+                rows = [r for r in rows if r.call_id not in tried][:BATCH]
+                if not rows:
+                    break
+                tried.update(r.call_id for r in rows)
+                self._batch(t, rows, out)
+        return out
+
+    def _batch(self, t: Target, rows: list[Due], out: Outcome) -> None:
+        texts = {r.call_id: self.queue.sidecar_text(r.call_id) for r in rows}  # the queue's thread only
+        with ThreadPoolExecutor(self.concurrency) as ex:
+            futures = {ex.submit(self._send, t, r, texts[r.call_id]): r for r in rows}
+            for f in as_completed(futures):  # each confirmed as soon as it is verified (a kill loses none)
+                self._record(t, futures[f], f.result(), out)
+
+    def _record(self, t: Target, r: Due, sent: Sent, out: Outcome) -> None:
+        if sent.error is None:
+            self.queue.confirm(r.call_id, t.url, sent.nbytes, sent.sha256, self.clock())
+            out.delivered += 1
+            out.bytes += sent.nbytes
+            return
+        wait = backoff.delay_s(r.attempts + 1, self.base_s, rand=self.rand)
+        self.queue.fail(r.call_id, t.url, sent.error, self.clock() + wait)
+        out.add_failure(t.url, sent.error)
+        if r.attempts < 3 or r.attempts % 20 == 0:
+            log.warning("%s: call %s not delivered (%s); next try in %.0f s", t.url, r.call_id, sent.error, wait)
+
+    def _send(self, t: Target, row: Due, text: str | None) -> Sent:
+        """Both files verified at the target (the bytes sent, the WAV's SHA-256), or why not."""
+        try:
+            if text is None:
+                raise DeliveryError("the call is not in the catalog")
+            sc = json.loads(text)
+            wav = os.path.join(self.out, sc["wav"])
+            if not os.path.exists(wav):
+                raise DeliveryError(f"the recording {sc['wav']} is missing")
+            size, sha = file_sha256(wav)
+            prefix = prefix_of(t)
+            wav_key = layout.key(prefix, row.call_id, row.started_at, "wav")
+            t.put(wav_key, wav, size, sha)
+            sc["delivery"] = {
+                "target": t.url,
+                "key": wav_key,
+                "format": "wav",
+                "bytes": size,
+                "sha256": sha,
+                "delivered_at": utc(int(self.clock()), "%Y-%m-%dT%H:%M:%SZ"),
+            }
+            meta = os.path.join(self.tmp, f"{row.call_id}.{abs(hash(t.url))}.json")
+            with open(meta, "w") as f:
+                f.write(to_json(sc) + "\n")
+            msize, msha = file_sha256(meta)
+            try:
+                t.put(layout.key(prefix, row.call_id, row.started_at, "json"), meta, msize, msha)
+            finally:
+                os.unlink(meta)
+            return Sent(size + msize, sha)
+        except DeliveryError as e:
+            return Sent(error=str(e))
+        except Exception as e:  # a fault of ours or of a library: counted as a failure, the row stays queued
+            log.exception("delivering %s to %s", row.call_id, t.url)
+            return Sent(error=f"{type(e).__name__}: {e}")
+
+    def close(self) -> None:
+        self.queue.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)

@@ -1,0 +1,105 @@
+"""The delivery queue: one row per (call, target) in the recorder's catalog (``catalog.sqlite``).
+
+A row is added for every complete call a target's policy wants (``enqueue``: calls recorded before
+the queue existed are added on the first run, and later calls as they complete). It stays
+``pending`` until the target confirmed and verified the copy (``confirm``); a failure records the
+error and when to try again (``fail``). Rows are only ever marked confirmed, never deleted here:
+retention removes a call's rows with its files. Oldest calls first. About a hundred bytes a row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from appliance.delivery import policy as pol
+from capture.store.catalog import SCHEMA as CALLS_SCHEMA
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    call_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    bytes INTEGER,
+    sha256 TEXT,
+    confirmed_at REAL,
+    PRIMARY KEY (call_id, target)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(target, state, started_at);
+"""
+PENDING, CONFIRMED = "pending", "confirmed"
+
+
+@dataclass(frozen=True)
+class Due:
+    call_id: str
+    started_at: str
+    attempts: int
+
+
+class Queue:
+    def __init__(self, catalog_path: str):
+        self.db = sqlite3.connect(catalog_path, isolation_level=None, timeout=30, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+        self.db.executescript(CALLS_SCHEMA)  # the recorder's table (a queue may open first)
+
+    def enqueue(self, target: str, policy: pol.Policy) -> int:
+        """Add a row for every complete call ``policy`` wants that has none for ``target``; how many."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO deliveries (call_id, target, started_at) "
+            "SELECT calls.id, ?, calls.started_at FROM calls WHERE calls.state = 'complete' AND "
+            f"{pol.sql(policy)} AND NOT EXISTS "
+            "(SELECT 1 FROM deliveries d WHERE d.call_id = calls.id AND d.target = ?)",
+            (target, target),
+        )
+        return cur.rowcount
+
+    def due(self, target: str, now: float, limit: int, every_pending: bool = False) -> list[Due]:
+        """Pending rows whose next try is due (``every_pending``: all of them), oldest call first."""
+        rows = self.db.execute(
+            "SELECT call_id, started_at, attempts FROM deliveries WHERE target = ? AND state = 'pending' "
+            "AND (? OR next_at <= ?) ORDER BY started_at, call_id LIMIT ?",
+            (target, 1 if every_pending else 0, now, limit),
+        )
+        return [Due(*r) for r in rows]
+
+    def sidecar_text(self, call_id: str) -> str | None:
+        row = self.db.execute("SELECT meta FROM calls WHERE id = ?", (call_id,)).fetchone()
+        return row[0] if row else None
+
+    def confirm(self, call_id: str, target: str, nbytes: int, sha256: str, now: float | None = None) -> None:
+        self.db.execute(
+            "UPDATE deliveries SET state = 'confirmed', bytes = ?, sha256 = ?, confirmed_at = ?, last_error = NULL "
+            "WHERE call_id = ? AND target = ?",
+            (nbytes, sha256, time.time() if now is None else now, call_id, target),
+        )
+
+    def fail(self, call_id: str, target: str, error: str, next_at: float) -> None:
+        self.db.execute(
+            "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_at = ? "
+            "WHERE call_id = ? AND target = ?",
+            (error[:500], next_at, call_id, target),
+        )
+
+    def depth(self, target: str) -> int:
+        return self.db.execute(
+            "SELECT count(*) FROM deliveries WHERE target = ? AND state = 'pending'", (target,)
+        ).fetchone()[0]
+
+    def state(self, call_id: str) -> dict[str, dict]:
+        """The call's delivery, per target."""
+        rows = self.db.execute(
+            "SELECT target, state, attempts, last_error, bytes, sha256, confirmed_at FROM deliveries WHERE call_id = ?",
+            (call_id,),
+        )
+        keys = ("state", "attempts", "last_error", "bytes", "sha256", "confirmed_at")
+        return {r[0]: dict(zip(keys, r[1:], strict=True)) for r in rows}
+
+    def close(self) -> None:
+        self.db.close()

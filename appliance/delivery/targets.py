@@ -1,0 +1,195 @@
+"""Where copies go, by URL. Each target stores a file under a key and confirms it holds exactly
+those bytes before ``put`` returns; anything less raises ``DeliveryError`` (the row stays queued).
+
+- ``file:///path`` (a local disk, an NFS or SMB mount): written to ``<key>.part``, fsync'd, renamed
+  over ``<key>``, the directory fsync'd, then read back and its SHA-256 compared.
+- ``s3://bucket/prefix`` (boto3: AWS, MinIO, Ceph; endpoint, region and credentials the standard
+  AWS way: AWS_ENDPOINT_URL, AWS_PROFILE, instance roles): PutObject with the SHA-256 checksum,
+  which AWS, MinIO and Ceph verify before they store anything (BadDigest), then HeadObject to see
+  the size and the checksum held. ``?verify=readback`` also reads the object back and hashes it,
+  for servers that do not verify checksums (moto, the test server here, stores whatever
+  checksum it is told: measured).
+
+Temporary names and keys are deterministic: a copy sent again after a crash replaces the same
+object and the same ``.part`` file, and never makes a second one.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from typing import IO, Protocol
+from urllib.parse import parse_qs, unquote, urlparse
+
+CHUNK = 1 << 20
+
+
+class DeliveryError(Exception):
+    """The target did not confirm a verified copy."""
+
+
+class Target(Protocol):
+    url: str
+
+    def put(self, key: str, path: str, size: int, sha256: str) -> None: ...
+
+
+def file_sha256(path: str) -> tuple[int, str]:
+    """(size, hex SHA-256) of a file, read in chunks."""
+    h = hashlib.sha256()
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            n += len(chunk)
+    return n, h.hexdigest()
+
+
+class Throttle:
+    """A token bucket shared by a target's transfers: at most ``bytes_per_s`` on average."""
+
+    def __init__(self, bytes_per_s: float | None, clock: Callable[[], float] = time.monotonic):
+        self.rate = bytes_per_s
+        self.clock = clock
+        self.t = clock()
+        self.debt = 0.0
+
+    def take(self, n: int) -> None:
+        if not self.rate:
+            return
+        now = self.clock()
+        self.debt = max(0.0, self.debt - (now - self.t) * self.rate) + n
+        self.t = now
+        wait = self.debt / self.rate - 0.25  # a quarter second of burst
+        if wait > 0:
+            time.sleep(wait)
+
+
+class _Metered:
+    """A file read through a ``Throttle`` (boto3 reads the body through it)."""
+
+    def __init__(self, f: IO[bytes], throttle: Throttle):
+        self.f, self.throttle = f, throttle
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(min(n, CHUNK) if n and n > 0 else CHUNK)
+        self.throttle.take(len(data))
+        return data
+
+    def seek(self, *a):
+        return self.f.seek(*a)
+
+    def tell(self):
+        return self.f.tell()
+
+
+class FileTarget:
+    def __init__(self, url: str, root: str, throttle: Throttle | None = None):
+        self.url, self.root = url, root
+        self.throttle = throttle or Throttle(None)
+
+    def put(self, key: str, path: str, size: int, sha256: str) -> None:
+        dest = os.path.join(self.root, *key.split("/"))
+        part = dest + ".part"
+        try:
+            os.makedirs(os.path.dirname(dest), mode=0o750, exist_ok=True)
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            try:
+                with open(path, "rb") as src:
+                    while chunk := src.read(CHUNK):
+                        self.throttle.take(len(chunk))
+                        view = memoryview(chunk)
+                        while view:
+                            view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(part, dest)
+            dfd = os.open(os.path.dirname(dest), os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            got = file_sha256(dest)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(part)
+            raise DeliveryError(f"{type(e).__name__}: {e.strerror or e}") from None
+        if got != (size, sha256):
+            raise DeliveryError(f"read back {got[0]} bytes, SHA-256 {got[1][:12]}…, not {size} bytes {sha256[:12]}…")
+
+
+class S3Target:
+    def __init__(
+        self, url: str, bucket: str, prefix: str, throttle: Throttle | None = None, readback: bool = False, client=None
+    ):
+        self.url, self.bucket, self.prefix, self.readback = url, bucket, prefix, readback
+        self.throttle = throttle or Throttle(None)
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            # boto3 finds the endpoint (AWS_ENDPOINT_URL), region and credentials the standard way
+            self._client = boto3.client("s3", config=Config(retries={"max_attempts": 2}, connect_timeout=5))
+        return self._client
+
+    def put(self, key: str, path: str, size: int, sha256: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
+        try:
+            with open(path, "rb") as f:
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=_Metered(f, self.throttle),
+                    ContentLength=size,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=checksum,  # the server refuses a body that does not match (BadDigest)
+                )
+            head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+            got = (head.get("ContentLength"), head.get("ChecksumSHA256"))
+            if got != (size, checksum):
+                raise DeliveryError(f"the object holds {got[0]} bytes, SHA-256 {got[1]}; sent {size}, {checksum}")
+            if self.readback:
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+                h, n = hashlib.sha256(), 0
+                while chunk := body.read(CHUNK):
+                    h.update(chunk)
+                    n += len(chunk)
+                if (n, h.hexdigest()) != (size, sha256):
+                    raise DeliveryError(f"read back {n} bytes, SHA-256 {h.hexdigest()[:12]}…, not {sha256[:12]}…")
+        except (BotoCoreError, ClientError, OSError) as e:
+            raise DeliveryError(f"{type(e).__name__}: {e}") from None
+
+
+def target_for(url: str, throttle: Throttle | None = None) -> Target:
+    """The target a URL names; ValueError for one that cannot be used."""
+    u = urlparse(url)
+    if u.scheme == "file":
+        if u.netloc not in ("", "localhost") or not u.path.startswith("/"):
+            raise ValueError(f"{url}: a file URL is file:///absolute/path")
+        return FileTarget(url, unquote(u.path), throttle)
+    if u.scheme == "s3":
+        if not u.netloc:
+            raise ValueError(f"{url}: an S3 URL is s3://bucket/prefix")
+        query = parse_qs(u.query)
+        verify = query.pop("verify", ["checksum"])[-1]
+        if verify not in ("checksum", "readback") or query:
+            raise ValueError(f"{url}: the only option is verify=checksum|readback")
+        base = f"s3://{u.netloc}/{u.path.strip('/')}".rstrip("/")  # the queue's name for it: without options
+        return S3Target(base, u.netloc, u.path.strip("/"), throttle, readback=verify == "readback")
+    raise ValueError(f"{url}: unknown target (file:///path or s3://bucket/prefix)")
+
+
+def prefix_of(target: Target) -> str:
+    """The part of the key the URL gives (a file target's root is its path, not a prefix)."""
+    return getattr(target, "prefix", "")
