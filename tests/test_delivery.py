@@ -263,11 +263,19 @@ def test_an_s3_copy_corrupted_in_flight_is_detected_and_sent_again(rec, moto, mo
     d.close()
 
 
-@pytest.mark.parametrize("kind", ["file", "s3"])
+@pytest.mark.parametrize("kind", ["file", "s3", "sftp"])
 def test_kill_9_in_the_middle_of_an_upload_then_a_restart_delivers_each_call_once(rec, tmp_path, kind, request):
     if kind == "s3":
         m = request.getfixturevalue("moto")
         url, env = "s3://rec/k?verify=readback", m.env
+    elif kind == "sftp":
+        if os.geteuid() != 0 or not os.path.exists("/usr/sbin/sshd"):
+            pytest.skip("needs root and openssh-server")
+        keys = tmp_path / "keys"
+        keys.mkdir()
+        sshd = Sshd(keys).__enter__()
+        request.addfinalizer(sshd.__exit__)
+        url, env = sshd.url(str(tmp_path / "k")), {}
     else:
         url, env = f"file://{tmp_path / 'k'}", {}
     # 0.4 Mbit/s: the six calls (2 s each, 400 KB) take about 8 s, so the kill lands mid-upload
@@ -281,7 +289,8 @@ def test_kill_9_in_the_middle_of_an_upload_then_a_restart_delivers_each_call_onc
     p.send_signal(signal.SIGKILL)
     p.wait(10)
     q = Queue(os.path.join(rec, "catalog.sqlite"))
-    before = 6 - q.depth(url.split("?")[0])
+    name = url.split("?")[0] if kind != "sftp" else f"sftp://root@198.19.7.2:22{tmp_path / 'k'}"
+    before = 6 - q.depth(name)
     assert 0 < before < 6  # some calls done, one in flight, some not started
     r = archive("--out", rec, "--to", url, "--once", env=env)
     assert r.returncode == 0, r.stderr
@@ -294,4 +303,91 @@ def test_kill_9_in_the_middle_of_an_upload_then_a_restart_delivers_each_call_onc
     else:  # and no .part left behind by the killed transfer
         found = glob.glob(str(tmp_path / "k" / "**" / "*.*"), recursive=True)
         assert sorted(os.path.relpath(p, tmp_path / "k") for p in found) == want
-    assert q.depth(url.split("?")[0]) == 0
+    assert q.depth(name) == 0
+
+
+class Sshd:
+    """Debian's OpenSSH server in a network namespace of its own (198.19.7.2), key login only."""
+
+    def __init__(self, tmp):
+        import uuid
+
+        self.tmp, tag = tmp, uuid.uuid4().hex[:6]
+        self.ns, self.veth = f"sftp{tag}", f"sft{tag}"
+        self.addr = "198.19.7.2"
+        self.proc = None
+
+    def sh(self, *cmd):
+        subprocess.run(cmd, check=True, capture_output=True)
+
+    def __enter__(self):
+        t = self.tmp
+        self.sh("ip", "netns", "add", self.ns)
+        try:
+            self.sh("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.ns)
+            self.sh("ip", "addr", "add", "198.19.7.1/30", "dev", self.veth)
+            self.sh("ip", "link", "set", self.veth, "up")
+            self.sh("ip", "-n", self.ns, "addr", "add", f"{self.addr}/30", "dev", "eth0")
+            self.sh("ip", "-n", self.ns, "link", "set", "eth0", "up")
+            self.sh("ip", "-n", self.ns, "link", "set", "lo", "up")
+            for name in ("host", "client", "other"):
+                self.sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(t / name))
+            (t / "authorized_keys").write_text((t / "client.pub").read_text())
+            (t / "known_hosts").write_text(f"{self.addr} {(t / 'host.pub').read_text()}")
+            (t / "wrong_known_hosts").write_text(f"{self.addr} {(t / 'other.pub').read_text()}")
+            (t / "sshd_config").write_text(
+                f"Port 22\nListenAddress {self.addr}\nHostKey {t / 'host'}\nPidFile {t / 'sshd.pid'}\n"
+                f"AuthorizedKeysFile {t / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
+                "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+                "Subsystem sftp internal-sftp\n"
+            )
+            os.makedirs("/run/sshd", exist_ok=True)
+            self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "/usr/sbin/sshd", "-D", "-e", "-f",
+                                          str(t / "sshd_config")], stderr=subprocess.DEVNULL)  # fmt: skip
+            end = time.monotonic() + 10
+            while time.monotonic() < end:
+                try:
+                    socket.create_connection((self.addr, 22), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def url(self, path, known="known_hosts"):
+        return f"sftp://root@{self.addr}{path}?key={self.tmp / 'client'}&known_hosts={self.tmp / known}"
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
+        return False
+
+
+needs_sshd = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/usr/sbin/sshd"), reason="needs root and openssh-server"
+)
+
+
+@needs_sshd
+def test_sftp_gets_every_call_verified_once_and_an_unknown_host_key_is_refused(rec, tmp_path):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    with Sshd(keys) as sshd:
+        dest = tmp_path / "sftp"
+        wrong = archive("--out", rec, "--to", sshd.url(str(dest), "wrong_known_hosts"), "--once")
+        assert wrong.returncode == 1 and "BadHostKeyException" in wrong.stderr and not dest.exists()
+        r = archive("--out", rec, "--to", sshd.url(str(dest)), "--once")
+        assert r.returncode == 0, r.stderr
+        calls = sidecars(rec)
+        assert json.loads(r.stdout)["delivered"] == len(calls) == 6
+        for cid, c in calls.items():
+            day = c["started_at"][:10].replace("-", "/")
+            assert sha(dest / day / f"{cid}.wav") == sha(os.path.join(rec, c["wav"]))
+            assert json.load(open(dest / day / f"{cid}.json"))["delivery"]["target"].startswith("sftp://root@")
+        again = archive("--out", rec, "--to", sshd.url(str(dest)), "--once")
+        assert json.loads(again.stdout)["delivered"] == 0

@@ -10,6 +10,11 @@ those bytes before ``put`` returns; anything less raises ``DeliveryError`` (the 
   for servers that do not verify checksums (moto, the test server here, stores whatever
   checksum it is told: measured).
 
+- ``sftp://user@host[:port]/path`` (paramiko): key authentication (``?key=FILE``, else the user's
+  keys and agent), the host key checked against known_hosts (``?known_hosts=FILE``, else
+  ~/.ssh/known_hosts; an unknown host is refused); written to ``<key>.part``, renamed over
+  ``<key>`` (POSIX rename), then read back and its SHA-256 compared.
+
 Temporary names and keys are deterministic: a copy sent again after a crash replaces the same
 object and the same ``.part`` file, and never makes a second one.
 """
@@ -20,6 +25,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import IO, Protocol
@@ -171,6 +177,70 @@ class S3Target:
             raise DeliveryError(f"{type(e).__name__}: {e}") from None
 
 
+class SftpTarget:
+    def __init__(
+        self, url: str, user: str, host: str, port: int, root: str, key_file: str | None, known_hosts: str | None,
+        throttle: Throttle | None = None,
+    ):  # fmt: skip
+        self.url, self.user, self.host, self.port, self.root = url, user, host, port, root
+        self.key_file, self.known_hosts = key_file, known_hosts
+        self.throttle = throttle or Throttle(None)
+        self.local = threading.local()  # one connection per transfer thread
+
+    def _sftp(self):
+        sftp = getattr(self.local, "sftp", None)
+        if sftp is not None and sftp.get_channel().get_transport().is_active():
+            return sftp
+        import paramiko
+
+        ssh = paramiko.SSHClient()
+        ssh.set_missing_host_key_policy(paramiko.RejectPolicy())  # an unknown host key: refused
+        ssh.load_host_keys(self.known_hosts or os.path.expanduser("~/.ssh/known_hosts"))
+        own = self.key_file is None  # no key given: the user's own keys and agent
+        ssh.connect(self.host, self.port, self.user, key_filename=self.key_file, timeout=10, banner_timeout=10,
+                    auth_timeout=10, look_for_keys=own, allow_agent=own)  # fmt: skip
+        self.local.ssh, self.local.sftp = ssh, ssh.open_sftp()
+        return self.local.sftp
+
+    def _makedirs(self, sftp, d: str) -> None:
+        parts = d.strip("/").split("/")
+        for i in range(1, len(parts) + 1):
+            p = "/" + "/".join(parts[:i])
+            try:
+                sftp.stat(p)
+            except FileNotFoundError:
+                try:
+                    sftp.mkdir(p, 0o750)
+                except OSError:  # made meanwhile by another transfer ("Failure"): fine if it is there now
+                    sftp.stat(p)
+
+    def put(self, key: str, path: str, size: int, sha256: str) -> None:
+        import paramiko
+
+        dest = "/".join([self.root.rstrip("/"), key])
+        try:
+            sftp = self._sftp()
+            self._makedirs(sftp, dest.rsplit("/", 1)[0])
+            with open(path, "rb") as src, sftp.open(dest + ".part", "wb") as out:
+                out.set_pipelined(True)
+                while chunk := src.read(CHUNK):
+                    self.throttle.take(len(chunk))
+                    out.write(chunk)
+            sftp.chmod(dest + ".part", 0o640)
+            sftp.posix_rename(dest + ".part", dest)
+            h, n = hashlib.sha256(), 0
+            with sftp.open(dest, "rb") as f:
+                f.prefetch()
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+                    n += len(chunk)
+        except (OSError, paramiko.SSHException, EOFError) as e:
+            self.local.sftp = None
+            raise DeliveryError(f"{type(e).__name__}: {e}") from None
+        if (n, h.hexdigest()) != (size, sha256):
+            raise DeliveryError(f"read back {n} bytes, SHA-256 {h.hexdigest()[:12]}…, not {size} bytes {sha256[:12]}…")
+
+
 def target_for(url: str, throttle: Throttle | None = None) -> Target:
     """The target a URL names; ValueError for one that cannot be used."""
     u = urlparse(url)
@@ -187,7 +257,15 @@ def target_for(url: str, throttle: Throttle | None = None) -> Target:
             raise ValueError(f"{url}: the only option is verify=checksum|readback")
         base = f"s3://{u.netloc}/{u.path.strip('/')}".rstrip("/")  # the queue's name for it: without options
         return S3Target(base, u.netloc, u.path.strip("/"), throttle, readback=verify == "readback")
-    raise ValueError(f"{url}: unknown target (file:///path or s3://bucket/prefix)")
+    if u.scheme == "sftp":
+        query = parse_qs(u.query)
+        key_file = query.pop("key", [None])[-1]
+        known = query.pop("known_hosts", [None])[-1]
+        if not u.hostname or not u.username or not u.path.startswith("/") or query:
+            raise ValueError(f"{url}: an SFTP URL is sftp://user@host[:port]/path[?key=FILE&known_hosts=FILE]")
+        base = f"sftp://{u.username}@{u.hostname}:{u.port or 22}{u.path.rstrip('/')}"
+        return SftpTarget(base, u.username, u.hostname, u.port or 22, u.path, key_file, known, throttle)
+    raise ValueError(f"{url}: unknown target (file:///path, s3://bucket/prefix or sftp://user@host/path)")
 
 
 def prefix_of(target: Target) -> str:
