@@ -391,3 +391,47 @@ def test_sftp_gets_every_call_verified_once_and_an_unknown_host_key_is_refused(r
             assert json.load(open(dest / day / f"{cid}.json"))["delivery"]["target"].startswith("sftp://root@")
         again = archive("--out", rec, "--to", sshd.url(str(dest)), "--once")
         assert json.loads(again.stdout)["delivered"] == 0
+
+
+def fake_calls(out: str, n: int) -> None:
+    """``n`` complete calls in a catalog, each with a small WAV of its own (the queue's load, not audio)."""
+    import sqlite3
+
+    from capture.store.catalog import Catalog
+    from capture.store.files import to_json
+
+    day = os.path.join(out, "calls", "2026", "01", "02")
+    os.makedirs(day, exist_ok=True)
+    Catalog(os.path.join(out, "catalog.sqlite")).close()
+    db = sqlite3.connect(os.path.join(out, "catalog.sqlite"))
+    rows = []
+    for i in range(n):
+        cid = f"20260102T000000000Z-{i:06d}-ab"
+        with open(os.path.join(day, cid + ".wav"), "wb") as f:
+            f.write(i.to_bytes(4, "big") * 64)
+        started = f"2026-01-02T00:{i // 600 % 60:02d}:{i // 10 % 60:02d}.000Z"
+        wav = f"calls/2026/01/02/{cid}.wav"
+        meta = {"id": cid, "started_at": started, "wav": wav, "answered_by": "primary", "primary": {"failed_at": None}}
+        rows.append((cid, meta["started_at"], None, "complete", "bye", "", "", "", "", 0, to_json(meta)))
+    db.executemany("INSERT INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+    db.commit()
+    db.close()
+
+
+def test_ten_thousand_queued_calls_drain_with_flat_memory(tmp_path):
+    """Peak Python memory of a pass over 1,000 and over 10,000 queued calls: the same (batches of 100)."""
+    import tracemalloc
+
+    peaks = {}
+    for n in (1000, 10000):
+        out = str(tmp_path / f"rec{n}")
+        fake_calls(out, n)
+        d = Deliverer(out, [f"file://{tmp_path / f'a{n}'}"], concurrency=4)
+        tracemalloc.start()
+        got = d.run_once(every_pending=True)
+        peaks[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert got.delivered == n and not got.failed and d.queue.depth(f"file://{tmp_path / f'a{n}'}") == 0
+        d.close()
+    print("peak Python memory by queued calls:", peaks)
+    assert peaks[10000] < 1.5 * peaks[1000] + 256 * 1024, peaks
