@@ -297,6 +297,46 @@ def _archive(args: Args) -> int:
         d.close()
 
 
+def _add_prune(sub: Any) -> None:
+    pr = sub.add_parser(
+        "prune",
+        help="remove old recordings: by age, total size and a free-space floor, oldest first",
+        description="Never a call still recording, nor one an archive target (shadowrec archive) has not "
+        "confirmed, except under the free-space floor as a last resort (logged and counted). Calls the "
+        "primary did not record whole are kept three times longer by default.",
+    )
+    pr.add_argument("--out", required=True, help="the recordings directory")
+    pr.add_argument("--max-age", type=float, metavar="DAYS", help="remove calls older than this")
+    pr.add_argument("--max-age-gaps", type=float, metavar="DAYS", help="for calls the primary missed (3 x --max-age)")
+    pr.add_argument("--max-bytes", metavar="SIZE", help="keep the recordings under this size (e.g. 500G)")
+    pr.add_argument("--min-free", metavar="SIZE", help="keep this much of the disk free (e.g. 20G)")
+    pr.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    pr.set_defaults(func=_prune)
+
+
+def _prune(args: Args) -> int:
+    from appliance.retention.plan import Limits
+    from appliance.retention.prune import parse_size, prune
+
+    if not os.path.exists(os.path.join(args.out, "catalog.sqlite")):
+        raise ConfigError(f"{args.out} is not a recordings directory (no catalog.sqlite)")
+    try:
+        limits = Limits(
+            max_age_days=args.max_age,
+            max_age_gap_days=args.max_age_gaps,
+            max_bytes=parse_size(args.max_bytes) if args.max_bytes else None,
+            min_free_bytes=parse_size(args.min_free) if args.min_free else None,
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    r = prune(args.out, limits, dry_run=args.dry_run)
+    if args.dry_run:
+        return _print({"would_remove": [{"id": i, "reason": why} for i, why in r.planned]})
+    _print({"removed": r.removed, "bytes": r.bytes, "by_reason": dict(r.by_reason), "orphan_rows": r.orphans,
+            "errors": r.errors})  # fmt: skip
+    return 1 if r.errors else 0
+
+
 def _add_synth(sub: Any) -> None:
     s = sub.add_parser("synth", help="write a synthetic BiB capture")
     s.add_argument("output")
@@ -595,6 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_capture,
         _add_calls,
         _add_archive,
+        _add_prune,
         _add_synth,
         _add_replay,
         _add_vrrp,

@@ -70,6 +70,8 @@ class Deliverer:
         self.concurrency = max(1, concurrency)
         self.clock, self.rand, self.base_s = clock, rand, base_s
         self.queue = Queue(os.path.join(out_dir, "catalog.sqlite"))
+        for t in self.targets:
+            self.queue.register(t.url, policy)
         self.tmp = tempfile.mkdtemp(prefix="shadowrec-delivery-")
 
     def run_once(self, every_pending: bool = False) -> Outcome:

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (call_id, target)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(target, state, started_at);
+CREATE TABLE IF NOT EXISTS delivery_targets (target TEXT PRIMARY KEY, policy TEXT NOT NULL);
 """
 PENDING, CONFIRMED = "pending", "confirmed"
 
@@ -48,6 +49,13 @@ class Queue:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
         self.db.executescript(CALLS_SCHEMA)  # the recorder's table (a queue may open first)
+
+    def register(self, target: str, policy: pol.Policy) -> None:
+        """A target and its policy: retention keeps every call it wants until it confirmed it."""
+        self.db.execute(
+            "INSERT INTO delivery_targets VALUES (?, ?) ON CONFLICT(target) DO UPDATE SET policy = excluded.policy",
+            (target, str(policy)),
+        )
 
     def enqueue(self, target: str, policy: pol.Policy) -> int:
         """Add a row for every complete call ``policy`` wants that has none for ``target``; how many."""
