@@ -204,11 +204,13 @@ def _add_calls(sub: Any) -> None:
     c.add_argument("--device", help="device name on either side (case-insensitive)")
     c.add_argument("--end-reason", choices=[r.value for r in EndReason if r is not EndReason.REJECTED])
     c.add_argument("--primary-failed", action="store_true", help="only calls that outlived the primary")
+    c.add_argument("--undelivered", action="store_true", help="only calls an archive target has not confirmed")
     c.add_argument("--limit", type=int)
     c.set_defaults(func=_calls)
 
 
 def _calls(args: Args) -> int:
+    from appliance.delivery.queue import PENDING_SQL, with_delivery
     from capture.store.catalog import Catalog
 
     path = os.path.join(args.out, "catalog.sqlite")
@@ -223,7 +225,9 @@ def _calls(args: Args) -> int:
         end_reason=args.end_reason,
         primary_failed=True if args.primary_failed else None,
         limit=args.limit,
+        extra=PENDING_SQL if args.undelivered else None,
     )
+    rows = with_delivery(cat.db, rows)
     cat.close()
     if args.json:
         return _print(rows)

@@ -412,6 +412,8 @@ def fake_calls(out: str, n: int) -> None:
         started = f"2026-01-02T00:{i // 600 % 60:02d}:{i // 10 % 60:02d}.000Z"
         wav = f"calls/2026/01/02/{cid}.wav"
         meta = {"id": cid, "started_at": started, "wav": wav, "answered_by": "primary", "primary": {"failed_at": None}}
+        with open(os.path.join(day, cid + ".json"), "w") as f:
+            f.write(to_json(meta))
         rows.append((cid, meta["started_at"], None, "complete", "bye", "", "", "", "", 0, to_json(meta)))
     db.executemany("INSERT INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
     db.commit()
@@ -435,3 +437,39 @@ def test_ten_thousand_queued_calls_drain_with_flat_memory(tmp_path):
         d.close()
     print("peak Python memory by queued calls:", peaks)
     assert peaks[10000] < 1.5 * peaks[1000] + 256 * 1024, peaks
+
+
+def test_delivery_state_is_in_the_sidecar_calls_json_and_the_api(rec, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from appliance.api.main import create_app
+    from appliance.config import Settings
+
+    down = "s3://rec/none"  # no S3 endpoint answers: pending, with its error
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    d = Deliverer(rec, [f"file://{tmp_path / 'a'}"])
+    d.run_once()
+    d.close()
+    calls = sidecars(rec)
+    one = next(iter(calls.values()))
+    assert one["delivery"][f"file://{tmp_path / 'a'}"]["state"] == "confirmed"  # the sidecar file here
+    d = Deliverer(rec, [down], base_s=60)
+    d.run_once()
+    d.close()
+    r = subprocess.run([sys.executable, "-m", "appliance.cli", "calls", "--out", rec, "--json", "--undelivered"],
+                       capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))  # fmt: skip
+    listed = json.loads(r.stdout)
+    assert len(listed) == 6 and all(c["delivery"][down]["state"] == "pending" for c in listed)
+    assert all(c["delivery"][down]["last_error"] and c["delivery"][down]["attempts"] == 1 for c in listed)
+    app = create_app(Settings(capture={"out": rec}, api={"hosts": ["testserver"]}))
+    with TestClient(app) as client:
+        page = client.get("/calls", params={"undelivered": True}).json()
+        assert len(page["items"]) == 6
+        got = client.get(f"/calls/{one['id']}").json()["delivery"]
+        assert got[f"file://{tmp_path / 'a'}"]["state"] == "confirmed" and got[down]["state"] == "pending"
+        q = Queue(os.path.join(rec, "catalog.sqlite"))
+        q.db.execute("UPDATE deliveries SET state = 'confirmed' WHERE target = ?", (down,))
+        q.close()
+        assert client.get("/calls", params={"undelivered": True}).json()["items"] == []

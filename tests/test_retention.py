@@ -101,19 +101,22 @@ def test_prune_removes_files_and_rows_and_keeps_what_an_archive_has_not_confirme
     q.db.execute("UPDATE deliveries SET state = 'pending' WHERE call_id >= '20260102T000000000Z-000005'")
     dry = prune("--out", out, "--max-age", "30", "--dry-run")
     assert dry.returncode == 0 and len(json.loads(dry.stdout)["would_remove"]) == 5
-    assert len(os.listdir(wav_dir)) == 20  # a dry run removes nothing
+    assert len(os.listdir(wav_dir)) == 40  # a dry run removes nothing (a WAV and a sidecar a call)
+    first5 = sorted(os.listdir(wav_dir))[:10]  # their WAVs and sidecars
+    size5 = sum(os.path.getsize(os.path.join(wav_dir, f)) for f in first5)
     r = prune("--out", out, "--max-age", "30")
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
-    assert got["removed"] == 5 and got["by_reason"] == {"age": 5} and got["bytes"] == 5 * 256
-    left = sorted(os.listdir(wav_dir))
-    assert len(left) == 15 and left[0].startswith("20260102T000000000Z-000005")
+    assert got["removed"] == 5 and got["by_reason"] == {"age": 5} and got["bytes"] == size5
+    left = sorted(f for f in os.listdir(wav_dir) if f.endswith(".wav"))
+    assert len(left) == 15 and left[0].startswith("20260102T000000000Z-000005") and len(os.listdir(wav_dir)) == 30
     assert q.db.execute("SELECT count(*) FROM calls").fetchone()[0] == 15
     assert (
         q.db.execute("SELECT count(*) FROM deliveries WHERE call_id < '20260102T000000000Z-000005'").fetchone()[0] == 0
     )
-    # a file removed by hand: its row goes on the next run
+    # files removed by hand: the row goes on the next run
     os.unlink(os.path.join(wav_dir, left[0]))
+    os.unlink(os.path.join(wav_dir, left[0][:-4] + ".json"))
     r = json.loads(prune("--out", out, "--max-age", "30").stdout)
     assert r["removed"] == 0 and r["orphan_rows"] == 1
     assert q.db.execute("SELECT count(*) FROM calls").fetchone()[0] == 14

@@ -8,6 +8,7 @@ from fastapi.responses import FileResponse
 from appliance.api.deps import catalog, get_settings, require_token
 from appliance.api.schemas import Call, CallPage
 from appliance.config import Settings
+from appliance.delivery.queue import PENDING_SQL, with_delivery
 from capture.sip.calls import EndReason
 
 router = APIRouter(prefix="/calls", tags=["calls"], dependencies=[Depends(require_token)])
@@ -28,7 +29,7 @@ def _query(settings: Settings, limit: int = 1000, offset: int = 0, **filters: An
     if cat is None:
         return []
     try:
-        return cat.query(limit=limit, offset=offset, newest_first=True, **filters)
+        return with_delivery(cat.db, cat.query(limit=limit, offset=offset, newest_first=True, **filters))
     finally:
         cat.close()
 
@@ -42,6 +43,7 @@ def list_calls(
     device: str | None = Query(None, max_length=64, description="device name on either side"),
     end_reason: EndReason | None = None,
     primary_failed: bool | None = Query(None, description="only calls that outlived the primary"),
+    undelivered: bool | None = Query(None, description="only calls an archive target has not confirmed yet"),
     limit: int = Query(50, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=10**9),
 ) -> CallPage:
@@ -55,6 +57,7 @@ def list_calls(
         device=device,
         end_reason=end_reason.value if end_reason else None,
         primary_failed=primary_failed,
+        extra=PENDING_SQL if undelivered else None,
     )
     more = len(items) > limit
     return CallPage(items=items[:limit], offset=offset, limit=limit, next_offset=offset + limit if more else None)

@@ -26,7 +26,7 @@ from appliance.delivery.policy import Policy
 from appliance.delivery.queue import Due, Queue
 from appliance.delivery.targets import DeliveryError, Target, Throttle, file_sha256, prefix_of, target_for
 from capture.clock import utc
-from capture.store.files import to_json
+from capture.store.files import to_json, write_json_atomic
 
 log = logging.getLogger("shadowrec.delivery")
 BATCH = 100
@@ -80,13 +80,12 @@ class Deliverer:
         out = Outcome()
         for t in self.targets:
             self.queue.enqueue(t.url, self.policy)
-            tried: set[str] = set()
+            after = ("", "")
             while True:
-                rows = [r for r in self.queue.due(t.url, self.clock(), BATCH + len(tried), every_pending)]
-                rows = [r for r in rows if r.call_id not in tried][:BATCH]
+                rows = self.queue.due(t.url, self.clock(), BATCH, every_pending, after)
                 if not rows:
                     break
-                tried.update(r.call_id for r in rows)
+                after = (rows[-1].started_at, rows[-1].call_id)
                 self._batch(t, rows, out)
         return out
 
@@ -102,12 +101,28 @@ class Deliverer:
             self.queue.confirm(r.call_id, t.url, sent.nbytes, sent.sha256, self.clock())
             out.delivered += 1
             out.bytes += sent.nbytes
+            self._mark_local(r.call_id)
             return
         wait = backoff.delay_s(r.attempts + 1, self.base_s, rand=self.rand)
         self.queue.fail(r.call_id, t.url, sent.error, self.clock() + wait)
         out.add_failure(t.url, sent.error)
         if r.attempts < 3 or r.attempts % 20 == 0:
             log.warning("%s: call %s not delivered (%s); next try in %.0f s", t.url, r.call_id, sent.error, wait)
+
+    def _mark_local(self, call_id: str) -> None:
+        """The call's sidecar here says where it was delivered (the queue stays the record: a
+        sidecar that cannot be rewritten, on a full disk, is logged and left)."""
+        text = self.queue.sidecar_text(call_id)
+        if text is None:
+            return
+        path = os.path.join(self.out, json.loads(text)["wav"][:-4] + ".json")
+        try:
+            with open(path) as f:
+                sc = json.load(f)
+            sc["delivery"] = self.queue.state(call_id)
+            write_json_atomic(path, sc)
+        except (OSError, ValueError) as e:
+            log.warning("sidecar %s not updated with its delivery: %s", path, e)
 
     def _send(self, t: Target, row: Due, text: str | None) -> Sent:
         """Both files verified at the target (the bytes sent, the WAV's SHA-256), or why not."""

@@ -43,6 +43,34 @@ class Due:
     attempts: int
 
 
+# the catalog's calls with a delivery still pending (for ``Catalog.query(extra=...)``)
+PENDING_SQL: tuple[str, list] = ("id IN (SELECT call_id FROM deliveries WHERE state = 'pending')", [])
+
+
+def with_delivery(db: sqlite3.Connection, calls: list[dict]) -> list[dict]:
+    """``calls`` (sidecars) with their ``delivery`` filled in from the queue (none: as they are)."""
+    if not calls:
+        return calls
+    rows: list = []
+    try:
+        for i in range(0, len(calls), 500):  # SQLite's limit on arguments
+            part = [c["id"] for c in calls[i : i + 500]]
+            rows += db.execute(
+                "SELECT call_id, target, state, attempts, last_error, bytes, sha256, confirmed_at FROM deliveries "
+                f"WHERE call_id IN ({','.join('?' * len(part))})",
+                part,
+            ).fetchall()
+    except sqlite3.OperationalError:  # no queue yet: nothing was ever archived
+        return calls
+    by_call: dict[str, dict] = {}
+    keys = ("state", "attempts", "last_error", "bytes", "sha256", "confirmed_at")
+    for r in rows:
+        by_call.setdefault(r[0], {})[r[1]] = dict(zip(keys, r[2:], strict=True))
+    for c in calls:
+        c["delivery"] = by_call.get(c["id"], {})
+    return calls
+
+
 class Queue:
     def __init__(self, catalog_path: str):
         self.db = sqlite3.connect(catalog_path, isolation_level=None, timeout=30, check_same_thread=False)
@@ -68,12 +96,16 @@ class Queue:
         )
         return cur.rowcount
 
-    def due(self, target: str, now: float, limit: int, every_pending: bool = False) -> list[Due]:
-        """Pending rows whose next try is due (``every_pending``: all of them), oldest call first."""
+    def due(
+        self, target: str, now: float, limit: int, every_pending: bool = False, after: tuple[str, str] = ("", "")
+    ) -> list[Due]:
+        """Pending rows whose next try is due (``every_pending``: all of them), oldest call first,
+        from after the (started_at, call_id) ``after``: a pass pages through the queue once."""
         rows = self.db.execute(
             "SELECT call_id, started_at, attempts FROM deliveries WHERE target = ? AND state = 'pending' "
-            "AND (? OR next_at <= ?) ORDER BY started_at, call_id LIMIT ?",
-            (target, 1 if every_pending else 0, now, limit),
+            "AND (? OR next_at <= ?) AND (started_at > ? OR (started_at = ? AND call_id > ?)) "
+            "ORDER BY started_at, call_id LIMIT ?",
+            (target, 1 if every_pending else 0, now, after[0], after[0], after[1], limit),
         )
         return [Due(*r) for r in rows]
 

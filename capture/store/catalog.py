@@ -110,9 +110,11 @@ class Catalog:
         state: str | None = None,
         call_id: str | None = None,
         newest_first: bool = False,
+        extra: tuple[str, list[Any]] | None = None,
     ) -> list[dict[str, Any]]:
         """Calls filtered by time range (ISO strings), DN or device on either side, end reason,
-        primary failure, state or id; oldest first unless ``newest_first``."""
+        primary failure, state or id; oldest first unless ``newest_first``. ``extra`` is one more
+        WHERE clause and its arguments from a layer above (the delivery queue's pending calls)."""
         dev = device.upper() if device else None
         filters = (  # (value, clause, its arguments); None: no filter
             (call_id or None, "id = ?", [call_id]),
@@ -123,6 +125,7 @@ class Catalog:
             (dev, "(near_device = ? OR far_device = ?)", [dev, dev]),
             (end_reason or None, "end_reason = ?", [end_reason]),
             (primary_failed, "primary_failed = ?", [1 if primary_failed else 0]),
+            (extra, extra[0] if extra else "", extra[1] if extra else []),
         )
         where: list[str] = []
         args: list[Any] = []

@@ -126,6 +126,13 @@ class Sidecar:
         default=0.0,
         metadata={"description": "audio not written because the disk was full: silence in the WAV"},
     )
+    delivery: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata={
+            "description": "per archive target (shadowrec archive): state (pending, confirmed), attempts, "
+            "last_error, bytes, sha256, confirmed_at (Unix seconds)"
+        },
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """``dataclasses.asdict(self)``, built directly: asdict deep-copies every value and cost
@@ -137,6 +144,7 @@ class Sidecar:
         d["events"] = [dict(x.__dict__) for x in self.events]
         d["channels"] = list(self.channels)
         d["sip_call_ids"] = dict(self.sip_call_ids)
+        d["delivery"] = {k: dict(v) for k, v in self.delivery.items()}
         return d
 
     def catalog_row(self, text: str) -> tuple:
