@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from appliance.retention.plan import Limits
 from capture.errors import ConfigError
 from capture.options import Options
 
@@ -170,10 +171,71 @@ class ApiSettings(BaseModel):
         return self
 
 
+class TargetSettings(BaseModel):
+    """One archive target of ``[delivery]``."""
+
+    url: str = Field(description="file:///path, s3://bucket/prefix[?verify=readback] or sftp://user@host/path")
+    policy: str = Field("", description="all or gaps; empty: gaps when standing by for a primary, else all")
+    window: str = Field("", description="a daily window in local time, e.g. 22:00-06:00; empty: always")
+    concurrency: int = Field(2, ge=1, le=64)
+    bandwidth_mbps: float = Field(0.0, ge=0, description="at most this many megabits/s; 0: no limit")
+
+    @model_validator(mode="after")
+    def _check(self) -> TargetSettings:
+        from appliance.delivery.targets import target_for
+        from appliance.delivery.window import Window
+
+        target_for(self.url)
+        Window.parse(self.window)
+        if self.policy not in ("", "all", "gaps"):
+            raise ValueError("policy is all or gaps")
+        return self
+
+
+class DeliverySettings(BaseModel):
+    targets: list[TargetSettings] = Field(default_factory=list)
+    interval_s: float = Field(5.0, gt=0, description="seconds between passes over the queue")
+    failing_after_s: float = Field(
+        3600.0, gt=0, description="/status flags a target whose oldest undelivered failure is older than this"
+    )
+
+
+class RetentionSettings(BaseModel):
+    max_age_days: float = Field(0.0, ge=0, description="remove calls older than this; 0: never by age")
+    max_age_gap_days: float = Field(0.0, ge=0, description="for calls the primary missed; 0: 3 x max_age_days")
+    max_bytes: str = Field("", description="keep the recordings under this size, e.g. 500G; empty: no limit")
+    min_free: str = Field("", description="keep this much of the disk free, e.g. 20G; empty: no floor")
+    interval_s: float = Field(300.0, gt=0, description="seconds between retention passes")
+
+    @model_validator(mode="after")
+    def _check(self) -> RetentionSettings:
+        from appliance.retention.prune import parse_size
+
+        for v in (self.max_bytes, self.min_free):
+            if v:
+                parse_size(v)
+        return self
+
+    def limits(self) -> Limits | None:
+        """The retention limits, or None when nothing is configured."""
+        from appliance.retention.plan import Limits
+        from appliance.retention.prune import parse_size
+
+        lim = Limits(
+            max_age_days=self.max_age_days or None,
+            max_age_gap_days=self.max_age_gap_days or None,
+            max_bytes=parse_size(self.max_bytes) if self.max_bytes else None,
+            min_free_bytes=parse_size(self.min_free) if self.min_free else None,
+        )
+        return lim if any(v is not None for v in vars(lim).values()) else None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHADOWREC_", env_nested_delimiter="__", extra="forbid")
     capture: CaptureSettings = CaptureSettings()
     standby: StandbySettings = StandbySettings()
+    delivery: DeliverySettings = DeliverySettings()
+    retention: RetentionSettings = RetentionSettings()
     api: ApiSettings = ApiSettings()
 
     @classmethod

@@ -65,6 +65,49 @@ def _child(settings: Settings):
         sys.exit(1)  # e.g. the SPAN interface went away: the supervisor logs it and retries
 
 
+def delivery_specs(settings: Settings) -> list:
+    """The configured targets as the deliverer's specs (policy: gaps while standing by, else all)."""
+    from appliance.delivery.deliver import Spec
+    from appliance.delivery.policy import Policy
+    from appliance.delivery.window import Window
+
+    default = Policy.GAPS if settings.standby.enabled else Policy.ALL
+    return [
+        Spec(t.url, Policy(t.policy) if t.policy else default, Window.parse(t.window), t.concurrency,
+             t.bandwidth_mbps * 125_000 or None)
+        for t in settings.delivery.targets
+    ]  # fmt: skip
+
+
+def _delivery_child(settings: Settings) -> None:
+    """Drains the delivery queue and applies retention until SIGTERM (a process of its own: a slow
+    archive or a long prune never holds up the API or the capture)."""
+    from appliance.delivery.deliver import Deliverer
+    from appliance.retention.prune import prune
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    stop: list = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    out = settings.capture.out
+    specs = delivery_specs(settings)
+    limits = settings.retention.limits()
+    deliverer = Deliverer(out, specs) if specs else None
+    next_prune = 0.0
+    while not stop:
+        if deliverer is not None:
+            deliverer.run_once()
+        if limits is not None and time.monotonic() >= next_prune:
+            next_prune = time.monotonic() + settings.retention.interval_s
+            r = prune(out, limits)
+            if r.removed or r.errors:
+                log.warning("retention: removed %d calls (%s), %d errors", r.removed, dict(r.by_reason), len(r.errors))
+        end = time.monotonic() + settings.delivery.interval_s
+        while not stop and time.monotonic() < end:
+            time.sleep(0.1)
+    if deliverer is not None:
+        deliverer.close()
+
+
 class Supervisor:
     """Keeps the capture child running; restarts it (with backoff) if it dies."""
 
@@ -72,6 +115,7 @@ class Supervisor:
         self.settings = settings
         self.ctx = mp.get_context("fork")
         self.proc = None
+        self.delivery = None
         self.stopping = False
         self.ready_sent = False
         self.backoff = 1.0
@@ -80,11 +124,17 @@ class Supervisor:
     def start(self, _app=None):
         os.makedirs(self.settings.capture.out, exist_ok=True)
         self._spawn()
+        self._spawn_delivery()
         self.thread.start()
 
     def _spawn(self):
         self.proc = self.ctx.Process(target=_child, args=(self.settings,), name="shadowrec-capture")
         self.proc.start()
+
+    def _spawn_delivery(self):
+        if self.settings.delivery.targets or self.settings.retention.limits() is not None:
+            self.delivery = self.ctx.Process(target=_delivery_child, args=(self.settings,), name="shadowrec-delivery")
+            self.delivery.start()
 
     def _loop(self):
         while not self.stopping:
@@ -97,6 +147,9 @@ class Supervisor:
         from appliance.api.deps import worker_status
         from capture.live.status import merge_counters
 
+        if self.delivery is not None and not self.delivery.is_alive():
+            log.error("delivery and retention exited (%s); restarting", self.delivery.exitcode)
+            self._spawn_delivery()
         if not self.proc.is_alive():
             log.error("capture engine exited (%s); restarting in %.0f s", self.proc.exitcode, self.backoff)
             sd_notify(f"STATUS=capture engine exited ({self.proc.exitcode}); restarting")
@@ -136,11 +189,17 @@ class Supervisor:
     def stop(self, _app=None):
         self.stopping = True
         sd_notify("STOPPING=1")
+        if self.delivery is not None and self.delivery.is_alive():
+            os.kill(self.delivery.pid, signal.SIGTERM)
         if self.proc is not None and self.proc.is_alive():
             os.kill(self.proc.pid, signal.SIGTERM)
             self.proc.join(60)
             if self.proc.is_alive():
                 self.proc.kill()
+        if self.delivery is not None:
+            self.delivery.join(30)
+            if self.delivery.is_alive():
+                self.delivery.kill()
 
 
 def serve(settings: Settings) -> int:

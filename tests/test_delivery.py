@@ -473,3 +473,69 @@ def test_delivery_state_is_in_the_sidecar_calls_json_and_the_api(rec, tmp_path, 
         q.db.execute("UPDATE deliveries SET state = 'confirmed' WHERE target = ?", (down,))
         q.close()
         assert client.get("/calls", params={"undelivered": True}).json()["items"] == []
+
+
+def test_a_daily_window_holds_a_target_until_it_opens(rec, tmp_path):
+    from appliance.delivery.deliver import Spec
+    from appliance.delivery.window import Window
+
+    w = Window.parse("22:00-06:00")
+    assert [w.open_at(m) for m in (21 * 60 + 59, 22 * 60, 0, 5 * 60 + 59, 6 * 60, 12 * 60)] == [
+        False, True, True, True, False, False]  # fmt: skip
+    assert Window.parse("").open_at(720) and Window.parse("08:00-17:30").open_at(17 * 60 + 29)
+    for bad in ("22:00", "25:00-01:00", "10:00-10:00", "٢٢:00-06:00"):
+        with pytest.raises(ValueError):
+            Window.parse(bad)
+    minute = [12 * 60]
+    d = Deliverer(rec, [Spec(f"file://{tmp_path / 'night'}", window=w)], minute_of_day=lambda: minute[0])
+    out = d.run_once()
+    assert out.delivered == 0 and out.waiting == [f"file://{tmp_path / 'night'}"]
+    assert d.queue.depth(f"file://{tmp_path / 'night'}") == 6  # queued meanwhile
+    minute[0] = 23 * 60
+    assert d.run_once().delivered == 6
+    d.close()
+
+
+def test_the_service_delivers_applies_retention_and_status_flags_a_failing_target(rec, tmp_path, monkeypatch):
+    import multiprocessing as mp
+
+    from fastapi.testclient import TestClient
+
+    from appliance.api.main import create_app
+    from appliance.config import Settings
+    from appliance.service import _delivery_child
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # an S3 target that is down
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    ok, down = f"file://{tmp_path / 'arch'}", "s3://down/x"
+    settings = Settings(
+        capture={"out": rec},
+        delivery={"targets": [{"url": ok}, {"url": down, "policy": "gaps"}], "interval_s": 0.2,
+                  "failing_after_s": 0.5},
+        retention={"max_age_days": 30},
+        api={"hosts": ["testserver"]},
+    )  # fmt: skip
+    p = mp.get_context("fork").Process(target=_delivery_child, args=(settings,))
+    p.start()
+    try:
+        q = Queue(os.path.join(rec, "catalog.sqlite"))
+        end = time.monotonic() + 20
+        while time.monotonic() < end and (q.depth(ok) or not q.depth(down)):
+            time.sleep(0.1)
+        time.sleep(1.0)
+        with TestClient(create_app(settings)) as client:
+            st = {t["target"]: t for t in client.get("/status").json()["delivery"]}
+            text = client.get("/metrics").text
+    finally:
+        p.terminate()
+        p.join(30)
+    assert p.exitcode == 0
+    assert st[ok]["pending"] == 0 and st[ok]["confirmed"] == 6 and not st[ok]["failing"]
+    gaps = sum(wanted(Policy.GAPS, c) for c in sidecars(rec).values())
+    assert st[down]["pending"] == gaps and st[down]["failing"] and "EndpointConnectionError" in st[down]["last_error"]
+    assert f'shadowrec_delivery_queue_depth{{target="{down}"}} {float(gaps)}' in text
+    assert f'shadowrec_delivery_failing{{target="{down}"}} 1.0' in text
+    # retention (30 days; the calls are older): the calls the down target never confirmed stayed
+    left = sidecars(rec)
+    assert set(left) == {cid for cid, c in left.items() if wanted(Policy.GAPS, c)} and len(left) == gaps

@@ -69,3 +69,29 @@ def catalog(settings: Settings) -> Catalog | None:
     """The call catalog, read-only, or None before the first call."""
     path = os.path.join(settings.capture.out, "catalog.sqlite")
     return Catalog(path, readonly=True) if os.path.exists(path) else None
+
+
+def delivery_state(settings: Settings, now: float | None = None) -> list[dict]:
+    """Per archive target: the queue's figures, the oldest undelivered call's age, and ``failing``:
+    its oldest unresolved failure is older than ``delivery.failing_after_s``."""
+    import calendar
+    import time
+
+    from appliance.delivery.queue import targets_status
+
+    cat = catalog(settings)
+    if cat is None:
+        return []
+    try:
+        rows = targets_status(cat.db)
+    finally:
+        cat.close()
+    now = time.time() if now is None else now
+    for r in rows:
+        started = r.pop("oldest_pending_started_at")
+        t = calendar.timegm(time.strptime(started[:19], "%Y-%m-%dT%H:%M:%S")) if started else None
+        r["oldest_pending_age_s"] = round(now - t, 1) if t is not None else None
+        since = r["failing_since"]
+        r["failing_for_s"] = round(now - since, 1) if since else None
+        r["failing"] = bool(since and now - since > settings.delivery.failing_after_s)
+    return rows

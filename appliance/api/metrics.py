@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from appliance.api.deps import disk_state, get_settings, require_token, worker_status
+from appliance.api.deps import delivery_state, disk_state, get_settings, require_token, worker_status
 from appliance.config import Settings
 from capture.live.status import merge_counters
 
@@ -72,6 +72,24 @@ class _Collector:
         sb = next((s["standby"] for s in st if s.get("standby")), None)
         if sb:
             yield from _standby(sb)
+        yield from _delivery(delivery_state(self.settings))
+
+
+def _delivery(targets: list[dict]) -> Iterator[Metric]:
+    for name, kind, key, doc in (
+        ("shadowrec_delivery_queue_depth", GaugeMetricFamily, "pending", "calls not yet confirmed by the target"),
+        ("shadowrec_delivery_oldest_undelivered_seconds", GaugeMetricFamily, "oldest_pending_age_s",
+         "age of the oldest call the target has not confirmed"),
+        ("shadowrec_delivery_failing", GaugeMetricFamily, "failing", "1 while the target fails longer than allowed"),
+        ("shadowrec_delivery_failures", CounterMetricFamily, "failed_attempts", "failed delivery attempts"),
+        ("shadowrec_delivery_calls", CounterMetricFamily, "confirmed", "calls the target confirmed"),
+        ("shadowrec_delivery_bytes", CounterMetricFamily, "bytes_confirmed", "bytes the target confirmed"),
+    ):  # fmt: skip
+        m = kind(name, doc, labels=["target"])
+        for t in targets:
+            if t.get(key) is not None:
+                m.add_metric([t["target"]], float(t[key]))
+        yield m
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

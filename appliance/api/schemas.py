@@ -86,6 +86,12 @@ class Status(BaseModel):
     )
     capture: Capture
     disk: Disk
+    delivery: list[dict] = Field(
+        default_factory=list,
+        description="per archive target: target, policy, pending, oldest_pending_age_s, failing_since, "
+        "failing_for_s, failing (longer than delivery.failing_after_s), last_error, confirmed, "
+        "bytes_confirmed, failed_attempts",
+    )
 
 
 Call = Sidecar  # a call is its sidecar: one typed record (capture/store/sidecar.py) for the file, the

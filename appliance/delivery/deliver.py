@@ -25,6 +25,7 @@ from appliance.delivery import backoff, layout
 from appliance.delivery.policy import Policy
 from appliance.delivery.queue import Due, Queue
 from appliance.delivery.targets import DeliveryError, Target, Throttle, file_sha256, prefix_of, target_for
+from appliance.delivery.window import Window
 from capture.clock import utc
 from capture.store.files import to_json, write_json_atomic
 
@@ -37,6 +38,7 @@ class Outcome:
     delivered: int = 0
     bytes: int = 0
     failed: dict[str, tuple[int, str]] = field(default_factory=dict)  # target -> (calls, last error)
+    waiting: list[str] = field(default_factory=list)  # targets outside their window this pass
 
     def add_failure(self, target: str, error: str) -> None:
         n, _ = self.failed.get(target, (0, ""))
@@ -50,48 +52,70 @@ class Sent:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Spec:
+    """One target as configured: its URL, which calls, when, how many at once, how fast."""
+
+    url: str
+    policy: Policy = Policy.ALL
+    window: Window = Window()
+    concurrency: int = 2
+    bytes_per_s: float | None = None
+
+
+def _minute_of_day() -> int:
+    t = time.localtime()
+    return t.tm_hour * 60 + t.tm_min
+
+
 class Deliverer:
     def __init__(
         self,
         out_dir: str,
-        urls: list[str],
+        targets: list[Spec | str],
         policy: Policy = Policy.ALL,
         concurrency: int = 2,
         bytes_per_s: float | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
         base_s: float = backoff.BASE_S,
+        minute_of_day: Callable[[], int] = _minute_of_day,
     ):
-        if not urls:
+        """``targets``: specs, or URLs that take ``policy``, ``concurrency`` and ``bytes_per_s``."""
+        if not targets:
             raise ValueError("no target to deliver to")
         self.out = out_dir
-        self.targets: list[Target] = [target_for(u, Throttle(bytes_per_s)) for u in urls]
-        self.policy = policy
-        self.concurrency = max(1, concurrency)
-        self.clock, self.rand, self.base_s = clock, rand, base_s
+        self.specs = [
+            t if isinstance(t, Spec) else Spec(t, policy, Window(), concurrency, bytes_per_s) for t in targets
+        ]
+        self.targets: list[Target] = [target_for(s.url, Throttle(s.bytes_per_s)) for s in self.specs]
+        self.clock, self.rand, self.base_s, self.minute_of_day = clock, rand, base_s, minute_of_day
         self.queue = Queue(os.path.join(out_dir, "catalog.sqlite"))
-        for t in self.targets:
-            self.queue.register(t.url, policy)
+        for t, spec in zip(self.targets, self.specs, strict=True):
+            self.queue.register(t.url, spec.policy)
         self.tmp = tempfile.mkdtemp(prefix="shadowrec-delivery-")
 
     def run_once(self, every_pending: bool = False) -> Outcome:
         """One pass over every target: enqueue new calls, send what is due (``every_pending``:
         everything pending, as ``archive --once`` does). Each row is tried at most once a pass."""
         out = Outcome()
-        for t in self.targets:
-            self.queue.enqueue(t.url, self.policy)
+        for t, spec in zip(self.targets, self.specs, strict=True):
+            self.queue.enqueue(t.url, spec.policy)
+            if not spec.window.open_at(self.minute_of_day()):
+                out.waiting.append(t.url)  # queued, sent when its window opens
+                continue
             after = ("", "")
             while True:
                 rows = self.queue.due(t.url, self.clock(), BATCH, every_pending, after)
                 if not rows:
                     break
                 after = (rows[-1].started_at, rows[-1].call_id)
-                self._batch(t, rows, out)
+                self._batch(t, spec, rows, out)
         return out
 
-    def _batch(self, t: Target, rows: list[Due], out: Outcome) -> None:
+    def _batch(self, t: Target, spec: Spec, rows: list[Due], out: Outcome) -> None:
         texts = {r.call_id: self.queue.sidecar_text(r.call_id) for r in rows}  # the queue's thread only
-        with ThreadPoolExecutor(self.concurrency) as ex:
+        with ThreadPoolExecutor(max(1, spec.concurrency)) as ex:
             futures = {ex.submit(self._send, t, r, texts[r.call_id]): r for r in rows}
             for f in as_completed(futures):  # each confirmed as soon as it is verified (a kill loses none)
                 self._record(t, futures[f], f.result(), out)

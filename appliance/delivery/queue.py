@@ -28,10 +28,17 @@ CREATE TABLE IF NOT EXISTS deliveries (
     bytes INTEGER,
     sha256 TEXT,
     confirmed_at REAL,
+    first_failed_at REAL,
     PRIMARY KEY (call_id, target)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(target, state, started_at);
-CREATE TABLE IF NOT EXISTS delivery_targets (target TEXT PRIMARY KEY, policy TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS delivery_targets (
+    target TEXT PRIMARY KEY,
+    policy TEXT NOT NULL,
+    calls INTEGER NOT NULL DEFAULT 0,     -- confirmed, ever (rows go with retention; these stay)
+    bytes INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0
+);
 """
 PENDING, CONFIRMED = "pending", "confirmed"
 
@@ -71,6 +78,25 @@ def with_delivery(db: sqlite3.Connection, calls: list[dict]) -> list[dict]:
     return calls
 
 
+def targets_status(db: sqlite3.Connection) -> list[dict]:
+    """See ``Queue.targets`` (also read by the API on a read-only connection)."""
+    try:
+        rows = db.execute(
+            "SELECT t.target, t.policy, "
+            "(SELECT count(*) FROM deliveries d WHERE d.target = t.target AND d.state = 'pending'), "
+            "(SELECT min(started_at) FROM deliveries d WHERE d.target = t.target AND d.state = 'pending'), "
+            "(SELECT min(first_failed_at) FROM deliveries d WHERE d.target = t.target AND d.state = 'pending'), "
+            "(SELECT last_error FROM deliveries d WHERE d.target = t.target AND d.state = 'pending' "
+            " AND last_error IS NOT NULL ORDER BY next_at DESC LIMIT 1), "
+            "t.calls, t.bytes, t.failures FROM delivery_targets t ORDER BY t.target"
+        ).fetchall()
+    except sqlite3.OperationalError:  # nothing archived yet
+        return []
+    keys = ("target", "policy", "pending", "oldest_pending_started_at", "failing_since", "last_error",
+            "confirmed", "bytes_confirmed", "failed_attempts")  # fmt: skip
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
 class Queue:
     def __init__(self, catalog_path: str):
         self.db = sqlite3.connect(catalog_path, isolation_level=None, timeout=30, check_same_thread=False)
@@ -81,7 +107,8 @@ class Queue:
     def register(self, target: str, policy: pol.Policy) -> None:
         """A target and its policy: retention keeps every call it wants until it confirmed it."""
         self.db.execute(
-            "INSERT INTO delivery_targets VALUES (?, ?) ON CONFLICT(target) DO UPDATE SET policy = excluded.policy",
+            "INSERT INTO delivery_targets (target, policy) VALUES (?, ?) "
+            "ON CONFLICT(target) DO UPDATE SET policy = excluded.policy",
             (target, str(policy)),
         )
 
@@ -115,17 +142,26 @@ class Queue:
 
     def confirm(self, call_id: str, target: str, nbytes: int, sha256: str, now: float | None = None) -> None:
         self.db.execute(
+            "UPDATE delivery_targets SET calls = calls + 1, bytes = bytes + ? WHERE target = ?", (nbytes, target)
+        )
+        self.db.execute(
             "UPDATE deliveries SET state = 'confirmed', bytes = ?, sha256 = ?, confirmed_at = ?, last_error = NULL "
             "WHERE call_id = ? AND target = ?",
             (nbytes, sha256, time.time() if now is None else now, call_id, target),
         )
 
     def fail(self, call_id: str, target: str, error: str, next_at: float) -> None:
+        self.db.execute("UPDATE delivery_targets SET failures = failures + 1 WHERE target = ?", (target,))
         self.db.execute(
-            "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_at = ? "
-            "WHERE call_id = ? AND target = ?",
-            (error[:500], next_at, call_id, target),
+            "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_at = ?, "
+            "first_failed_at = coalesce(first_failed_at, ?) WHERE call_id = ? AND target = ?",
+            (error[:500], next_at, time.time(), call_id, target),
         )
+
+    def targets(self) -> list[dict]:
+        """Per registered target: queue depth, the oldest undelivered call's start, when its oldest
+        unresolved failure began, the last error, calls and bytes confirmed, failed attempts."""
+        return targets_status(self.db)
 
     def depth(self, target: str) -> int:
         return self.db.execute(
