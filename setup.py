@@ -45,6 +45,7 @@ setup(
         "prometheus-client>=0.19",
         "boto3>=1.34",
         "paramiko>=3.4",
+        "soundfile>=0.12",
     ],
     extras_require={
         "test": [

@@ -256,6 +256,10 @@ def _add_archive(sub: Any) -> None:
         "--policy", choices=["all", "gaps"], default="all",
         help="all calls, or only those the primary did not record whole (default all)",
     )  # fmt: skip
+    a.add_argument(
+        "--format", choices=["wav", "g711", "flac", "opus"], default="wav",
+        help="the copies' format: wav as recorded, g711 (µ-law/A-law in a WAV), flac, opus (default wav)",
+    )  # fmt: skip
     a.add_argument("--once", action="store_true", help="try everything pending once, then exit (0: all delivered)")
     a.add_argument("--concurrency", type=int, default=2, help="transfers at once per target (default 2)")
     a.add_argument("--bandwidth-mbps", type=float, help="at most this many megabits/s per target")
@@ -267,6 +271,7 @@ def _archive(args: Args) -> int:
     import signal
 
     from appliance.delivery.deliver import Deliverer
+    from appliance.delivery.formats import Format
     from appliance.delivery.policy import Policy
 
     if not os.path.isdir(args.out):
@@ -278,6 +283,7 @@ def _archive(args: Args) -> int:
             Policy(args.policy),
             concurrency=args.concurrency,
             bytes_per_s=args.bandwidth_mbps * 125_000 if args.bandwidth_mbps else None,
+            fmt=Format(args.format),
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None

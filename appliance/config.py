@@ -179,6 +179,7 @@ class TargetSettings(BaseModel):
     window: str = Field("", description="a daily window in local time, e.g. 22:00-06:00; empty: always")
     concurrency: int = Field(2, ge=1, le=64)
     bandwidth_mbps: float = Field(0.0, ge=0, description="at most this many megabits/s; 0: no limit")
+    format: str = Field("wav", pattern="^(wav|g711|flac|opus)$", description="wav, g711, flac or opus")
 
     @model_validator(mode="after")
     def _check(self) -> TargetSettings:

@@ -68,13 +68,14 @@ def _child(settings: Settings):
 def delivery_specs(settings: Settings) -> list:
     """The configured targets as the deliverer's specs (policy: gaps while standing by, else all)."""
     from appliance.delivery.deliver import Spec
+    from appliance.delivery.formats import Format
     from appliance.delivery.policy import Policy
     from appliance.delivery.window import Window
 
     default = Policy.GAPS if settings.standby.enabled else Policy.ALL
     return [
         Spec(t.url, Policy(t.policy) if t.policy else default, Window.parse(t.window), t.concurrency,
-             t.bandwidth_mbps * 125_000 or None)
+             t.bandwidth_mbps * 125_000 or None, Format(t.format))
         for t in settings.delivery.targets
     ]  # fmt: skip
 

@@ -539,3 +539,41 @@ def test_the_service_delivers_applies_retention_and_status_flags_a_failing_targe
     # retention (30 days; the calls are older): the calls the down target never confirmed stayed
     left = sidecars(rec)
     assert set(left) == {cid for cid, c in left.items() if wanted(Policy.GAPS, c)} and len(left) == gaps
+
+
+def test_copies_in_every_format_are_what_they_say(rec, tmp_path):
+    """g711: the phones' codes again (µ-law, half the size); flac: the same samples; opus: the same
+    length, far smaller. Each copy's SHA-256 is the one in its delivery record."""
+    import numpy as np
+    import soundfile as sf
+
+    from appliance.delivery.formats import Format
+
+    calls = sidecars(rec)
+    sizes: dict = {}
+    for fmt in Format:
+        dest = tmp_path / str(fmt)
+        d = Deliverer(rec, [f"file://{dest}"], fmt=fmt)
+        assert d.run_once().delivered == len(calls)
+        d.close()
+        for cid, c in calls.items():
+            day = c["started_at"][:10].replace("-", "/")
+            ext = "opus" if fmt is Format.OPUS else "flac" if fmt is Format.FLAC else "wav"
+            path = dest / day / f"{cid}.{ext}"
+            record = json.load(open(dest / day / f"{cid}.json"))["delivery"]
+            assert record["format"] == str(fmt) and record["sha256"] == sha(path)
+            sizes[fmt] = sizes.get(fmt, 0) + os.path.getsize(path)
+            original, rate = sf.read(os.path.join(rec, c["wav"]), dtype="int16")
+            info = sf.info(str(path))
+            assert info.samplerate == rate == 8000 and info.channels == 2
+            if fmt is Format.G711:
+                assert info.subtype == "ULAW"  # the calls are PCMU
+                back, _ = sf.read(str(path), dtype="int16")
+                assert np.array_equal(back, original)  # decoded G.711 encodes back to the same codes
+            elif fmt is Format.FLAC:
+                assert np.array_equal(sf.read(str(path), dtype="int16")[0], original)
+            elif fmt is Format.OPUS:
+                assert info.subtype == "OPUS" and abs(info.frames - len(original)) <= 8000 * 0.1
+    assert sizes[Format.G711] < 0.52 * sizes[Format.WAV] and sizes[Format.FLAC] < sizes[Format.WAV]
+    assert sizes[Format.OPUS] < 0.2 * sizes[Format.WAV]
+    print("bytes by format:", {str(k): v for k, v in sizes.items()})

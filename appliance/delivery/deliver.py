@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from appliance.delivery import backoff, layout
+from appliance.delivery.formats import Format, convert, extension
 from appliance.delivery.policy import Policy
 from appliance.delivery.queue import Due, Queue
 from appliance.delivery.targets import DeliveryError, Target, Throttle, file_sha256, prefix_of, target_for
@@ -61,6 +62,7 @@ class Spec:
     window: Window = Window()
     concurrency: int = 2
     bytes_per_s: float | None = None
+    format: Format = Format.WAV
 
 
 def _minute_of_day() -> int:
@@ -80,13 +82,14 @@ class Deliverer:
         rand: Callable[[], float] = random.random,
         base_s: float = backoff.BASE_S,
         minute_of_day: Callable[[], int] = _minute_of_day,
+        fmt: Format = Format.WAV,
     ):
         """``targets``: specs, or URLs that take ``policy``, ``concurrency`` and ``bytes_per_s``."""
         if not targets:
             raise ValueError("no target to deliver to")
         self.out = out_dir
         self.specs = [
-            t if isinstance(t, Spec) else Spec(t, policy, Window(), concurrency, bytes_per_s) for t in targets
+            t if isinstance(t, Spec) else Spec(t, policy, Window(), concurrency, bytes_per_s, fmt) for t in targets
         ]
         self.targets: list[Target] = [target_for(s.url, Throttle(s.bytes_per_s)) for s in self.specs]
         self.clock, self.rand, self.base_s, self.minute_of_day = clock, rand, base_s, minute_of_day
@@ -116,7 +119,7 @@ class Deliverer:
     def _batch(self, t: Target, spec: Spec, rows: list[Due], out: Outcome) -> None:
         texts = {r.call_id: self.queue.sidecar_text(r.call_id) for r in rows}  # the queue's thread only
         with ThreadPoolExecutor(max(1, spec.concurrency)) as ex:
-            futures = {ex.submit(self._send, t, r, texts[r.call_id]): r for r in rows}
+            futures = {ex.submit(self._send, t, spec, r, texts[r.call_id]): r for r in rows}
             for f in as_completed(futures):  # each confirmed as soon as it is verified (a kill loses none)
                 self._record(t, futures[f], f.result(), out)
 
@@ -148,7 +151,7 @@ class Deliverer:
         except (OSError, ValueError) as e:
             log.warning("sidecar %s not updated with its delivery: %s", path, e)
 
-    def _send(self, t: Target, row: Due, text: str | None) -> Sent:
+    def _send(self, t: Target, spec: Spec, row: Due, text: str | None) -> Sent:
         """Both files verified at the target (the bytes sent, the WAV's SHA-256), or why not."""
         try:
             if text is None:
@@ -157,14 +160,22 @@ class Deliverer:
             wav = os.path.join(self.out, sc["wav"])
             if not os.path.exists(wav):
                 raise DeliveryError(f"the recording {sc['wav']} is missing")
-            size, sha = file_sha256(wav)
-            prefix = prefix_of(t)
-            wav_key = layout.key(prefix, row.call_id, row.started_at, "wav")
-            t.put(wav_key, wav, size, sha)
+            audio = wav
+            if spec.format is not Format.WAV:  # a copy in the target's format, made for this transfer
+                audio = os.path.join(self.tmp, f"{row.call_id}.{abs(hash(t.url))}.{extension(spec.format)}")
+                convert(wav, audio, spec.format, sc.get("codec"))
+            try:
+                size, sha = file_sha256(audio)
+                prefix = prefix_of(t)
+                wav_key = layout.key(prefix, row.call_id, row.started_at, extension(spec.format))
+                t.put(wav_key, audio, size, sha)
+            finally:
+                if audio != wav:
+                    os.unlink(audio)
             sc["delivery"] = {
                 "target": t.url,
                 "key": wav_key,
-                "format": "wav",
+                "format": str(spec.format),
                 "bytes": size,
                 "sha256": sha,
                 "delivered_at": utc(int(self.clock()), "%Y-%m-%dT%H:%M:%SZ"),
