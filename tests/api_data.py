@@ -43,4 +43,15 @@ def make(out: str) -> dict:
         }
     )
     write_json_atomic(os.path.join(out, "status-0.json"), status)
+    # an archive target that has been failing for two hours, with every complete call still to send
+    from appliance.delivery.policy import Policy
+    from appliance.delivery.queue import Queue
+
+    q = Queue(os.path.join(out, "catalog.sqlite"))
+    q.register("s3://archive/site1", Policy.ALL)
+    q.enqueue("s3://archive/site1", Policy.ALL)
+    for d in q.due("s3://archive/site1", time.time(), 100):
+        q.fail(d.call_id, "s3://archive/site1", "EndpointConnectionError: no route to the archive", time.time() + 60)
+    q.db.execute("UPDATE deliveries SET first_failed_at = ?", (time.time() - 7200,))
+    q.close()
     return {"recorder": live}

@@ -40,6 +40,9 @@ def test_health_ready_and_status(datadir):
     assert st["capture"]["ring_bytes"] == 2 << 20  # one call's ring: its 2 MiB chunk
     assert 5 <= st["capture"]["last_packet_age_s"] < 600  # the status file says 5 s before it was written
     assert st["disk"]["free_bytes"] > 0 and st["version"]
+    (arch,) = st["delivery"]  # the failing archive api_data set up
+    assert arch["target"] == "s3://archive/site1" and arch["failing"] and arch["pending"] == 5
+    assert arch["failed_attempts"] == 5 and 7100 < arch["failing_for_s"] < 7300 and arch["oldest_pending_age_s"] > 0
     os.utime(os.path.join(datadir, "status-0.json"), (1, 1))  # a silent engine
     r = c.get("/ready")
     assert r.status_code == 503 and "silent" in r.json()["reason"]

@@ -64,12 +64,15 @@ def chromium(tmp_path, *args):
 
 
 def test_page_shows_role_counters_and_calls(server, tmp_path):
+    import re
+
     url, _ = server
     dom = chromium(tmp_path, "--dump-dom", url).stdout
     assert 'class="role PASSIVE"' in dom
+    card = r"archive s3://archive/site1<b>FAILING 72\d\d s: EndpointConnectionError[^<]*; 5 to send"
+    assert re.search(card, dom), dom
     assert "kernel drops" in dom and "<b>7</b>" in dom
     assert '<div class="card">disk<b>ok</b></div>' in dom  # "FULL: ... s of audio not written" when full
-    import re
 
     assert len(re.findall(r'<audio controls="" preload="none" src="/calls/\d{8}T[\w-]+/audio">', dom)) == 6
     assert len(re.findall(r'class="survived"', dom)) >= 3  # the calls that outlived the primary
