@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import shutil
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -103,7 +104,10 @@ class Deliverer:
         everything pending, as ``archive --once`` does). Each row is tried at most once a pass."""
         out = Outcome()
         for t, spec in zip(self.targets, self.specs, strict=True):
-            self.queue.enqueue(t.url, spec.policy)
+            try:
+                self.queue.enqueue(t.url, spec.policy)
+            except sqlite3.Error as e:  # a full disk: what is queued already is still sent
+                log.error("%s: new calls not queued: %s", t.url, e)
             if not spec.window.open_at(self.minute_of_day()):
                 out.waiting.append(t.url)  # queued, sent when its window opens
                 continue
@@ -124,6 +128,16 @@ class Deliverer:
                 self._record(t, futures[f], f.result(), out)
 
     def _record(self, t: Target, r: Due, sent: Sent, out: Outcome) -> None:
+        """The outcome into the queue. The queue lives on the recordings' disk: if that is full the
+        row stays as it was (a confirmed copy is sent again later, to the same key), and the pass
+        goes on."""
+        try:
+            self._record_row(t, r, sent, out)
+        except sqlite3.Error as e:
+            out.add_failure(t.url, f"the queue could not be written: {e}")
+            log.error("%s: call %s: the queue could not be written (%s)", t.url, r.call_id, e)
+
+    def _record_row(self, t: Target, r: Due, sent: Sent, out: Outcome) -> None:
         if sent.error is None:
             self.queue.confirm(r.call_id, t.url, sent.nbytes, sent.sha256, self.clock())
             out.delivered += 1
