@@ -251,7 +251,11 @@ def _add_archive(sub: Any) -> None:
         "with backoff, across runs.",
     )
     a.add_argument("--out", required=True, help="the recordings directory (record/capture/serve's --out)")
-    a.add_argument("--to", action="append", required=True, metavar="URL", help="a target (repeatable)")
+    a.add_argument("--to", action="append", default=[], metavar="URL", help="a target (repeatable)")
+    a.add_argument(
+        "--forget", metavar="URL",
+        help="retire a target: drop its queue rows, so retention no longer keeps calls for it, and exit",
+    )  # fmt: skip
     a.add_argument(
         "--policy", choices=["all", "gaps"], default="all",
         help="all calls, or only those the primary did not record whole (default all)",
@@ -276,6 +280,20 @@ def _archive(args: Args) -> int:
 
     if not os.path.isdir(args.out):
         raise ConfigError(f"{args.out} is not a recordings directory")
+    if args.forget:
+        from appliance.delivery.queue import Queue
+        from appliance.delivery.targets import target_for
+
+        q = Queue(os.path.join(args.out, "catalog.sqlite"))
+        try:
+            name = target_for(args.forget).url
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        pending = q.forget(name)
+        q.close()
+        return _print({"forgotten": name, "calls_it_had_not_confirmed": pending})
+    if not args.to:
+        raise ConfigError("give a target: --to URL")
     try:
         d = Deliverer(
             args.out,

@@ -121,3 +121,19 @@ def test_prune_removes_files_and_rows_and_keeps_what_an_archive_has_not_confirme
     assert r["removed"] == 0 and r["orphan_rows"] == 1
     assert q.db.execute("SELECT count(*) FROM calls").fetchone()[0] == 14
     q.close()
+
+
+def test_a_retired_target_no_longer_protects_its_calls(tmp_path):
+    out = str(tmp_path / "rec")
+    fake_calls(out, 4)
+    dead = "s3://gone/site?verify=readback"
+    r = archive("--out", out, "--to", dead, "--once", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+                "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"})  # fmt: skip
+    assert r.returncode == 1
+    assert json.loads(prune("--out", out, "--max-age", "30").stdout)["removed"] == 0  # kept for the target
+    f = archive("--out", out, "--forget", dead)
+    assert f.returncode == 0 and json.loads(f.stdout) == {
+        "forgotten": "s3://gone/site",
+        "calls_it_had_not_confirmed": 4,
+    }
+    assert json.loads(prune("--out", out, "--max-age", "30").stdout)["removed"] == 4

@@ -112,6 +112,16 @@ class Queue:
             (target, str(policy)),
         )
 
+    def forget(self, target: str) -> int:
+        """Retire a target: its registration and rows go (retention no longer keeps calls for it);
+        how many calls it had not confirmed."""
+        pending = self.depth(target)
+        self.db.execute("BEGIN")
+        self.db.execute("DELETE FROM deliveries WHERE target = ?", (target,))
+        self.db.execute("DELETE FROM delivery_targets WHERE target = ?", (target,))
+        self.db.execute("COMMIT")
+        return pending
+
     def enqueue(self, target: str, policy: pol.Policy) -> int:
         """Add a row for every complete call ``policy`` wants that has none for ``target``; how many."""
         cur = self.db.execute(
