@@ -67,3 +67,25 @@ def test_a_failed_commit_is_kept_and_retried_in_order(tmp_path, monkeypatch):
     cat.write(rows)
     (got,) = cat.query()
     assert got == {} and cat.db.execute("SELECT state FROM calls").fetchone() == ("complete",)
+
+
+def test_a_catalog_busy_with_another_writer_is_not_a_failing_disk(tmp_path):
+    """`shadowrec archive` writes the same database: a lock held past the timeout puts the commit
+    off (the rows wait), and raises nothing the writer would count as a disk failure."""
+    import sqlite3
+
+    from capture.store.catalog import Catalog
+
+    path = str(tmp_path / "catalog.sqlite")
+    cat = Catalog(path)
+    cat.db.execute("PRAGMA busy_timeout = 50")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing
+    row = ("c1", "2026-01-01T00:00:00.000Z", None, "complete", "bye", "1", "2", "A", "B", 0, '{"id": "c1"}')
+    cat.write([row])  # no exception
+    assert cat.busy == 1 and cat.query() == []
+    other.execute("COMMIT")
+    cat.commit()  # the next commit writes the rows that waited
+    assert [c["id"] for c in cat.query()] == ["c1"]
+    cat.close()
+    other.close()

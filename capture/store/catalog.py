@@ -37,6 +37,7 @@ class Catalog:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._set_up()
         self._batch: list[tuple] = []
+        self.busy = 0  # commits put off because another process held the database
         self.failed: collections.deque[tuple] = collections.deque()  # rows whose commit failed, to retry
 
     def _set_up(self, patience_s: float = 10.0) -> None:
@@ -74,15 +75,23 @@ class Catalog:
 
     def write(self, rows: list) -> None:
         """Upsert ``rows`` in one transaction. If it fails (a full disk), they are kept and
-        ``take`` hands them out again; the error is raised for the writer to count."""
+        ``take`` hands them out again; the error is raised for the writer to count. A database
+        busy for longer than the timeout (another process writing: ``shadowrec archive``) is not
+        a failing disk: the rows wait for the next commit, and nothing is raised."""
         if not rows:
             return
         try:
             self._write(rows)
-        except sqlite3.Error:
+        except sqlite3.Error as e:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
             self.failed.extend(rows)
+            if isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e)):
+                self.busy += 1
+                logging.getLogger("shadowrec").warning(
+                    "catalog busy (%s): %d rows wait for the next commit", e, len(rows)
+                )
+                return
             raise
 
     def _write(self, rows: list) -> None:
