@@ -72,6 +72,22 @@ def test_frame_length_for_tcp():
         sip.frame_length(b"BYE sip:x SIP/2.0\r\n\r\n")
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_frame_length_reads_a_stream_buffer_as_it_reads_bytes(data):
+    """The TCP reassembler and the standby's server pass their bytearray, uncopied: same answer."""
+    stream = b"BYE sip:x SIP/2.0\r\nContent-Length: 2\r\n\r\nab" + data
+
+    def outcome(buf):
+        try:
+            return sip.frame_length(buf)
+        except SipError as e:
+            return str(e)
+
+    for buf in (data, stream):
+        assert outcome(bytearray(buf)) == outcome(buf)
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=400))
 @both

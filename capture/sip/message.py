@@ -168,7 +168,7 @@ def parse_name_addr(value: str) -> NameAddr:
     return NameAddr(uri, user, host, _params(uparams), params)
 
 
-def _split_head(data: bytes):
+def _split_head(data: bytes | bytearray):
     """(start, end) of the first blank line (``\\r?\\n\\r?\\n``) within the header limit, or None.
 
     Two bytes.find calls: the regular expression took 10 us on a 1 KB INVITE."""
@@ -190,15 +190,16 @@ def _content_length(head: bytes):
     return None
 
 
-def frame_length(data: bytes):
+def frame_length(data: bytes | bytearray):
     """Length of the first complete message in a TCP byte stream, or None if more is needed.
+    ``data`` may be the stream's own buffer (a bytearray): only the head is copied, not the stream.
 
     Raises SipError when the stream cannot be a SIP message (so the caller can resync).
     """
     cut = _split_head(data)
     if cut is None:
         return None
-    cl = _content_length(data[: cut[0]])
+    cl = _content_length(bytes(data[: cut[0]]))
     if cl is None:
         raise SipError("message on a stream transport has no Content-Length")
     total = cut[1] + cl

@@ -135,7 +135,7 @@ class TcpReassembler:
             if not st.buf:
                 break
             try:
-                n = sip.frame_length(bytes(st.buf))
+                n = sip.frame_length(st.buf)
             except SipError:
                 c["tcp_resyncs"] += 1
                 del st.buf[:1]

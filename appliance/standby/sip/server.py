@@ -163,7 +163,7 @@ class _Tcp(asyncio.Protocol):
             while self.buf[:2] == b"\r\n":  # keepalive CRLFs between messages (RFC 5626 §3.5.1)
                 del self.buf[:2]
             try:
-                n = sip.frame_length(bytes(self.buf))
+                n = sip.frame_length(self.buf)
             except ParseError:
                 srv.counters["tcp_bad_stream"] += 1  # cannot find the next message: the stream is lost
                 self.close()
