@@ -125,24 +125,26 @@ class Deliverer:
         with ThreadPoolExecutor(max(1, spec.concurrency)) as ex:
             futures = {ex.submit(self._send, t, spec, r, texts[r.call_id]): r for r in rows}
             for f in as_completed(futures):  # each confirmed as soon as it is verified (a kill loses none)
-                self._record(t, futures[f], f.result(), out)
+                r = futures[f]
+                self._record(t, r, f.result(), out, texts[r.call_id])
 
-    def _record(self, t: Target, r: Due, sent: Sent, out: Outcome) -> None:
+    def _record(self, t: Target, r: Due, sent: Sent, out: Outcome, text: str | None) -> None:
         """The outcome into the queue. The queue lives on the recordings' disk: if that is full the
         row stays as it was (a confirmed copy is sent again later, to the same key), and the pass
         goes on."""
         try:
-            self._record_row(t, r, sent, out)
+            self._record_row(t, r, sent, out, text)
         except sqlite3.Error as e:
             out.add_failure(t.url, f"the queue could not be written: {e}")
             log.error("%s: call %s: the queue could not be written (%s)", t.url, r.call_id, e)
 
-    def _record_row(self, t: Target, r: Due, sent: Sent, out: Outcome) -> None:
+    def _record_row(self, t: Target, r: Due, sent: Sent, out: Outcome, text: str | None) -> None:
         if sent.error is None:
             self.queue.confirm(r.call_id, t.url, sent.nbytes, sent.sha256, self.clock())
             out.delivered += 1
             out.bytes += sent.nbytes
-            self._mark_local(r.call_id)
+            if text is not None:  # a confirmed call had its catalog row, read for the batch
+                self._mark_local(r.call_id, text)
             return
         wait = backoff.delay_s(r.attempts + 1, self.base_s, rand=self.rand)
         self.queue.fail(r.call_id, t.url, sent.error, self.clock() + wait)
@@ -150,12 +152,9 @@ class Deliverer:
         if r.attempts < 3 or r.attempts % 20 == 0:
             log.warning("%s: call %s not delivered (%s); next try in %.0f s", t.url, r.call_id, sent.error, wait)
 
-    def _mark_local(self, call_id: str) -> None:
-        """The call's sidecar here says where it was delivered (the queue stays the record: a
-        sidecar that cannot be rewritten, on a full disk, is logged and left)."""
-        text = self.queue.sidecar_text(call_id)
-        if text is None:
-            return
+    def _mark_local(self, call_id: str, text: str) -> None:
+        """The call's sidecar here (its catalog ``text`` names it) says where it was delivered (the
+        queue stays the record: a sidecar that cannot be rewritten, on a full disk, is logged and left)."""
         path = os.path.join(self.out, json.loads(text)["wav"][:-4] + ".json")
         try:
             with open(path) as f:

@@ -40,7 +40,6 @@ CREATE TABLE IF NOT EXISTS delivery_targets (
     failures INTEGER NOT NULL DEFAULT 0
 );
 """
-PENDING, CONFIRMED = "pending", "confirmed"
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,8 @@ class Due:
     attempts: int
 
 
+# a call's delivery to one target, as the sidecar, ``calls --json`` and the API show it
+STATE_COLUMNS = ("state", "attempts", "last_error", "bytes", "sha256", "confirmed_at")
 # the catalog's calls with a delivery still pending (for ``Catalog.query(extra=...)``)
 PENDING_SQL: tuple[str, list] = ("id IN (SELECT call_id FROM deliveries WHERE state = 'pending')", [])
 
@@ -63,23 +64,24 @@ def with_delivery(db: sqlite3.Connection, calls: list[dict]) -> list[dict]:
         for i in range(0, len(calls), 500):  # SQLite's limit on arguments
             part = [c["id"] for c in calls[i : i + 500]]
             rows += db.execute(
-                "SELECT call_id, target, state, attempts, last_error, bytes, sha256, confirmed_at FROM deliveries "
+                f"SELECT call_id, target, {', '.join(STATE_COLUMNS)} FROM deliveries "
                 f"WHERE call_id IN ({','.join('?' * len(part))})",
                 part,
             ).fetchall()
     except sqlite3.OperationalError:  # no queue yet: nothing was ever archived
         return calls
     by_call: dict[str, dict] = {}
-    keys = ("state", "attempts", "last_error", "bytes", "sha256", "confirmed_at")
     for r in rows:
-        by_call.setdefault(r[0], {})[r[1]] = dict(zip(keys, r[2:], strict=True))
+        by_call.setdefault(r[0], {})[r[1]] = dict(zip(STATE_COLUMNS, r[2:], strict=True))
     for c in calls:
         c["delivery"] = by_call.get(c["id"], {})
     return calls
 
 
 def targets_status(db: sqlite3.Connection) -> list[dict]:
-    """See ``Queue.targets`` (also read by the API on a read-only connection)."""
+    """Per registered target: queue depth, the oldest undelivered call's start, when its oldest
+    unresolved failure began, the last error, calls and bytes confirmed, failed attempts (the API
+    reads it on a read-only connection)."""
     try:
         rows = db.execute(
             "SELECT t.target, t.policy, "
@@ -168,11 +170,6 @@ class Queue:
             (error[:500], next_at, time.time(), call_id, target),
         )
 
-    def targets(self) -> list[dict]:
-        """Per registered target: queue depth, the oldest undelivered call's start, when its oldest
-        unresolved failure began, the last error, calls and bytes confirmed, failed attempts."""
-        return targets_status(self.db)
-
     def depth(self, target: str) -> int:
         return self.db.execute(
             "SELECT count(*) FROM deliveries WHERE target = ? AND state = 'pending'", (target,)
@@ -180,12 +177,7 @@ class Queue:
 
     def state(self, call_id: str) -> dict[str, dict]:
         """The call's delivery, per target."""
-        rows = self.db.execute(
-            "SELECT target, state, attempts, last_error, bytes, sha256, confirmed_at FROM deliveries WHERE call_id = ?",
-            (call_id,),
-        )
-        keys = ("state", "attempts", "last_error", "bytes", "sha256", "confirmed_at")
-        return {r[0]: dict(zip(keys, r[1:], strict=True)) for r in rows}
+        return with_delivery(self.db, [{"id": call_id}])[0]["delivery"]
 
     def close(self) -> None:
         self.db.close()

@@ -44,15 +44,26 @@ class Target(Protocol):
     def put(self, key: str, path: str, size: int, sha256: str) -> None: ...
 
 
-def file_sha256(path: str) -> tuple[int, str]:
-    """(size, hex SHA-256) of a file, read in chunks."""
+def stream_sha256(f) -> tuple[int, str]:
+    """(size, hex SHA-256) of whatever ``f.read`` yields, in chunks: a local file, an S3 body, an
+    SFTP file."""
     h = hashlib.sha256()
     n = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-            n += len(chunk)
+    while chunk := f.read(CHUNK):
+        h.update(chunk)
+        n += len(chunk)
     return n, h.hexdigest()
+
+
+def file_sha256(path: str) -> tuple[int, str]:
+    with open(path, "rb") as f:
+        return stream_sha256(f)
+
+
+def check_copy(got: tuple[int, str], size: int, sha256: str) -> None:
+    """A copy read back from a target is the one sent, or ``DeliveryError``."""
+    if got != (size, sha256):
+        raise DeliveryError(f"read back {got[0]} bytes, SHA-256 {got[1][:12]}…, not {size} bytes {sha256[:12]}…")
 
 
 class Throttle:
@@ -63,14 +74,16 @@ class Throttle:
         self.clock = clock
         self.t = clock()
         self.debt = 0.0
+        self.lock = threading.Lock()  # the target's transfer threads share the bucket
 
     def take(self, n: int) -> None:
         if not self.rate:
             return
-        now = self.clock()
-        self.debt = max(0.0, self.debt - (now - self.t) * self.rate) + n
-        self.t = now
-        wait = self.debt / self.rate - 0.25  # a quarter second of burst
+        with self.lock:
+            now = self.clock()
+            self.debt = max(0.0, self.debt - (now - self.t) * self.rate) + n
+            self.t = now
+            wait = self.debt / self.rate - 0.25  # a quarter second of burst
         if wait > 0:
             time.sleep(wait)
 
@@ -125,8 +138,7 @@ class FileTarget:
             with contextlib.suppress(OSError):
                 os.unlink(part)
             raise DeliveryError(f"{type(e).__name__}: {e.strerror or e}") from None
-        if got != (size, sha256):
-            raise DeliveryError(f"read back {got[0]} bytes, SHA-256 {got[1][:12]}…, not {size} bytes {sha256[:12]}…")
+        check_copy(got, size, sha256)
 
 
 class S3Target:
@@ -166,13 +178,7 @@ class S3Target:
             if got != (size, checksum):
                 raise DeliveryError(f"the object holds {got[0]} bytes, SHA-256 {got[1]}; sent {size}, {checksum}")
             if self.readback:
-                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-                h, n = hashlib.sha256(), 0
-                while chunk := body.read(CHUNK):
-                    h.update(chunk)
-                    n += len(chunk)
-                if (n, h.hexdigest()) != (size, sha256):
-                    raise DeliveryError(f"read back {n} bytes, SHA-256 {h.hexdigest()[:12]}…, not {sha256[:12]}…")
+                check_copy(stream_sha256(self.client.get_object(Bucket=self.bucket, Key=key)["Body"]), size, sha256)
         except (BotoCoreError, ClientError, OSError) as e:
             raise DeliveryError(f"{type(e).__name__}: {e}") from None
 
@@ -228,17 +234,13 @@ class SftpTarget:
                     out.write(chunk)
             sftp.chmod(dest + ".part", 0o640)
             sftp.posix_rename(dest + ".part", dest)
-            h, n = hashlib.sha256(), 0
             with sftp.open(dest, "rb") as f:
                 f.prefetch()
-                while chunk := f.read(CHUNK):
-                    h.update(chunk)
-                    n += len(chunk)
+                got = stream_sha256(f)
         except (OSError, paramiko.SSHException, EOFError) as e:
             self.local.sftp = None
             raise DeliveryError(f"{type(e).__name__}: {e}") from None
-        if (n, h.hexdigest()) != (size, sha256):
-            raise DeliveryError(f"read back {n} bytes, SHA-256 {h.hexdigest()[:12]}…, not {size} bytes {sha256[:12]}…")
+        check_copy(got, size, sha256)
 
 
 def target_for(url: str, throttle: Throttle | None = None) -> Target:
