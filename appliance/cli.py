@@ -240,7 +240,6 @@ def _calls(args: Args) -> int:
     return 0
 
 
-# tools for tests and demos ----------------------------------------------------------------------
 # delivery ---------------------------------------------------------------------------------------
 def _add_archive(sub: Any) -> None:
     a = sub.add_parser(
@@ -365,6 +364,7 @@ def _prune(args: Args) -> int:
     return 1 if r.errors else 0
 
 
+# tools for tests and demos ----------------------------------------------------------------------
 def _add_synth(sub: Any) -> None:
     s = sub.add_parser("synth", help="write a synthetic BiB capture")
     s.add_argument("output")

@@ -74,10 +74,10 @@ def catalog(settings: Settings) -> Catalog | None:
 def delivery_state(settings: Settings, now: float | None = None) -> list[dict]:
     """Per archive target: the queue's figures, the oldest undelivered call's age, and ``failing``:
     its oldest unresolved failure is older than ``delivery.failing_after_s``."""
-    import calendar
     import time
 
     from appliance.delivery.queue import targets_status
+    from capture.clock import epoch
 
     cat = catalog(settings)
     if cat is None:
@@ -89,7 +89,7 @@ def delivery_state(settings: Settings, now: float | None = None) -> list[dict]:
     now = time.time() if now is None else now
     for r in rows:
         started = r.pop("oldest_pending_started_at")
-        t = calendar.timegm(time.strptime(started[:19], "%Y-%m-%dT%H:%M:%S")) if started else None
+        t = epoch(started)
         r["oldest_pending_age_s"] = round(now - t, 1) if t is not None else None
         since = r["failing_since"]
         r["failing_for_s"] = round(now - since, 1) if since else None

@@ -200,10 +200,10 @@ class SippLab:
 
 def nofile() -> tuple:
     """A prlimit prefix raising the descriptor limit to the unit's, or () where it cannot be raised."""
+    prefix = ("prlimit", f"--nofile={NOFILE_WANTED}:{NOFILE_WANTED}", "--")
     if resource.getrlimit(resource.RLIMIT_NOFILE)[1] >= NOFILE_WANTED:
-        return ("prlimit", f"--nofile={NOFILE_WANTED}:{NOFILE_WANTED}", "--")
-    ok = subprocess.run(["prlimit", f"--nofile={NOFILE_WANTED}:{NOFILE_WANTED}", "--", "true"], capture_output=True)
-    return ("prlimit", f"--nofile={NOFILE_WANTED}:{NOFILE_WANTED}", "--") if ok.returncode == 0 else ()
+        return prefix
+    return prefix if subprocess.run([*prefix, "true"], capture_output=True).returncode == 0 else ()
 
 
 def cpu_s(pid: int) -> float:

@@ -7,7 +7,6 @@ wants them has not confirmed them (``delivery_targets``, written by ``shadowrec 
 
 from __future__ import annotations
 
-import calendar
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from appliance.delivery.policy import Policy, wanted
 from appliance.delivery.queue import Queue
 from appliance.retention.plan import Item, Limits, Reason, plan
+from capture.clock import epoch
 
 log = logging.getLogger("shadowrec.retention")
 _SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGT]?)B?$")
@@ -32,15 +32,6 @@ def parse_size(text: str) -> int:
     if m is None:
         raise ValueError(f"{text!r} is not a size (e.g. 500G, 1.5T, 800M)")
     return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2) or " "))
-
-
-def _epoch(iso: str | None) -> float | None:
-    if not iso or len(iso) < 19:
-        return None
-    try:
-        return calendar.timegm(time.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -87,7 +78,7 @@ def items_of(out: str, db: sqlite3.Connection, now: float) -> tuple[list[Item], 
         if not there and not recording:
             orphans.append(cid)
             continue
-        t = _epoch(ended or started)
+        t = epoch(ended or started)
         age = (now - t) / 86400 if t is not None else 0.0
         gap = wanted(Policy.GAPS, meta)
         unconfirmed = any(wanted(p, meta) and (cid, url) not in confirmed for url, p in targets)
