@@ -56,6 +56,13 @@ def _recording_args(p: argparse.ArgumentParser, fsync_default: float) -> None:
         help="below this much free space the disk counts as full: calls and their metadata are kept, "
         "their audio is a counted gap until space returns (default 64)",
     )
+    p.add_argument(
+        "--local-format",
+        choices=["wav", "g711"],
+        default="wav",
+        help="wav: 16-bit PCM (default); g711: a G.711 call's WAV keeps the phones' µ-law/A-law bytes "
+        "(half the disk; other codecs stay PCM)",
+    )
 
 
 def _options(args: Args, **extra: Any) -> Options:
@@ -75,6 +82,7 @@ def _options(args: Args, **extra: Any) -> Options:
             queue_mb=getattr(args, "queue_mb", 64),
             reserve_calls=getattr(args, "reserve_calls", 0),
             min_free_mb=args.min_free_mb,
+            local_format=args.local_format,
         )
     except ValidationError as e:
         raise ConfigError(settings_error("options", e)) from None

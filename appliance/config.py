@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -50,6 +50,11 @@ class RecordingSettings(BaseModel):
         "(32 KiB a call); the site's concurrent calls, so a burst costs capture no page faults",
     )
     keep_pcap: bool = Field(False, description="also keep a raw pcap of every call (always for codecs not decoded)")
+    local_format: Literal["wav", "g711"] = Field(
+        "wav",
+        description="wav: 16-bit PCM; g711: a G.711 call's WAV keeps the phones' µ-law or A-law bytes "
+        "(WAVE_FORMAT_MULAW/ALAW: half the disk; other codecs stay PCM)",
+    )
     min_free_mb: int = Field(
         64,
         ge=0,
@@ -87,6 +92,7 @@ def recorder_options(s: RecordingSettings, **extra: Any) -> Options:
         sip_ports=tuple(s.sip_ports),
         rtp_timeout_s=s.rtp_timeout_s,
         keep_pcap=s.keep_pcap,
+        local_format=s.local_format,
         durable_s=s.fsync_interval_s,
         queue_mb=s.queue_mb,
         reserve_calls=s.reserve_calls,

@@ -120,6 +120,8 @@ class Supervisor:
         self.stopping = False
         self.ready_sent = False
         self.backoff = 1.0
+        self.delivery_backoff = 1.0  # doubles (to 5 minutes) while the delivery child keeps dying
+        self.delivery_started = self.delivery_next = 0.0
         self.thread = threading.Thread(target=self._loop, name="shadowrec-supervisor", daemon=True)
 
     def start(self, _app=None):
@@ -136,6 +138,7 @@ class Supervisor:
         if self.settings.delivery.targets or self.settings.retention.limits() is not None:
             self.delivery = self.ctx.Process(target=_delivery_child, args=(self.settings,), name="shadowrec-delivery")
             self.delivery.start()
+            self.delivery_started = time.monotonic()
 
     def _loop(self):
         while not self.stopping:
@@ -149,8 +152,7 @@ class Supervisor:
         from capture.live.status import merge_counters
 
         if self.delivery is not None and not self.delivery.is_alive():
-            log.error("delivery and retention exited (%s); restarting", self.delivery.exitcode)
-            self._spawn_delivery()
+            self._restart_delivery(self.delivery.exitcode)
         if not self.proc.is_alive():
             log.error("capture engine exited (%s); restarting in %.0f s", self.proc.exitcode, self.backoff)
             sd_notify(f"STATUS=capture engine exited ({self.proc.exitcode}); restarting")
@@ -178,6 +180,21 @@ class Supervisor:
                 f"calls, {t.get('kernel_drops', 0)} kernel drops"
                 + ("; DISK FULL: audio is a counted gap" if full else "")
             )
+
+    def _restart_delivery(self, code: int | None) -> None:
+        """The delivery child died: started again after a backoff that doubles while it keeps
+        dying within a minute (a crash at start-up, a broken target URL), without holding up
+        the capture engine's checks."""
+        now = time.monotonic()
+        if not self.delivery_next:
+            if now - self.delivery_started > 60:
+                self.delivery_backoff = 1.0
+            self.delivery_next = now + self.delivery_backoff
+            log.error("delivery and retention exited (%s); restarting in %.0f s", code, self.delivery_backoff)
+            self.delivery_backoff = min(self.delivery_backoff * 2, 300.0)
+        if now >= self.delivery_next:
+            self.delivery_next = 0.0
+            self._spawn_delivery()
 
     def _disk_full(self) -> bool:
         import shutil

@@ -9,7 +9,9 @@ pure-Python twins on a slice of the calls. A G.711 BiB call is 100 packets/s (tw
 50 packet/s streams), so calls/core = packets/s / 100. Last, a floor: the record run's WAV
 bytes written again to the same place with nothing else done (C pwrite from 2 MiB buffers,
 one second of a call per piece, as the run writes them), the part of the run that no
-parsing or decoding speed can remove.
+parsing or decoding speed can remove. Then the local formats: the same record run with
+16-bit PCM WAVs and with G.711 WAVs (``--local-format g711``), alternating, every pair given,
+with the bytes each left on disk.
 """
 
 from __future__ import annotations
@@ -37,12 +39,12 @@ from capture.testing import synth
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def record(path, out, impl, repeat=1):
+def record(path, out, impl, repeat=1, local_format="wav"):
     best = None
     for _ in range(repeat):
         shutil.rmtree(out, ignore_errors=True)
         t = time.perf_counter()
-        rec = Recorder(Options(out_dir=out), impl)
+        rec = Recorder(Options(out_dir=out, local_format=local_format), impl)
         rec.record_file(path)
         summary = rec.finish()
         s = time.perf_counter() - t
@@ -50,12 +52,12 @@ def record(path, out, impl, repeat=1):
     return best, summary
 
 
-def write_floor(recorded, floor_dir, pwrite_batch, repeat=3):
+def write_floor(recorded, floor_dir, pwrite_batch, repeat=3, piece=32000):
     """Seconds to write the WAVs under ``recorded`` again into ``floor_dir`` (same file system)
-    with nothing else: every file opened, written in one-second pieces (32,000 bytes) from
-    2 MiB buffers, a second of every call before the next second, closed. Best of ``repeat``."""
+    with nothing else: every file opened, written in one-second pieces (32,000 bytes of 16-bit
+    PCM, 16,000 of G.711) from 2 MiB buffers, a second of every call before the next second,
+    closed. Best of ``repeat``."""
     sizes = [os.path.getsize(p) for p in glob.glob(os.path.join(recorded, "calls", "**", "*.wav"), recursive=True)]
-    piece = 32000
     per = BATCH_BYTES // piece
     # the pieces, in write order, planned before the clock starts: (file index, offset, length)
     plan = np.array(
@@ -96,12 +98,46 @@ def row(name, packets, seconds):
     return {"name": name, "packets": packets, "seconds": round(seconds, 4), "pps": round(pps)}
 
 
+def disk_bytes(out):
+    """Bytes the recordings take on disk (allocated blocks), WAVs only."""
+    paths = glob.glob(os.path.join(out, "calls", "**", "*.wav"), recursive=True)
+    return sum(os.stat(p).st_blocks * 512 for p in paths)
+
+
+def local_formats(cap, d, impl, pairs):
+    """The record run with 16-bit PCM WAVs, then with G.711 ones, ``pairs`` times in turn."""
+    runs: dict = {"wav": [], "g711": []}
+    floors: dict = {"wav": [], "g711": []}
+    size = {}
+    for k in range(pairs):
+        for fmt in ("wav", "g711") if k % 2 == 0 else ("g711", "wav"):
+            out = os.path.join(d, f"out-{fmt}")
+            s, summ = record(cap, out, impl, local_format=fmt)
+            runs[fmt].append(round(s, 3))
+            size[fmt] = disk_bytes(out)
+            floor = os.path.join(d, "out-floor")
+            piece = 32000 if fmt == "wav" else 16000
+            floors[fmt].append(round(write_floor(out, floor, impl.engine.pwrite_batch, 1, piece)[0], 3))
+    for k in range(pairs):
+        print(
+            f"local format pair {k + 1}: record wav {runs['wav'][k]:.3f} s, g711 {runs['g711'][k]:.3f} s; "
+            f"writing the WAVs alone: wav {floors['wav'][k]:.3f} s, g711 {floors['g711'][k]:.3f} s"
+        )
+    print(
+        f"local format: wav {min(runs['wav']):.3f} s {size['wav'] / 1e6:,.0f} MB on disk; "
+        f"g711 {min(runs['g711']):.3f} s {size['g711'] / 1e6:,.0f} MB ({size['g711'] / size['wav']:.2f} of wav); "
+        f"records {summ['records_read']:,d}"
+    )
+    return {"name": "local formats", "seconds": runs, "write_seconds": floors, "disk_bytes": size}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=1000)
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--dir", default="/dev/shm/shadowrec-bench")
     ap.add_argument("--python-calls", type=int, default=50, help="calls for the pure-Python twin run")
+    ap.add_argument("--pairs", type=int, default=4, help="wav/g711 record runs, alternating")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
@@ -163,6 +199,7 @@ def main():
         f"writing the {floor_bytes / 1e6:,.0f} MB of WAVs alone took {floor_s:.3f} s of the run's {record_s:.3f} s "
         f"({100 * floor_s / record_s:.0f}%)"
     )
+    results.append(local_formats(cap, args.dir, c, args.pairs))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -342,7 +342,11 @@ class Recorder:
         out.update(self.tcp.counters)
         out.update(self.defrag.counters)
         out["errors"] = dict(self.errors + self.table.errors)
-        out["disk"] = self.calls.space.status()
+        holes = self.io.holes
+        out["disk"] = self.calls.space.status() | {
+            "g711_holes_waiting": len(holes.pending) + holes.abandoned,  # files; abandoned: at the end
+            "silence_filled_bytes": holes.filled_bytes,
+        }
         out["kernels"] = self.impl.name
         return out
 

@@ -84,6 +84,7 @@ include "g711.pxi"
 
 cdef struct CallC:
     int in_use, writing
+    int enc                 # how its file stores samples: capture.media.wav.Encoding
     int64_t start_ns, flushed, synced, last_rtp_ns
     int64_t placed_end      # the end of the furthest audio placed (a frame index)
     int16_t* ring

@@ -83,6 +83,7 @@ cdef class _CallRings:
         memset(ring, 0, 2 * C_WINDOW * sizeof(int16_t))
         self.cl[slot].in_use = 1
         self.cl[slot].writing = 0
+        self.cl[slot].enc = 0
         self.cl[slot].start_ns = start_ns
         self.cl[slot].flushed = flushed
         self.cl[slot].synced = flushed
@@ -96,9 +97,13 @@ cdef class _CallRings:
         self.cl[slot].ring = NULL
         self.free_calls.append(slot)
 
-    def set_writing(self, Py_ssize_t slot, bint on):
-        """Include call ``slot`` in ``flush_due`` (its recording file is open)."""
+    def set_writing(self, Py_ssize_t slot, bint on, int encoding=0):
+        """Include call ``slot`` in ``flush_due`` (its recording file is open); its audio is
+        handed out in ``encoding`` (``capture.media.wav.Encoding``) from now on."""
+        if not 0 <= encoding < C_ENCODINGS:
+            raise ValueError(f"{encoding} is not a wav.Encoding")
         self.cl[slot].writing = 1 if on else 0
+        self.cl[slot].enc = encoding
 
     def flushed(self, Py_ssize_t slot):
         return self.cl[slot].flushed
@@ -112,12 +117,12 @@ cdef class _CallRings:
         return self.cl[slot].placed_end
 
     def flush(self, Py_ssize_t slot, int64_t upto):
-        """Hand out interleaved 16-bit PCM for samples [flushed, upto) and forget them."""
+        """Hand out samples [flushed, upto), interleaved in the call's encoding, and forget them."""
         cdef CallC* c = &self.cl[slot]
         if upto <= c.flushed:
             return b""
-        out = PyBytes_FromStringAndSize(NULL, (upto - c.flushed) * 4)
-        _drain(c, upto, <int16_t*>PyBytes_AS_STRING(out))
+        out = PyBytes_FromStringAndSize(NULL, (upto - c.flushed) * FRAME_BYTES[c.enc])
+        _drain(c, upto, <unsigned char*>PyBytes_AS_STRING(out))
         return out
 
     def flush_due(self, int64_t now_ns, int64_t lag, unsigned char[::1] out, int64_t idle_ns=0):
@@ -127,23 +132,25 @@ cdef class _CallRings:
         start): time that jumps ahead (a gap in a capture, a clock step, a corrupt timestamp)
         writes no more silence than that before the call times out.
 
-        Calls are taken in slot order and their interleaved PCM is written one after another
-        into ``out``; when ``out`` is full, the last call is flushed only as far as fits and
+        Calls are taken in slot order and their interleaved audio (in each call's encoding) is
+        written one after another into ``out``; when ``out`` is full, the last call is flushed only as far as fits and
         the rest waits for the next call (so call again until no rows come back). Returns
         ``(nbytes, segs)``: the bytes used in ``out`` and an int64 array of rows
         ``(slot, first frame, frames)`` in buffer order.
         """
         cdef Py_ssize_t slot, k = 0
-        cdef int64_t room = out.shape[0] // 4, due, n, upto
-        cdef int16_t* o = <int16_t*>&out[0] if out.shape[0] else NULL
+        cdef int64_t pos = 0, room, due, n, upto, fb
+        cdef unsigned char* o = &out[0] if out.shape[0] else NULL
         cdef CallC* c
         segs = np.empty((self.n_cl, 3), dtype=np.int64)    # rows written in place: no tuple per call
         cdef int64_t[:, ::1] r = segs
         for slot in range(self.n_cl):
-            if room == 0:
-                break
             c = &self.cl[slot]
             if c.in_use and c.writing:
+                fb = FRAME_BYTES[c.enc]
+                room = (out.shape[0] - pos) // fb
+                if room == 0:
+                    break
                 upto = now_ns
                 if idle_ns > 0:
                     upto = min(now_ns, max(c.last_rtp_ns, c.start_ns) + idle_ns)
@@ -152,10 +159,9 @@ cdef class _CallRings:
                     n = min(due - c.flushed, room)
                     r[k, 0], r[k, 1], r[k, 2] = slot, c.flushed, n
                     k += 1
-                    _drain(c, c.flushed + n, o)
-                    o += 2 * n
-                    room -= n
-        return (out.shape[0] // 4 - room) * 4, segs[:k]
+                    _drain(c, c.flushed + n, o + pos)
+                    pos += fb * n
+        return pos, segs[:k]
 
     def headers_due(self, unsigned char[::1] out):
         """WAV headers (44 bytes each) for writing calls whose header is behind their audio.
@@ -174,9 +180,9 @@ cdef class _CallRings:
                 break
             c = &self.cl[slot]
             if c.in_use and c.writing and c.synced != c.flushed:
-                data = <uint32_t>(c.flushed * 4 if c.flushed * 4 < WAV_MAX_DATA else WAV_MAX_DATA)
+                data = <uint32_t>min(c.flushed * FRAME_BYTES[c.enc], WAV_MAX_DATA[c.enc])
                 h = &out[C_WAV_HEADER_BYTES * k]
-                memcpy(h, WAV_HEADER, C_WAV_HEADER_BYTES)
+                memcpy(h, WAV_HEADER[c.enc], C_WAV_HEADER_BYTES)
                 _le32(h + WAV_RIFF_SIZE_AT, C_WAV_HEADER_BYTES - 8 + data)
                 _le32(h + WAV_DATA_SIZE_AT, data)
                 c.synced = c.flushed

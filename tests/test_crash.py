@@ -10,6 +10,7 @@ import time
 import wave
 
 import numpy as np
+import pytest
 from conftest import C
 
 from capture.store.catalog import Catalog
@@ -70,9 +71,13 @@ def test_kill_9_mid_run_then_rerun(tmp_path):
             assert f.getnframes() == by_dn[r["near"]["dn"]].frames
 
 
-def test_calls_left_open_by_a_kill_are_closed_where_their_audio_ends(tmp_path):
+@pytest.mark.parametrize("local_format", ["wav", "g711"])
+def test_calls_left_open_by_a_kill_are_closed_where_their_audio_ends(tmp_path, local_format):
     """Live capture starts by closing the calls a SIGKILL or a power loss left "recording" (no state
-    file resumes them): each WAV's header covers all its audio, the call ends there, "interrupted"."""
+    file resumes them): each WAV's header covers all its audio, the call ends there, "interrupted".
+    In G.711, a hole the kill left unfilled (a full disk's gap, spanning whole blocks) is found
+    in the file and made silence."""
+    from capture.media import wav
     from capture.options import Options
     from capture.recorder import Recorder
     from capture.store import resume
@@ -83,10 +88,13 @@ def test_calls_left_open_by_a_kill_are_closed_where_their_audio_ends(tmp_path):
     out = str(tmp_path / "out")
     buf = open(cap, "rb").read()
     offs, lens, tss, lts = Indexer(buf).next_batch(1 << 20)
-    rec = Recorder(Options(out_dir=out), C)
+    rec = Recorder(Options(out_dir=out, local_format=local_format), C)
     rec.feed(buf, offs[: len(offs) // 2], lens, tss, lts)  # then "killed": nothing more happens
     open_ids = sorted(r.call.id for r in rec.calls.active.values())
     assert len(open_ids) == 3
+    enc = wav.Encoding.ULAW if local_format == "g711" else wav.Encoding.PCM16
+    for r in rec.calls.active.values():  # a gap the full disk left just before the kill: a hole
+        os.ftruncate(r.wav.fd, os.fstat(r.wav.fd).st_size + 3 * 8192)
     with open(os.path.join(out, "state-0.json"), "w") as f:  # one of them a state file will resume
         json.dump({"version": 1, "calls": [{"call": {"id": open_ids[0]}}]}, f)
     cat = Catalog(os.path.join(out, "catalog.sqlite"))
@@ -97,7 +105,14 @@ def test_calls_left_open_by_a_kill_are_closed_where_their_audio_ends(tmp_path):
         meta = rows[cid]
         assert meta == json.load(open(glob.glob(f"{out}/calls/*/*/*/{cid}.json")[0]))
         assert meta["state"] == "complete" and meta["end_reason"] == "interrupted"
-        with wave.open(os.path.join(out, meta["wav"])) as w:
-            assert w.getnframes() == meta["frames"] == (os.path.getsize(os.path.join(out, meta["wav"])) - 44) // 4
-        assert 3.5 < meta["duration_s"] < 6 and meta["duration_s"] == round(meta["frames"] / 8000, 3)
+        path = os.path.join(out, meta["wav"])
+        data = open(path, "rb").read()
+        assert wav.encoding(data) == enc and meta["encoding"] == enc.name.lower()
+        assert wav.data_bytes(data) == meta["frames"] * wav.frame_bytes(enc) == len(data) - 44
+        if enc == wav.Encoding.PCM16:
+            with wave.open(path) as w:
+                assert w.getnframes() == meta["frames"]
+        else:  # the hole at the end is silence, to the last byte
+            assert data[-3 * 8192 :] == b"\xff" * 3 * 8192
+        assert 3.5 < meta["duration_s"] < 7.5 and meta["duration_s"] == round(meta["frames"] / 8000, 3)
     assert resume.close_interrupted(out, cat) == 0  # done once

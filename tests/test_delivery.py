@@ -579,6 +579,40 @@ def test_copies_in_every_format_are_what_they_say(rec, tmp_path):
     print("bytes by format:", {str(k): v for k, v in sizes.items()})
 
 
+def test_a_recording_kept_in_g711_goes_as_it_is_or_decoded(tmp_path):
+    """``--local-format g711``: a g711 target gets the recording's own bytes (no conversion), a
+    wav target 16-bit PCM decoded from it, the same samples."""
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+
+    from appliance.delivery.formats import Format
+
+    cap = str(tmp_path / "site.pcap")
+    synth.generate(cap, synth.SynthSpec(calls=2, duration_s=2, codec="PCMA"))
+    out = str(tmp_path / "rec")
+    rec = Recorder(Options(out_dir=out, local_format="g711"))
+    rec.record_file(cap)
+    rec.finish()
+    calls = sidecars(out)
+    assert {c["encoding"] for c in calls.values()} == {"alaw"}
+    for fmt in (Format.G711, Format.WAV):
+        dest = tmp_path / str(fmt)
+        d = Deliverer(out, [f"file://{dest}"], fmt=fmt)
+        assert d.run_once().delivered == 2
+        d.close()
+        for cid, c in calls.items():
+            path = dest / c["started_at"][:10].replace("-", "/") / f"{cid}.wav"
+            local = os.path.join(out, c["wav"])
+            if fmt is Format.G711:
+                assert sha(path) == sha(local)  # the file itself
+            else:
+                assert sf.info(str(path)).subtype == "PCM_16"
+                assert np.array_equal(sf.read(str(path), dtype="int16")[0], sf.read(local, dtype="int16")[0])
+    shutil.rmtree(out)
+
+
 @pytest.fixture
 def tiny_fs(tmp_path):
     """A 256 KiB tmpfs, grown later with remount (root)."""

@@ -11,7 +11,7 @@ import wave
 
 import pytest
 from conftest import C
-from test_recorder import assert_exact
+from test_recorder import assert_exact, audio
 
 from capture.options import Options
 from capture.recorder import Recorder
@@ -73,16 +73,21 @@ def test_a_disk_that_fills_and_empties(tmp_path, small_fs):
     assert len(Catalog(os.path.join(out, "catalog.sqlite"), readonly=True).query(limit=100)) == 6
 
 
-def test_audio_goes_on_when_space_returns_without_a_restart(tmp_path, small_fs):
-    """The first half of the capture on a full disk, the second after space was freed, one run."""
+@pytest.mark.parametrize("local_format", ["wav", "g711"])
+def test_audio_goes_on_when_space_returns_without_a_restart(tmp_path, small_fs, local_format):
+    """The first half of the capture on a full disk, the second after space was freed, one run.
+    The gap is silence in place: zeros in 16-bit PCM, and in G.711 (where a zero byte is a
+    full-scale sample) the law's silence code, written once the disk took it."""
+    import numpy as np
+
+    from capture.wire._pcapfile_py import Indexer
+
     cap = str(tmp_path / "cap.pcap")
     calls = synth.generate(cap, synth.SynthSpec(calls=2, duration_s=8, spacing_s=0.1))
     out = os.path.join(small_fs, "rec")
     os.makedirs(out)
-    fill(small_fs, 1_200_000)
-    rec = Recorder(Options(out_dir=out, min_free_mb=1), C)
-    from capture.wire._pcapfile_py import Indexer
-
+    fill(small_fs, 1_200_000 if local_format == "wav" else 1_100_000)
+    rec = Recorder(Options(out_dir=out, min_free_mb=1, local_format=local_format), C)
     buf = open(cap, "rb").read()
     offs, lens, tss, lts = Indexer(buf).next_batch(1 << 20)
     half = int(len(offs) * 0.5)
@@ -95,14 +100,14 @@ def test_audio_goes_on_when_space_returns_without_a_restart(tmp_path, small_fs):
     for c in calls:
         m = sidecars(out)[c.near_dn]
         assert m["state"] == "complete" and 0 < m["disk_gap_s"] < 7
-        with wave.open(os.path.join(out, m["wav"])) as w:
-            a = w.readframes(w.getnframes())
-        assert len(a) // 4 == c.frames  # whole length: the gap is silence in place
+        a = audio(out, m)
+        assert len(a) == c.frames  # whole length: the gap is silence in place
         tail = 8000 * 2  # the last 2 s were written after space came back: exact
-        import numpy as np
-
-        got = np.frombuffer(a, dtype=np.int16).reshape(-1, 2)[-tail:]
-        assert np.array_equal(got[:, 0], c.near[-tail:]) and np.array_equal(got[:, 1], c.far[-tail:])
+        assert np.array_equal(a[-tail:, 0], c.near[-tail:]) and np.array_equal(a[-tail:, 1], c.far[-tail:])
+        sent = np.stack([c.near, c.far], axis=1)
+        gap = (a != sent) & (a == 0)  # silence where audio was sent: the gap
+        assert gap.sum() >= 2 * 8000 * m["disk_gap_s"] * 0.9 and np.all((a == sent) | gap)
+    assert rec.io.holes.pending == {} and (local_format == "wav") == (rec.io.holes.filled_bytes == 0)
 
 
 def test_record_says_so_and_exits_non_zero(tmp_path, small_fs):

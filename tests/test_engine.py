@@ -9,6 +9,8 @@ from conftest import PY, C
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from capture.media import wav
+from capture.media.wav import Encoding
 from capture.testing import synth
 from capture.wire.frame import flow_key
 
@@ -194,22 +196,51 @@ def test_headers_due_covers_what_was_flushed(impl):
     assert e.headers_due(np.zeros(44, dtype=np.uint8))[1].tolist() == [a]
 
 
+@pytest.mark.parametrize("enc", [Encoding.ULAW, Encoding.ALAW])
+def test_a_g711_call_is_handed_out_in_its_own_law(impl, enc):
+    """The phones' bytes come back: decoding then encoding gives every code (µ-law's negative
+    zero, 0x7F, as 0xFF), and silence is the law's silence code."""
+    e = impl.Engine((5060,))
+    a = e.add_call(0)
+    codes = bytes(range(256)) * 2
+    e.set_stream(KEY, a, 0, int(enc), 0, 101, False)
+    for k in range(0, len(codes), 160):
+        e.feed_rtp(KEY, rtp(k // 160, k, payload=codes[k : k + 160]), k * NS // 8000, 1, False)
+    e.set_writing(a, True, enc)
+    out = np.zeros(1 << 16, dtype=np.uint8)
+    n, segs = e.flush_due(NS, 0, out)
+    assert segs.tolist() == [[a, 0, 8000]] and n == 2 * 8000
+    near, far = out[:n:2].tobytes(), out[1:n:2].tobytes()
+    want = codes.replace(b"\x7f", b"\xff") if enc == Encoding.ULAW else codes
+    assert near[: len(codes)] == want
+    assert set(near[len(codes) :]) == set(far) == {wav.SILENCE[enc]}
+    n, slots = e.headers_due(out)
+    assert bytes(out[:44]) == wav.header(2 * 8000, enc) and wav.encoding(bytes(out[:44])) == enc
+    with pytest.raises(ValueError):
+        e.set_writing(a, True, 3)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(-2 * NS, 3 * NS), st.integers(0, 20000), st.booleans()), min_size=1, max_size=6),
+    st.lists(
+        st.tuples(st.integers(-2 * NS, 3 * NS), st.integers(0, 20000), st.booleans(), st.sampled_from(list(Encoding))),
+        min_size=1,
+        max_size=6,
+    ),
     st.lists(st.tuples(st.integers(0, 5), st.integers(0, 0xFFFF), st.integers(0, 4 * NS)), max_size=30),
     st.lists(st.integers(-NS, 8 * NS), min_size=1, max_size=5),
     st.integers(0, 4000),
     st.sampled_from([0, 3, 4000, 40000, 2 << 20]),
 )
 def test_c_and_python_agree_on_flush_due(calls, packets, nows, lag, size):
+    """In every encoding: the same pieces, bytes and headers from both twins."""
     results = []
     for impl in (C, PY):
         e = impl.Engine((5060,))
         slots = []
-        for k, (start, flushed, writing) in enumerate(calls):
+        for k, (start, flushed, writing, enc) in enumerate(calls):
             slot = e.add_call(start, flushed)
-            e.set_writing(slot, writing)
+            e.set_writing(slot, writing, enc)
             e.set_stream(KEY + k + 1, slot, k % 2, 1 + k % 2, 0, 101, False)
             slots.append(slot)
         out = []
@@ -222,7 +253,8 @@ def test_c_and_python_agree_on_flush_due(calls, packets, nows, lag, size):
             for _ in range(50):
                 n, segs = e.flush_due(now, lag, buf)
                 out.append((bytes(buf[:n]), segs.tolist()))
-                assert n == 4 * int(segs[:, 2].sum()) <= size
+                fb = {s: wav.frame_bytes(calls[slots.index(s)][3]) for s in slots}
+                assert n == sum(fb[int(s)] * int(f) for s, _, f in segs) <= size
                 if not len(segs):
                     break
             while True:
@@ -255,11 +287,19 @@ def test_c_and_python_pwrite_batch_write_the_same_files(tmp_path_factory, pieces
     assert contents[0] == contents[1]
 
 
-def test_pwrite_batch_counts_failures_and_checks_its_arguments(impl):
+def test_pwrite_batch_counts_failures_and_checks_its_arguments(impl, tmp_path):
     r, w = os.pipe()
     os.close(w)
     one = np.array([1], dtype=np.int64)
     assert impl.engine.pwrite_batch(b"x", np.array([r], dtype=np.int64), np.zeros(1, np.int64), one) == 1
+    good = os.open(str(tmp_path / "g"), os.O_RDWR | os.O_CREAT, 0o640)
+    marks = np.zeros(4, dtype=np.uint8)  # which pieces failed: the read end of a pipe takes no write
+    fds = np.array([good, r, good, r], dtype=np.int64)
+    assert impl.engine.pwrite_batch(b"abcd", fds, np.arange(4, dtype=np.int64), np.ones(4, np.int64), marks) == 2
+    assert marks.tolist() == [0, 1, 0, 1] and os.pread(good, 8, 0) == b"a\0c"
+    with pytest.raises(ValueError, match="fewer bytes"):
+        impl.engine.pwrite_batch(b"abcd", fds, np.arange(4, dtype=np.int64), np.ones(4, np.int64), marks[:3])
+    os.close(good)
     os.close(r)
     with pytest.raises(ValueError, match="do not fit"):
         impl.engine.pwrite_batch(b"", one, np.zeros(1, np.int64), one)

@@ -13,6 +13,8 @@ from conftest import PY, C, data
 from hypothesis import given
 from hypothesis import strategies as st
 
+from capture.media import wav
+from capture.media._g711_py import ALAW_ENCODE, ALAW_TABLE, ULAW_ENCODE, ULAW_TABLE
 from capture.options import Options
 from capture.recorder import Recorder
 from capture.store.catalog import Catalog
@@ -45,7 +47,17 @@ def run(impl, tmp_path, spec, name="cap.pcap", **opts):
 
 
 def audio(out, meta):
-    with wave.open(os.path.join(out, meta["wav"])) as w:
+    """A recording's samples, 16-bit, (frames, 2): decoded through the G.711 tables if it keeps
+    the phones' bytes (``--local-format g711``)."""
+    path = os.path.join(out, meta["wav"])
+    head = open(path, "rb").read(wav.HEADER_BYTES)
+    enc = wav.encoding(head)
+    assert meta.get("encoding", "pcm16") == enc.name.lower()
+    if enc != wav.Encoding.PCM16:
+        data = open(path, "rb").read()[wav.HEADER_BYTES : wav.HEADER_BYTES + wav.data_bytes(head)]
+        table = ULAW_TABLE if enc == wav.Encoding.ULAW else ALAW_TABLE
+        return table[np.frombuffer(data, dtype=np.uint8)].reshape(-1, 2)
+    with wave.open(path) as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, 8000)
         return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)
 
@@ -61,6 +73,31 @@ def assert_exact(out, call, meta, tolerance=0):
             for s in range(-tolerance, tolerance + 1)
         )
         assert ok, f"channel {ch} of {meta['id']} differs from the audio sent"
+
+
+@pytest.mark.parametrize("codec", ["PCMU", "PCMA", "G729"])
+def test_local_g711_keeps_the_phones_bytes_in_half_the_disk(impl, tmp_path, codec):
+    """``local_format="g711"``: a G.711 call's WAV holds its law's bytes (WAVE_FORMAT_MULAW/ALAW),
+    the codes the phone sent, bit for bit, in half the bytes of 16-bit PCM; other codecs stay PCM."""
+    spec = synth.SynthSpec(calls=3, duration_s=3, codec=codec)
+    calls, metas, summary, out = run(impl, tmp_path, spec, local_format="g711")
+    (tmp_path / "pcm").mkdir()
+    pcm = run(impl, tmp_path / "pcm", spec)[1]
+    enc = {"PCMU": wav.Encoding.ULAW, "PCMA": wav.Encoding.ALAW}.get(codec, wav.Encoding.PCM16)
+    assert len(metas) == 3 and summary["errors"] == {}
+    for c in calls:
+        m = metas[c.near_dn]
+        assert m["encoding"] == enc.name.lower() and m["frames"] == c.frames == pcm[c.near_dn]["frames"]
+        path = os.path.join(out, m["wav"])
+        assert os.path.getsize(path) == wav.HEADER_BYTES + wav.frame_bytes(enc) * c.frames
+        if enc == wav.Encoding.PCM16:
+            continue
+        if enc == wav.Encoding.ULAW:  # (A-law has no zero: its silence, 0xD5, decodes to 8)
+            assert_exact(out, c, m)
+        table = ULAW_ENCODE if enc == wav.Encoding.ULAW else ALAW_ENCODE  # the phones' codes
+        data = np.frombuffer(open(path, "rb").read()[wav.HEADER_BYTES :], dtype=np.uint8)
+        assert np.array_equal(data[0::2], table[c.near.view(np.uint16)])
+        assert np.array_equal(data[1::2], table[c.far.view(np.uint16)])
 
 
 @pytest.mark.parametrize(
@@ -360,10 +397,12 @@ def test_a_jump_in_time_writes_no_days_of_silence(impl, tmp_path):
     assert 1.9 < m["duration_s"] < 2.1 and len(audio(str(tmp_path / "out"), m)) < 2.1 * 8000
 
 
-def test_a_restart_keeps_each_streams_timing(impl, tmp_path):
+@pytest.mark.parametrize("local_format", ["wav", "g711"])
+def test_a_restart_keeps_each_streams_timing(impl, tmp_path, local_format):
     """Stopped (open calls saved) and started again 2 s later: the first packet after the restart
     comes with its own jitter, yet the audio goes on exactly where it belongs (it was placed a few
-    ms off before: each stream re-anchored on that packet; found by the soak)."""
+    ms off before: each stream re-anchored on that packet; found by the soak). A G.711 recording
+    goes on in G.711 (resume reads the law from its header)."""
     from capture.sip.calls import EndReason
 
     cap = str(tmp_path / "cap.pcap")
@@ -373,7 +412,7 @@ def test_a_restart_keeps_each_streams_timing(impl, tmp_path):
     offs, lens, tss, lts = Indexer(buf).next_batch(1 << 20)
     stop = int(tss[0]) + 5 * 1_000_000_000
     for part in (tss < stop, tss >= stop + 2 * 1_000_000_000):
-        rec = Recorder(Options(out_dir=out, state_file=state), impl)
+        rec = Recorder(Options(out_dir=out, state_file=state, local_format=local_format), impl)
         rec.feed(buf, offs[part], lens[part], tss[part], lts[part])
         summary = rec.finish(EndReason.SHUTDOWN if part[0] else EndReason.CAPTURE_END)
     assert summary["calls_resumed"] == 2

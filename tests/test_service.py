@@ -68,6 +68,40 @@ def test_a_disk_too_full_for_status_files_is_reported_not_killed(tmp_path, monke
     assert said == []  # stale with room on the disk: a hang, and the watchdog will say so
 
 
+def test_a_delivery_child_that_keeps_dying_is_restarted_with_backoff(tmp_path, monkeypatch):
+    """1 s, 2 s, 4 s... (at most 5 minutes) while it dies within a minute of each start; back to
+    1 s once it ran longer; the capture engine's checks go on meanwhile."""
+    from appliance import service
+    from appliance.config import CaptureSettings, Settings
+
+    now = [1000.0]
+    monkeypatch.setattr(service.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(service, "sd_notify", lambda m: True)
+    sup = service.Supervisor(Settings(capture=CaptureSettings(out=str(tmp_path))))
+    dead = type("Dead", (), {"is_alive": lambda self: False, "exitcode": 1})()
+    sup.proc = type("Alive", (), {"is_alive": lambda self: True})()
+    starts = []
+
+    def spawn():
+        starts.append(now[0])
+        sup.delivery, sup.delivery_started = dead, now[0]
+
+    monkeypatch.setattr(sup, "_spawn_delivery", spawn)
+    spawn()
+    while now[0] < 1000 + 40:
+        now[0] += 0.5
+        sup._check()
+    # each death is seen at the next check (0.5 s here), the restart follows its backoff later
+    assert [round(b - a, 1) for a, b in zip(starts, starts[1:])] == [1.5, 2.5, 4.5, 8.5, 16.5]
+    now[0] += 300
+    sup._check()  # the restart that was due
+    now[0] += 120  # that one ran for two minutes, then died: 1 s again
+    sup._check()
+    now[0] += 1
+    sup._check()
+    assert starts[-1] - starts[-2] == 121 and sup.delivery_backoff == 2.0
+
+
 @pytest.mark.netns
 @pytest.mark.skipif(not can_run_lab(), reason="needs root, ip and tc")
 def test_serve_notifies_systemd_answers_and_resumes_a_call_across_a_restart(tmp_path):

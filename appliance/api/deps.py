@@ -56,6 +56,7 @@ def disk_state(settings: Settings, st: list) -> dict:
         "state": "full" if full else "ok",
         "gap_s": round(sum(d.get("gap_s", 0.0) for d in workers), 3),
         "times_full": sum(d.get("times_full", 0) for d in workers),
+        "g711_holes_waiting": sum(d.get("g711_holes_waiting", 0) for d in workers),
         "last_error": next((d["last_error"] for d in workers if d.get("last_error")), ""),
     }
 

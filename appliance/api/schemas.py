@@ -67,6 +67,11 @@ class Disk(BaseModel):
     )
     gap_s: float = Field(0.0, description="audio not written because the disk was full, all calls so far")
     times_full: int = Field(0, description="times the disk became full since the workers started")
+    g711_holes_waiting: int = Field(
+        0,
+        description="G.711 recordings (capture.local_format g711) with a full disk's gap not yet "
+        "written as silence (it reads as noise until then); filled as soon as the disk takes it",
+    )
     last_error: str = ""
 
 

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from appliance.delivery import backoff, layout
-from appliance.delivery.formats import Format, convert, extension
+from appliance.delivery.formats import Format, as_recorded, convert, extension
 from appliance.delivery.policy import Policy
 from appliance.delivery.queue import Due, Queue
 from appliance.delivery.targets import DeliveryError, Target, Throttle, file_sha256, prefix_of, target_for
@@ -174,7 +174,7 @@ class Deliverer:
             if not os.path.exists(wav):
                 raise DeliveryError(f"the recording {sc['wav']} is missing")
             audio = wav
-            if spec.format is not Format.WAV:  # a copy in the target's format, made for this transfer
+            if not as_recorded(spec.format, sc.get("encoding", "pcm16")):  # a copy in the target's format
                 audio = os.path.join(self.tmp, f"{row.call_id}.{abs(hash(t.url))}.{extension(spec.format)}")
                 convert(wav, audio, spec.format, sc.get("codec"))
             try:

@@ -20,7 +20,7 @@ import numpy as np
 
 from capture.errors import RtpError, Truncated, Unsupported
 from capture.media import wav
-from capture.media._g711_py import ALAW_TABLE, ULAW_TABLE
+from capture.media._g711_py import ALAW_ENCODE, ALAW_TABLE, ULAW_ENCODE, ULAW_TABLE
 from capture.wire import _packet_py as packet
 from capture.wire import rtp
 from capture.wire.frame import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, flow_key
@@ -79,11 +79,12 @@ def _lost(s: _Stream) -> int:
 
 
 class _Call:
-    __slots__ = ("start_ns", "flushed", "synced", "ring", "last_rtp_ns", "writing", "placed_end")
+    __slots__ = ("start_ns", "flushed", "synced", "ring", "last_rtp_ns", "writing", "placed_end", "enc")
 
     def __init__(self, start_ns: int, ring: np.ndarray):
         self.start_ns = start_ns
         self.writing = False
+        self.enc = wav.Encoding.PCM16  # how its file stores samples (set_writing)
         self.flushed = self.synced = 0
         self.ring = ring  # planar: near, far
         self.ring.fill(0)
@@ -139,9 +140,11 @@ class Engine:
         self.calls[slot] = None
         self.free_calls.append(slot)
 
-    def set_writing(self, slot: int, on: bool) -> None:
-        """Include call ``slot`` in ``flush_due`` (its recording file is open)."""
-        self._call(slot).writing = bool(on)
+    def set_writing(self, slot: int, on: bool, encoding: int = 0) -> None:
+        """Include call ``slot`` in ``flush_due`` (its recording file is open); its audio is
+        handed out in ``encoding`` (``capture.media.wav.Encoding``) from now on."""
+        c, enc = self._call(slot), wav.Encoding(encoding)
+        c.writing, c.enc = bool(on), enc
 
     def flushed(self, slot: int) -> int:
         return self._call(slot).flushed
@@ -155,13 +158,15 @@ class Engine:
         return self._call(slot).placed_end
 
     def flush(self, slot: int, upto: int) -> bytes:
-        """Hand out interleaved 16-bit PCM for samples [flushed, upto) and forget them."""
+        """Hand out samples [flushed, upto), interleaved in the call's encoding, and forget them."""
         c = self._call(slot)
         out = []
+        table = {wav.Encoding.ULAW: ULAW_ENCODE, wav.Encoding.ALAW: ALAW_ENCODE}.get(c.enc)
         while upto > c.flushed:
             a = c.flushed & (WINDOW - 1)
             k = min(upto - c.flushed, WINDOW - a)
-            out.append(np.ascontiguousarray(c.ring[:, a : a + k].T).tobytes())
+            pcm = np.ascontiguousarray(c.ring[:, a : a + k].T)
+            out.append(pcm.tobytes() if table is None else table[pcm.view(np.uint16)].tobytes())
             c.ring[:, a : a + k] = 0
             c.flushed += k
         return b"".join(out)
@@ -173,28 +178,28 @@ class Engine:
         start): time that jumps ahead (a gap in a capture, a clock step, a corrupt timestamp)
         writes no more silence than that before the call times out.
 
-        Calls are taken in slot order and their interleaved PCM is written one after another
-        into ``out``; when ``out`` is full, the last call is flushed only as far as fits and
+        Calls are taken in slot order and their interleaved audio (in each call's encoding) is
+        written one after another into ``out``; when ``out`` is full, the last call is flushed only as far as fits and
         the rest waits for the next call (so call again until no rows come back). Returns
         ``(nbytes, segs)``: the bytes used in ``out`` and an int64 array of rows
         ``(slot, first frame, frames)`` in buffer order.
         """
         view = memoryview(out).cast("B")
-        room = len(view) // 4
         pos = 0
         rows = []
         for slot, c in enumerate(self.calls):
-            if room == 0:
-                break
             if c is not None and c.writing:
+                fb = wav.frame_bytes(c.enc)
+                room = (len(view) - pos) // fb
+                if room == 0:
+                    break
                 upto = min(now_ns, max(c.last_rtp_ns, c.start_ns) + idle_ns) if idle_ns > 0 else now_ns
                 due = ((upto - c.start_ns) * RATE) // 1_000_000_000 - lag
                 if due > c.flushed:
                     n = min(due - c.flushed, room)
                     rows.append((slot, c.flushed, n))
-                    view[pos : pos + 4 * n] = self.flush(slot, c.flushed + n)
-                    pos += 4 * n
-                    room -= n
+                    view[pos : pos + fb * n] = self.flush(slot, c.flushed + n)
+                    pos += fb * n
         return pos, np.array(rows, dtype=np.int64).reshape(-1, 3)
 
     def headers_due(self, out: Any) -> tuple[int, np.ndarray]:
@@ -210,7 +215,7 @@ class Engine:
                 break
             if c is not None and c.writing and c.synced != c.flushed:
                 k = wav.HEADER_BYTES * len(slots)
-                view[k : k + wav.HEADER_BYTES] = wav.header(c.flushed * wav.FRAME_BYTES)
+                view[k : k + wav.HEADER_BYTES] = wav.header(c.flushed * wav.frame_bytes(c.enc), c.enc)
                 c.synced = c.flushed
                 slots.append(slot)
         return wav.HEADER_BYTES * len(slots), np.array(slots, dtype=np.int64)
@@ -440,16 +445,20 @@ def _place(s: _Stream, c: _Call, codes: Any, rts: int, ts: int) -> None:
     c.placed_end = max(c.placed_end, pos + plen)
 
 
-def pwrite_batch(buf: Any, fds: Any, offsets: Any, lengths: Any) -> int:
+def pwrite_batch(buf: Any, fds: Any, offsets: Any, lengths: Any, failed_at: Any = None) -> int:
     """Write consecutive pieces of ``buf`` to (fd, offset) in order.
 
     Returns the number of pieces that failed (short writes are retried to the end). A piece that
-    fails (a full disk, an I/O error) leaves a hole of its length, which reads as silence, so a
-    WAV header that counts it stays true.
+    fails (a full disk, an I/O error) leaves a hole of its length, which reads as silence in
+    16-bit PCM, so a WAV header that counts it stays true; with ``failed_at`` (a byte per piece)
+    each failed piece's byte is set to 1, so that the holes of G.711 recordings can be filled
+    with silence later.
     """
     n = len(fds)
     if n and (len(lengths) != n or len(offsets) != n):
         raise ValueError("fds, offsets and lengths differ in length")
+    if failed_at is not None and len(failed_at) < n:
+        raise ValueError("failed_at has fewer bytes than there are pieces")
     if any(int(x) < 0 for x in lengths):
         raise ValueError("a negative length")
     total = sum(int(x) for x in lengths)
@@ -457,7 +466,7 @@ def pwrite_batch(buf: Any, fds: Any, offsets: Any, lengths: Any) -> int:
         raise ValueError(f"pieces of {total} bytes do not fit a buffer of {len(buf)}")
     view = memoryview(buf).cast("B")
     pos = failed = 0
-    for fd, off, ln in zip(fds, offsets, lengths):
+    for i, (fd, off, ln) in enumerate(zip(fds, offsets, lengths)):
         fd, off, ln = int(fd), int(off), int(ln)
         done = 0
         while done < ln:
@@ -467,6 +476,8 @@ def pwrite_batch(buf: Any, fds: Any, offsets: Any, lengths: Any) -> int:
                 w = 0
             if w <= 0:
                 failed += 1
+                if failed_at is not None:
+                    failed_at[i] = 1
                 hole(fd, off + ln)
                 break
             done += w

@@ -63,3 +63,17 @@ def _encoder(table: np.ndarray):
 
 encode_ulaw = _encoder(ULAW_TABLE)
 encode_alaw = _encoder(ALAW_TABLE)
+
+
+def _encode_table(encode, silence: int) -> np.ndarray:
+    """Every 16-bit sample (indexed by its two's-complement bits) -> its nearest code; zero ->
+    the law's silence code. Encoding a decoded code gives that code back (µ-law's two zeros
+    both give 0xFF)."""
+    samples = np.arange(65536, dtype=np.int64)
+    table = np.frombuffer(encode(np.where(samples < 32768, samples, samples - 65536)), dtype=np.uint8).copy()
+    table[0] = silence
+    return table
+
+
+ULAW_ENCODE = _encode_table(encode_ulaw, 0xFF)  # uint16(sample) -> µ-law code
+ALAW_ENCODE = _encode_table(encode_alaw, 0xD5)  # uint16(sample) -> A-law code

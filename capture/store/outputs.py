@@ -73,6 +73,7 @@ class Recordings:
         self.active: dict[str, CallRecording] = {}
         self.unopened: dict[str, CallRecording] = {}  # own_by_rtp: calls whose files wait for their RTP here
         self.fd_of = np.full(64, -1, dtype=np.int64)  # engine slot -> its WAV's fd
+        self.fb_of = np.full(64, wav.FRAME_BYTES, dtype=np.int64)  # engine slot -> its WAV's bytes per frame
         self.closing: list[tuple[int, CallRecording]] = []  # (deadline_ns, recording)
         self.dirs: set[str] = set()
         self.answered_here: set[str] = set()  # SIP Call-IDs that shadowrec's own UAS answered
@@ -95,6 +96,9 @@ class Recordings:
             return
         if rec.wav is None and not self.opts.own_by_rtp:
             self.open(rec)
+        elif rec.wav is not None and self.frames(rec) == 0 and rec.wav.enc != self.encoding(e.call):
+            rec.wav.reencode(self.encoding(e.call))  # the answer chose another codec than the offer's first
+            self.writing(rec)
         if e.old_key is not None:
             self.drop_stream(rec, e.role, e.old_key)
         codec = CODECS.get(e.codec, 0)
@@ -149,6 +153,12 @@ class Recordings:
         self.closing.append((e.at_ns + int(self.opts.linger_s * NS), rec))
 
     # files -----------------------------------------------------------------------------------
+    def encoding(self, call: Call) -> wav.Encoding:
+        """How the call's WAV stores samples: 16-bit PCM, or (``local_format`` g711) its G.711 law."""
+        if self.opts.local_format != "g711":
+            return wav.Encoding.PCM16
+        return {"PCMU": wav.Encoding.ULAW, "PCMA": wav.Encoding.ALAW}.get(call.codec, wav.Encoding.PCM16)
+
     def open(self, rec: CallRecording) -> None:
         """Create the call's WAV and sidecar under ``calls/YYYY/MM/DD/``."""
         c = rec.call
@@ -158,7 +168,7 @@ class Recordings:
                 os.makedirs(os.path.join(self.opts.out_dir, rel_dir), mode=0o750, exist_ok=True)
                 self.dirs.add(rel_dir)
             rec.wav_rel = os.path.join(rel_dir, c.id + ".wav")
-            rec.wav = WavWriter(os.path.join(self.opts.out_dir, rec.wav_rel), self.io)
+            rec.wav = WavWriter(os.path.join(self.opts.out_dir, rec.wav_rel), self.io, enc=self.encoding(c))
         except OSError as e:  # a full disk: counted; the next tick tries again (open_seen)
             self.io.failed(f"creating {c.id}'s files", e)
             self.unopened[c.id] = rec
@@ -173,11 +183,12 @@ class Recordings:
         assert rec.wav is not None
         self.unopened.pop(rec.call.id, None)
         if rec.slot >= len(self.fd_of):
-            grown = np.full(max(rec.slot + 1, 2 * len(self.fd_of)), -1, dtype=np.int64)
-            grown[: len(self.fd_of)] = self.fd_of
-            self.fd_of = grown
+            size = max(rec.slot + 1, 2 * len(self.fd_of))
+            self.fd_of = np.concatenate([self.fd_of, np.full(size - len(self.fd_of), -1, dtype=np.int64)])
+            self.fb_of = np.concatenate([self.fb_of, np.zeros(size - len(self.fb_of), dtype=np.int64)])
         self.fd_of[rec.slot] = rec.wav.fd
-        self.engine.set_writing(rec.slot, True)
+        self.fb_of[rec.slot] = rec.wav.frame_bytes
+        self.engine.set_writing(rec.slot, True, rec.wav.enc)
 
     def frames(self, rec: CallRecording) -> int:
         """Frames in an open call's WAV (the engine's batch writes included)."""
@@ -255,8 +266,8 @@ class Recordings:
             lambda buf: self.engine.flush_due(now, lag, buf, self.idle_ns)[1],
             lambda segs: (
                 self.fd_of[segs[:, 0]],
-                wav.HEADER_BYTES + wav.FRAME_BYTES * segs[:, 1],
-                wav.FRAME_BYTES * segs[:, 2],
+                wav.HEADER_BYTES + self.fb_of[segs[:, 0]] * segs[:, 1],
+                self.fb_of[segs[:, 0]] * segs[:, 2],
             ),
             gaps=True,
         )
@@ -312,7 +323,7 @@ class Recordings:
                 self.io.release(buf)
                 for slot, fd, off, ln in zip(rows[:, 0], fds, offsets, lengths, strict=True):
                     self.io.extend(int(fd), int(off) + int(ln))
-                    self._gap(int(slot), int(ln) // wav.FRAME_BYTES)
+                    self._gap(int(slot), int(ln) // int(self.fb_of[slot]))
             else:
                 self.io.write_batch(buf, fds, offsets, lengths, droppable=droppable)
 
@@ -388,6 +399,7 @@ def sidecar_of(rec: CallRecording, engine: EngineLike, frames: int, answered_her
         answered_by="shadowrec" if any(d.call_id in answered_here for d in c.dialogs.values()) else "primary",
         sip_call_ids={r: d.call_id for r, d in c.dialogs.items()},
         frames=rec.end_frames if rec.end_frames is not None else frames,
+        encoding=rec.wav.enc.name.lower() if rec.wav is not None else "pcm16",
         disk_gap_s=round(rec.gap_frames / wav.RATE, 3),
     )
 
@@ -404,6 +416,8 @@ def check_space(rs: Recordings) -> None:
     # in order with the writes (live: on the writer thread): did any fail since?
     rs.io.call(lambda: (rs.unsaved if rs.io.errors > failures else []).extend(confirmed))
     times_full = rs.space.times_full
+    if not rs.space.full:
+        rs.io.refill()  # G.711 recordings' holes, if any: silence now that the disk takes it
     if rs.space.check(rs.io.errors, free, rs.io.last_error):
         log.warning("the disk has room again: recording audio again")
         for rec in rs.active.values():

@@ -24,6 +24,7 @@ from capture.store.catalog import Catalog
 from capture.store.files import to_json, write_file_atomic, write_json_atomic
 from capture.store.outputs import CallRecording
 from capture.store.sidecar import Stream, TelephoneEvent, iso, row_of
+from capture.store.silence import fill_holes
 from capture.store.wavfile import WavWriter
 
 if TYPE_CHECKING:
@@ -199,10 +200,13 @@ def close_interrupted(out_dir: str, catalog: Catalog) -> int:
             continue
         path = os.path.join(out_dir, d["wav"])
         try:
-            frames = max(0, os.path.getsize(path) - wav.HEADER_BYTES) // wav.FRAME_BYTES
-            fd = os.open(path, os.O_WRONLY)
+            fd = os.open(path, os.O_RDWR)
             try:
-                os.pwrite(fd, wav.header(frames * wav.FRAME_BYTES), 0)
+                enc = wav.encoding(os.pread(fd, wav.HEADER_BYTES, 0))
+                frames = max(0, os.fstat(fd).st_size - wav.HEADER_BYTES) // wav.frame_bytes(enc)
+                with contextlib.suppress(OSError):  # a G.711 file's holes: silence if the disk takes it
+                    fill_holes(fd, enc)
+                os.pwrite(fd, wav.header(frames * wav.frame_bytes(enc), enc), 0)
             finally:
                 os.close(fd)
         except OSError:

@@ -122,6 +122,10 @@ class Sidecar:
     answered_by: str
     sip_call_ids: dict[str, str]
     frames: int
+    encoding: str = field(
+        default="pcm16",
+        metadata={"description": "how the WAV stores samples: pcm16, or the call's G.711 law (ulaw, alaw)"},
+    )
     disk_gap_s: float = field(
         default=0.0,
         metadata={"description": "audio not written because the disk was full: silence in the WAV"},

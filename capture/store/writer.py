@@ -12,8 +12,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from capture.media import wav
 from capture.media._engine_py import hole
 from capture.store.files import write_file_atomic
+from capture.store.silence import fill
 
 log = logging.getLogger("shadowrec")
 BATCH_BYTES = 2 << 20  # one batch buffer: audio for many calls, handed to the writer whole
@@ -29,7 +31,88 @@ def _new_buffer() -> np.ndarray:
     return np.empty(BATCH_BYTES, dtype=np.uint8)
 
 
-PwriteBatch = Callable[[Any, Any, Any, Any], int]  # the engine's pwrite_batch(buf, fds, offsets, lengths)
+PwriteBatch = Callable[..., int]  # the engine's pwrite_batch(buf, fds, offsets, lengths, failed_at=None)
+
+
+class Holes:
+    """The holes a failed or dropped write left in G.711 recordings, until they are filled with
+    silence (``capture.store.silence``). Used on the thread that writes: a file with a hole
+    still unfilled when it is closed stays open until the disk takes the silence."""
+
+    def __init__(self) -> None:
+        self.enc: dict[int, wav.Encoding] = {}  # fd -> its encoding (G.711 files only)
+        self.pending: dict[int, list[tuple[int, int]]] = {}  # fd -> byte ranges to fill
+        self.closing: set[int] = set()  # closed by the recorder, left open until filled
+        self.filled_bytes = 0
+        self.abandoned = 0  # files closed at the end with holes the disk would not let us fill
+
+    def register(self, fd: int, enc: wav.Encoding) -> None:
+        self.pending.pop(fd, None)
+        if enc in wav.SILENCE:
+            self.enc[fd] = enc
+        else:
+            self.enc.pop(fd, None)
+
+    def add(self, fd: int, begin: int, end: int) -> None:
+        """Bytes [begin, end) of ``fd`` were not written: a hole, if it is a G.711 file."""
+        if fd in self.enc and end > begin:
+            self.pending.setdefault(fd, []).append((begin, end))
+
+    def marks(self, n: int) -> np.ndarray | None:
+        """A byte per piece of a batch, for ``pwrite_batch`` to mark failures (None: no G.711 file)."""
+        return np.zeros(n, dtype=np.uint8) if self.enc else None
+
+    def batch_failed(self, fds: Any, offsets: Any, lengths: Any, marks: np.ndarray | None) -> None:
+        if marks is not None:
+            for k in np.flatnonzero(marks):
+                self.add(int(fds[k]), int(offsets[k]), int(offsets[k]) + int(lengths[k]))
+
+    def extend(self, fd: int, end: int, begin: int | None = None) -> None:
+        """Make the file at least ``end`` bytes long with a hole; the bytes from ``begin`` (or
+        the file's end) were not written."""
+        try:
+            size = os.fstat(fd).st_size
+        except OSError:
+            return
+        hole(fd, end)
+        self.add(fd, size if begin is None else begin, end)
+
+    def _fill(self, fd: int) -> bool:
+        try:
+            for begin, end in self.pending.get(fd, ()):
+                self.filled_bytes += fill(fd, self.enc[fd], begin, end)
+        except OSError:
+            return False
+        self.pending.pop(fd, None)
+        return True
+
+    def refill(self) -> None:
+        """Fill what the disk now takes; close the files that only waited for that."""
+        for fd in list(self.pending):
+            if self._fill(fd) and fd in self.closing:
+                self.closing.discard(fd)
+                self.enc.pop(fd, None)
+                os.close(fd)
+
+    def closable(self, fd: int) -> bool:
+        """The recorder closes ``fd``: True if it may be closed now (no hole left unfilled)."""
+        if fd in self.pending and not self._fill(fd):
+            self.closing.add(fd)
+            return False
+        self.enc.pop(fd, None)
+        return True
+
+    def abandon(self) -> int:
+        """At the end: close what still waits; returns how many files keep unfilled holes."""
+        self.refill()
+        for fd in self.closing:
+            os.close(fd)
+        n = len(self.closing)
+        self.abandoned += n
+        self.closing, self.pending = set(), {}
+        if n:
+            log.error("writer: %d G.711 recordings keep holes the full disk would not let us fill with silence", n)
+        return n
 
 
 class Writer(Protocol):
@@ -37,9 +120,11 @@ class Writer(Protocol):
 
     Neither raises on a failed write (a full disk, an I/O error): the failure is counted in
     ``errors`` (the last one in ``last_error``), an audio write leaves a hole of its length (it
-    reads as silence, so a WAV header that counts it stays true), and the caller carries on.
+    reads as silence, so a WAV header that counts it stays true; a G.711 file's holes are
+    filled with its silence code by ``refill``, see ``Holes``), and the caller carries on.
     """
 
+    holes: Holes
     depth_bytes: int
     dropped_bytes: int
     written_bytes: int
@@ -51,6 +136,8 @@ class Writer(Protocol):
     def pwrite(self, fd: int, data: bytes, offset: int) -> None: ...
     def write_batch(self, buf: np.ndarray, fds: Any, offsets: Any, lengths: Any, droppable: bool = True) -> None: ...
     def fdatasync(self, fd: int) -> None: ...
+    def silence(self, fd: int, enc: wav.Encoding) -> None: ...
+    def refill(self) -> None: ...
     def write_file(self, path: str, data: bytes, durable: bool = False) -> None: ...
     def call(self, fn: Callable[[], object]) -> None: ...
     def close(self, fd: int) -> None: ...
@@ -74,6 +161,7 @@ class SyncIO:
         self.written_bytes = 0
         self.errors = 0
         self.last_error = ""
+        self.holes = Holes()
 
     def failed(self, what: str, e: BaseException) -> None:
         """Count a failure the caller met (creating a file on a full disk)."""
@@ -103,14 +191,25 @@ class SyncIO:
         except OSError as e:
             self._failed("pwrite", e)
             hole(fd, offset + len(data))
+            self.holes.add(fd, offset, offset + len(data))
 
     def write_batch(self, buf: np.ndarray, fds: Any, offsets: Any, lengths: Any, droppable: bool = True) -> None:
         """Consecutive pieces of ``buf`` to (fd, offset), in order (the C kernel: no GIL)."""
-        failed = self._batch(buf, fds, offsets, lengths)
+        marks = self.holes.marks(len(fds))
+        failed = self._batch(buf, fds, offsets, lengths, marks)
         if failed:
             self._failed("a batch write", OSError(f"{failed} of {len(fds)} pieces failed"))
             self.errors += failed - 1
+            self.holes.batch_failed(fds, offsets, lengths, marks)
         self.written_bytes += int(np.sum(lengths))
+
+    def silence(self, fd: int, enc: wav.Encoding) -> None:
+        """``fd`` is a recording in ``enc``: its holes are to be filled with silence (G.711)."""
+        self.holes.register(fd, enc)
+
+    def refill(self) -> None:
+        """Fill the G.711 recordings' holes with silence, now that the disk takes writes."""
+        self.holes.refill()
 
     def fdatasync(self, fd: int) -> None:
         try:
@@ -135,7 +234,8 @@ class SyncIO:
 
     def close(self, fd: int) -> None:
         try:
-            os.close(fd)
+            if self.holes.closable(fd):
+                os.close(fd)
         except OSError as e:
             self._failed("close", e)
 
@@ -147,13 +247,13 @@ class SyncIO:
 
     def extend(self, fd: int, size: int) -> None:
         """Make the file at least ``size`` bytes long with a hole (audio not written: silence)."""
-        hole(fd, size)
+        self.holes.extend(fd, size)
 
     def flush(self) -> None:
         pass
 
     def stop(self) -> None:
-        pass
+        self.holes.abandon()
 
     def cpu_s(self) -> float:
         return 0.0
@@ -196,6 +296,7 @@ class QueuedIO:
         self.written_bytes = 0
         self.errors = 0
         self.last_error = ""
+        self.holes = Holes()  # used on the writer thread only
         self._free: list[np.ndarray] = []
         self._pending: list[tuple] = []  # small operations not yet handed over (see flush)
         self._q: queue.SimpleQueue = queue.SimpleQueue()
@@ -240,7 +341,7 @@ class QueuedIO:
             self._pending.append((op, fd, data, offset, n))
             return
         if drop:  # keep the file as long as the header will say: the hole reads as silence
-            self._q.put(("x", fd, None, offset + n, 0))
+            self._q.put(("x", fd, offset, offset + n, 0))
         else:
             self._q.put((op, fd, data, offset, n))
 
@@ -264,12 +365,20 @@ class QueuedIO:
                 self._free.append(buf)
         if drop:  # each file keeps the length its header will claim: the hole reads as silence
             for fd, off, ln in zip(fds, offsets, lengths):
-                self._q.put(("x", int(fd), None, int(off) + int(ln), 0))
+                self._q.put(("x", int(fd), int(off), int(off) + int(ln), 0))
         else:
             self._q.put(("b", (fds, offsets, lengths), buf, 0, n))
 
     def fdatasync(self, fd: int) -> None:
         self._put("s", fd, None, 0, False)
+
+    def silence(self, fd: int, enc: wav.Encoding) -> None:
+        """``fd`` is a recording in ``enc``: its holes are to be filled with silence (G.711)."""
+        self._put("g", fd, None, int(enc), False)
+
+    def refill(self) -> None:
+        """Fill the G.711 recordings' holes with silence, now that the disk takes writes."""
+        self._put("r", -1, None, 0, False)
 
     def write_file(self, path: str, data: bytes, durable: bool = False) -> None:
         """Replace ``path`` with ``data`` atomically, on the writer thread (never dropped)."""
@@ -309,28 +418,37 @@ class QueuedIO:
             if op == "w":
                 try:
                     os.pwrite(fd, data, offset)
+                except OSError:
+                    self.holes.add(fd, offset, offset + len(data))
+                    raise
                 finally:
                     hole(fd, offset + len(data))  # a no-op once written; a hole if the write failed
                 self.written_bytes += n
             elif op == "b":
                 fds, offsets, lengths = fd
                 try:
-                    failed = self._batch(data, fds, offsets, lengths)
+                    marks = self.holes.marks(len(fds))
+                    failed = self._batch(data, fds, offsets, lengths, marks)
                     if failed:
                         self.errors += failed
                         self.last_error = f"a batch write: {failed} of {len(fds)} pieces failed"
+                        self.holes.batch_failed(fds, offsets, lengths, marks)
                     self.written_bytes += n
                 finally:
                     self.release(data)
             elif op == "s":
                 os.fdatasync(fd)
             elif op == "c":
-                os.close(fd)
+                if self.holes.closable(fd):
+                    os.close(fd)
             elif op == "t":
                 os.ftruncate(fd, offset)
-            elif op == "x":
-                if os.fstat(fd).st_size < offset:
-                    os.ftruncate(fd, offset)
+            elif op == "x":  # a hole to ``offset`` (from ``data``, a dropped write's start)
+                self.holes.extend(fd, offset, data)
+            elif op == "g":
+                self.holes.register(fd, wav.Encoding(offset))
+            elif op == "r":
+                self.holes.refill()
             elif op == "j":
                 write_file_atomic(fd[0], data, fd[1])
                 self.written_bytes += n
@@ -358,3 +476,4 @@ class QueuedIO:
         self.flush()
         self._q.put(("q", -1, None, 0, 0))
         self._t.join()
+        self.holes.abandon()
