@@ -40,7 +40,17 @@ from capture.store import resume
 from capture.store.outputs import Recordings
 from capture.store.writer import SyncIO, Writer
 from capture.wire import icmp, ipfrag, rtp
-from capture.wire.frame import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, flow_key
+from capture.wire.frame import (
+    LINKTYPE_RAW,
+    PROTO_GRE,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    TZSP_PORT,
+    VXLAN_PORT,
+    flow_key,
+)
 from capture.wire.ipfrag import Defragmenter
 from capture.wire.tcpstream import TcpReassembler
 
@@ -161,8 +171,12 @@ class Recorder:
             self._icmp(f.ip_version, f.src, frame[f.l4_off : f.l4_off + f.l4_len], ts)
 
     def _datagram(self, ver: int, src: bytes, dst: bytes, proto: int, dg: bytes, ts: int, lt: int) -> None:
-        """A datagram reassembled from IP fragments (its frames are not kept)."""
-        if proto == PROTO_UDP:
+        """A datagram reassembled from IP fragments (its frames are not kept). A remote mirror's
+        tunnel packet is walked again, whole, to the frame it carries."""
+        if proto == PROTO_GRE or (proto == PROTO_UDP and ipfrag.udp(dg).dport in (VXLAN_PORT, TZSP_PORT)):
+            self.counters["tunnel_reassembled"] += 1
+            self._frame(ipfrag.packet(ver, src, dst, proto, dg), ts, LINKTYPE_RAW)
+        elif proto == PROTO_UDP:
             u = ipfrag.udp(dg)
             self._udp(src, dst, u.sport, u.dport, u.payload, ts, None, lt)
         elif proto == PROTO_TCP:

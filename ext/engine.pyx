@@ -107,7 +107,7 @@ cdef class Engine(_CallRings):
     cdef readonly dict flows
     cdef readonly frozenset sip_ports
     cdef unsigned char sip[65536]
-    cdef int64_t c_records, c_rtp, c_other, c_unsupported, c_python
+    cdef int64_t c_records, c_rtp, c_other, c_unsupported, c_python, c_tunneled
 
     def __cinit__(self, sip_ports=(5060,)):
         self.st = NULL
@@ -119,7 +119,7 @@ cdef class Engine(_CallRings):
         memset(self.sip, 0, sizeof(self.sip))
         for p in self.sip_ports:
             self.sip[p & 0xFFFF] = 1
-        self.c_records = self.c_rtp = self.c_other = self.c_unsupported = self.c_python = 0
+        self.c_records = self.c_rtp = self.c_other = self.c_unsupported = self.c_python = self.c_tunneled = 0
 
     def __dealloc__(self):
         free(self.st)
@@ -127,7 +127,7 @@ cdef class Engine(_CallRings):
     @property
     def counters(self):
         return {"records": self.c_records, "rtp": self.c_rtp, "other": self.c_other,
-                "unsupported": self.c_unsupported, "python": self.c_python}
+                "unsupported": self.c_unsupported, "python": self.c_python, "tunneled": self.c_tunneled}
 
     # streams ---------------------------------------------------------------------------
     def set_stream(self, key, int slot, int channel, int codec, int audio_pt, int event_pt, raw):
@@ -285,6 +285,8 @@ cdef class Engine(_CallRings):
                         continue
                     status = C_PYTHON
                     break
+                if f.inner_off:         # a remote mirror's tunnel carried it
+                    self.c_tunneled += 1
                 if f.frag_id >= 0:
                     status = C_PYTHON
                     break

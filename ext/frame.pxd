@@ -28,6 +28,13 @@ cdef enum:
     E_UDPLEN = 22
     E_TCPHDR = 23
     E_TCPOFF = 24
+    E_GRE = 25
+    E_ERSPAN = 26
+    U_ERSPAN = 27
+    U_ERSPANFT = 28
+    E_TZSP = 29
+    U_TZSP = 30
+    U_TUNNELS = 31
     FIRST_UNSUPPORTED_MARK = 100
 
 # the wire's numbers, as capture/wire/frame.py names them (tests/test_packet.py checks they agree)
@@ -53,8 +60,15 @@ cdef enum:
     PROTO_FRAGMENT = 44
     PROTO_ICMPV6 = 58
     PROTO_DSTOPTS = 60
+    PROTO_GRE = 47
     MAX_VLAN_TAGS = 4
     MAX_V6_EXTENSIONS = 8
+    GRE_TEB = 0x6558
+    GRE_ERSPAN2 = 0x88BE
+    GRE_ERSPAN3 = 0x22EB
+    VXLAN_PORT = 4789
+    TZSP_PORT = 37008
+    MAX_TUNNELS = 2
 
 cdef struct FrameC:
     int ip_version
@@ -76,9 +90,11 @@ cdef struct FrameC:
     int err
     int64_t e1
     int64_t e2
+    int inner_off           # where a tunnel's inner frame starts (0: not encapsulated)
 
 cdef inline bint is_unsupported(int err) noexcept nogil:
-    return err == U_NULLFAM or err == U_LINK or err == U_VLAN or err == U_ETYPE or err == U_IPVER or err == U_V6EXT
+    return (err == U_NULLFAM or err == U_LINK or err == U_VLAN or err == U_ETYPE or err == U_IPVER or err == U_V6EXT
+            or err == U_ERSPAN or err == U_ERSPANFT or err == U_TZSP or err == U_TUNNELS)
 
 cdef inline int u16(const unsigned char* b, Py_ssize_t o) noexcept nogil:
     return (b[o] << 8) | b[o + 1]
@@ -112,7 +128,8 @@ cdef inline int eth_walk(const unsigned char* d, Py_ssize_t n, Py_ssize_t off, i
     f.ip_off = <int>off
     return OK
 
-cdef inline int parse_frame(const unsigned char* d, Py_ssize_t n, int linktype, FrameC* f) noexcept nogil:
+cdef inline int parse_one(const unsigned char* d, Py_ssize_t n, int linktype, FrameC* f) noexcept nogil:
+    """One frame (the outer one of a tunnel) down to its UDP/TCP header."""
     cdef int ver = 0, nib, ihl, total, ff, hops, nxt, hl, fo, ulen, doff, plen
     cdef uint32_t fam
     cdef Py_ssize_t off, l4, end
@@ -253,4 +270,125 @@ cdef inline int parse_frame(const unsigned char* d, Py_ssize_t n, int linktype, 
             f.tcp_flags = d[l4 + 13]
             f.payload_off = <int>(l4 + doff)
             f.payload_len = f.l4_len - doff
+    return OK
+
+
+cdef inline Py_ssize_t gre_inner(const unsigned char* d, Py_ssize_t p, Py_ssize_t left, FrameC* f,
+                                 int* lt) noexcept nogil:
+    """RFC 2784/2890 GRE at ``p``: where the frame it carries starts (its link type in ``lt``); 0 if
+    it is not a mirror's; -1 on an error (in ``f``)."""
+    cdef int flags, ptype, hl, ft
+    if left < 4:
+        fail(f, E_GRE, 4, left)
+        return -1
+    flags = u16(d, p)
+    if flags & 0x4007:      # version 1 (PPTP) or source routing (RFC 1701): not a mirror
+        return 0
+    hl = 4 + (4 if flags & 0x8000 else 0) + (4 if flags & 0x2000 else 0) + (4 if flags & 0x1000 else 0)
+    if left < hl:
+        fail(f, E_GRE, hl, left)
+        return -1
+    ptype = u16(d, p + 2)
+    p += hl
+    left -= hl
+    if ptype == GRE_TEB:
+        lt[0] = LINKTYPE_ETHERNET
+        return p
+    if ptype == GRE_ERSPAN2:
+        lt[0] = LINKTYPE_ETHERNET
+        if not flags & 0x1000:      # type I: no sequence number, no ERSPAN header
+            return p
+        if left < 8:
+            fail(f, E_ERSPAN, 8, left)
+            return -1
+        if d[p] >> 4 != 1:
+            fail(f, U_ERSPAN, d[p] >> 4, 2)
+            return -1
+        return p + 8
+    if ptype == GRE_ERSPAN3:
+        if left < 12:
+            fail(f, E_ERSPAN, 12, left)
+            return -1
+        if d[p] >> 4 != 2:
+            fail(f, U_ERSPAN, d[p] >> 4, 3)
+            return -1
+        hl = 20 if d[p + 11] & 1 else 12    # O: an 8-byte platform-specific subheader follows
+        if left < hl:
+            fail(f, E_ERSPAN, hl, left)
+            return -1
+        ft = (d[p + 10] >> 2) & 0x1F
+        if ft != 0 and ft != 2:
+            fail(f, U_ERSPANFT, ft, 0)
+            return -1
+        lt[0] = LINKTYPE_ETHERNET if ft == 0 else LINKTYPE_RAW
+        return p + hl
+    if ptype == ETHERTYPE_IPV4 or ptype == ETHERTYPE_IPV6:
+        lt[0] = LINKTYPE_RAW
+        return p
+    return 0
+
+cdef inline Py_ssize_t tzsp_inner(const unsigned char* d, Py_ssize_t p, Py_ssize_t left, FrameC* f,
+                                  int* lt) noexcept nogil:
+    """TZSP at ``p`` (version 1, a packet): tagged fields up to END, then the frame; -1 on an error."""
+    cdef int encap = u16(d, p + 2), tag
+    cdef Py_ssize_t q = p + 4, end = p + left
+    while True:
+        if q >= end:
+            fail(f, E_TZSP, left, 0)
+            return -1
+        tag = d[q]
+        if tag == 1:
+            q += 1
+            break
+        if tag == 0:
+            q += 1
+            continue
+        if q + 2 > end or q + 2 + d[q + 1] > end:
+            fail(f, E_TZSP, left, 0)
+            return -1
+        q += 2 + d[q + 1]
+    if encap != 1:
+        fail(f, U_TZSP, encap, 0)
+        return -1
+    lt[0] = LINKTYPE_ETHERNET
+    return q
+
+cdef inline Py_ssize_t tunnel_inner(const unsigned char* d, FrameC* f, int* lt) noexcept nogil:
+    """Where the frame a remote mirror's tunnel carries starts (0: ``f`` is no tunnel; -1: error)."""
+    if f.frag_id >= 0:
+        return 0
+    if f.proto == PROTO_GRE:
+        return gre_inner(d, f.l4_off, f.l4_len, f, lt)
+    if f.proto == PROTO_UDP:
+        if f.dport == VXLAN_PORT and f.payload_len >= 8 and d[f.payload_off] & 0x08:   # I: a VNI follows
+            lt[0] = LINKTYPE_ETHERNET
+            return f.payload_off + 8
+        if f.dport == TZSP_PORT and f.payload_len >= 4 and d[f.payload_off] == 1 and d[f.payload_off + 1] <= 1:
+            return tzsp_inner(d, f.payload_off, f.payload_len, f, lt)
+    return 0
+
+cdef inline int parse_frame(const unsigned char* d, Py_ssize_t n, int linktype, FrameC* f) noexcept nogil:
+    """A captured frame down to its UDP/TCP header; a remote mirror's (ERSPAN II/III, GRE TEB,
+    VXLAN, TZSP) down to the inner frame's, up to MAX_TUNNELS deep. Offsets are into ``d``."""
+    cdef Py_ssize_t base = 0, inner
+    cdef int tunnels = 0, lt = linktype
+    while True:
+        if parse_one(d + base, n - base, lt, f) != OK:
+            return f.err
+        inner = tunnel_inner(d + base, f, &lt)
+        if inner == 0:
+            break
+        if inner < 0:
+            return f.err
+        tunnels += 1
+        if tunnels > MAX_TUNNELS:
+            return fail(f, U_TUNNELS, 0, 0)
+        base += inner
+    f.inner_off = <int>base
+    if base:
+        f.ip_off += <int>base
+        f.l4_off += <int>base
+        f.src_off += <int>base
+        f.dst_off += <int>base
+        f.payload_off += <int>base
     return OK

@@ -14,7 +14,9 @@ CONSTANTS = {"LINKTYPE_NULL": LINKTYPE_NULL, "LINKTYPE_ETHERNET": LINKTYPE_ETHER
              "ETHERTYPE_QINQ": ETHERTYPE_QINQ, "ETHERTYPE_VLAN_OLD": ETHERTYPE_VLAN_OLD,
              "PROTO_HOPOPTS": PROTO_HOPOPTS, "PROTO_ICMP": PROTO_ICMP, "PROTO_TCP": PROTO_TCP, "PROTO_UDP": PROTO_UDP,
              "PROTO_ROUTING": PROTO_ROUTING, "PROTO_FRAGMENT": PROTO_FRAGMENT, "PROTO_ICMPV6": PROTO_ICMPV6,
-             "PROTO_DSTOPTS": PROTO_DSTOPTS, "MAX_VLAN_TAGS": MAX_VLAN_TAGS, "MAX_V6_EXTENSIONS": MAX_V6_EXTENSIONS}
+             "PROTO_DSTOPTS": PROTO_DSTOPTS, "MAX_VLAN_TAGS": MAX_VLAN_TAGS, "MAX_V6_EXTENSIONS": MAX_V6_EXTENSIONS,
+             "PROTO_GRE": PROTO_GRE, "GRE_TEB": GRE_TEB, "GRE_ERSPAN2": GRE_ERSPAN2, "GRE_ERSPAN3": GRE_ERSPAN3,
+             "VXLAN_PORT": VXLAN_PORT, "TZSP_PORT": TZSP_PORT, "MAX_TUNNELS": MAX_TUNNELS}
 
 
 cdef object _error(FrameC* f, Py_ssize_t n, int linktype):
@@ -68,6 +70,20 @@ cdef object _error(FrameC* f, Py_ssize_t n, int linktype):
         return Truncated(f"TCP header needs 20 bytes, {a} left")
     if c == E_TCPOFF:
         return Truncated(f"TCP data offset {a} does not fit the {b} bytes of the segment")
+    if c == E_GRE:
+        return Truncated(f"GRE header of {a} bytes, {b} left")
+    if c == E_ERSPAN:
+        return Truncated(f"ERSPAN header of {a} bytes, {b} left")
+    if c == U_ERSPAN:
+        return Unsupported(f"ERSPAN version {a} in a type {b} header")
+    if c == U_ERSPANFT:
+        return Unsupported(f"ERSPAN type 3 frame type {a} is not Ethernet or IP")
+    if c == E_TZSP:
+        return Truncated(f"TZSP tags run past the {a} bytes of the datagram")
+    if c == U_TZSP:
+        return Unsupported(f"TZSP encapsulation {a} is not Ethernet")
+    if c == U_TUNNELS:
+        return Unsupported(f"more than {MAX_TUNNELS} nested tunnels")
     return Truncated(f"frame error {c}")
 
 
@@ -75,7 +91,7 @@ cdef object to_frame(const unsigned char* d, FrameC* f):
     cdef int alen = 4 if f.ip_version == 4 else 16
     return Frame(f.ip_version, d[f.src_off:f.src_off + alen], d[f.dst_off:f.dst_off + alen], f.proto,
                  f.ip_off, f.l4_off, f.l4_len, f.frag_id, f.frag_off, bool(f.frag_more), f.sport,
-                 f.dport, f.payload_off, f.payload_len, f.tcp_seq, f.tcp_flags)
+                 f.dport, f.payload_off, f.payload_len, f.tcp_seq, f.tcp_flags, f.inner_off)
 
 
 def parse(data, int linktype):

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capture.errors import ParseError, Truncated, Unsupported
+from capture.testing import tunnels
 
 SRC4, DST4 = bytes([198, 18, 1, 10]), bytes([198, 18, 0, 20])
 SRC6 = bytes.fromhex("20010db8000000000000000000010001")
@@ -155,4 +156,131 @@ def test_the_c_walker_uses_the_wire_numbers_of_capture_wire_frame():
     from capture.wire import frame as wire
 
     assert _packet_c.CONSTANTS == {k: getattr(wire, k) for k in _packet_c.CONSTANTS}
-    assert len(_packet_c.CONSTANTS) == 23
+    assert len(_packet_c.CONSTANTS) == 30
+
+
+# remote mirrors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", tunnels.KINDS)
+@pytest.mark.parametrize("outer_v6", [False, True])
+@pytest.mark.parametrize(
+    "inner",
+    [
+        eth(udp4()),
+        eth(udp4(), tags=[(0x8100, 30)]),
+        eth(udp4(), tags=[(0x88A8, 10), (0x8100, 20)]),
+        None,  # IPv6 inside
+    ],
+)
+def test_a_remote_mirror_is_walked_to_the_frame_it_carries(impl, kind, outer_v6, inner):
+    """The inner frame's addresses, ports and payload; never the tunnel's."""
+    if inner is None:
+        u = dpkt.udp.UDP(sport=30000, dport=20000, data=b"hello")
+        u.ulen = 13
+        inner = eth(dpkt.ip6.IP6(src=SRC6, dst=DST6, nxt=17, hlim=64, data=u, plen=13), etype=0x86DD)
+    plain = impl.packet.parse(inner, 1)
+    wrapped = tunnels.wrap(inner, kind, seq=9, v6=outer_v6)
+    f = impl.packet.parse(wrapped, 1)
+    off = len(wrapped) - len(inner)
+    assert f.inner_off == off and wrapped[off:] == inner
+    assert (f.ip_version, f.src, f.dst, f.sport, f.dport) == (
+        plain.ip_version,
+        plain.src,
+        plain.dst,
+        plain.sport,
+        plain.dport,
+    )
+    assert (f.ip_off, f.l4_off, f.payload_off) == (plain.ip_off + off, plain.l4_off + off, plain.payload_off + off)
+    assert wrapped[f.payload_off : f.payload_off + f.payload_len] == b"hello"
+
+
+def test_erspan3_can_carry_ip_without_ethernet(impl):
+    ip = bytes(udp4())
+    head = tunnels.erspan3_header(ft=2)
+    f = impl.packet.parse(tunnels._eth(tunnels._ip(47, tunnels.gre(0x22EB, head + ip, seq=1))), 1)
+    assert (f.src, f.dst, f.dport) == (SRC4, DST4, 20000)
+    with pytest.raises(Unsupported, match="frame type 5"):
+        bad = tunnels.erspan3_header(ft=5)
+        impl.packet.parse(tunnels._eth(tunnels._ip(47, tunnels.gre(0x22EB, bad + ip, seq=1))), 1)
+
+
+def test_gre_that_is_no_mirror_is_left_as_it_is(impl):
+    """PPTP's GRE (version 1) or GRE carrying other protocols: the outer frame, proto 47."""
+    for payload in (struct.pack("!HH", 0x3001, 0x880B) + b"\0" * 12, tunnels.gre(0x0806, b"\0" * 28)):
+        f = impl.packet.parse(tunnels._eth(tunnels._ip(47, payload)), 1)
+        assert f.proto == 47 and f.inner_off == 0 and f.src == tunnels.OUTER_SRC4
+
+
+def test_udp_to_the_vxlan_port_without_its_flag_is_plain_udp(impl):
+    f = impl.packet.parse(eth(udp4(payload=b"\x80" + b"\0" * 20, dport=4789)), 1)
+    assert f.inner_off == 0 and f.dport == 4789 and f.payload_len == 21
+
+
+@pytest.mark.parametrize(
+    "frame, error, match",
+    [
+        (tunnels._eth(tunnels._ip(47, b"\0\0")), Truncated, "GRE header of 4 bytes, 2 left"),
+        (tunnels._eth(tunnels._ip(47, struct.pack("!HH", 0x3000, 0x88BE) + b"\0")), Truncated, "GRE header of 12"),
+        (tunnels._eth(tunnels._ip(47, tunnels.gre(0x88BE, b"\x10\0", seq=1))), Truncated, "ERSPAN header of 8"),
+        (tunnels._eth(tunnels._ip(47, tunnels.gre(0x88BE, b"\x20" + b"\0" * 30, seq=1))), Unsupported, "version 2"),
+        (tunnels._eth(tunnels._ip(47, tunnels.gre(0x22EB, b"\x20" + b"\0" * 5, seq=1))), Truncated, "ERSPAN header"),
+        (tunnels._eth(tunnels._ip(17, tunnels._udp(37008, b"\x01\x00\x00\x01\x05\x09"))), Truncated, "TZSP"),
+        (tunnels._eth(tunnels._ip(17, tunnels._udp(37008, b"\x01\x00\x00\x12\x01"))), Unsupported, "TZSP enc"),
+        (tunnels.wrap(tunnels.wrap(tunnels.wrap(eth(udp4()), "vxlan"), "gretap"), "erspan2"), Unsupported, "nested"),
+    ],
+)
+def test_broken_tunnels_are_exact_errors(impl, frame, error, match):
+    with pytest.raises(error, match=match):
+        impl.packet.parse(frame, 1)
+
+
+def test_two_tunnels_deep_is_walked(impl):
+    inner = eth(udp4())
+    f = impl.packet.parse(tunnels.wrap(tunnels.wrap(inner, "vxlan"), "erspan3"), 1)
+    assert f.src == SRC4 and f.dport == 20000
+
+
+TUNNELED = st.sampled_from(tunnels.KINDS).flatmap(
+    lambda k: st.sampled_from([tunnels.wrap(eth(udp4()), k), tunnels.wrap(eth(udp4(), tags=[(0x8100, 3)]), k, v6=True)])
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.data())
+def test_c_and_python_agree_on_mutated_tunnels(d):
+    """Every tunnel, its headers and the frame inside mutated and cut anywhere: the same frame or
+    the same error from both walkers."""
+    data = bytearray(d.draw(TUNNELED))
+    for _ in range(d.draw(st.integers(1, 6))):
+        i = d.draw(st.integers(0, len(data) - 1))
+        data[i] = d.draw(st.integers(0, 255))
+    data = bytes(data[: d.draw(st.integers(0, len(data)))])
+    assert _outcome(C, data, 1) == _outcome(PY, data, 1)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(tunnels.KINDS), st.binary(max_size=80))
+def test_c_and_python_agree_on_random_bytes_inside_a_tunnel(kind, inner):
+    assert _outcome(C, tunnels.wrap(inner, kind), 1) == _outcome(PY, tunnels.wrap(inner, kind), 1)
+
+
+def test_the_real_remote_mirror_capture(impl):
+    """tests/data/heplify_erspan_sip_ipv4_udp.pcapng (GRE transparent Ethernet bridging with a
+    key, from a remote SPAN): every frame's SIP, with the phones' addresses, not the tunnel's."""
+    from conftest import data
+
+    from capture.wire._pcapfile_py import Indexer
+
+    buf = open(data("heplify_erspan_sip_ipv4_udp.pcapng"), "rb").read()
+    offs, lens, tss, lts = Indexer(buf).next_batch(1 << 20)
+    seen = set()
+    for o, n in zip(offs.tolist(), lens.tolist()):
+        frame = buf[o : o + n]
+        f = impl.packet.parse(frame, 1)
+        outer = dpkt.ethernet.Ethernet(frame).data
+        assert f.inner_off == 42 and outer.p == 47 and f.src != outer.src and {5060, 5260} & {f.sport, f.dport}
+        payload = frame[f.payload_off : f.payload_off + f.payload_len]
+        assert impl.sip.parse(payload).call_id  # a whole SIP message
+        seen.add(f.src)
+    assert len(offs) > 5 and len(seen) >= 2

@@ -19,7 +19,7 @@ from capture.options import Options
 from capture.recorder import Recorder
 from capture.store.catalog import Catalog
 from capture.store.sidecar import iso
-from capture.testing import synth
+from capture.testing import synth, tunnels
 from capture.wire._pcapfile_py import Indexer
 from capture.wire.pcapfile import PcapWriter
 
@@ -73,6 +73,39 @@ def assert_exact(out, call, meta, tolerance=0):
             for s in range(-tolerance, tolerance + 1)
         )
         assert ok, f"channel {ch} of {meta['id']} differs from the audio sent"
+
+
+@pytest.mark.parametrize(
+    "kind, outer",
+    [(k, "v4") for k in tunnels.KINDS] + [("erspan2", "v6"), ("vxlan", "v6"), ("erspan2", "fragmented")],
+)
+def test_a_remote_mirror_records_what_the_plain_span_records(impl, tmp_path, kind, outer):
+    """The same calls mirrored through a tunnel (ERSPAN I/II/III, GRE TEB, VXLAN, TZSP; the
+    tunnel over IPv6, or its outer packets fragmented by a small MTU): the same calls, the same
+    streams and the same audio as from the plain SPAN. The tunnel's addresses are no call's."""
+    spec = synth.SynthSpec(calls=3, duration_s=2, vlan=(100,), ipv6=(outer == "v6"), seed=8)
+    calls, plain, _, _ = run(impl, tmp_path, spec)
+    cap = str(tmp_path / "wrapped.pcap")
+    tunnels.wrap_capture(
+        str(tmp_path / "cap.pcap"), cap, kind, v6=(outer == "v6"), mtu=576 if outer == "fragmented" else None
+    )
+    out = str(tmp_path / "wrapped")
+    rec = Recorder(Options(out_dir=out), impl)
+    rec.record_file(cap)
+    summary = rec.finish()
+    assert summary["errors"] == {} and summary["calls_recorded"] == 3
+    assert (summary.get("tunnel_reassembled", 0) > 0) == (outer == "fragmented")
+    assert summary["engine_tunneled"] > 0.9 * summary["records_read"] - summary.get("tunnel_reassembled", 0) * 3
+    metas = {m["near"]["dn"]: m for m in map(lambda p: json.load(open(p)), glob.glob(out + "/calls/*/*/*/*.json"))}
+    for c in calls:
+        m, p = metas[c.near_dn], plain[c.near_dn]
+        for k in ("id", "started_at", "ended_at", "end_reason", "near", "far", "primary", "frames"):
+            assert m[k] == p[k], k
+        assert [(s["packets"], s["lost"], s["src"], s["dst"]) for s in m["streams"]] == [
+            (s["packets"], s["lost"], s["src"], s["dst"]) for s in p["streams"]
+        ]
+        assert "198.18.250." not in json.dumps(m) and "2001:db8:fa::" not in json.dumps(m)
+        assert_exact(out, c, m)
 
 
 @pytest.mark.parametrize("codec", ["PCMU", "PCMA", "G729"])

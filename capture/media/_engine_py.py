@@ -103,7 +103,7 @@ class Engine:
         self.calls: list[_Call | None] = []
         self.free_calls: list[int] = []
         self.rings: list[np.ndarray] = []  # slot -> its ring, kept when the slot is reused (as in C)
-        self.counters = {"records": 0, "rtp": 0, "other": 0, "unsupported": 0, "python": 0}
+        self.counters = {"records": 0, "rtp": 0, "other": 0, "unsupported": 0, "python": 0, "tunneled": 0}
 
     # calls -----------------------------------------------------------------------------
     def add_call(self, start_ns: int, flushed: int = 0, last_rtp_ns: int = 0) -> int:
@@ -315,6 +315,8 @@ class Engine:
             except Truncated:
                 cnt["python"] += 1
                 return PYTHON, i, 0
+            if f.inner_off:  # a remote mirror's tunnel carried it
+                cnt["tunneled"] += 1
             if f.frag_id >= 0:
                 cnt["python"] += 1
                 return PYTHON, i, 0

@@ -1,4 +1,9 @@
-"""Frame parser, pure Python: the twin of ext/packet.pyx (same signature, same errors)."""
+"""Frame parser, pure Python: the twin of ext/packet.pyx (same signature, same errors).
+
+A frame is walked down to its UDP/TCP header; a remote mirror's frame (ERSPAN II/III, GRE
+transparent Ethernet bridging, VXLAN, TZSP) is walked again from the frame it carries, up to
+MAX_TUNNELS deep, so that the outer addresses never become a call's.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from capture.wire.frame import (
     ETHERTYPE_QINQ,
     ETHERTYPE_VLAN,
     ETHERTYPE_VLAN_OLD,
+    GRE_ERSPAN2,
+    GRE_ERSPAN3,
+    GRE_TEB,
     IPV6_EXTENSIONS,
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
@@ -18,11 +26,15 @@ from capture.wire.frame import (
     LINKTYPE_NULL,
     LINKTYPE_RAW,
     LINKTYPE_RAW_OLD,
+    MAX_TUNNELS,
     MAX_V6_EXTENSIONS,
     MAX_VLAN_TAGS,
     PROTO_FRAGMENT,
+    PROTO_GRE,
     PROTO_TCP,
     PROTO_UDP,
+    TZSP_PORT,
+    VXLAN_PORT,
     Frame,
 )
 
@@ -89,7 +101,108 @@ def _link(data, linktype, n):
 
 
 def parse(data, linktype: int) -> Frame:
-    """Decode one captured frame down to its UDP/TCP header (see :class:`Frame`)."""
+    """Decode one captured frame down to its UDP/TCP header (see :class:`Frame`); a tunnel's
+    down to the inner frame's."""
+    view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+    base = tunnels = 0
+    while True:
+        f = _parse_one(view[base:] if base else view, linktype)
+        inner = _tunnel(view[base:] if base else view, f)
+        if inner is None:
+            break
+        tunnels += 1
+        if tunnels > MAX_TUNNELS:
+            raise Unsupported(f"more than {MAX_TUNNELS} nested tunnels")
+        off, linktype = inner
+        base += off
+    if not base:
+        return f
+    return f._replace(
+        ip_off=f.ip_off + base,
+        l4_off=f.l4_off + base,
+        payload_off=f.payload_off + base,
+        inner_off=base,
+    )
+
+
+def _tunnel(data, f: Frame) -> tuple[int, int] | None:
+    """Where the frame a tunnel carries starts, and its link type; None if ``f`` is no tunnel."""
+    if f.frag_id >= 0:
+        return None
+    if f.proto == PROTO_GRE:
+        return _gre(data, f.l4_off, f.l4_len)
+    if f.proto == PROTO_UDP:
+        p, left = f.payload_off, f.payload_len
+        if f.dport == VXLAN_PORT and left >= 8 and data[p] & 0x08:  # the I flag: a VNI follows
+            return p + 8, LINKTYPE_ETHERNET
+        if f.dport == TZSP_PORT and left >= 4 and data[p] == 1 and data[p + 1] <= 1:
+            return _tzsp(data, p, left)
+    return None
+
+
+def _gre(data, p: int, left: int) -> tuple[int, int] | None:
+    """RFC 2784/2890 GRE: the frame after its header, for the protocols a mirror uses."""
+    if left < 4:
+        raise Truncated(f"GRE header of 4 bytes, {left} left")
+    flags = _u16(data, p)
+    if flags & 0x4007:  # version 1 (PPTP) or source routing (RFC 1701): not a mirror
+        return None
+    hl = 4 + 4 * (bool(flags & 0x8000) + bool(flags & 0x2000) + bool(flags & 0x1000))
+    if left < hl:
+        raise Truncated(f"GRE header of {hl} bytes, {left} left")
+    ptype = _u16(data, p + 2)
+    p, left = p + hl, left - hl
+    if ptype == GRE_TEB:
+        return p, LINKTYPE_ETHERNET
+    if ptype == GRE_ERSPAN2:
+        if not flags & 0x1000:  # type I: no sequence number, no ERSPAN header
+            return p, LINKTYPE_ETHERNET
+        if left < 8:
+            raise Truncated(f"ERSPAN header of 8 bytes, {left} left")
+        if data[p] >> 4 != 1:
+            raise Unsupported(f"ERSPAN version {data[p] >> 4} in a type 2 header")
+        return p + 8, LINKTYPE_ETHERNET
+    if ptype == GRE_ERSPAN3:
+        if left < 12:
+            raise Truncated(f"ERSPAN header of 12 bytes, {left} left")
+        if data[p] >> 4 != 2:
+            raise Unsupported(f"ERSPAN version {data[p] >> 4} in a type 3 header")
+        hl = 20 if data[p + 11] & 1 else 12  # O: an 8-byte platform-specific subheader follows
+        if left < hl:
+            raise Truncated(f"ERSPAN header of {hl} bytes, {left} left")
+        ft = (data[p + 10] >> 2) & 0x1F
+        if ft not in (0, 2):
+            raise Unsupported(f"ERSPAN type 3 frame type {ft} is not Ethernet or IP")
+        return p + hl, LINKTYPE_ETHERNET if ft == 0 else LINKTYPE_RAW
+    if ptype in (ETHERTYPE_IPV4, ETHERTYPE_IPV6):
+        return p, LINKTYPE_RAW
+    return None
+
+
+def _tzsp(data, p: int, left: int) -> tuple[int, int]:
+    """TZSP: version 1, a packet (type 0 or 1); tagged fields up to the END tag, then the frame."""
+    encap = _u16(data, p + 2)
+    q, end = p + 4, p + left
+    while True:
+        if q >= end:
+            raise Truncated(f"TZSP tags run past the {left} bytes of the datagram")
+        tag = data[q]
+        if tag == 1:  # END
+            q += 1
+            break
+        if tag == 0:  # PADDING
+            q += 1
+            continue
+        if q + 2 > end or q + 2 + data[q + 1] > end:
+            raise Truncated(f"TZSP tags run past the {left} bytes of the datagram")
+        q += 2 + data[q + 1]
+    if encap != 1:
+        raise Unsupported(f"TZSP encapsulation {encap} is not Ethernet")
+    return q, LINKTYPE_ETHERNET
+
+
+def _parse_one(data, linktype: int) -> Frame:
+    """One frame (the outer one of a tunnel) down to its UDP/TCP header."""
     n = len(data)
     off, ver = _link(data, linktype, n)
     if off >= n:

@@ -43,14 +43,27 @@ PROTO_ROUTING = 43
 PROTO_FRAGMENT = 44
 PROTO_ICMPV6 = 58
 PROTO_DSTOPTS = 60
+PROTO_GRE = 47
 IPV6_EXTENSIONS = (PROTO_HOPOPTS, PROTO_ROUTING, PROTO_FRAGMENT, PROTO_DSTOPTS)
 
 MAX_VLAN_TAGS = 4
 MAX_V6_EXTENSIONS = 8
 
+# Remote mirrors: the tunnels whose inner frame is walked instead of the outer one.
+GRE_TEB = 0x6558  # GRE transparent Ethernet bridging (Linux gretap)
+GRE_ERSPAN2 = 0x88BE  # ERSPAN type II (type I: the same protocol, no sequence number, no header)
+GRE_ERSPAN3 = 0x22EB  # ERSPAN type III
+VXLAN_PORT = 4789  # RFC 7348
+TZSP_PORT = 37008  # TaZmen Sniffer Protocol (MikroTik)
+MAX_TUNNELS = 2  # tunnels inside tunnels walked
+
 
 class Frame(NamedTuple):
     """One captured frame, decoded down to its transport header.
+
+    Offsets are into the captured frame. A remote mirror's frame (ERSPAN, GRE TEB, VXLAN, TZSP)
+    is walked to the frame it carries: every field is the inner frame's, and ``inner_off`` is
+    where that frame starts (0: not encapsulated).
 
     ``frag_id`` is -1 for a whole datagram; for an IP fragment it is the IP identification
     and ``l4_off``/``l4_len`` delimit the fragment's data (``frag_off`` bytes into the
@@ -74,6 +87,7 @@ class Frame(NamedTuple):
     payload_len: int
     tcp_seq: int
     tcp_flags: int
+    inner_off: int = 0
 
 
 def flow_key(addr: bytes, port: int) -> int:

@@ -3,6 +3,7 @@ UDP or TCP header of a reassembled datagram."""
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 from capture.errors import Truncated
@@ -99,3 +100,15 @@ def tcp(dg: bytes) -> Tcp:
         raise Truncated(f"reassembled TCP segment of {len(dg)} bytes")
     doff = (dg[12] >> 4) * 4
     return Tcp((dg[0] << 8) | dg[1], (dg[2] << 8) | dg[3], int.from_bytes(dg[4:8], "big"), dg[13], dg[doff:])
+
+
+def packet(ver: int, src: bytes, dst: bytes, proto: int, dg: bytes) -> bytes:
+    """A reassembled datagram as one unfragmented IP packet (a minimal header), for the frame walker
+    to take through again: a remote mirror's tunnel whose outer packets were fragmented."""
+    if ver == 4:
+        if len(dg) > 65535 - 20:
+            raise Truncated(f"reassembled datagram of {len(dg)} bytes does not fit IPv4")
+        return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(dg), 0, 0, 64, proto, 0, src, dst) + dg
+    if len(dg) > 65535:
+        raise Truncated(f"reassembled datagram of {len(dg)} bytes does not fit IPv6")
+    return struct.pack("!IHBB16s16s", 0x60000000, len(dg), proto, 64, src, dst) + dg

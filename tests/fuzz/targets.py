@@ -238,6 +238,12 @@ def _captures() -> list[bytes]:
         synth.generate(p, synth.SynthSpec(calls=1, duration_s=0.3, transport="udp", dtmf="1", hostile=9))
         with open(p, "rb") as f:
             out.append(f.read())
+        from capture.testing import tunnels
+
+        w = os.path.join(d, "erspan.pcap")  # the same call from a remote mirror
+        tunnels.wrap_capture(p, w, "erspan2")
+        with open(w, "rb") as f:
+            out.append(f.read())
     return out
 
 
@@ -252,7 +258,13 @@ def _frames(limit: int = 200) -> list[tuple[int, bytes]]:
 
 
 def _frame_seeds() -> list[bytes]:
-    return [bytes([LINKTYPES.index(lt) if lt in LINKTYPES else 1]) + f for lt, f in _frames()]
+    """The seed captures' frames, and some of them as each remote mirror's tunnel carries them."""
+    from capture.testing import tunnels
+
+    frames = _frames()
+    eth = [f for lt, f in frames if lt == 1][:20]
+    wrapped = [(1, tunnels.wrap(f, kind, v6=k % 2 == 1)) for k, f in enumerate(eth) for kind in tunnels.KINDS]
+    return [bytes([LINKTYPES.index(lt) if lt in LINKTYPES else 1]) + f for lt, f in frames + wrapped]
 
 
 def _payloads(icmp_only: bool = False) -> list[bytes]:
