@@ -46,6 +46,7 @@ setup(
         "boto3>=1.34",
         "paramiko>=3.4",
         "soundfile>=0.12",
+        "pylibsrtp>=0.10",
     ],
     extras_require={
         "test": [

@@ -252,15 +252,18 @@ class Recorder:
             self._telephone_event(key, payload, ts)
 
     def _rtp(self, key: int, payload: bytes, ts: int, src_key: int, frame: bytes | None, lt: int) -> None:
-        """RTP the engine could not take alone: reassembled from fragments, or of a raw-kept stream."""
+        """RTP the engine could not take alone: reassembled from fragments, of a raw-kept stream, or
+        SRTP (decrypted here first; a replay or a failed tag is counted and goes no further)."""
         eng = self.impl.engine
         st = self.engine.feed_rtp(key, payload, ts, src_key, False)
         if st == eng.EVENT_RAW:
             d = self.table.media.get(key)
             rec = self.calls.active.get(d.call.id) if d is not None else None
-            if rec is not None and frame is not None:
+            if rec is not None and frame is not None and (key not in self.calls.srtp.sessions or self.opts.keep_pcap):
                 self.calls.pcap_for(rec, lt).write(ts, frame, lt)
-            st = self.engine.feed_rtp(key, payload, ts, src_key, True)
+            if (plain := self.calls.srtp.plain(key, payload)) is None:
+                return
+            st = self.engine.feed_rtp(key, payload := plain, ts, src_key, True)
         if st == eng.EVENT_TELEPHONE:
             self._telephone_event(key, payload, ts)
 
@@ -356,11 +359,7 @@ class Recorder:
         out.update(self.tcp.counters)
         out.update(self.defrag.counters)
         out["errors"] = dict(self.errors + self.table.errors)
-        holes = self.io.holes
-        out["disk"] = self.calls.space.status() | {
-            "g711_holes_waiting": len(holes.pending) + holes.abandoned,  # files; abandoned: at the end
-            "silence_filled_bytes": holes.filled_bytes,
-        }
+        out["disk"] = self.calls.space.status() | self.io.holes.status()
         out["kernels"] = self.impl.name
         return out
 

@@ -1,3 +1,5 @@
+import base64
+
 import pytest
 from conftest import sip_sample
 from hypothesis import given, settings
@@ -6,6 +8,8 @@ from hypothesis import strategies as st
 from capture.errors import SdpError
 from capture.sip import message as sip
 from capture.sip import sdp
+
+KEY30 = base64.b64encode(bytes(range(30)))
 
 
 def test_recorder_offer():
@@ -23,10 +27,36 @@ def test_srtp_offer_with_several_codecs():
     body = (
         b"v=0\r\no=- 1 1 IN IP4 198.18.0.20\r\ns=-\r\nc=IN IP4 198.18.0.20\r\nt=0 0\r\n"
         b"m=audio 24000 RTP/SAVP 8 0 18 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
-        b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:abc\r\na=recvonly\r\n"
+        b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + KEY30 + b"|2^31|1:1\r\n"
+        b"a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:" + KEY30 + b"\r\na=recvonly\r\n"
+        b"a=crypto:3 F8_128_HMAC_SHA1_80 inline:" + KEY30 + b"\r\n"
     )
     m = sdp.parse(body).audio()
-    assert m.crypto and m.fmts == (8, 0, 18, 101) and m.encoding(18) == ("G729", 8000) and m.direction == "recvonly"
+    assert m.secure and m.fmts == (8, 0, 18, 101) and m.encoding(18) == ("G729", 8000) and m.direction == "recvonly"
+    key = base64.b64decode(KEY30)
+    assert m.crypto == (
+        sdp.Crypto(1, "AES_CM_128_HMAC_SHA1_80", key, True),
+        sdp.Crypto(2, "AES_CM_128_HMAC_SHA1_32", key, False),
+        sdp.Crypto(3, "F8_128_HMAC_SHA1_80", b"", False),  # a suite we cannot decrypt: no key
+    )
+
+
+@pytest.mark.parametrize(
+    "line, match",
+    [
+        (b"a=crypto:1 AES_CM_128_HMAC_SHA1_80", "bad crypto attribute"),
+        (b"a=crypto:x AES_CM_128_HMAC_SHA1_80 inline:" + KEY30, "crypto tag"),
+        ("a=crypto:١ AES_CM_128_HMAC_SHA1_80 inline:".encode() + KEY30, "crypto tag"),
+        (b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 uri:http://x", "not inline"),
+        (b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:abc", "not base64"),
+        (b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + base64.b64encode(bytes(20)), "needs 30 bytes"),
+        (b"a=crypto:1 AEAD_AES_256_GCM inline:" + KEY30, "needs 44 bytes"),
+        ("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:ＡＢ".encode(), "not base64"),
+    ],
+)
+def test_bad_crypto_lines(line, match):
+    with pytest.raises(SdpError, match=match):
+        sdp.parse(b"v=0\r\nc=IN IP4 198.18.0.1\r\nm=audio 4000 RTP/SAVP 0\r\n" + line + b"\r\n")
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from capture.sip import sdp
 from capture.sip.dialog import Dialog, DialogEvent, DialogState, dialog_transition
 from capture.sip.evidence import FORGET_NS, EvidenceItem, Transactions, icmp_evidence
 from capture.sip.message import SipMessage
-from capture.sip.sdp import Media
+from capture.sip.sdp import Crypto, Media
 from capture.wire.frame import flow_key
 
 NS = 1_000_000_000
@@ -148,6 +148,9 @@ class MediaMapped:
     codec: str
     audio_pt: int
     event_pt: int
+    secure: bool = False  # SRTP
+    crypto: Crypto | None = None  # the phone's key, if seen and usable
+    offered: tuple[Crypto, ...] = ()  # CUCM's a=crypto lines
 
 
 @dataclass(frozen=True)
@@ -334,6 +337,8 @@ class CallTable:
             ev = m.pt_of("telephone-event")
             d.event_pt = -1 if ev is None else ev
         d.recorder_media = f"{m.address}:{m.port}"
+        if d.crypto is None:  # until CUCM's SDP says which key the phone sends with
+            d.secure = m.secure
         self._map(fx, d, key)
 
     def _cucm_sdp(self, fx: list[Effect], d: Dialog, body: bytes) -> None:
@@ -347,6 +352,9 @@ class CallTable:
             d.codec = m.encoding(audio[0])[0]
         ev = m.pt_of("telephone-event")
         d.event_pt = -1 if ev is None else ev
+        # SDES (RFC 4568): the key in CUCM's SDP is the one the phone encrypts what it sends with
+        d.secure, d.offered = m.secure, m.crypto
+        d.crypto = next((c for c in m.crypto if c.key and not c.mki), None) if m.secure else None
         if d.key is not None:
             self._map(fx, d, d.key)
 
@@ -362,7 +370,12 @@ class CallTable:
         d.key = key
         self.media[key] = d
         d.call.state = call_transition(d.call.state, CallEvent.MEDIA)
-        fx.append(MediaMapped(d.call, d.role, key, old if old != key else None, d.codec, d.audio_pt, d.event_pt))
+        fx.append(
+            MediaMapped(
+                d.call, d.role, key, old if old != key else None, d.codec, d.audio_pt, d.event_pt,
+                d.secure, d.crypto, d.offered,
+            )
+        )  # fmt: skip
 
     def _dialog_gone(self, fx: list[Effect], d: Dialog, ts: int) -> None:
         call = d.call

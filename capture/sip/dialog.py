@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from capture.sip.sdp import Crypto
+
 if TYPE_CHECKING:
     from capture.sip.calls import Call
 
@@ -67,3 +69,6 @@ class Dialog:
     codec: str = ""
     audio_pt: int = -1
     event_pt: int = -1
+    secure: bool = False  # the media is SRTP (RTP/SAVP)
+    crypto: Crypto | None = None  # the key the phone sends with (CUCM's SDP), if one we can use
+    offered: tuple[Crypto, ...] = ()  # every a=crypto of CUCM's SDP (why none could be used)

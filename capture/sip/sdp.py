@@ -1,7 +1,10 @@
-"""SDP bodies (RFC 4566): ``parse(data) -> Sdp``; just what recording needs."""
+"""SDP bodies (RFC 4566): ``parse(data) -> Sdp``; just what recording needs, with the SDES keys
+of SRTP (RFC 4568 ``a=crypto``)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +23,47 @@ STATIC_PT = {
     18: ("G729", 8000),
 }
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+# SRTP suites (RFC 4568, 6188, 7714) -> master key + salt bytes
+SUITES = {
+    "AES_CM_128_HMAC_SHA1_80": 30,
+    "AES_CM_128_HMAC_SHA1_32": 30,
+    "AEAD_AES_128_GCM": 28,
+    "AEAD_AES_256_GCM": 44,
+}
+MAX_CRYPTO_TAG = 999_999_999  # RFC 4568: 1*9DIGIT
+
+
+@dataclass(frozen=True)
+class Crypto:
+    """One ``a=crypto`` line: the key its sender encrypts with. ``key`` is the master key and
+    salt, empty when the suite is not one we can decrypt (``SUITES``)."""
+
+    tag: int
+    suite: str
+    key: bytes
+    mki: bool  # an MKI is in each packet (libsrtp as used here does not take one)
+
+
+def parse_crypto(value: str) -> Crypto:
+    """``<tag> <suite> inline:<base64 key||salt>[|lifetime][|MKI:length] [params]``."""
+    parts = value.split()
+    if len(parts) < 3:
+        raise SdpError(f"bad crypto attribute {value[:60]!r}")
+    tag = decimal(parts[0], MAX_CRYPTO_TAG, SdpError, "crypto tag")
+    suite = parts[1]
+    method, _, inline = parts[2].partition(":")
+    if method != "inline" or not inline:
+        raise SdpError(f"crypto key method {parts[2][:30]!r} is not inline")
+    fields = inline.split("|")
+    if suite not in SUITES:
+        return Crypto(tag, suite, b"", len(fields) > 2 or (len(fields) == 2 and ":" in fields[1]))
+    try:
+        key = base64.b64decode(fields[0].encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as e:
+        raise SdpError(f"crypto key {fields[0][:20]!r} is not base64") from e
+    if len(key) != SUITES[suite]:
+        raise SdpError(f"{suite} needs {SUITES[suite]} bytes of key and salt, the key has {len(key)}")
+    return Crypto(tag, suite, key, any(":" in f for f in fields[1:]))
 
 
 @dataclass(frozen=True)
@@ -31,7 +75,12 @@ class Media:
     address: str | None  # c= of the media, else of the session
     rtpmap: tuple  # ((pt, encoding name upper-case, clock rate), ...)
     direction: str
-    crypto: bool
+    crypto: tuple[Crypto, ...]  # SDES keys, in order of preference
+
+    @property
+    def secure(self) -> bool:
+        """The media is SRTP (RTP/SAVP, RTP/SAVPF, UDP/TLS/RTP/SAVP...)."""
+        return "SAVP" in self.proto.upper()
 
     def encoding(self, pt: int):
         for p, name, rate in self.rtpmap:
@@ -84,7 +133,7 @@ def parse(data: bytes) -> Sdp:
                     cur["addr"] or sess_addr,
                     tuple(cur["rtpmap"]),
                     cur["dir"] or sess_dir,
-                    cur["crypto"],
+                    tuple(cur["crypto"]),
                 )
             )
 
@@ -118,7 +167,7 @@ def parse(data: bytes) -> Sdp:
                 "addr": None,
                 "rtpmap": [],
                 "dir": None,
-                "crypto": False,
+                "crypto": [],
             }
         elif t == "a":
             name, _, val = v.partition(":")
@@ -135,6 +184,6 @@ def parse(data: bytes) -> Sdp:
                 pt_n = decimal(pt, 127, SdpError, "rtpmap payload type")
                 cur["rtpmap"].append((pt_n, bits[0].upper(), decimal(bits[1], MAX_CLOCK_RATE, SdpError, "clock rate")))
             elif cur is not None and name == "crypto":
-                cur["crypto"] = True
+                cur["crypto"].append(parse_crypto(val))
     close()
     return Sdp(origin, tuple(media))

@@ -20,6 +20,7 @@ import numpy as np
 
 from capture.clock import utc
 from capture.media import wav
+from capture.media.srtp import SrtpStreams
 from capture.options import Options
 from capture.sip.calls import Call, CallEnded, MediaMapped, MediaUnmapped
 from capture.speedups import EngineLike
@@ -59,12 +60,22 @@ class CallRecording:
     gap_frames: int = 0  # audio not written because the disk was full (a hole: silence)
     decoded: bool = False  # all mapped streams are G.711: no raw pcap will be needed
 
+    def telephone_event(self, role: str, rtp_ts: int, code: int, duration: int, end: bool, ts: int) -> None:
+        ev = self.events.get((role, rtp_ts))
+        if ev is None:
+            ev = self.events[(role, rtp_ts)] = TelephoneEvent(role, code, DTMF[code] if code < 16 else None, iso(ts))
+            self.dirty = True
+        ev.duration_ms = max(ev.duration_ms, duration // 8)
+        if end:
+            ev.ended = True
+
 
 class Recordings:
     """The calls being recorded and their files (see the module doc)."""
 
     def __init__(self, opts: Options, engine: EngineLike, io: Writer, counters: Counter[str]):
         self.opts = opts
+        self.srtp = SrtpStreams()
         self.engine = engine
         self.io = io
         self.counters = counters
@@ -96,14 +107,20 @@ class Recordings:
             return
         if rec.wav is None and not self.opts.own_by_rtp:
             self.open(rec)
-        elif rec.wav is not None and self.frames(rec) == 0 and rec.wav.enc != self.encoding(e.call):
-            rec.wav.reencode(self.encoding(e.call))  # the answer chose another codec than the offer's first
+        elif rec.wav is not None and self.frames(rec) == 0 and rec.wav.enc != encoding_of(self.opts, e.call):
+            rec.wav.reencode(encoding_of(self.opts, e.call))  # the answer chose another codec than the offer's
             self.writing(rec)
         if e.old_key is not None:
             self.drop_stream(rec, e.role, e.old_key)
-        codec = CODECS.get(e.codec, 0)
-        raw = self.opts.keep_pcap or codec == 0
-        rec.decoded = codec != 0 and all(d.codec in CODECS for d in e.call.dialogs.values() if d.key is not None)
+        decrypt = self.srtp.map(e.call.id, e.role, e.key, e.secure, e.crypto, e.offered)
+        # SRTP that cannot be decrypted is never decoded: its audio is silence, not noise
+        codec = CODECS.get(e.codec, 0) if decrypt or not e.secure else 0
+        raw = self.opts.keep_pcap or codec == 0 or decrypt  # SRTP: every packet through Python
+        rec.decoded = codec != 0 and all(
+            d.codec in CODECS and (not d.secure or d.crypto is not None)
+            for d in e.call.dialogs.values()
+            if d.key is not None
+        )
         if rec.decoded and not self.opts.keep_pcap:
             rec.sip_frames = []
         self.engine.set_stream(e.key, rec.slot, 0 if e.role == "near" else 1, codec, e.audio_pt, e.event_pt, raw)
@@ -153,12 +170,6 @@ class Recordings:
         self.closing.append((e.at_ns + int(self.opts.linger_s * NS), rec))
 
     # files -----------------------------------------------------------------------------------
-    def encoding(self, call: Call) -> wav.Encoding:
-        """How the call's WAV stores samples: 16-bit PCM, or (``local_format`` g711) its G.711 law."""
-        if self.opts.local_format != "g711":
-            return wav.Encoding.PCM16
-        return {"PCMU": wav.Encoding.ULAW, "PCMA": wav.Encoding.ALAW}.get(call.codec, wav.Encoding.PCM16)
-
     def open(self, rec: CallRecording) -> None:
         """Create the call's WAV and sidecar under ``calls/YYYY/MM/DD/``."""
         c = rec.call
@@ -168,7 +179,7 @@ class Recordings:
                 os.makedirs(os.path.join(self.opts.out_dir, rel_dir), mode=0o750, exist_ok=True)
                 self.dirs.add(rel_dir)
             rec.wav_rel = os.path.join(rel_dir, c.id + ".wav")
-            rec.wav = WavWriter(os.path.join(self.opts.out_dir, rec.wav_rel), self.io, enc=self.encoding(c))
+            rec.wav = WavWriter(os.path.join(self.opts.out_dir, rec.wav_rel), self.io, enc=encoding_of(self.opts, c))
         except OSError as e:  # a full disk: counted; the next tick tries again (open_seen)
             self.io.failed(f"creating {c.id}'s files", e)
             self.unopened[c.id] = rec
@@ -218,6 +229,7 @@ class Recordings:
         return rec.pcap
 
     def drop_stream(self, rec: CallRecording, role: str, key: int) -> None:
+        self.srtp.unmap(key)
         sid = self.engine.stream_id(key)
         if sid is not None:
             rec.finished_streams.append(Stream.from_stats(role, key, self.engine.stream_stats(sid)))
@@ -230,20 +242,14 @@ class Recordings:
     ) -> None:
         """RFC 4733: one event per RTP timestamp; the end bit and duration update it."""
         rec = self.active.get(call_id)
-        if rec is None:
-            return
-        ev = rec.events.get((role, rtp_ts))
-        if ev is None:
-            ev = rec.events[(role, rtp_ts)] = TelephoneEvent(role, code, DTMF[code] if code < 16 else None, iso(ts))
-            rec.dirty = True
-        ev.duration_ms = max(ev.duration_ms, duration // 8)
-        if end:
-            ev.ended = True
+        if rec is not None:
+            rec.telephone_event(role, rtp_ts, code, duration, end, ts)
 
     # the sidecar -----------------------------------------------------------------------------
     def sidecar(self, rec: CallRecording) -> Sidecar:
         frames = self.frames(rec) if rec.end_frames is None and rec.wav else 0
-        return sidecar_of(rec, self.engine, frames, self.answered_here)
+        srtp = {role: st.to_dict() for (cid, role), st in self.srtp.stats.items() if cid == rec.call.id}
+        return sidecar_of(rec, self.engine, frames, self.answered_here, srtp)
 
     def write_meta(self, rec: CallRecording, durable: bool = False) -> None:
         d = self.sidecar(rec).to_dict()
@@ -341,6 +347,7 @@ class Recordings:
                 if rec.dirty:
                     self.write_meta(rec)
                     self.unconfirmed.append(rec)
+                self.srtp.forget(rec.call.id)
             else:
                 keep.append((deadline, rec))
         self.closing = keep
@@ -359,9 +366,24 @@ class Recordings:
         self.catalog.close()
 
 
-def sidecar_of(rec: CallRecording, engine: EngineLike, frames: int, answered_here: set[str]) -> Sidecar:
+def encoding_of(opts: Options, call: Call) -> wav.Encoding:
+    """How the call's WAV stores samples: 16-bit PCM, or (``local_format`` g711) its G.711 law."""
+    if opts.local_format != "g711":
+        return wav.Encoding.PCM16
+    return {"PCMU": wav.Encoding.ULAW, "PCMA": wav.Encoding.ALAW}.get(call.codec, wav.Encoding.PCM16)
+
+
+def sidecar_of(
+    rec: CallRecording,
+    engine: EngineLike,
+    frames: int,
+    answered_here: set[str],
+    srtp: dict[str, dict[str, Any]] | None = None,
+) -> Sidecar:
     """The call's sidecar record; ``frames`` is its WAV's length while it is still open;
-    ``answered_here`` the SIP Call-IDs shadowrec's own UAS answered."""
+    ``answered_here`` the SIP Call-IDs shadowrec's own UAS answered; ``srtp`` its SRTP streams'
+    figures (``capture.media.srtp``)."""
+    encrypted = any(d["reason"] is not None for d in (srtp or {}).values())
     c = rec.call
     streams = list(rec.finished_streams)
     for role, key in rec.keys.items():
@@ -379,7 +401,7 @@ def sidecar_of(rec: CallRecording, engine: EngineLike, frames: int, answered_her
         duration_s=round((ended - c.started_ns) / NS, 3) if ended is not None else None,
         end_reason=c.end_reason,
         codec=c.codec or None,
-        decoded=c.codec in CODECS,
+        decoded=c.codec in CODECS and not encrypted,
         near=c.near,
         far=c.far,
         primary=Primary(
@@ -400,6 +422,8 @@ def sidecar_of(rec: CallRecording, engine: EngineLike, frames: int, answered_her
         sip_call_ids={r: d.call_id for r, d in c.dialogs.items()},
         frames=rec.end_frames if rec.end_frames is not None else frames,
         encoding=rec.wav.enc.name.lower() if rec.wav is not None else "pcm16",
+        encrypted=encrypted,
+        srtp=srtp or {},
         disk_gap_s=round(rec.gap_frames / wav.RATE, 3),
     )
 

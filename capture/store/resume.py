@@ -8,6 +8,7 @@ WAV files; the downtime is silence, and nothing is lost or duplicated.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import datetime
@@ -20,6 +21,7 @@ from capture.media import wav
 from capture.sip.calls import Call, CallState, CallTable, EndReason, MediaMapped, Party
 from capture.sip.dialog import Dialog, DialogState
 from capture.sip.evidence import EvidenceItem
+from capture.sip.sdp import Crypto
 from capture.store.catalog import Catalog
 from capture.store.files import to_json, write_file_atomic, write_json_atomic
 from capture.store.outputs import CallRecording
@@ -60,10 +62,24 @@ def call_to_dict(call: Call) -> dict[str, Any]:
                 "codec": d.codec,
                 "audio_pt": d.audio_pt,
                 "event_pt": d.event_pt,
+                "secure": d.secure,
+                "crypto": _crypto_state(d.crypto),
+                "offered": [_crypto_state(c) for c in d.offered],
             }
             for r, d in call.dialogs.items()
         },
     }
+
+
+def _crypto_state(c: Crypto | None) -> dict[str, Any] | None:
+    """An SDES key as the state file keeps it (the file is private: 0640, as the recordings)."""
+    return (
+        None if c is None else {"tag": c.tag, "suite": c.suite, "key": base64.b64encode(c.key).decode(), "mki": c.mki}
+    )
+
+
+def _crypto_of(d: dict[str, Any] | None) -> Crypto | None:
+    return None if d is None else Crypto(d["tag"], d["suite"], base64.b64decode(d["key"]), d["mki"])
 
 
 def restore_calls(table: CallTable, items: list[dict[str, Any]]) -> list[Call]:
@@ -97,6 +113,9 @@ def restore_calls(table: CallTable, items: list[dict[str, Any]]) -> list[Call]:
                 d["codec"],
                 d["audio_pt"],
                 d["event_pt"],
+                d.get("secure", False),
+                _crypto_of(d.get("crypto")),
+                tuple(c for c in map(_crypto_of, d.get("offered", ())) if c is not None),
             )
             call.dialogs[role] = dl
             table.dialogs[dl.call_id] = dl
@@ -174,7 +193,9 @@ def restore(rec: Recorder, path: str) -> int:
         saved_ns = max(saved_ns, it["saved_ns"])
         for role, d in call.dialogs.items():
             if d.key is not None:
-                calls.mapped(MediaMapped(call, role, d.key, None, d.codec, d.audio_pt, d.event_pt))
+                calls.mapped(
+                    MediaMapped(call, role, d.key, None, d.codec, d.audio_pt, d.event_pt, d.secure, d.crypto, d.offered)
+                )
                 sid = engine.stream_id(d.key)
                 if sid is not None and role in it.get("anchors", {}):
                     engine.set_anchor(sid, *it["anchors"][role])

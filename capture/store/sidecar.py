@@ -122,6 +122,17 @@ class Sidecar:
     answered_by: str
     sip_call_ids: dict[str, str]
     frames: int
+    encrypted: bool = field(
+        default=False,
+        metadata={"description": "SRTP whose audio could not be recovered (srtp says why): the WAV is silence there"},
+    )
+    srtp: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata={
+            "description": "per SRTP stream (near, far): suite, decrypted, auth_failures, replays, and reason "
+            "(why it could not be decrypted, else null)"
+        },
+    )
     encoding: str = field(
         default="pcm16",
         metadata={"description": "how the WAV stores samples: pcm16, or the call's G.711 law (ulaw, alaw)"},
@@ -149,6 +160,7 @@ class Sidecar:
         d["channels"] = list(self.channels)
         d["sip_call_ids"] = dict(self.sip_call_ids)
         d["delivery"] = {k: dict(v) for k, v in self.delivery.items()}
+        d["srtp"] = {k: dict(v) for k, v in self.srtp.items()}
         return d
 
     def catalog_row(self, text: str) -> tuple:

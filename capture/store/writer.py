@@ -46,6 +46,10 @@ class Holes:
         self.filled_bytes = 0
         self.abandoned = 0  # files closed at the end with holes the disk would not let us fill
 
+    def status(self) -> dict[str, int]:
+        """For the disk's status: files whose holes wait for the disk (or were left so at the end)."""
+        return {"g711_holes_waiting": len(self.pending) + self.abandoned, "silence_filled_bytes": self.filled_bytes}
+
     def register(self, fd: int, enc: wav.Encoding) -> None:
         self.pending.pop(fd, None)
         if enc in wav.SILENCE:

@@ -79,6 +79,10 @@ class SynthSpec:
     keep_audio: bool = True
     pcapng: bool = False
     start_offset_s: float = 0.0  # shift the whole capture in time (distinct ids across captures)
+    srtp: str = ""  # an SRTP suite (RFC 4568 name): the phone's streams are SRTP, keys in the SDP;
+    # "hidden": RTP/SAVP with no a=crypto (keys exchanged where a recorder cannot see them);
+    # "mismatched": the SDP's key is not the one the phone encrypts with
+    seq_start: int | None = None  # every stream's first sequence number (near 65535: a rollover)
 
 
 @dataclass
@@ -233,6 +237,25 @@ def demo(out_dir: str) -> str:
     return path
 
 
+def srtp_key(c: SynthCall, role: str, who: str = "phone") -> bytes:
+    """The SRTP master key and salt ``who`` (the phone, or the recorder) uses for one dialog's
+    stream: fixed by the call, so tests can make them again."""
+    import hashlib
+
+    return hashlib.sha512(f"{c.refci}/{role}/{who}".encode()).digest()
+
+
+def _crypto_line(spec: SynthSpec, key: bytes) -> str:
+    import base64
+
+    from capture.sip.sdp import SUITES
+
+    if not spec.srtp or spec.srtp == "hidden":
+        return ""
+    suite = "AES_CM_128_HMAC_SHA1_80" if spec.srtp == "mismatched" else spec.srtp
+    return f"a=crypto:1 {suite} inline:{base64.b64encode(key[: SUITES[suite]]).decode()}\n"
+
+
 def _bib_messages(
     spec: SynthSpec, c: SynthCall, r: int, role: str, cucm: str, primary: str, rport: int
 ) -> dict[str, bytes]:
@@ -254,16 +277,17 @@ def _bib_messages(
     via = f"Via: SIP/2.0/{spec.transport.upper()} {host}:5060;branch=z9hG4bK{k:x}{r}"
     base = [via + "a", frm, to, f"Call-ID: {cid}", "User-Agent: Cisco-CUCM14.0", "Max-Forwards: 70"]
     tagged = [frm, to + f";tag=rec{k}{r}", f"Call-ID: {cid}"]
+    proto = "RTP/SAVP" if spec.srtp else "RTP/AVP"
     offer = (
         f"v=0\no=shadowrec-synth 1 1 IN {ipver} {primary}\ns=-\nc=IN {ipver} {primary}\nt=0 0\n"
-        f"m=audio {rport} RTP/AVP {PT[spec.codec]} 101\na=rtpmap:{PT[spec.codec]} {spec.codec}/8000\n"
-        "a=rtpmap:101 telephone-event/8000\na=recvonly\n"
+        f"m=audio {rport} {proto} {PT[spec.codec]} 101\na=rtpmap:{PT[spec.codec]} {spec.codec}/8000\n"
+        "a=rtpmap:101 telephone-event/8000\na=recvonly\n" + _crypto_line(spec, srtp_key(c, role, "recorder"))
     )
     answer = (
         f"v=0\no=CiscoSystemsCCM-SIP 1 1 IN {ipver} {cucm}\ns=SIP Call\nc=IN {ipver} {c.phone}\n"
-        f"t=0 0\nm=audio 4000 RTP/AVP {PT[spec.codec]} 101\na=ptime:{spec.ptime_ms}\n"
+        f"t=0 0\nm=audio 4000 {proto} {PT[spec.codec]} 101\na=ptime:{spec.ptime_ms}\n"
         f"a=rtpmap:{PT[spec.codec]} {spec.codec}/8000\na=sendonly\na=rtpmap:101 telephone-event/8000\n"
-        "a=fmtp:101 0-15\n"
+        "a=fmtp:101 0-15\n" + _crypto_line(spec, srtp_key(c, role))
     )
     return {
         "invite": _sip(
@@ -283,6 +307,24 @@ def _bib_messages(
         "bye": _sip(f"BYE sip:{phost}:5060 SIP/2.0", [via + "c", *tagged, "CSeq: 102 BYE", "Reason: Q.850;cause=16"]),
         "bye_ok": _sip("SIP/2.0 200 OK", [via + "c", *tagged, "CSeq: 102 BYE"]),
     }
+
+
+def _srtp_sender(spec: SynthSpec, c: SynthCall, role: str):
+    """What turns one of the phone's RTP packets into what it sends: itself, or SRTP (libsrtp)."""
+    if not spec.srtp:
+        return lambda packet: packet
+    from pylibsrtp import Policy, Session
+
+    from capture.media.srtp import PROFILES
+
+    if spec.srtp in ("hidden", "mismatched"):  # keys nobody on the SPAN sees
+        suite, key = "AES_CM_128_HMAC_SHA1_80", srtp_key(c, role, "elsewhere")[:30]
+    else:
+        from capture.sip.sdp import SUITES
+
+        suite, key = spec.srtp, srtp_key(c, role)[: SUITES[spec.srtp]]
+    session = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=PROFILES[suite]))
+    return session.protect
 
 
 class _Capture:
@@ -427,7 +469,10 @@ class _Capture:
         sport = 16384 + 2 * r + 4 * (k % 10000)  # phones differ by address; ports may repeat
         ssrc = rng.getrandbits(32)
         seq0 = rng.getrandbits(16)
+        if spec.seq_start is not None:
+            seq0 = spec.seq_start
         ts0 = rng.getrandbits(32)
+        protect = _srtp_sender(spec, c, role)
         first_ns = media_start + r * 2 * MS
         codes = self.nrng.integers(0, 256, size=int(npk * spf), dtype=np.uint8) if spec.codec != "G729" else None
         exp = np.zeros(frames + 2 * spf, dtype=np.int16) if spec.keep_audio else None  # + what runs past the BYE
@@ -458,14 +503,15 @@ class _Capture:
                     payload = codes[j * spf : (j + 1) * spf].tobytes()
                 hdr = struct.pack("!BBHII", 0x80, PT[spec.codec], seq, rts, ssrc)
             stats["sent"] += 1
+            wire = protect(hdr + payload)  # made in order, sent or lost, as a phone does
             if j > 0 and rng.random() < spec.loss:
                 stats["lost"] += 1
                 continue
-            if exp is not None and j not in dtmf_pk and codes is not None:
+            if exp is not None and j not in dtmf_pk and codes is not None and spec.srtp not in ("hidden", "mismatched"):
                 pos = anchor + j * spf
                 if pos + spf <= len(exp):
                     exp[pos : pos + spf] = self.table[codes[j * spf : (j + 1) * spf]]
-            frame = net.udp(c.phone, self.primary, sport, port, hdr + payload)
+            frame = net.udp(c.phone, self.primary, sport, port, wire)
             cap = nominal
             if j == 0:
                 cap += int(spec.first_late_ms * MS)
@@ -481,7 +527,7 @@ class _Capture:
             if j in dtmf_pk and j == (dtmf_from + ((j - dtmf_from) // 10) * 10 + 4):
                 for extra in (1, 2):  # RFC 4733: the end packet is sent three times
                     hdr2 = hdr[:2] + struct.pack("!H", (seq + extra) & 0xFFFF) + hdr[4:]
-                    self.emit(cap + extra * 1000, net.udp(c.phone, self.primary, sport, port, hdr2 + payload))
+                    self.emit(cap + extra * 1000, net.udp(c.phone, self.primary, sport, port, protect(hdr2 + payload)))
                 seq0 += 2
             if self.fail_ns is not None and nominal >= self.fail_ns:
                 # Linux answers with ICMP port unreachable, about one a second per host

@@ -283,7 +283,13 @@ def _payloads(icmp_only: bool = False) -> list[bytes]:
 
 
 def _sdp_seeds() -> list[bytes]:
-    return [m.split(b"\r\n\r\n", 1)[1] for m in _sip_seeds() if b"\r\n\r\nv=" in m]
+    srtp = (  # SDES keys (RFC 4568), as CUCM sends them for SRTP
+        b"v=0\r\no=CiscoSystemsCCM-SIP 1 1 IN IP4 198.18.0.10\r\ns=SIP Call\r\nc=IN IP4 198.18.1.1\r\nt=0 0\r\n"
+        b"m=audio 4000 RTP/SAVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=sendonly\r\n"
+        b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd|2^31|1:1\r\n"
+        b"a=crypto:2 AEAD_AES_256_GCM inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKis=\r\n"
+    )
+    return [m.split(b"\r\n\r\n", 1)[1] for m in _sip_seeds() if b"\r\n\r\nv=" in m] + [srtp]
 
 
 def _chunked(msgs: list[bytes]) -> list[bytes]:
