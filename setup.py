@@ -47,6 +47,7 @@ setup(
         "paramiko>=3.4",
         "soundfile>=0.12",
         "pylibsrtp>=0.10",
+        "av>=12",
     ],
     extras_require={
         "test": [

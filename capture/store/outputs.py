@@ -26,6 +26,7 @@ from capture.sip.calls import Call, CallEnded, MediaMapped, MediaUnmapped
 from capture.speedups import EngineLike
 from capture.store.catalog import Catalog
 from capture.store.files import to_json
+from capture.store.postdecode import PostDecoder, job_for
 from capture.store.sidecar import EvidenceRecord, Primary, Sidecar, Stream, TelephoneEvent, iso, row_of
 from capture.store.space import Space, free_bytes
 from capture.store.wavfile import WavWriter
@@ -59,6 +60,7 @@ class CallRecording:
     end_frames: int | None = None
     gap_frames: int = 0  # audio not written because the disk was full (a hole: silence)
     decoded: bool = False  # all mapped streams are G.711: no raw pcap will be needed
+    decode: dict[str, Any] | None = None  # what decoding its other codec after the end gave (postdecode)
 
     def telephone_event(self, role: str, rtp_ts: int, code: int, duration: int, end: bool, ts: int) -> None:
         ev = self.events.get((role, rtp_ts))
@@ -76,6 +78,7 @@ class Recordings:
     def __init__(self, opts: Options, engine: EngineLike, io: Writer, counters: Counter[str]):
         self.opts = opts
         self.srtp = SrtpStreams()
+        self.post = PostDecoder()  # calls in other codecs, decoded after their end
         self.engine = engine
         self.io = io
         self.counters = counters
@@ -168,6 +171,8 @@ class Recordings:
         self.write_meta(rec, durable=self.opts.durable_s > 0)
         self.unconfirmed.append(rec)
         self.closing.append((e.at_ns + int(self.opts.linger_s * NS), rec))
+        if (job := job_for(self, rec)) is not None:
+            self.post.submit(job)
 
     # files -----------------------------------------------------------------------------------
     def open(self, rec: CallRecording) -> None:
@@ -341,6 +346,7 @@ class Recordings:
 
     def close_lingering(self, now: int) -> None:
         """Ended calls stay open for late evidence for ``linger_s``; then their sidecar is final."""
+        self.post.apply(self)
         keep = []
         for deadline, rec in self.closing:
             if now >= deadline:
@@ -360,7 +366,9 @@ class Recordings:
             self.io.call(lambda: self.catalog.write(rows))
 
     def close(self) -> None:
+        self.post.join()
         self.close_lingering(1 << 62)
+        self.post.stop()
         self.commit_catalog()
         self.io.stop()
         self.catalog.close()
@@ -392,7 +400,7 @@ def sidecar_of(
             streams.append(Stream.from_stats(role, key, engine.stream_stats(sid)))
     streams.sort(key=lambda s: (s.role != "near", s.first_at or ""))
     ended = c.ended_ns
-    return Sidecar(
+    sc = Sidecar(
         id=c.id,
         kind="bib",
         state="complete" if ended is not None else "recording",
@@ -426,6 +434,9 @@ def sidecar_of(
         srtp=srtp or {},
         disk_gap_s=round(rec.gap_frames / wav.RATE, 3),
     )
+    for name, value in (rec.decode or {}).items():  # decoded after the end: rate, frames, decoder
+        setattr(sc, name, value)
+    return sc
 
 
 def check_space(rs: Recordings) -> None:

@@ -133,6 +133,11 @@ class Sidecar:
             "(why it could not be decrypted, else null)"
         },
     )
+    decoder: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"description": "a codec decoded after the call from its packets (FFmpeg): codecs, and per stream "
+                  "packets, duplicates, comfort_noise, errors"},
+    )  # fmt: skip
     encoding: str = field(
         default="pcm16",
         metadata={"description": "how the WAV stores samples: pcm16, or the call's G.711 law (ulaw, alaw)"},
@@ -161,6 +166,7 @@ class Sidecar:
         d["sip_call_ids"] = dict(self.sip_call_ids)
         d["delivery"] = {k: dict(v) for k, v in self.delivery.items()}
         d["srtp"] = {k: dict(v) for k, v in self.srtp.items()}
+        d["decoder"] = dict(self.decoder)
         return d
 
     def catalog_row(self, text: str) -> tuple:

@@ -20,6 +20,7 @@ import ipaddress
 import os
 import random
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,7 +48,9 @@ CUCM = "198.18.0.10"
 PRIMARY = "198.18.0.20"
 CUCM6 = "2001:db8::10"  # documentation prefix, used only inside files and namespaces
 PRIMARY6 = "2001:db8::20"
-PT = {"PCMU": 0, "PCMA": 8, "G729": 18}
+PT = {"PCMU": 0, "PCMA": 8, "G729": 18, "G722": 9, "GSM": 3, "OPUS": 111}
+RTP_CLOCK = {"OPUS": 48000}  # else 8000 (G.722's too: RFC 3551)
+RTPMAP = {"OPUS": "opus/48000/2"}
 T0 = 1_790_000_000 * NS  # 2026-09-21, a fixed epoch so output is reproducible
 
 
@@ -83,6 +86,9 @@ class SynthSpec:
     # "hidden": RTP/SAVP with no a=crypto (keys exchanged where a recorder cannot see them);
     # "mismatched": the SDP's key is not the one the phone encrypts with
     seq_start: int | None = None  # every stream's first sequence number (near 65535: a rollover)
+    # a codec's packets: (call index, role, packets) -> each packet's payload, from an encoder;
+    # None: random G.711 codes (PCMU/PCMA, whose audio the recording must hold) or G.729 noise
+    payloads: Callable[[int, str, int], list[bytes]] | None = None
 
 
 @dataclass
@@ -237,6 +243,10 @@ def demo(out_dir: str) -> str:
     return path
 
 
+def _rtpmap(codec: str) -> str:
+    return RTPMAP.get(codec, f"{codec}/{RTP_CLOCK.get(codec, 8000)}")
+
+
 def srtp_key(c: SynthCall, role: str, who: str = "phone") -> bytes:
     """The SRTP master key and salt ``who`` (the phone, or the recorder) uses for one dialog's
     stream: fixed by the call, so tests can make them again."""
@@ -280,13 +290,13 @@ def _bib_messages(
     proto = "RTP/SAVP" if spec.srtp else "RTP/AVP"
     offer = (
         f"v=0\no=shadowrec-synth 1 1 IN {ipver} {primary}\ns=-\nc=IN {ipver} {primary}\nt=0 0\n"
-        f"m=audio {rport} {proto} {PT[spec.codec]} 101\na=rtpmap:{PT[spec.codec]} {spec.codec}/8000\n"
+        f"m=audio {rport} {proto} {PT[spec.codec]} 101\na=rtpmap:{PT[spec.codec]} {_rtpmap(spec.codec)}\n"
         "a=rtpmap:101 telephone-event/8000\na=recvonly\n" + _crypto_line(spec, srtp_key(c, role, "recorder"))
     )
     answer = (
         f"v=0\no=CiscoSystemsCCM-SIP 1 1 IN {ipver} {cucm}\ns=SIP Call\nc=IN {ipver} {c.phone}\n"
         f"t=0 0\nm=audio 4000 {proto} {PT[spec.codec]} 101\na=ptime:{spec.ptime_ms}\n"
-        f"a=rtpmap:{PT[spec.codec]} {spec.codec}/8000\na=sendonly\na=rtpmap:101 telephone-event/8000\n"
+        f"a=rtpmap:{PT[spec.codec]} {_rtpmap(spec.codec)}\na=sendonly\na=rtpmap:101 telephone-event/8000\n"
         "a=fmtp:101 0-15\n" + _crypto_line(spec, srtp_key(c, role))
     )
     return {
@@ -474,7 +484,10 @@ class _Capture:
         ts0 = rng.getrandbits(32)
         protect = _srtp_sender(spec, c, role)
         first_ns = media_start + r * 2 * MS
-        codes = self.nrng.integers(0, 256, size=int(npk * spf), dtype=np.uint8) if spec.codec != "G729" else None
+        g711 = spec.codec in ("PCMU", "PCMA") and spec.payloads is None
+        codes = self.nrng.integers(0, 256, size=int(npk * spf), dtype=np.uint8) if g711 else None
+        encoded = spec.payloads(k, role, npk) if spec.payloads is not None else None
+        step = RTP_CLOCK.get(spec.codec, RATE) * spec.ptime_ms // 1000  # RTP timestamp per packet
         exp = np.zeros(frames + 2 * spf, dtype=np.int16) if spec.keep_audio else None  # + what runs past the BYE
         anchor = ((first_ns - c.start_ns) * RATE) // NS
         stats = {"sent": 0, "lost": 0, "dup": 0}
@@ -486,7 +499,7 @@ class _Capture:
         for j in range(npk):
             nominal = first_ns + j * spec.ptime_ms * MS
             seq = (seq0 + j) & 0xFFFF
-            rts = (ts0 + j * spf) & 0xFFFFFFFF
+            rts = (ts0 + j * step) & 0xFFFFFFFF
             if j in dtmf_pk:
                 di = (j - dtmf_from) // 10
                 ev_start = dtmf_from + di * 10
@@ -497,7 +510,9 @@ class _Capture:
                     "!BBHII", 0x80, 101 | (0x80 if j == ev_start else 0), seq, (ts0 + ev_start * spf) & 0xFFFFFFFF, ssrc
                 )
             else:
-                if codes is None:
+                if encoded is not None:
+                    payload = encoded[j]
+                elif codes is None:
                     payload = bytes(rng.getrandbits(8) for _ in range(20))
                 else:
                     payload = codes[j * spf : (j + 1) * spf].tobytes()

@@ -1,0 +1,183 @@
+"""Calls in a codec the engine does not decode (``capture.media.codecs``), decoded right after
+they end, from the packets kept in their pcap, on a thread of their own (FFmpeg works without the
+GIL), so that capture never waits for it. The decoded WAV replaces the silent one atomically
+(a temporary file, renamed: 0640); the sidecar and the catalog then say ``decoded: true``, the
+rate, and what each stream's decoding came to."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from capture.media import wav
+from capture.media.codecs import CODECS, decode_stream, resample
+from capture.store.files import to_json
+from capture.store.sidecar import row_of
+
+if TYPE_CHECKING:
+    from capture.store.outputs import CallRecording, Recordings
+
+log = logging.getLogger("shadowrec")
+NS = 1_000_000_000
+G711 = ("PCMU", "PCMA")
+
+
+@dataclass(frozen=True)
+class Job:
+    call_id: str
+    wav_path: str
+    pcap_path: str
+    meta_path: str
+    start_ns: int
+    frames: int  # the call's length at 8 kHz
+    streams: dict[str, str]  # recorder address:port -> role
+    codecs: dict[str, tuple[str, int]]  # role -> (codec, audio payload type)
+
+
+def job_for(rs: Recordings, rec: CallRecording) -> Job | None:
+    """A decoding job for an ended call, if it has a codec to decode and its packets were kept."""
+    codecs = {r: (d.codec, d.audio_pt) for r, d in rec.call.dialogs.items() if d.codec}
+    if not rec.pcap_rel or not any(c in CODECS for c, _ in codecs.values()) or rec.end_frames is None:
+        return None
+    if any(d.secure and d.crypto is None for d in rec.call.dialogs.values()):
+        return None  # SRTP that could not be decrypted: nothing to decode
+    out = rs.opts.out_dir
+    streams = {s.dst: s.role for s in rec.finished_streams}
+    return Job(rec.call.id, os.path.join(out, rec.wav_rel), os.path.join(out, rec.pcap_rel), rec.meta_path,
+               rec.call.started_ns, rec.end_frames, streams, codecs)  # fmt: skip
+
+
+def _packets(job: Job) -> dict[str, list[tuple[int, int, int, int, bytes]]]:
+    """Each role's RTP packets in the call's pcap: (arrival ns, seq, timestamp, payload type, payload)."""
+    from capture import speedups
+    from capture.errors import ParseError
+    from capture.wire import rtp
+    from capture.wire.frame import PROTO_UDP, flow_key, key_to_str
+
+    impl = speedups.default()
+    buf = open(job.pcap_path, "rb").read()
+    out: dict[str, list] = {r: [] for r in job.codecs}
+    offs, lens, tss, lts = impl.Indexer(buf).next_batch(1 << 30)
+    for o, n, ts, lt in zip(offs.tolist(), lens.tolist(), tss.tolist(), lts.tolist()):
+        try:
+            f = impl.packet.parse(buf[o : o + n], lt)
+            if f.proto != PROTO_UDP or f.frag_id >= 0:
+                continue
+            role = job.streams.get(key_to_str(flow_key(f.dst, f.dport)))
+            if role is None:
+                continue
+            p = buf[o + f.payload_off : o + f.payload_off + f.payload_len]
+            h = rtp.parse(p)
+        except ParseError:
+            continue
+        out[role].append(
+            (ts, h.sequence, h.timestamp, h.payload_type, p[h.payload_offset : h.payload_offset + h.payload_length])
+        )
+    return out
+
+
+def decode_call(job: Job) -> dict[str, Any]:
+    """Decode the call and replace its WAV; returns what its sidecar is to say."""
+    import soundfile as sf
+
+    rate = max((CODECS[c].rate for c, _ in job.codecs.values() if c in CODECS), default=wav.RATE)
+    length = job.frames * rate // wav.RATE
+    packets = _packets(job)
+    old = None
+    channels, streams = [], {}
+    for ch, role in enumerate(("near", "far")):
+        codec, pt = job.codecs.get(role, ("", -1))
+        spec = CODECS.get(codec)
+        if spec is not None:
+            res = decode_stream(packets.get(role, []), spec, pt, job.start_ns, job.frames * spec.rate // wav.RATE)
+            a, streams[role] = res.samples, res.to_dict()
+        elif codec in G711:  # decoded by the engine already: its channel of the WAV
+            if old is None:
+                old = sf.read(job.wav_path, dtype="int16", always_2d=True)[0]
+            a = old[:, ch]
+        else:
+            a = np.zeros(job.frames, dtype=np.int16)
+        a = resample(a, spec.rate if spec else wav.RATE, rate)
+        channels.append(np.pad(a, (0, max(0, length - len(a))))[:length])
+    tmp = job.wav_path + ".decoding"
+    sf.write(tmp, np.stack(channels, axis=1), rate, subtype="PCM_16", format="WAV")
+    os.chmod(tmp, 0o640)
+    os.replace(tmp, job.wav_path)
+    codecs = sorted({c for c, _ in job.codecs.values() if c in CODECS})
+    return {"decoded": True, "sample_rate": rate, "frames": length, "encoding": "pcm16",
+            "decoder": {"by": "ffmpeg", "codecs": codecs, "streams": streams}}  # fmt: skip
+
+
+class PostDecoder:
+    """The decoding thread, its queue, and the results handed back to the capture thread."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.done: list[tuple[Job, dict[str, Any] | None]] = []
+        self.lock = threading.Lock()
+        self.pending = 0
+        self.thread: threading.Thread | None = None
+
+    def submit(self, job: Job) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="shadowrec-decoder", daemon=True)
+            self.thread.start()
+        with self.lock:
+            self.pending += 1
+        self.jobs.put(job)
+
+    def _run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            try:
+                result: dict[str, Any] | None = decode_call(job)
+            except Exception:  # a fault of ours or of FFmpeg: the call keeps its silent WAV and raw pcap
+                log.exception("decoding call %s", job.call_id)
+                result = None
+            with self.lock:
+                self.done.append((job, result))
+                self.pending -= 1
+
+    def apply(self, rs: Recordings) -> int:
+        """On the capture thread: each decoded call's sidecar and catalog row say so."""
+        with self.lock:
+            done, self.done = self.done, []
+        for job, result in done:
+            if result is None:
+                rs.counters["decode_failures"] += 1
+                continue
+            rs.counters["calls_decoded"] += 1
+            rec = next((r for _, r in rs.closing if r.call.id == job.call_id), None)
+            if rec is not None:  # still open for late evidence: its next sidecar carries it
+                rec.decode, rec.dirty = result, True
+                continue
+            try:
+                import json
+
+                with open(job.meta_path) as f:
+                    d = json.load(f) | result
+            except (OSError, ValueError) as e:
+                log.warning("sidecar of %s not updated after decoding: %s", job.call_id, e)
+                continue
+            text = to_json(d)
+            rs.io.write_file(job.meta_path, (text + "\n").encode())
+            rs.catalog.upsert(row_of(d, text))
+        return len(done)
+
+    def join(self) -> None:
+        """Wait for every job submitted (the end of a run)."""
+        while True:
+            with self.lock:
+                if not self.pending:
+                    return
+            threading.Event().wait(0.01)
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.jobs.put(None)
+            self.thread.join()
