@@ -76,3 +76,15 @@ def gsm(x8k: np.ndarray) -> list[bytes]:
         out.append(buf.raw)
     lib.gsm_destroy(ctypes.c_void_p(h))
     return out
+
+
+def crashing_decoder(conn) -> None:
+    """A decoder child that dies as a crash in FFmpeg would (SIGABRT) on calls whose id says so."""
+    import os
+
+    from capture.store import postdecode
+
+    while (job := conn.recv()) is not None:
+        if "crash" in job.call_id:
+            os.abort()
+        conn.send(("ok", postdecode.decode_call(job)))

@@ -115,3 +115,39 @@ def test_the_real_captures_decode_as_ffmpeg_alone_decodes_them(tmp_path, capture
     start = 60 * rate // 1000
     assert np.array_equal(a[start : start + len(want), 0], want)
     assert np.abs(want).max() > 0
+
+
+def test_a_decoder_that_dies_costs_one_call_not_the_recorder(tmp_path):
+    """FFmpeg meets what the world sent: if a decoder crashes, its child process dies, that call
+    keeps its silent WAV and pcap (counted as a decode failure), and the next call is decoded by a
+    new child."""
+    import dataclasses
+
+    from capture.store.postdecode import PostDecoder
+
+    x, payloads = encoded("GSM")
+    spec = synth.SynthSpec(calls=2, duration_s=2, codec="GSM", payloads=lambda k, role, n: payloads[:n])
+    cap = str(tmp_path / "cap.pcap")
+    synth.generate(cap, spec)
+    out = str(tmp_path / "out")
+    rec = Recorder(Options(out_dir=out), C)
+    rec.calls.post = PostDecoder(refs.crashing_decoder)
+    submit = rec.calls.post.submit
+    first = []
+
+    def submit_first_as_crash(job):  # the first call's job is the one its decoder dies on
+        if not first:
+            first.append(job.call_id)
+            job = dataclasses.replace(job, call_id="crash-" + job.call_id)
+        submit(job)
+
+    rec.calls.post.submit = submit_first_as_crash
+    rec.record_file(cap)
+    summary = rec.finish()
+    assert summary["decode_failures"] == 1 and summary["calls_decoded"] == 1 and rec.calls.post.child_deaths == 1
+    metas = {m["id"]: m for m in map(lambda p: json.load(open(p)), glob.glob(out + "/calls/*/*/*/*.json"))}
+    crashed = metas[first[0]]
+    assert crashed["decoded"] is False and crashed["pcap"]
+    assert not sf.read(os.path.join(out, crashed["wav"]), dtype="int16")[0].any()  # silence, not noise
+    (other,) = [m for cid, m in metas.items() if cid != first[0]]
+    assert other["decoded"] is True and other["decoder"]["codecs"] == ["GSM"]

@@ -1,8 +1,10 @@
 """Calls in a codec the engine does not decode (``capture.media.codecs``), decoded right after
-they end, from the packets kept in their pcap, on a thread of their own (FFmpeg works without the
-GIL), so that capture never waits for it. The decoded WAV replaces the silent one atomically
-(a temporary file, renamed: 0640); the sidecar and the catalog then say ``decoded: true``, the
-rate, and what each stream's decoding came to."""
+they end, from the packets kept in their pcap, so that capture never waits for it. FFmpeg's
+decoders get what the world sent, so they run in a child process of their own: if one dies on a
+packet (a crash in C), that call keeps its silent WAV and raw pcap, the failure is counted, and
+the next call gets a new child. The decoded WAV replaces the silent one atomically (a temporary
+file, renamed: 0640); the sidecar and the catalog then say ``decoded: true``, the rate, and what
+each stream's decoding came to."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -114,15 +118,35 @@ def decode_call(job: Job) -> dict[str, Any]:
             "decoder": {"by": "ffmpeg", "codecs": codecs, "streams": streams}}  # fmt: skip
 
 
-class PostDecoder:
-    """The decoding thread, its queue, and the results handed back to the capture thread."""
+def serve(conn: Connection) -> None:
+    """The child process: jobs in, results (or the error) out, until None or the pipe closes."""
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        try:
+            conn.send(("ok", decode_call(job)))
+        except Exception as e:
+            conn.send(("error", f"{type(e).__name__}: {e}"))
 
-    def __init__(self) -> None:
+
+class PostDecoder:
+    """The decoding child process, the thread that feeds it, and the results handed back to the
+    capture thread (``apply``)."""
+
+    def __init__(self, target: Callable[[Connection], None] = serve) -> None:
+        self.target = target  # the child's loop (a test gives one that crashes)
         self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.done: list[tuple[Job, dict[str, Any] | None]] = []
         self.lock = threading.Lock()
         self.pending = 0
         self.thread: threading.Thread | None = None
+        self.child: Any = None
+        self.conn: Any = None
+        self.child_deaths = 0
 
     def submit(self, job: Job) -> None:
         if self.thread is None:
@@ -132,16 +156,42 @@ class PostDecoder:
             self.pending += 1
         self.jobs.put(job)
 
+    def _decode(self, job: Job) -> dict[str, Any] | None:
+        """One job in the child (started, or started again, as needed)."""
+        import multiprocessing as mp
+
+        if self.child is None or not self.child.is_alive():
+            ctx = mp.get_context("spawn")  # not fork: the recorder has threads
+            self.conn, theirs = ctx.Pipe()
+            self.child = ctx.Process(target=self.target, args=(theirs,), name="shadowrec-decode", daemon=True)
+            self.child.start()
+            theirs.close()
+        try:
+            self.conn.send(job)
+            while not self.conn.poll(0.2):
+                if not self.child.is_alive():
+                    raise EOFError
+            status, result = self.conn.recv()
+        except (EOFError, OSError):
+            self.child.join(1)
+            self.child_deaths += 1
+            log.error("the decoder died (exit %s) on call %s: it keeps its pcap", self.child.exitcode, job.call_id)
+            self.child = None
+            return None
+        if status != "ok":
+            log.error("decoding call %s: %s", job.call_id, result)
+            return None
+        return result
+
     def _run(self) -> None:
         while (job := self.jobs.get()) is not None:
-            try:
-                result: dict[str, Any] | None = decode_call(job)
-            except Exception:  # a fault of ours or of FFmpeg: the call keeps its silent WAV and raw pcap
-                log.exception("decoding call %s", job.call_id)
-                result = None
+            result = self._decode(job)
             with self.lock:
                 self.done.append((job, result))
                 self.pending -= 1
+        if self.child is not None and self.child.is_alive():
+            self.conn.send(None)
+            self.child.join(5)
 
     def apply(self, rs: Recordings) -> int:
         """On the capture thread: each decoded call's sidecar and catalog row say so."""

@@ -20,7 +20,7 @@ import atheris
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(HERE, ".."), os.path.join(HERE, "..", "..")]
 
-with atheris.instrument_imports(include=["capture", "appliance", "fuzz"]):
+with atheris.instrument_imports(include=["capture", "appliance", "fuzz", "codec_refs"]):
     from fuzz.targets import TARGETS
 
 

@@ -198,6 +198,41 @@ def uas(data: bytes) -> None:
 _OUT = tempfile.mkdtemp(prefix="shadowrec-fuzz-")
 
 
+def codec_packets(data: bytes) -> None:
+    """A stream of another codec decoded as after a call (capture.media.codecs, FFmpeg): the first
+    byte picks the codec, then each packet is a length byte and its payload. FFmpeg's decoders
+    run in this process here, so a crash in C is found, not isolated (the recorder isolates it)."""
+    from capture.media.codecs import CODECS, decode_stream
+
+    if not data:
+        return
+    names = sorted(CODECS)
+    spec = CODECS[names[data[0] % len(names)]]
+    packets, pos, k = [], 1, 0
+    while pos < len(data) and k < 200:
+        n = data[pos]
+        packets.append(
+            (k * 20_000_000, k & 0xFFFF, k * spec.clock // 50, 96 if n % 7 else 13, data[pos + 1 : pos + 1 + n])
+        )
+        pos, k = pos + 1 + n, k + 1
+    res = decode_stream(packets, spec, 96, 0, 4 * spec.rate)
+    assert len(res.samples) == 4 * spec.rate and res.samples.dtype.name == "int16"
+
+
+def _codec_seeds() -> list[bytes]:
+    """Each codec's packets from its reference encoder (tests/codec_refs.py), as codec_packets reads them."""
+    import codec_refs as refs
+
+    from capture.media.codecs import CODECS
+
+    x8, x16 = refs.signal(8000, 0.5, silence=(0.2, 0.3)), refs.signal(16000, 0.5, silence=(0.2, 0.3))
+    make = {"G722": lambda: refs.g722(x16), "OPUS": lambda: refs.opus(x16), "GSM": lambda: refs.gsm(x8)}
+    if refs.have_bcg729():
+        make["G729"] = lambda: refs.g729(x8)
+    names = sorted(CODECS)
+    return [bytes([names.index(n)]) + b"".join(bytes([len(p)]) + p for p in f()) for n, f in make.items()]
+
+
 def recorder(data: bytes) -> None:
     """The whole recorder fed a (mutated) capture file; the first byte picks the twin."""
     if not data:
@@ -317,5 +352,6 @@ TARGETS: dict[str, tuple[Callable[[bytes], None], Callable[[], list[bytes]]]] = 
     "rtp": (rtp_packet, lambda: [p for p in _payloads() if p[:1] == b"\x80"][:20]),
     "vrrp": (vrrp, _vrrp_seeds),
     "uas": (uas, lambda: [b"\0".join(_sip_seeds()[:4])] + _sip_seeds()),
+    "codecs": (codec_packets, _codec_seeds),
     "recorder": (recorder, lambda: [b"\x01" + c for c in _captures()] + [b"\x00" + c for c in _captures()[:1]]),
 }
