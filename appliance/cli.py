@@ -57,6 +57,15 @@ def _recording_args(p: argparse.ArgumentParser, fsync_default: float) -> None:
         "their audio is a counted gap until space returns (default 64)",
     )
     p.add_argument(
+        "--recorder-addr",
+        dest="recorder_addrs",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="a recorder's IPv4 address (repeatable): RTP to it from calls up before the start is kept "
+        "until their SIP shows (a re-INVITE); addresses SIP shows are added by themselves",
+    )
+    p.add_argument(
         "--local-format",
         choices=["wav", "g711"],
         default="wav",
@@ -83,6 +92,7 @@ def _options(args: Args, **extra: Any) -> Options:
             reserve_calls=getattr(args, "reserve_calls", 0),
             min_free_mb=args.min_free_mb,
             local_format=args.local_format,
+            recorder_addrs=args.recorder_addrs,
         )
     except ValidationError as e:
         raise ConfigError(settings_error("options", e)) from None
@@ -552,7 +562,7 @@ def _add_run(sub: Any) -> None:
 def _run(args: Args) -> int:
     from pydantic import ValidationError
 
-    from appliance.config import StandbySettings, settings_error
+    from appliance.config import StandbySettings, settings_error, standby_addrs
     from appliance.standby.takeover import Standby
     from capture.live.iface import SpanInterface
 
@@ -580,6 +590,7 @@ def _run(args: Args) -> int:
         raise ConfigError(settings_error("options", e)) from None
     os.makedirs(args.out, exist_ok=True)
     with SpanInterface(args.span):
+        opts.recorder_addrs = tuple(dict.fromkeys(opts.recorder_addrs + standby_addrs(sb)))
         summary = Standby(args.span, opts, sb).run(args.seconds)
     _print(summary)
     return 1 if summary.get("error") else 0

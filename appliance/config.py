@@ -50,6 +50,11 @@ class RecordingSettings(BaseModel):
         "(32 KiB a call); the site's concurrent calls, so a burst costs capture no page faults",
     )
     keep_pcap: bool = Field(False, description="also keep a raw pcap of every call (always for codecs not decoded)")
+    recorder_addrs: list[str] = Field(
+        default_factory=list,
+        description="the recorders' IPv4 addresses (the primary's VIP): RTP to them from calls up before "
+        "shadowrec started is kept until their SIP shows (a re-INVITE); standing by adds the VIPs and primary",
+    )
     local_format: Literal["wav", "g711"] = Field(
         "wav",
         description="wav: 16-bit PCM; g711: a G.711 call's WAV keeps the phones' µ-law or A-law bytes "
@@ -62,6 +67,16 @@ class RecordingSettings(BaseModel):
         description="below this much free space (MiB) the disk counts as full: calls and their "
         "metadata are kept, their audio is a counted gap (silence) until space returns",
     )
+
+    @field_validator("recorder_addrs")
+    @classmethod
+    def _addrs(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for a in v:
+            if not isinstance(ipaddress.ip_address(a), ipaddress.IPv4Address):
+                raise ValueError(f"{a}: an IPv4 address")
+        return v
 
     @field_validator("sip_ports")
     @classmethod
@@ -85,6 +100,14 @@ class CaptureSettings(RecordingSettings):
     filter: str | None = None
 
 
+def standby_addrs(sb: StandbySettings) -> tuple[str, ...]:
+    """The addresses a standby's calls are recorded at: its VIPs (IPv4) and the primary's own."""
+    import ipaddress
+
+    addrs = [v.split("/")[0] for v in sb.vips] + ([sb.primary] if sb.primary else [])
+    return tuple(a for a in addrs if isinstance(ipaddress.ip_address(a), ipaddress.IPv4Address))
+
+
 def recorder_options(s: RecordingSettings, **extra: Any) -> Options:
     """The one place where settings become the recorder's Options (``extra``: state_file...)."""
     return Options(
@@ -93,6 +116,7 @@ def recorder_options(s: RecordingSettings, **extra: Any) -> Options:
         rtp_timeout_s=s.rtp_timeout_s,
         keep_pcap=s.keep_pcap,
         local_format=s.local_format,
+        recorder_addrs=tuple(s.recorder_addrs),
         durable_s=s.fsync_interval_s,
         queue_mb=s.queue_mb,
         reserve_calls=s.reserve_calls,

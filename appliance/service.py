@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from appliance.config import Settings, recorder_options
+from appliance.config import Settings, recorder_options, standby_addrs
 
 log = logging.getLogger("shadowrec")
 
@@ -51,6 +51,7 @@ def _child(settings: Settings):
     c = settings.capture
     opts = recorder_options(c)
     if settings.standby.enabled:
+        opts.recorder_addrs = tuple(dict.fromkeys(opts.recorder_addrs + standby_addrs(settings.standby)))
         from appliance.standby.takeover import Standby
         from capture.live.iface import SpanInterface
 

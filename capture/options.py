@@ -25,5 +25,7 @@ class Options:
     queue_mb: int = 64  # live: bound of the writer queue; audio beyond it is dropped and counted
     state_file: str | None = None  # live: where open calls are saved on shutdown and resumed from
     min_free_mb: int = 64  # below this much free space the disk counts as full: audio waits as a gap
+    recorder_addrs: tuple = ()  # the recorders' (IPv4) addresses: RTP to them from calls joined late is
+    # kept from the start (addresses seen in SIP are added as it shows them)
     local_format: str = "wav"  # "g711": a G.711 call's WAV keeps its own law's bytes (half the size)
     reserve_calls: int = 0  # audio rings allocated at start (32 KiB a call), not when a burst comes

@@ -37,6 +37,7 @@ from capture.sip.calls import (
 )
 from capture.sip.message import SipMessage
 from capture.store import resume
+from capture.store.orphans import LateJoins, Orphans
 from capture.store.outputs import Recordings
 from capture.store.writer import SyncIO, Writer
 from capture.wire import icmp, ipfrag, rtp
@@ -82,12 +83,13 @@ class Recorder:
         self.errors: Counter[str] = self.faults.counts
         self.counters: Counter[str] = Counter()
         self.calls = Recordings(opts, self.engine, self.io, self.counters)
+        self.orphans = Orphans(opts.out_dir, int(opts.rtp_timeout_s * NS))  # RTP no dialog of ours has yet
+        self.late = LateJoins(self)  # calls up before the start, joined at a re-INVITE
+        for addr in opts.recorder_addrs:  # watched from the start: a call may be up already
+            self.engine.watch(socket.inet_aton(addr))
         # told of each call as it starts (the standby learns CUCM from it), inside the packet's boundary
         self.on_call_started: Callable[[Call], None] = lambda call: None
-        self.now = 0
-        self.deadline = 0
-        self.next_sync = 0
-        self.next_durable = 0
+        self.now = self.deadline = self.next_sync = self.next_durable = 0
         self.lag = int(opts.lag_s * wav.RATE)
         if opts.state_file:
             self.now = max(self.now, resume.restore(self, opts.state_file))
@@ -194,6 +196,8 @@ class Recorder:
         elif sport in self.sip_ports or dport in self.sip_ports:
             self.counters["sip_udp"] += 1
             self._sip(self.impl.sip.parse(payload), ts, src, sport, dst, dport, "udp", frame, lt)
+        elif frame is not None and dst in self.engine.watched:  # to the recorder: a call joined late?
+            self.orphans.packet(key, ts, frame, lt, payload)
 
     def _tcp(
         self,
@@ -282,10 +286,11 @@ class Recorder:
                 self.calls.started(e.call)
                 self.on_call_started(e.call)
             elif isinstance(e, MediaMapped):
-                self.calls.mapped(e)
+                self.late.mapped(e)
             elif isinstance(e, MediaUnmapped):
                 self.calls.unmapped(e)
             elif isinstance(e, CallEnded):
+                self.late.ended(e.call.id)
                 self.calls.ended(e)
             elif isinstance(e, Evidence):
                 self.calls.evidence(e.call)
@@ -310,6 +315,7 @@ class Recorder:
             self.calls.check_space()
             self.tcp.expire(now)
             self.defrag.expire(now)
+            self.late.tick(now)
             self.next_sync = now + int(self.opts.sync_s * NS)
         self.io.flush()  # live: this tick's sidecars, headers and closes to the writer, together
 
@@ -332,6 +338,7 @@ class Recorder:
                 self.counters["state_save_errors"] += 1
         else:
             self._apply(self.table.end_all(self.now, reason))
+        self.orphans.close()
         self.calls.close()
         return self.summary()
 
@@ -353,15 +360,21 @@ class Recorder:
         return out
 
     def summary(self) -> dict:
-        out: dict[str, Any] = dict(self.counters)
-        out.update({f"engine_{k}": v for k, v in self.engine.counters.items()})
-        out.update(self.table.counters)
-        out.update(self.tcp.counters)
-        out.update(self.defrag.counters)
-        out["errors"] = dict(self.errors + self.table.errors)
-        out["disk"] = self.calls.space.status() | self.io.holes.status()
-        out["kernels"] = self.impl.name
-        return out
+        return summary_of(self)
 
     def _error(self, e: Exception) -> None:
         self.faults.add(e)
+
+
+def summary_of(rec: Recorder) -> dict:
+    """The recorder's counters, its disk's state and its kernels."""
+    out: dict[str, Any] = dict(rec.counters)
+    out.update({f"engine_{k}": v for k, v in rec.engine.counters.items()})
+    out.update(rec.table.counters)
+    out.update(rec.tcp.counters)
+    out.update(rec.defrag.counters)
+    out.update(rec.orphans.counters)
+    out["errors"] = dict(rec.errors + rec.table.errors)
+    out["disk"] = rec.calls.space.status() | rec.io.holes.status()
+    out["kernels"] = rec.impl.name
+    return out

@@ -69,12 +69,14 @@ DONE, PYTHON, EVENT, TICK = C_DONE, C_PYTHON, C_EVENT, C_TICK
 EVENT_RAW, EVENT_TELEPHONE = C_EVENT_RAW, C_EVENT_TELEPHONE
 CODEC_NONE, CODEC_ULAW, CODEC_ALAW = 0, 1, 2
 WINDOW = 8192
+MAX_WATCHED = 16
 RESYNC = 2000
 SEEN = 64
 RATE = 8000
 DEF C_WINDOW = 8192
 DEF C_RESYNC = 2000
 DEF C_RATE = 8000
+DEF C_MAX_WATCHED = 16       # recorder addresses watched for orphan RTP
 DEF C_LOOKAHEAD = 8          # records; a power of two
 DEF C_CHUNK_BYTES = 2097152  # a huge page
 DEF C_CHUNK_RINGS = 64       # 2 MiB / (2 channels x 8192 samples x 2 bytes)
@@ -108,6 +110,8 @@ cdef class Engine(_CallRings):
     cdef readonly frozenset sip_ports
     cdef unsigned char sip[65536]
     cdef int64_t c_records, c_rtp, c_other, c_unsupported, c_python, c_tunneled
+    cdef uint32_t watch4[C_MAX_WATCHED]   # recorder addresses whose unknown UDP goes to Python (orphans)
+    cdef int n_watch4
 
     def __cinit__(self, sip_ports=(5060,)):
         self.st = NULL
@@ -120,6 +124,7 @@ cdef class Engine(_CallRings):
         for p in self.sip_ports:
             self.sip[p & 0xFFFF] = 1
         self.c_records = self.c_rtp = self.c_other = self.c_unsupported = self.c_python = self.c_tunneled = 0
+        self.n_watch4 = 0
 
     def __dealloc__(self):
         free(self.st)
@@ -128,6 +133,35 @@ cdef class Engine(_CallRings):
     def counters(self):
         return {"records": self.c_records, "rtp": self.c_rtp, "other": self.c_other,
                 "unsupported": self.c_unsupported, "python": self.c_python, "tunneled": self.c_tunneled}
+
+    # orphans ---------------------------------------------------------------------------
+    def watch(self, addr):
+        """UDP to IPv4 address ``addr`` (4 bytes) on a port with no stream goes to Python: RTP to
+        the recorder from calls whose SIP was not seen (orphans). Up to MAX_WATCHED addresses."""
+        cdef uint32_t a
+        cdef int k
+        if len(addr) != 4:
+            return False
+        a = <uint32_t>int.from_bytes(bytes(addr), "big")
+        for k in range(self.n_watch4):
+            if self.watch4[k] == a:
+                return True
+        if self.n_watch4 == C_MAX_WATCHED:
+            return False
+        self.watch4[self.n_watch4] = a
+        self.n_watch4 += 1
+        return True
+
+    @property
+    def watched(self):
+        return frozenset(int(self.watch4[k]).to_bytes(4, "big") for k in range(self.n_watch4))
+
+    cdef inline bint _watched4(self, uint32_t a) noexcept nogil:
+        cdef int k
+        for k in range(self.n_watch4):
+            if self.watch4[k] == a:
+                return True
+        return False
 
     # streams ---------------------------------------------------------------------------
     def set_stream(self, key, int slot, int channel, int codec, int audio_pt, int event_pt, raw):
@@ -309,6 +343,9 @@ cdef class Engine(_CallRings):
                         continue
                     if self.sip[f.sport] or self.sip[f.dport]:
                         status = C_PYTHON
+                        break
+                    if self.n_watch4 and f.ip_version == 4 and self._watched4(u32(d, f.dst_off)):
+                        status = C_PYTHON        # to the recorder, no stream: an orphan's?
                         break
                 elif f.proto == PROTO_TCP:
                     if self.sip[f.sport] or self.sip[f.dport]:

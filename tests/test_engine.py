@@ -356,3 +356,30 @@ def test_the_built_engine_places_audio(impl):
     e, slot = fresh(impl)
     e.feed_rtp(KEY, rtp(1, 0, payload=b"\x00" * 160), 0, 1, False)
     assert (np.frombuffer(e.flush(slot, 160), dtype=np.int16).reshape(-1, 2)[:, 0] == -32124).all()
+
+
+def test_unknown_udp_to_a_watched_recorder_address_goes_to_python(impl):
+    """Orphans: UDP to a watched address on a port with no stream is handed back (PYTHON); to any
+    other address it is counted as other traffic. At most MAX_WATCHED addresses; IPv4 only."""
+    import dpkt
+
+    def frame(dst):
+        u = dpkt.udp.UDP(sport=16384, dport=20000, data=rtp(1, 160))
+        u.ulen = 8 + len(u.data)
+        ip = dpkt.ip.IP(src=bytes([198, 18, 1, 1]), dst=dst, p=17, data=u)
+        ip.len = 20 + u.ulen
+        return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, data=ip))
+
+    rec, other = bytes([198, 18, 0, 20]), bytes([198, 18, 0, 99])
+    buf = frame(other) + frame(rec)
+    n = len(buf) // 2
+    idx = (np.array([0, n], dtype=np.int64), np.array([n, n], dtype=np.int32), np.array([1, 2], dtype=np.int64),
+           np.array([1, 1], dtype=np.int32))  # fmt: skip
+    e = impl.Engine((5060,))
+    assert e.run(buf, *idx, 0, 2, 1 << 62) == (impl.engine.DONE, 2, 0)  # nothing watched: both other
+    assert e.watch(rec) and e.watch(rec) and not e.watch(b"\x00" * 16) and e.watched == {rec}
+    assert e.run(buf, *idx, 0, 2, 1 << 62) == (impl.engine.PYTHON, 1, 0)  # the watched one, handed back
+    assert e.counters["other"] == 3 and e.counters["python"] == 1
+    for k in range(impl.engine.MAX_WATCHED - 1):
+        assert e.watch(bytes([10, 0, 0, k]))
+    assert not e.watch(bytes([10, 0, 1, 0])) and len(e.watched) == impl.engine.MAX_WATCHED

@@ -31,6 +31,7 @@ CODEC_NONE, CODEC_ULAW, CODEC_ALAW = 0, 1, 2
 WINDOW = 8192  # samples per call kept in memory (1.024 s, 32 KiB for both channels), a power of two
 RESYNC = 2000  # re-anchor a stream when RTP time and wall time differ by 0.25 s
 SEEN = 64  # sequence numbers remembered per stream for duplicate detection (a bitmap)
+MAX_WATCHED = 16  # recorder addresses watched for orphan RTP
 MASK = (1 << SEEN) - 1
 RATE = wav.RATE
 CHUNK_RINGS = 64  # the C engine's rings per 2 MiB chunk
@@ -92,7 +93,29 @@ class _Call:
         self.placed_end = 0  # the end of the furthest audio placed (a frame index)
 
 
-class Engine:
+class _Watched:
+    """The recorder addresses watched for orphans (the C twin keeps them in a small array)."""
+
+    _watch: list[bytes]
+
+    def watch(self, addr: bytes) -> bool:
+        """UDP to IPv4 address ``addr`` (4 bytes) on a port with no stream goes to Python: RTP to
+        the recorder from calls whose SIP was not seen (orphans). Up to MAX_WATCHED addresses."""
+        if len(addr) != 4:
+            return False
+        if bytes(addr) in self._watch:
+            return True
+        if len(self._watch) == MAX_WATCHED:
+            return False
+        self._watch.append(bytes(addr))
+        return True
+
+    @property
+    def watched(self) -> frozenset[bytes]:
+        return frozenset(self._watch)
+
+
+class Engine(_Watched):
     """Flow table, per-stream RTP state and per-call audio rings (see module doc)."""
 
     def __init__(self, sip_ports: Iterable[int] = (5060,)):
@@ -104,6 +127,7 @@ class Engine:
         self.free_calls: list[int] = []
         self.rings: list[np.ndarray] = []  # slot -> its ring, kept when the slot is reused (as in C)
         self.counters = {"records": 0, "rtp": 0, "other": 0, "unsupported": 0, "python": 0, "tunneled": 0}
+        self._watch: list[bytes] = []
 
     # calls -----------------------------------------------------------------------------
     def add_call(self, start_ns: int, flushed: int = 0, last_rtp_ns: int = 0) -> int:
@@ -330,6 +354,9 @@ class Engine:
                     i += 1
                     continue
                 if f.sport in sip or f.dport in sip:
+                    cnt["python"] += 1
+                    return PYTHON, i, 0
+                if self._watch and f.ip_version == 4 and f.dst in self._watch:  # an orphan's?
                     cnt["python"] += 1
                     return PYTHON, i, 0
             elif f.proto == PROTO_TCP:

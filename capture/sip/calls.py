@@ -119,6 +119,7 @@ class Call:
     ended_ns: int | None = None
     end_reason: EndReason | None = None
     evidence: list[EvidenceItem] = field(default_factory=list)
+    joined_late: bool = False  # its INVITE was not seen: joined at a re-INVITE (its RTP may be older)
 
     @property
     def failed_ns(self) -> int | None:
@@ -228,7 +229,13 @@ class CallTable:
         self.timers: list[tuple[int, int, Call]] = []  # heap of (due_ns, seq, call): see ``tick``
         self._seq = itertools.count()
         self.next_purge = 0
-        self.counters = {"sip_messages": 0, "non_bib_invites": 0, "stray_messages": 0, "rejected_calls": 0}
+        self.counters = {
+            "sip_messages": 0,
+            "non_bib_invites": 0,
+            "stray_messages": 0,
+            "rejected_calls": 0,
+            "dialogs_joined_late": 0,
+        }
         self.errors: Counter[str] = Counter()  # bodies that would not parse, by error class
 
     # SIP --------------------------------------------------------------------------------
@@ -246,11 +253,17 @@ class CallTable:
                 found = self.txns.request((cid, num, method), ts, msg.method or "", d.call if d else None)
                 if found is not None:
                     fx.append(Evidence(*found))
-            if msg.method == "INVITE" and d is None and msg.to.param("tag") is None:
+            if msg.method == "INVITE" and d is None:
+                # a To tag: a re-INVITE of a dialog whose INVITE was not seen (a start mid-call)
+                late = msg.to.param("tag") is not None
                 self._new_dialog(fx, msg, ts, src, dst, transport)
                 d = self.dialogs.get(cid)
-                if d is not None and msg.body:
-                    self._cucm_sdp(fx, d, msg.body)
+                if d is not None:
+                    if late:
+                        d.call.joined_late = True
+                        self.counters["dialogs_joined_late"] += 1
+                    if msg.body:
+                        self._cucm_sdp(fx, d, msg.body)
                 return fx
             if d is None:
                 self.counters["stray_messages"] += 1

@@ -129,6 +129,14 @@ class Recordings:
         self.engine.set_stream(e.key, rec.slot, 0 if e.role == "near" else 1, codec, e.audio_pt, e.event_pt, raw)
         rec.keys[e.role] = e.key
 
+    def start_at(self, call_id: str, first_ns: int) -> None:
+        """A call joined late: its audio begins at ``first_ns`` (its orphan's first packet), if
+        nothing of it is on disk yet."""
+        rec = self.active.get(call_id)
+        if rec is not None and rec.wav is None and first_ns < rec.call.started_ns:
+            self.engine.end_call(rec.slot)
+            rec.slot, rec.call.started_ns = self.engine.add_call(first_ns), first_ns
+
     def unmapped(self, e: MediaUnmapped) -> None:
         rec = self.active.get(e.call.id)
         if rec is not None and rec.keys.get(e.role) == e.key:
@@ -273,7 +281,8 @@ class Recordings:
     def flush_audio(self, now: int, lag: int) -> None:
         """Every open call's due audio: interleaved by the engine, written in batches (while the
         disk is full: left as holes, and counted per call as a gap)."""
-        self._write_batches(
+        write_batches(
+            self,
             lambda buf: self.engine.flush_due(now, lag, buf, self.idle_ns)[1],
             lambda segs: (
                 self.fd_of[segs[:, 0]],
@@ -298,7 +307,8 @@ class Recordings:
                     rec.wav.sync(True)
                     self.engine.set_synced(rec.slot, frames)
             return
-        self._write_batches(
+        write_batches(
+            self,
             lambda buf: self.engine.headers_due(buf)[1],
             lambda slots: (
                 self.fd_of[slots],
@@ -312,37 +322,6 @@ class Recordings:
         for rec in self.active.values():
             if rec.dirty and rec.wav is not None:
                 self.write_meta(rec)
-
-    def _write_batches(
-        self,
-        fill: Callable[[Any], Any],
-        pieces: Callable[[Any], tuple[Any, Any, Any]],
-        droppable: bool = True,
-        gaps: bool = False,
-    ) -> None:
-        """Fill pooled buffers with ``fill(buf) -> rows`` until no rows come back; write each
-        buffer to ``pieces(rows) -> (fds, offsets, lengths)``. With ``gaps`` (audio) while the
-        disk is full, each piece is a hole instead, counted against its call."""
-        while True:
-            buf = self.io.buffer()
-            rows = fill(buf)
-            if not len(rows):
-                self.io.release(buf)
-                return
-            fds, offsets, lengths = pieces(rows)
-            if gaps and self.space.full:
-                self.io.release(buf)
-                for slot, fd, off, ln in zip(rows[:, 0], fds, offsets, lengths, strict=True):
-                    self.io.extend(int(fd), int(off) + int(ln))
-                    self._gap(int(slot), int(ln) // int(self.fb_of[slot]))
-            else:
-                self.io.write_batch(buf, fds, offsets, lengths, droppable=droppable)
-
-    def _gap(self, slot: int, frames: int) -> None:
-        self.space.gap_frames += frames
-        rec = next((r for r in self.active.values() if r.slot == slot), None)  # rare (a full disk): a scan
-        if rec is not None:
-            rec.gap_frames, rec.dirty = rec.gap_frames + frames, True
 
     def close_lingering(self, now: int) -> None:
         """Ended calls stay open for late evidence for ``linger_s``; then their sidecar is final."""
@@ -372,6 +351,39 @@ class Recordings:
         self.commit_catalog()
         self.io.stop()
         self.catalog.close()
+
+
+def write_batches(
+    rs: Recordings,
+    fill: Callable[[Any], Any],
+    pieces: Callable[[Any], tuple[Any, Any, Any]],
+    droppable: bool = True,
+    gaps: bool = False,
+) -> None:
+    """Fill pooled buffers with ``fill(buf) -> rows`` until no rows come back; write each
+    buffer to ``pieces(rows) -> (fds, offsets, lengths)``. With ``gaps`` (audio) while the
+    disk is full, each piece is a hole instead, counted against its call."""
+    while True:
+        buf = rs.io.buffer()
+        rows = fill(buf)
+        if not len(rows):
+            rs.io.release(buf)
+            return
+        fds, offsets, lengths = pieces(rows)
+        if gaps and rs.space.full:
+            rs.io.release(buf)
+            for slot, fd, off, ln in zip(rows[:, 0], fds, offsets, lengths, strict=True):
+                rs.io.extend(int(fd), int(off) + int(ln))
+                _gap(rs, int(slot), int(ln) // int(rs.fb_of[slot]))
+        else:
+            rs.io.write_batch(buf, fds, offsets, lengths, droppable=droppable)
+
+
+def _gap(rs: Recordings, slot: int, frames: int) -> None:
+    rs.space.gap_frames += frames
+    rec = next((r for r in rs.active.values() if r.slot == slot), None)  # rare (a full disk): a scan
+    if rec is not None:
+        rec.gap_frames, rec.dirty = rec.gap_frames + frames, True
 
 
 def encoding_of(opts: Options, call: Call) -> wav.Encoding:
@@ -429,6 +441,7 @@ def sidecar_of(
         answered_by="shadowrec" if any(d.call_id in answered_here for d in c.dialogs.values()) else "primary",
         sip_call_ids={r: d.call_id for r, d in c.dialogs.items()},
         frames=rec.end_frames if rec.end_frames is not None else frames,
+        joined_late=c.joined_late,
         encoding=rec.wav.enc.name.lower() if rec.wav is not None else "pcm16",
         encrypted=encrypted,
         srtp=srtp or {},

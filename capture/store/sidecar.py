@@ -122,6 +122,11 @@ class Sidecar:
     answered_by: str
     sip_call_ids: dict[str, str]
     frames: int
+    joined_late: bool = field(
+        default=False,
+        metadata={"description": "its INVITE was not seen (shadowrec started mid-call): joined at a re-INVITE, "
+                  "recorded from the first of its RTP packets seen"},
+    )  # fmt: skip
     encrypted: bool = field(
         default=False,
         metadata={"description": "SRTP whose audio could not be recovered (srtp says why): the WAV is silence there"},

@@ -89,6 +89,7 @@ class SynthSpec:
     # a codec's packets: (call index, role, packets) -> each packet's payload, from an encoder;
     # None: random G.711 codes (PCMU/PCMA, whose audio the recording must hold) or G.729 noise
     payloads: Callable[[int, str, int], list[bytes]] | None = None
+    reinvite_at_s: float | None = None  # CUCM re-INVITEs each dialog this long into the call (same media)
 
 
 @dataclass
@@ -314,6 +315,23 @@ def _bib_messages(
             [via + "a", *tagged, "CSeq: 101 ACK", "Content-Type: application/sdp"],
             answer,
         ),
+        "reinvite": _sip(
+            f"INVITE sip:{phost}:5060 SIP/2.0",
+            [
+                via + "r",
+                *tagged,
+                "CSeq: 103 INVITE",
+                f"Contact: <sip:{c.near_dn}@{host}:5060>;isFocus",
+                "Content-Type: application/sdp",
+            ],
+            answer,
+        ),
+        "reinvite_ok": _sip(
+            "SIP/2.0 200 OK",
+            [via + "r", *tagged, "CSeq: 103 INVITE", f"Contact: <sip:{phost}:5060>", "Content-Type: application/sdp"],
+            offer,
+        ),
+        "reinvite_ack": _sip(f"ACK sip:{phost}:5060 SIP/2.0", [via + "s", *tagged, "CSeq: 103 ACK"]),
         "bye": _sip(f"BYE sip:{phost}:5060 SIP/2.0", [via + "c", *tagged, "CSeq: 102 BYE", "Reason: Q.850;cause=16"]),
         "bye_ok": _sip("SIP/2.0 200 OK", [via + "c", *tagged, "CSeq: 102 BYE"]),
     }
@@ -459,6 +477,11 @@ class _Capture:
             ports[role] = rport
             self.send_sip(t + 10 * MS, m["ok"], False)
             self.send_sip(t + 20 * MS, m["ack"], True)
+            if self.spec.reinvite_at_s is not None:  # the same media again (a hold and resume, a refresh)
+                rt = c.start_ns + int(self.spec.reinvite_at_s * NS) + r * 30 * MS
+                self.send_sip(rt, m["reinvite"], True)
+                self.send_sip(rt + 10 * MS, m["reinvite_ok"], False)
+                self.send_sip(rt + 20 * MS, m["reinvite_ack"], True)
             bye_t = c.end_ns + r * 10 * MS
             if self.fail_ns is not None and bye_t >= self.fail_ns:
                 for dt_ in (0, 500, 1500, 3500, 7500):
