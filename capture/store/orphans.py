@@ -81,7 +81,6 @@ class Orphans:
         if o is not None and o.writer is not None:
             o.writer.close()
             o.writer = None
-            self.counters["orphans_joined"] += 1
         return o
 
     def replay(
@@ -151,6 +150,10 @@ class LateJoins:
             rec.engine.watch((e.key >> 16).to_bytes(4, "big"))
         waiting = self.waiting.get(e.call.id)
         if waiting is None and not (e.call.joined_late and e.key in rec.orphans.streams):
+            early = rec.orphans.claim(e.key)  # a call seen from its INVITE: what came before is not its
+            if early is not None:
+                rec.orphans.done(early)
+                rec.orphans.counters["orphans_superseded"] += 1
             rec.calls.mapped(e)
             return
         if waiting is None:
@@ -163,6 +166,7 @@ class LateJoins:
         rec = self.rec
         _, effects = self.waiting.pop(call_id)
         orphans = [o for o in (rec.orphans.claim(e.key) for e in effects) if o is not None]
+        rec.orphans.counters["orphans_joined"] += len(orphans)
         if orphans:
             rec.calls.start_at(call_id, min(o.first_ns for o in orphans))
         for e in effects:
