@@ -4,7 +4,8 @@ FFmpeg's own decoding of the same payloads in the same run (PyAV, no placement).
     python3 bench/codecs.py [--seconds 60] [--repeat 3]
 
 Each codec's payloads come from its reference encoder (tests/codec_refs.py: FFmpeg for G.722 and
-Opus, bcg729 for G.729, libgsm for GSM) on a known signal, 20 ms a packet. ``decode_stream`` is
+Opus, bcg729 for G.729, libgsm for GSM, opencore-amr for AMR-NB in bandwidth-efficient payloads)
+on a known signal, 20 ms a packet. ``decode_stream`` is
 what the recorder runs per stream (ordering, placement, comfort noise, the decoder); the
 baseline is a bare loop over ``CodecContext.decode``. Best of ``--repeat``, microseconds a packet.
 """
@@ -23,7 +24,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 import av
 import codec_refs as refs
 
-from capture.media.codecs import CODECS, decode_stream
+from capture.media.codecs import CODECS, decode_stream, frames_of
 
 NS = 1_000_000_000
 
@@ -34,7 +35,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     x8, x16 = refs.signal(8000, args.seconds), refs.signal(16000, args.seconds)
-    enc = {"G722": lambda: refs.g722(x16), "OPUS": lambda: refs.opus(x16), "GSM": lambda: refs.gsm(x8)}
+    enc = {"G722": lambda: refs.g722(x16), "OPUS": lambda: refs.opus(x16), "GSM": lambda: refs.gsm(x8),
+           "AMR": lambda: refs.amr(x8, False)}  # fmt: skip
     if refs.have_bcg729():
         enc["G729"] = lambda: refs.g729(x8)
     head = f"{'codec':6s} {'packets':>8s} {'decode_stream':>14s} {'FFmpeg alone':>13s}"
@@ -46,6 +48,7 @@ def main() -> None:
         packets = [(k * NS // 50, k & 0xFFFF, k * step, 96, p) for k, p in enumerate(payloads)]
         length = len(payloads) * spec.rate // 50
         ours = base = 1e9
+        frames = [f for p in payloads for f in frames_of(spec, p, {})[0]]
         for _ in range(args.repeat):
             t = time.perf_counter()
             res = decode_stream(packets, spec, 96, 0, length)
@@ -53,10 +56,8 @@ def main() -> None:
             ctx = av.CodecContext.create(spec.decoder, "r")
             ctx.sample_rate, ctx.layout = spec.out_rate, "mono"
             t = time.perf_counter()
-            for p in payloads:
-                whole = len(p) // 10 * 10  # G.729: its 10-byte frames (not a trailing SID frame)
-                for fr in (p[i : i + 10] for i in range(0, whole, 10)) if spec.frame_bytes else (p,):
-                    ctx.decode(av.Packet(fr))
+            for p in frames:  # the decoder's packets, cut out beforehand
+                ctx.decode(av.Packet(p))
             base = min(base, time.perf_counter() - t)
         assert res.errors == 0
         n = len(payloads)

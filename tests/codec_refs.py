@@ -40,6 +40,15 @@ def opus(x16k: np.ndarray) -> list[bytes]:
     return ffmpeg("libopus", 16000, x16k, 320, bit_rate=32000)
 
 
+def amr(x8k: np.ndarray, octet_aligned: bool) -> list[bytes]:
+    """AMR-NB 12.2 kbit/s by opencore-amr (through FFmpeg), each 20 ms frame in an RTP payload of
+    RFC 4867's ``octet_aligned`` or bandwidth-efficient mode."""
+    from capture.media import amr as amr_format
+
+    frames = ffmpeg("libopencore_amrnb", 8000, x8k, 160, bit_rate=12200)  # storage format: ToC + bits
+    return [amr_format.pack([((f[0] >> 3) & 0x0F, f[1:])], octet_aligned) for f in frames]
+
+
 def have_bcg729() -> bool:
     return ctypes.util.find_library("bcg729") is not None
 

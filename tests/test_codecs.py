@@ -20,13 +20,14 @@ from capture.testing import synth
 
 SECONDS = 3.0
 # the least SNR (dB) each codec's path must give on the test signal (measured: see the README)
-MIN_SNR = {"G722": 25.0, "G729": 5.0, "OPUS": 10.0, "GSM": 11.0}
+MIN_SNR = {"G722": 25.0, "G729": 5.0, "OPUS": 10.0, "GSM": 11.0, "AMR": 7.0, "AMR-octet": 7.0}
 
 
 def encoded(codec: str):
     x8, x16 = refs.signal(8000, SECONDS), refs.signal(16000, SECONDS)
     enc = {"G722": lambda: refs.g722(x16), "OPUS": lambda: refs.opus(x16), "G729": lambda: refs.g729(x8),
-           "GSM": lambda: refs.gsm(x8)}[codec]()  # fmt: skip
+           "GSM": lambda: refs.gsm(x8), "AMR": lambda: refs.amr(x8, False),
+           "AMR-octet": lambda: refs.amr(x8, True)}[codec]()  # fmt: skip
     return (x16 if codec in ("G722", "OPUS") else x8), enc
 
 
@@ -53,12 +54,16 @@ def record(tmp_path, spec):
     return calls, metas, summary, out
 
 
-@pytest.mark.parametrize("codec", ["G722", "G729", "OPUS", "GSM"])
+@pytest.mark.parametrize("codec", ["G722", "G729", "OPUS", "GSM", "AMR", "AMR-octet"])
 def test_a_known_signal_comes_back(tmp_path, codec):
     if codec == "G729" and not refs.have_bcg729():
         pytest.skip("bcg729 (libbcg729-0) is not installed")
     x, payloads = encoded(codec)
-    spec = synth.SynthSpec(calls=2, duration_s=SECONDS, codec=codec, payloads=lambda k, role, n: payloads[:n])
+    fmtp = "octet-align=1" if codec == "AMR-octet" else ""
+    codec = codec.split("-")[0]
+    spec = synth.SynthSpec(
+        calls=2, duration_s=SECONDS, codec=codec, fmtp=fmtp, payloads=lambda k, role, n: payloads[:n]
+    )
     calls, metas, summary, out = record(tmp_path, spec)
     assert summary["calls_decoded"] == 2 and summary["errors"] == {}
     rate = 16000 if codec in ("G722", "OPUS") else 8000

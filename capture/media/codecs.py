@@ -1,7 +1,7 @@
 """Codecs other than G.711, decoded after the call from its kept packets, through FFmpeg (PyAV):
-G.722, G.729 (Annex B), Opus, GSM 06.10. A narrowband call's WAV stays 8 kHz; a call with a
-wideband codec (G.722, Opus) is stored at 16 kHz, both channels at that rate (a narrowband
-channel beside it is upsampled with it).
+G.722, G.729 (Annex B), Opus, GSM 06.10 and AMR-NB (RFC 4867, both payload modes: ``amr``). A
+narrowband call's WAV stays 8 kHz; a call with a wideband codec (G.722, Opus) is stored at
+16 kHz, both channels at that rate (a narrowband channel beside it is upsampled with it).
 
 Each stream is placed as the engine places G.711: its first packet anchors its RTP timestamps to
 the capture clock (sample 0 is the call's start), so the two channels stay aligned to wall time.
@@ -15,6 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from capture.errors import ParseError
+from capture.media import amr
 
 NS = 1_000_000_000
 
@@ -39,7 +42,20 @@ CODECS = {
     "G729": CodecSpec("G729", "g729", 8000, 8000, frame_bytes=10, sid_bytes=2),
     "OPUS": CodecSpec("OPUS", "libopus", 16000, 48000, decode_rate=48000),
     "GSM": CodecSpec("GSM", "gsm", 8000, 8000),
+    "AMR": CodecSpec("AMR", "amrnb", 8000, 8000),
 }
+
+
+def frames_of(spec: CodecSpec, payload: bytes, params: dict[str, str]) -> tuple[list[bytes], int]:
+    """The decoder's packets in one RTP payload, and how many comfort-noise frames it held."""
+    if spec.name == "AMR":  # RFC 4867: octet-aligned if the SDP says so, else bandwidth-efficient
+        frames = amr.parse(payload, params.get("octet-align") == "1")
+        return [f.storage for f in frames if f.speech], sum(1 for f in frames if f.ft == 8)
+    if spec.frame_bytes:
+        whole = len(payload) // spec.frame_bytes * spec.frame_bytes
+        sid = 1 if spec.sid_bytes and len(payload) - whole == spec.sid_bytes else 0
+        return [payload[i : i + spec.frame_bytes] for i in range(0, whole, spec.frame_bytes)], sid
+    return [payload], 0
 
 
 @dataclass
@@ -80,13 +96,18 @@ def _pcm(frames) -> np.ndarray:
 
 
 def decode_stream(
-    packets: list[tuple[int, int, int, int, bytes]], spec: CodecSpec, audio_pt: int, start_ns: int, length: int
+    packets: list[tuple[int, int, int, int, bytes]],
+    spec: CodecSpec,
+    audio_pt: int,
+    start_ns: int,
+    length: int,
+    params: dict[str, str] | None = None,
 ) -> StreamDecode:
     """``packets``: (arrival ns, sequence number, RTP timestamp, payload type, payload) as they
     came. Returns the stream's samples at ``spec.rate``, ``length`` long, placed by timestamp."""
     if spec.decode_rate:  # placed at the decoder's rate, then resampled whole
         res = decode_stream(packets, replace(spec, rate=spec.decode_rate, decode_rate=0), audio_pt, start_ns,
-                            length * spec.decode_rate // spec.rate)  # fmt: skip
+                            length * spec.decode_rate // spec.rate, params)  # fmt: skip
         a = resample(res.samples, spec.decode_rate, spec.rate)
         res.samples = np.pad(a, (0, max(0, length - len(a))))[:length]
         if res.first_at_sample is not None:
@@ -115,12 +136,12 @@ def decode_stream(
         rel_ts, payload = ordered[ext]
         res.packets += 1
         pos = anchor + rel_ts * spec.rate // spec.clock
-        frames = [payload]
-        if spec.frame_bytes:
-            whole = len(payload) // spec.frame_bytes * spec.frame_bytes
-            if len(payload) - whole == spec.sid_bytes and spec.sid_bytes:
-                res.comfort_noise += 1
-            frames = [payload[i : i + spec.frame_bytes] for i in range(0, whole, spec.frame_bytes)]
+        try:
+            frames, cn = frames_of(spec, payload, params or {})
+        except ParseError:
+            res.errors += 1
+            continue
+        res.comfort_noise += cn
         pcm = []
         for fr in frames:
             try:

@@ -363,6 +363,7 @@ class CallTable:
         if audio:
             d.audio_pt = audio[0]
             d.codec = m.encoding(audio[0])[0]
+            d.fmtp = next((f for p, f in m.fmtp if p == audio[0]), "")
         ev = m.pt_of("telephone-event")
         d.event_pt = -1 if ev is None else ev
         # SDES (RFC 4568): the key in CUCM's SDP is the one the phone encrypts what it sends with

@@ -72,3 +72,4 @@ class Dialog:
     secure: bool = False  # the media is SRTP (RTP/SAVP)
     crypto: Crypto | None = None  # the key the phone sends with (CUCM's SDP), if one we can use
     offered: tuple[Crypto, ...] = ()  # every a=crypto of CUCM's SDP (why none could be used)
+    fmtp: str = ""  # the audio payload type's a=fmtp parameters (AMR: octet-align)

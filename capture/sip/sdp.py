@@ -76,6 +76,11 @@ class Media:
     rtpmap: tuple  # ((pt, encoding name upper-case, clock rate), ...)
     direction: str
     crypto: tuple[Crypto, ...]  # SDES keys, in order of preference
+    fmtp: tuple[tuple[int, str], ...] = ()  # (payload type, its a=fmtp parameters)
+
+    def params(self, pt: int) -> dict[str, str]:
+        """A payload type's a=fmtp parameters (``octet-align=1;mode-set=7`` -> a dict)."""
+        return fmtp_params(next((f for p, f in self.fmtp if p == pt), ""))
 
     @property
     def secure(self) -> bool:
@@ -93,6 +98,16 @@ class Media:
             if self.encoding(p)[0] == name.upper():
                 return p
         return None
+
+
+def fmtp_params(text: str) -> dict[str, str]:
+    """``octet-align=1; mode-set=7`` -> {"octet-align": "1", "mode-set": "7"} (names lower-cased)."""
+    out = {}
+    for item in text.split(";"):
+        k, _, v = item.strip().partition("=")
+        if k:
+            out[k.lower()] = v.strip()
+    return out
 
 
 @dataclass(frozen=True)
@@ -134,6 +149,7 @@ def parse(data: bytes) -> Sdp:
                     tuple(cur["rtpmap"]),
                     cur["dir"] or sess_dir,
                     tuple(cur["crypto"]),
+                    tuple(cur["fmtp"]),
                 )
             )
 
@@ -168,6 +184,7 @@ def parse(data: bytes) -> Sdp:
                 "rtpmap": [],
                 "dir": None,
                 "crypto": [],
+                "fmtp": [],
             }
         elif t == "a":
             name, _, val = v.partition(":")
@@ -185,5 +202,8 @@ def parse(data: bytes) -> Sdp:
                 cur["rtpmap"].append((pt_n, bits[0].upper(), decimal(bits[1], MAX_CLOCK_RATE, SdpError, "clock rate")))
             elif cur is not None and name == "crypto":
                 cur["crypto"].append(parse_crypto(val))
+            elif cur is not None and name == "fmtp":
+                pt, _, params = val.partition(" ")
+                cur["fmtp"].append((decimal(pt, 127, SdpError, "fmtp payload type"), params.strip()))
     close()
     return Sdp(origin, tuple(media))

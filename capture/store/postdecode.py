@@ -21,6 +21,7 @@ import numpy as np
 
 from capture.media import wav
 from capture.media.codecs import CODECS, decode_stream, resample
+from capture.sip.sdp import fmtp_params as sdp_params
 from capture.store.files import to_json
 from capture.store.sidecar import row_of
 
@@ -42,6 +43,7 @@ class Job:
     frames: int  # the call's length at 8 kHz
     streams: dict[str, str]  # recorder address:port -> role
     codecs: dict[str, tuple[str, int]]  # role -> (codec, audio payload type)
+    fmtp: dict[str, str] | None = None  # role -> its a=fmtp parameters
 
 
 def job_for(rs: Recordings, rec: CallRecording) -> Job | None:
@@ -53,8 +55,9 @@ def job_for(rs: Recordings, rec: CallRecording) -> Job | None:
         return None  # SRTP that could not be decrypted: nothing to decode
     out = rs.opts.out_dir
     streams = {s.dst: s.role for s in rec.finished_streams}
+    fmtp = {r: d.fmtp for r, d in rec.call.dialogs.items()}
     return Job(rec.call.id, os.path.join(out, rec.wav_rel), os.path.join(out, rec.pcap_rel), rec.meta_path,
-               rec.call.started_ns, rec.end_frames, streams, codecs)  # fmt: skip
+               rec.call.started_ns, rec.end_frames, streams, codecs, fmtp)  # fmt: skip
 
 
 def _packets(job: Job) -> dict[str, list[tuple[int, int, int, int, bytes]]]:
@@ -99,7 +102,10 @@ def decode_call(job: Job) -> dict[str, Any]:
         codec, pt = job.codecs.get(role, ("", -1))
         spec = CODECS.get(codec)
         if spec is not None:
-            res = decode_stream(packets.get(role, []), spec, pt, job.start_ns, job.frames * spec.rate // wav.RATE)
+            params = sdp_params((job.fmtp or {}).get(role, ""))
+            res = decode_stream(
+                packets.get(role, []), spec, pt, job.start_ns, job.frames * spec.rate // wav.RATE, params
+            )
             a, streams[role] = res.samples, res.to_dict()
         elif codec in G711:  # decoded by the engine already: its channel of the WAV
             if old is None:

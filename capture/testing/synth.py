@@ -48,7 +48,7 @@ CUCM = "198.18.0.10"
 PRIMARY = "198.18.0.20"
 CUCM6 = "2001:db8::10"  # documentation prefix, used only inside files and namespaces
 PRIMARY6 = "2001:db8::20"
-PT = {"PCMU": 0, "PCMA": 8, "G729": 18, "G722": 9, "GSM": 3, "OPUS": 111}
+PT = {"PCMU": 0, "PCMA": 8, "G729": 18, "G722": 9, "GSM": 3, "OPUS": 111, "AMR": 96}
 RTP_CLOCK = {"OPUS": 48000}  # else 8000 (G.722's too: RFC 3551)
 RTPMAP = {"OPUS": "opus/48000/2"}
 T0 = 1_790_000_000 * NS  # 2026-09-21, a fixed epoch so output is reproducible
@@ -90,6 +90,7 @@ class SynthSpec:
     # None: random G.711 codes (PCMU/PCMA, whose audio the recording must hold) or G.729 noise
     payloads: Callable[[int, str, int], list[bytes]] | None = None
     reinvite_at_s: float | None = None  # CUCM re-INVITEs each dialog this long into the call (same media)
+    fmtp: str = ""  # the audio payload type's a=fmtp parameters in both SDPs (AMR: "octet-align=1")
 
 
 @dataclass
@@ -292,13 +293,17 @@ def _bib_messages(
     offer = (
         f"v=0\no=shadowrec-synth 1 1 IN {ipver} {primary}\ns=-\nc=IN {ipver} {primary}\nt=0 0\n"
         f"m=audio {rport} {proto} {PT[spec.codec]} 101\na=rtpmap:{PT[spec.codec]} {_rtpmap(spec.codec)}\n"
-        "a=rtpmap:101 telephone-event/8000\na=recvonly\n" + _crypto_line(spec, srtp_key(c, role, "recorder"))
+        "a=rtpmap:101 telephone-event/8000\na=recvonly\n"
+        + _crypto_line(spec, srtp_key(c, role, "recorder"))
+        + (f"a=fmtp:{PT[spec.codec]} {spec.fmtp}\n" if spec.fmtp else "")
     )
     answer = (
         f"v=0\no=CiscoSystemsCCM-SIP 1 1 IN {ipver} {cucm}\ns=SIP Call\nc=IN {ipver} {c.phone}\n"
         f"t=0 0\nm=audio 4000 {proto} {PT[spec.codec]} 101\na=ptime:{spec.ptime_ms}\n"
         f"a=rtpmap:{PT[spec.codec]} {_rtpmap(spec.codec)}\na=sendonly\na=rtpmap:101 telephone-event/8000\n"
-        "a=fmtp:101 0-15\n" + _crypto_line(spec, srtp_key(c, role))
+        "a=fmtp:101 0-15\n"
+        + _crypto_line(spec, srtp_key(c, role))
+        + (f"a=fmtp:{PT[spec.codec]} {spec.fmtp}\n" if spec.fmtp else "")
     )
     return {
         "invite": _sip(

@@ -207,7 +207,8 @@ def codec_packets(data: bytes) -> None:
     if not data:
         return
     names = sorted(CODECS)
-    spec = CODECS[names[data[0] % len(names)]]
+    spec = CODECS[names[(data[0] & 0x7F) % len(names)]]
+    params = {"octet-align": "1"} if data[0] & 0x80 else {}  # AMR's two payload modes
     packets, pos, k = [], 1, 0
     while pos < len(data) and k < 200:
         n = data[pos]
@@ -215,7 +216,7 @@ def codec_packets(data: bytes) -> None:
             (k * 20_000_000, k & 0xFFFF, k * spec.clock // 50, 96 if n % 7 else 13, data[pos + 1 : pos + 1 + n])
         )
         pos, k = pos + 1 + n, k + 1
-    res = decode_stream(packets, spec, 96, 0, 4 * spec.rate)
+    res = decode_stream(packets, spec, 96, 0, 4 * spec.rate, params)
     assert len(res.samples) == 4 * spec.rate and res.samples.dtype.name == "int16"
 
 
@@ -226,11 +227,13 @@ def _codec_seeds() -> list[bytes]:
     from capture.media.codecs import CODECS
 
     x8, x16 = refs.signal(8000, 0.5, silence=(0.2, 0.3)), refs.signal(16000, 0.5, silence=(0.2, 0.3))
-    make = {"G722": lambda: refs.g722(x16), "OPUS": lambda: refs.opus(x16), "GSM": lambda: refs.gsm(x8)}
+    make = {"G722": lambda: refs.g722(x16), "OPUS": lambda: refs.opus(x16), "GSM": lambda: refs.gsm(x8),
+            "AMR": lambda: refs.amr(x8, False), "AMR-octet": lambda: refs.amr(x8, True)}  # fmt: skip
     if refs.have_bcg729():
         make["G729"] = lambda: refs.g729(x8)
     names = sorted(CODECS)
-    return [bytes([names.index(n)]) + b"".join(bytes([len(p)]) + p for p in f()) for n, f in make.items()]
+    head = {n: names.index(n.split("-")[0]) | (0x80 if n.endswith("octet") else 0) for n in make}
+    return [bytes([head[n]]) + b"".join(bytes([len(p)]) + p for p in f()) for n, f in make.items()]
 
 
 def recorder(data: bytes) -> None:
