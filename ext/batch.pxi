@@ -35,9 +35,11 @@ for _e in range(C_ENCODINGS):
 # tables are built once, in capture/media/_g711_py.py)
 from capture.media._g711_py import ALAW_ENCODE, ULAW_ENCODE
 cdef uint8_t ENCODE[C_ENCODINGS][65536]
-for _k in range(65536):
-    ENCODE[1][_k] = ULAW_ENCODE[_k]
-    ENCODE[2][_k] = ALAW_ENCODE[_k]
+cdef const uint8_t[::1] _table
+for _e, _tab in ((1, ULAW_ENCODE), (2, ALAW_ENCODE)):
+    _table = _tab
+    assert _table.shape[0] == 65536
+    memcpy(ENCODE[_e], &_table[0], 65536)   # one copy each (a Python loop over them cost every start)
 
 
 cdef inline void _le32(unsigned char* p, uint32_t v) noexcept nogil:
