@@ -68,7 +68,7 @@ class SrtpStreams:
 
     def __init__(self) -> None:
         self.sessions: dict[int, tuple[Session, bytes, SrtpStats]] = {}
-        self.stats: dict[tuple[str, str], SrtpStats] = {}  # (call id, role) -> its stream's
+        self.stats: dict[str, dict[str, SrtpStats]] = {}  # call id -> role -> its stream's
 
     def map(
         self, call_id: str, role: str, key: int, secure: bool, crypto: Crypto | None, offered: tuple[Crypto, ...] = ()
@@ -77,13 +77,14 @@ class SrtpStreams:
         here (``unprotect``); False for plain RTP and for SRTP that cannot be (see ``stats``)."""
         if not secure:
             self.unmap(key)
-            self.stats.pop((call_id, role), None)
+            self.stats.get(call_id, {}).pop(role, None)
             return False
         reason = unusable(secure, crypto, offered)
-        st = self.stats.get((call_id, role))
+        roles = self.stats.setdefault(call_id, {})
+        st = roles.get(role)
         if reason is not None or crypto is None:
             self.unmap(key)
-            self.stats[(call_id, role)] = SrtpStats(crypto.suite if crypto else "", reason=reason)
+            roles[role] = SrtpStats(crypto.suite if crypto else "", reason=reason)
             return False
         have = self.sessions.get(key)
         if have is not None and have[1] == crypto.key:
@@ -92,7 +93,7 @@ class SrtpStreams:
         policy.window_size = WINDOW
         if st is None or st.suite != crypto.suite or st.reason is not None:
             st = SrtpStats(crypto.suite)
-        self.stats[(call_id, role)] = st
+        roles[role] = st
         self.sessions[key] = (Session(policy), crypto.key, st)
         return True
 
@@ -101,8 +102,7 @@ class SrtpStreams:
 
     def forget(self, call_id: str) -> None:
         """The call's recording is final: its streams' figures are no longer needed."""
-        for k in [k for k in self.stats if k[0] == call_id]:
-            del self.stats[k]
+        self.stats.pop(call_id, None)
 
     def plain(self, key: int, packet: bytes) -> bytes | None:
         """The RTP packet to place: ``packet`` itself if ``key`` is no SRTP stream, else what

@@ -261,7 +261,7 @@ class Recordings:
     # the sidecar -----------------------------------------------------------------------------
     def sidecar(self, rec: CallRecording) -> Sidecar:
         frames = self.frames(rec) if rec.end_frames is None and rec.wav else 0
-        srtp = {role: st.to_dict() for (cid, role), st in self.srtp.stats.items() if cid == rec.call.id}
+        srtp = {role: st.to_dict() for role, st in self.srtp.stats.get(rec.call.id, {}).items()}
         return sidecar_of(rec, self.engine, frames, self.answered_here, srtp)
 
     def write_meta(self, rec: CallRecording, durable: bool = False) -> None:
