@@ -34,6 +34,14 @@ def _recording_args(p: argparse.ArgumentParser, fsync_default: float) -> None:
         "--sip-port", dest="sip_ports", type=int, action="append", help="SIP port (repeatable; default 5060)"
     )
     p.add_argument(
+        "--sip-tls-port",
+        dest="sip_tls_ports",
+        type=int,
+        action="append",
+        help="SIP over TLS port (repeatable; default 5061): its calls cannot be read, but RTP to a recorder "
+        "signalled there is recorded as a call of RTP alone, marked encrypted",
+    )
+    p.add_argument(
         "--rtp-timeout",
         dest="rtp_timeout_s",
         type=float,
@@ -85,6 +93,7 @@ def _options(args: Args, **extra: Any) -> Options:
         settings = RecordingSettings(
             out=args.out,
             sip_ports=args.sip_ports or [5060],
+            sip_tls_ports=args.sip_tls_ports or [5061],
             rtp_timeout_s=args.rtp_timeout_s,
             fsync_interval_s=args.fsync_interval_s,
             keep_pcap=getattr(args, "keep_pcap", False),

@@ -33,6 +33,11 @@ class RecordingSettings(BaseModel):
 
     out: str = Field("/var/lib/shadowrec", description="recordings, sidecars, catalog, status files")
     sip_ports: list[int] = Field([5060], min_length=1)
+    sip_tls_ports: list[int] = Field(
+        [5061],
+        description="SIP over TLS: unreadable, but RTP to a recorder signalled there (no SIP claims it) is "
+        "recorded as a call of RTP alone, marked encrypted",
+    )
     rtp_timeout_s: float = Field(30.0, gt=0)
     fsync_interval_s: float = Field(5.0, ge=0)
     queue_mb: int = Field(
@@ -78,7 +83,7 @@ class RecordingSettings(BaseModel):
                 raise ValueError(f"{a}: an IPv4 address")
         return v
 
-    @field_validator("sip_ports")
+    @field_validator("sip_ports", "sip_tls_ports")
     @classmethod
     def _ports(cls, v: list[int]) -> list[int]:
         if any(not 0 < p < 65536 for p in v):
@@ -113,6 +118,7 @@ def recorder_options(s: RecordingSettings, **extra: Any) -> Options:
     return Options(
         out_dir=s.out,
         sip_ports=tuple(s.sip_ports),
+        sip_tls_ports=tuple(s.sip_tls_ports),
         rtp_timeout_s=s.rtp_timeout_s,
         keep_pcap=s.keep_pcap,
         local_format=s.local_format,

@@ -4,9 +4,9 @@ FFmpeg's own decoding of the same payloads in the same run (PyAV, no placement).
     python3 bench/codecs.py [--seconds 60] [--repeat 3]
 
 Each codec's payloads come from its reference encoder (tests/codec_refs.py: FFmpeg for G.722 and
-Opus, bcg729 for G.729, libgsm for GSM, opencore-amr for AMR-NB in bandwidth-efficient payloads)
-on a known signal, 20 ms a packet. ``decode_stream`` is
-what the recorder runs per stream (ordering, placement, comfort noise, the decoder); the
+Opus, bcg729 for G.729, libgsm for GSM, opencore-amr for AMR-NB in bandwidth-efficient payloads;
+for iLBC, mode 20, WebRTC's encoder's 3 s in tests/data/ilbc, repeated) on a known signal, 20 ms a
+packet. ``decode_stream`` is what the recorder runs per stream (ordering, placement, comfort noise, the decoder); the
 baseline is a bare loop over ``CodecContext.decode``. Best of ``--repeat``, microseconds a packet.
 """
 
@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 import av
 import codec_refs as refs
 
-from capture.media.codecs import CODECS, decode_stream, frames_of
+from capture.media.codecs import CODECS, decode_stream, frames_of, ilbc_spec
 
 NS = 1_000_000_000
 
@@ -39,11 +39,12 @@ def main() -> None:
            "AMR": lambda: refs.amr(x8, False)}  # fmt: skip
     if refs.have_bcg729():
         enc["G729"] = lambda: refs.g729(x8)
+    enc["ILBC"] = lambda: refs.ilbc(20) * int(args.seconds // 3 + 1)
     head = f"{'codec':6s} {'packets':>8s} {'decode_stream':>14s} {'FFmpeg alone':>13s}"
     print(f"{head}  (us a packet, best of {args.repeat})")
     for name, make in enc.items():
         payloads = make()
-        spec = CODECS[name]
+        spec = ilbc_spec(CODECS[name], {"mode": "20"}, []) if name == "ILBC" else CODECS[name]
         step = spec.clock // 50
         packets = [(k * NS // 50, k & 0xFFFF, k * step, 96, p) for k, p in enumerate(payloads)]
         length = len(payloads) * spec.rate // 50
@@ -51,10 +52,12 @@ def main() -> None:
         frames = [f for p in payloads for f in frames_of(spec, p, {})[0]]
         for _ in range(args.repeat):
             t = time.perf_counter()
-            res = decode_stream(packets, spec, 96, 0, length)
+            res = decode_stream(packets, spec, 96, 0, length, {"mode": "20"})
             ours = min(ours, time.perf_counter() - t)
             ctx = av.CodecContext.create(spec.decoder, "r")
             ctx.sample_rate, ctx.layout = spec.out_rate, "mono"
+            if spec.bit_rate:
+                ctx.bit_rate = spec.bit_rate
             t = time.perf_counter()
             for p in frames:  # the decoder's packets, cut out beforehand
                 ctx.decode(av.Packet(p))

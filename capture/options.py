@@ -11,6 +11,7 @@ from dataclasses import dataclass
 class Options:
     out_dir: str
     sip_ports: tuple = (5060,)
+    sip_tls_ports: tuple = (5061,)  # SIP over TLS: unreadable, but it says a recorder's calls are signalled there
     rtp_timeout_s: float = 30.0
     keep_pcap: bool = False  # a raw pcap for every call (always for undecoded codecs)
     tick_s: float = 0.25  # housekeeping period, capture time

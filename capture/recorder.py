@@ -11,7 +11,6 @@ under its class (``capture.faults``) and the loop goes on.
 
 from __future__ import annotations
 
-import functools
 import logging
 import mmap
 import socket
@@ -25,6 +24,7 @@ from capture.faults import Faults
 from capture.media import wav
 from capture.options import Options
 from capture.sip.calls import (
+    ByeUnseen,
     Call,
     CallEnded,
     CallStarted,
@@ -51,6 +51,7 @@ from capture.wire.frame import (
     TZSP_PORT,
     VXLAN_PORT,
     flow_key,
+    ntop,
 )
 from capture.wire.ipfrag import Defragmenter
 from capture.wire.tcpstream import TcpReassembler
@@ -60,12 +61,6 @@ NS = 1_000_000_000
 BATCH_RECORDS = 65536
 
 
-@functools.lru_cache(maxsize=4096)
-def _ntop(addr: bytes) -> str:
-    """A packed address as text (the SIP endpoints: a few addresses, each seen many times)."""
-    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
-
-
 class Recorder:
     """Record every BiB call in one or more captures into ``opts.out_dir``."""
 
@@ -73,18 +68,19 @@ class Recorder:
         self.opts = opts
         self.impl = impl or speedups.default()
         self.io: Writer = io or SyncIO(self.impl.engine.pwrite_batch)
-        self.engine = self.impl.Engine(opts.sip_ports)
+        self.engine = self.impl.Engine(tuple(opts.sip_ports) + tuple(opts.sip_tls_ports))
         self.engine.reserve(opts.reserve_calls)
         self.table = CallTable(opts.rtp_timeout_s)
         self.tcp = TcpReassembler()
         self.defrag = Defragmenter()
         self.sip_ports = frozenset(opts.sip_ports)
+        self.tls_ports = frozenset(opts.sip_tls_ports)  # SIP over TLS: only who talks to whom is seen
         self.faults = Faults()
         self.errors: Counter[str] = self.faults.counts
         self.counters: Counter[str] = Counter()
         self.calls = Recordings(opts, self.engine, self.io, self.counters)
         self.orphans = Orphans(opts.out_dir, int(opts.rtp_timeout_s * NS))  # RTP no dialog of ours has yet
-        self.late = LateJoins(self)  # calls up before the start, joined at a re-INVITE
+        self.late = LateJoins(self)  # calls up before the start, joined at a re-INVITE or BYE, or RTP alone
         for addr in opts.recorder_addrs:  # watched from the start: a call may be up already
             self.engine.watch(socket.inet_aton(addr))
         # told of each call as it starts (the standby learns CUCM from it), inside the packet's boundary
@@ -197,22 +193,15 @@ class Recorder:
             self.counters["sip_udp"] += 1
             self._sip(self.impl.sip.parse(payload), ts, src, sport, dst, dport, "udp", frame, lt)
         elif frame is not None and dst in self.engine.watched:  # to the recorder: a call joined late?
-            self.orphans.packet(key, ts, frame, lt, payload)
+            self.orphans.packet(key, ts, frame, lt, payload, src, dst)
 
     def _tcp(
-        self,
-        src: bytes,
-        dst: bytes,
-        sport: int,
-        dport: int,
-        seq: int,
-        flags: int,
-        payload: bytes,
-        ts: int,
-        frame: bytes | None,
-        lt: int,
-    ) -> None:
+        self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, flags: int, payload: bytes, ts: int,
+        frame: bytes | None, lt: int,
+    ) -> None:  # fmt: skip
         if sport not in self.sip_ports and dport not in self.sip_ports:
+            if sport in self.tls_ports or dport in self.tls_ports:
+                self.late.tls_seen(src, dst, ts)
             return
         for data in self.tcp.feed((src, sport, dst, dport), seq, flags, payload, ts):
             self.counters["sip_tcp"] += 1
@@ -234,7 +223,7 @@ class Recorder:
         frame: bytes | None,
         lt: int,
     ) -> None:
-        self._apply(self.table.on_sip(msg, ts, (_ntop(src), sport), (_ntop(dst), dport), transport))
+        self._apply(self.table.on_sip(msg, ts, (ntop(src), sport), (ntop(dst), dport), transport))
         d = self.table.dialogs.get(msg.call_id)
         if d is not None and frame is not None:
             self.calls.keep_sip_frame(d.call.id, ts, frame, lt)
@@ -244,7 +233,7 @@ class Recorder:
         if err is None or err.quoted_proto not in (PROTO_UDP, PROTO_TCP):
             return
         self.counters["icmp_errors"] += 1
-        self._apply(self.table.on_icmp(ts, err.kind, err.quoted_dst, err.quoted_dport, _ntop(reporter)))
+        self._apply(self.table.on_icmp(ts, err.kind, err.quoted_dst, err.quoted_dport, ntop(reporter)))
 
     def _event(self, frame: bytes, ts: int, lt: int, arg: int) -> None:
         f = self.impl.packet.parse(frame, lt)
@@ -290,8 +279,10 @@ class Recorder:
             elif isinstance(e, MediaUnmapped):
                 self.calls.unmapped(e)
             elif isinstance(e, CallEnded):
-                self.late.ended(e.call.id)
+                self.late.ended(e.call, e.at_ns)
                 self.calls.ended(e)
+            elif isinstance(e, ByeUnseen):
+                self.late.bye(e)
             elif isinstance(e, Evidence):
                 self.calls.evidence(e.call)
 
@@ -330,6 +321,7 @@ class Recorder:
         written up to now, they are saved, and the next start resumes them in the same files.
         """
         self._apply(self.table.tick(self.now, self._last_rtp))  # what timed out ends so, at its last packet
+        self.late.close(reason)  # calls joined at a BYE, and orphans as calls of RTP alone
         if reason == EndReason.SHUTDOWN and self.opts.state_file:
             try:
                 self.counters["calls_saved"] += resume.save(self, self.opts.state_file)
@@ -338,7 +330,6 @@ class Recorder:
                 self.counters["state_save_errors"] += 1
         else:
             self._apply(self.table.end_all(self.now, reason))
-        self.orphans.close()
         self.calls.close()
         return self.summary()
 

@@ -87,6 +87,16 @@ def gsm(x8k: np.ndarray) -> list[bytes]:
     return out
 
 
+def ilbc(mode: int) -> list[bytes]:
+    """``signal(8000, 3.0)`` in iLBC frames, one per packet, as the WebRTC encoder made them
+    (tests/data/README.md: no iLBC encoder is packaged here)."""
+    import os
+
+    data = open(os.path.join(os.path.dirname(__file__), "data", "ilbc", f"signal_3s_mode{mode}.ilbc"), "rb").read()
+    n = 38 if mode == 20 else 50
+    return [data[i : i + n] for i in range(0, len(data), n)]
+
+
 def crashing_decoder(conn) -> None:
     """A decoder child that dies as a crash in FFmpeg would (SIGABRT) on calls whose id says so."""
     import os

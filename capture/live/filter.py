@@ -23,18 +23,20 @@ def compile_bpf(expr: str, snaplen: int = 262144) -> list:
 TUNNELS = "(ip proto 47) or (ip6 proto 47) or (udp dst port 4789) or (udp dst port 37008)"
 
 
-def rtp_filter(sip_ports=(5060,)) -> str:
-    """SIP (UDP/TCP), RTP-looking UDP (version 2), ICMP errors and IP fragments (not GRE's)."""
+def rtp_filter(sip_ports=(5060,), tls_ports=(5061,)) -> str:
+    """SIP (UDP/TCP; TCP on the TLS ports too, for who talks to whom), RTP-looking UDP (version 2),
+    ICMP errors and IP fragments (not GRE's)."""
     sip = " or ".join(f"port {p}" for p in sip_ports)
+    tcp = " or ".join(f"port {p}" for p in (*sip_ports, *tls_ports))
     return (
-        f"(udp and ({sip})) or (tcp and ({sip})) or icmp or icmp6 or "
+        f"(udp and ({sip})) or (tcp and ({tcp})) or icmp or icmp6 or "
         "(ip and ip[6:2] & 0x3fff != 0 and not ip proto 47) or (ip6 and ip6[6] = 44)"
     )
 
 
-def worker_filter(k: int, n: int, sip_ports=(5060,), extra: str | None = None) -> str:
+def worker_filter(k: int, n: int, sip_ports=(5060,), extra: str | None = None, tls_ports=(5061,)) -> str:
     """Worker ``k`` of ``n``: everything but RTP, and RTP from phones with address % n == k."""
-    base = rtp_filter(sip_ports)
+    base = rtp_filter(sip_ports, tls_ports)
     rtp = "(udp[8] & 0xc0 = 0x80)"
     if n > 1:
         rtp = f"({rtp} and ((ip and ip[12:4] % {n} = {k}) or (ip6 and ip6[20:4] % {n} = {k})))"

@@ -47,7 +47,7 @@ class Worker:
         self.opts = opts
         self.impl = speedups.default()
         block = block_kb * 1024
-        prog = compile_bpf(worker_filter(k, n, opts.sip_ports, bpf))
+        prog = compile_bpf(worker_filter(k, n, opts.sip_ports, bpf, opts.sip_tls_ports))
         ifaces = [iface] if isinstance(iface, str) else list(iface)
         self.rings = []
         try:

@@ -1,5 +1,6 @@
 """Codecs other than G.711, decoded after the call from its kept packets, through FFmpeg (PyAV):
-G.722, G.729 (Annex B), Opus, GSM 06.10 and AMR-NB (RFC 4867, both payload modes: ``amr``). A
+G.722, G.729 (Annex B), Opus, GSM 06.10, AMR-NB (RFC 4867, both payload modes: ``amr``) and iLBC
+(RFC 3952: 20 or 30 ms frames, from the SDP's ``mode`` or else the payloads' sizes). A
 narrowband call's WAV stays 8 kHz; a call with a wideband codec (G.722, Opus) is stored at
 16 kHz, both channels at that rate (a narrowband channel beside it is upsampled with it).
 
@@ -31,6 +32,7 @@ class CodecSpec:
     frame_bytes: int = 0  # split a payload into frames this long (G.729: 10; 0: the payload whole)
     sid_bytes: int = 0  # a trailing comfort-noise frame this long is skipped (G.729 Annex B: 2)
     decode_rate: int = 0  # what the decoder gives, if not ``rate`` (libopus: always 48 kHz)
+    bit_rate: int = 0  # told to the decoder (FFmpeg's iLBC takes its frame mode from it)
 
     @property
     def out_rate(self) -> int:
@@ -43,7 +45,19 @@ CODECS = {
     "OPUS": CodecSpec("OPUS", "libopus", 16000, 48000, decode_rate=48000),
     "GSM": CodecSpec("GSM", "gsm", 8000, 8000),
     "AMR": CodecSpec("AMR", "amrnb", 8000, 8000),
+    "ILBC": CodecSpec("ILBC", "ilbc", 8000, 8000, frame_bytes=50, bit_rate=13333),
 }
+ILBC_MODES = {"20": (38, 15200), "30": (50, 13333)}  # RFC 3951: frame bytes and bit rate per mode
+
+
+def ilbc_spec(spec: CodecSpec, params: dict[str, str], sizes: list[int]) -> CodecSpec:
+    """iLBC's frame length: the SDP's ``mode`` (RFC 3952), else what the payloads' sizes say
+    (whole 38-byte frames and not whole 50-byte ones: 20 ms), else 30 ms (RFC 3952's default)."""
+    mode = params.get("mode", "")
+    if mode not in ILBC_MODES:
+        mode = "20" if sizes and all(n % 38 == 0 and n % 50 for n in sizes) else "30"
+    frame_bytes, bit_rate = ILBC_MODES[mode]
+    return replace(spec, frame_bytes=frame_bytes, bit_rate=bit_rate)
 
 
 def frames_of(spec: CodecSpec, payload: bytes, params: dict[str, str]) -> tuple[list[bytes], int]:
@@ -51,6 +65,8 @@ def frames_of(spec: CodecSpec, payload: bytes, params: dict[str, str]) -> tuple[
     if spec.name == "AMR":  # RFC 4867: octet-aligned if the SDP says so, else bandwidth-efficient
         frames = amr.parse(payload, params.get("octet-align") == "1")
         return [f.storage for f in frames if f.speech], sum(1 for f in frames if f.ft == 8)
+    if spec.name == "ILBC" and (not payload or len(payload) % spec.frame_bytes):
+        raise ParseError(f"iLBC payload of {len(payload)} bytes: not whole {spec.frame_bytes}-byte frames")
     if spec.frame_bytes:
         whole = len(payload) // spec.frame_bytes * spec.frame_bytes
         sid = 1 if spec.sid_bytes and len(payload) - whole == spec.sid_bytes else 0
@@ -82,6 +98,8 @@ def _decoder(spec: CodecSpec):
     assert isinstance(ctx, AudioCodecContext)
     ctx.sample_rate = spec.out_rate
     ctx.layout = "mono"
+    if spec.bit_rate:
+        ctx.bit_rate = spec.bit_rate
     return ctx
 
 
@@ -120,6 +138,8 @@ def decode_stream(
     res.comfort_noise = len(packets) - len(audio)  # CN (RFC 3389), or anything but the audio
     if not audio:
         return res
+    if spec.name == "ILBC":
+        spec = ilbc_spec(spec, params or {}, [len(p[4]) for p in audio])
     first = min(audio, key=lambda p: p[0])
     anchor = (first[0] - start_ns) * spec.rate // NS
     res.first_at_sample = int(anchor)

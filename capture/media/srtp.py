@@ -71,15 +71,23 @@ class SrtpStreams:
         self.stats: dict[str, dict[str, SrtpStats]] = {}  # call id -> role -> its stream's
 
     def map(
-        self, call_id: str, role: str, key: int, secure: bool, crypto: Crypto | None, offered: tuple[Crypto, ...] = ()
+        self,
+        call_id: str,
+        role: str,
+        key: int,
+        secure: bool,
+        crypto: Crypto | None,
+        offered: tuple[Crypto, ...] = (),
+        hidden: str = "",
     ) -> bool:
         """A dialog's media is (again) at ``key``. Returns True if its packets are to be decrypted
-        here (``unprotect``); False for plain RTP and for SRTP that cannot be (see ``stats``)."""
+        here (``unprotect``); False for plain RTP and for SRTP that cannot be (see ``stats``).
+        ``hidden``: no SDP was seen, and this is why the stream is taken as SRTP (SIP over TLS)."""
         if not secure:
             self.unmap(key)
             self.stats.get(call_id, {}).pop(role, None)
             return False
-        reason = unusable(secure, crypto, offered)
+        reason = hidden or unusable(secure, crypto, offered)
         roles = self.stats.setdefault(call_id, {})
         st = roles.get(role)
         if reason is not None or crypto is None:

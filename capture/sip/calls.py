@@ -33,16 +33,26 @@ from capture.sip.sdp import Crypto, Media
 from capture.wire.frame import flow_key
 
 NS = 1_000_000_000
+JOINED_BY_REINVITE = "reinvite"  # a re-INVITE (a session refresh, hold, resume) gave the dialog and its media
+JOINED_BY_BYE = "bye"  # only the BYE was seen: its streams are found among the orphans by when they stopped
+JOINED_BY_RTP = "rtp"  # no SIP seen at all (SIP over TLS, a mirror without it): streams to the recorder alone
 TIMER_B_NS = 32 * NS  # RFC 3261 Timer B: an INVITE left unanswered this long is dead
 
 __all__ = [
+    "JOINED_BY_BYE",
+    "JOINED_BY_REINVITE",
+    "JOINED_BY_RTP",
     "TIMER_B_NS",
+    "ByeUnseen",
     "Call",
     "CallEnded",
     "CallEvent",
     "CallStarted",
     "CallState",
     "CallTable",
+    "adopt",
+    "end_late",
+    "rtp_call",
     "Dialog",
     "DialogEvent",
     "DialogState",
@@ -119,7 +129,9 @@ class Call:
     ended_ns: int | None = None
     end_reason: EndReason | None = None
     evidence: list[EvidenceItem] = field(default_factory=list)
-    joined_late: bool = False  # its INVITE was not seen: joined at a re-INVITE (its RTP may be older)
+    joined_late: bool = False  # its INVITE was not seen: joined at a re-INVITE or BYE (its RTP may be older)
+    joined_by: str = ""  # "" (its INVITE seen), JOINED_BY_REINVITE, JOINED_BY_BYE or JOINED_BY_RTP
+    channels_guessed: bool = False  # which stream is near and which far was not in SIP seen (``adopt``)
 
     @property
     def failed_ns(self) -> int | None:
@@ -152,6 +164,19 @@ class MediaMapped:
     secure: bool = False  # SRTP
     crypto: Crypto | None = None  # the phone's key, if seen and usable
     offered: tuple[Crypto, ...] = ()  # CUCM's a=crypto lines
+    hidden: str = ""  # why the stream is taken as SRTP whose keys were not seen, when no SDP said so
+
+
+@dataclass(frozen=True)
+class ByeUnseen:
+    """The BYE of a dialog whose INVITE and re-INVITEs were never seen: its call is known (the
+    From's x-parameters), its media is not. The recorder looks for it among the orphan streams
+    to ``recorder`` (``adopt``), then ends the call (``end_late``)."""
+
+    call: Call
+    role: str
+    recorder: str
+    at_ns: int
 
 
 @dataclass(frozen=True)
@@ -178,12 +203,13 @@ class Evidence:
         return self.item.kind
 
 
-Effect = CallStarted | MediaMapped | MediaUnmapped | CallEnded | Evidence
+Effect = CallStarted | MediaMapped | MediaUnmapped | CallEnded | Evidence | ByeUnseen
 
 
-def bib_info(msg: SipMessage) -> tuple[str, tuple, Party, Party] | None:
-    """(role, pair key, near Party, far Party) from a BiB INVITE's From URI, or None."""
-    fr = msg.from_
+def bib_info(msg: SipMessage, side: str = "from") -> tuple[str, tuple, Party, Party] | None:
+    """(role, pair key, near Party, far Party) from a BiB INVITE's From URI (``side`` "to": the
+    To URI, as in a BYE the recorder sends), or None."""
+    fr = msg.from_ if side == "from" else msg.to
     names = [k for k, _ in fr.uri_params]
     if "x-nearend" in names:
         role = "near"
@@ -235,6 +261,7 @@ class CallTable:
             "stray_messages": 0,
             "rejected_calls": 0,
             "dialogs_joined_late": 0,
+            "dialogs_joined_at_bye": 0,
         }
         self.errors: Counter[str] = Counter()  # bodies that would not parse, by error class
 
@@ -260,10 +287,12 @@ class CallTable:
                 d = self.dialogs.get(cid)
                 if d is not None:
                     if late:
-                        d.call.joined_late = True
+                        d.call.joined_late, d.call.joined_by = True, JOINED_BY_REINVITE
                         self.counters["dialogs_joined_late"] += 1
                     if msg.body:
                         self._cucm_sdp(fx, d, msg.body)
+                return fx
+            if msg.method == "BYE" and bye_unseen(self, fx, msg, d, ts, src, dst, transport):
                 return fx
             if d is None:
                 self.counters["stray_messages"] += 1
@@ -301,9 +330,16 @@ class CallTable:
         return fx
 
     def _new_dialog(
-        self, fx: list[Effect], msg: SipMessage, ts: int, src: tuple[str, int], dst: tuple[str, int], transport: str
+        self,
+        fx: list[Effect],
+        msg: SipMessage,
+        ts: int,
+        src: tuple[str, int],
+        dst: tuple[str, int],
+        transport: str,
+        info: tuple[str, tuple, Party, Party] | None = None,
     ) -> None:
-        info = bib_info(msg)
+        info = info or bib_info(msg)
         if info is None:
             self.counters["non_bib_invites"] += 1
             return
@@ -387,7 +423,7 @@ class CallTable:
         fx.append(
             MediaMapped(
                 d.call, d.role, key, old if old != key else None, d.codec, d.audio_pt, d.event_pt,
-                d.secure, d.crypto, d.offered,
+                d.secure, d.crypto, d.offered, d.hidden,
             )
         )  # fmt: skip
 
@@ -504,3 +540,68 @@ class CallTable:
             else:
                 self._end(fx, call, reason, now)
         return fx
+
+
+# calls joined late (capture.store.orphans) ------------------------------------------------
+def bye_unseen(
+    table: CallTable,
+    fx: list[Effect],
+    msg: SipMessage,
+    d: Dialog | None,
+    ts: int,
+    src: tuple[str, int],
+    dst: tuple[str, int],
+    transport: str,
+) -> bool:
+    """A BYE of a dialog never seen: CUCM's (the x-parameters in its From) or the recorder's
+    (in its To). Its call is started (or found: the other dialog's BYE) and handed on. True if
+    the BYE was such (or a retransmission of one: nothing more), False for a known dialog's."""
+    if d is not None:
+        return d.call.joined_by == JOINED_BY_BYE and d.call.state is CallState.SETUP
+    info, recorder, cucm = bib_info(msg), dst, src
+    if info is None:
+        info, recorder, cucm = bib_info(msg, "to"), src, dst
+    if info is None:
+        return False  # no BiB call's: a stray message
+    table._new_dialog(fx, msg, ts, cucm, recorder, transport, info)
+    d = table.dialogs[msg.call_id]
+    d.state = dialog_transition(d.state, DialogEvent.BYE)
+    d.call.joined_late, d.call.joined_by = True, d.call.joined_by or JOINED_BY_BYE
+    table.counters["dialogs_joined_at_bye"] += 1
+    fx.append(ByeUnseen(d.call, d.role, recorder[0], ts))
+    return True
+
+
+def adopt(
+    table: CallTable, call: Call, role: str, key: int, codec: str, pt: int, hidden: str, guessed: bool
+) -> list[Effect]:
+    """Give ``call``'s ``role`` the orphan stream at ``key``, seen with payload type ``pt``
+    (``codec``, "" if no static type says it): a dialog joined at its BYE, or a call of
+    RTP alone. ``hidden``: why its packets are taken as SRTP that cannot be decrypted."""
+    fx: list[Effect] = []
+    d = call.dialogs.get(role)
+    if d is None:
+        d = call.dialogs[role] = Dialog(f"{call.id}-{role}", role, call, 0, DialogState.CONFIRMED)
+    d.codec, d.audio_pt, d.secure, d.hidden = codec, pt, bool(hidden), hidden
+    call.channels_guessed = call.channels_guessed or guessed
+    table._map(fx, d, key)
+    return fx
+
+
+def rtp_call(table: CallTable, first_ns: int, recorder: str, what: str) -> tuple[Call, list[Effect]]:
+    """A call of orphan streams that no SIP ever claimed (SIP over TLS, a mirror without its
+    SIP): no parties, its streams to ``recorder`` given by ``adopt``."""
+    cid = make_call_id(first_ns, "rtp", what)
+    call = Call(cid, ("rtp", what), first_ns, Party(), Party(), recorder, 0, "", joined_late=True)
+    call.joined_by = JOINED_BY_RTP
+    table.calls[cid] = call
+    return call, [CallStarted(call)]
+
+
+def end_late(table: CallTable, call: Call, at_ns: int, reason: EndReason) -> list[Effect]:
+    """End a call joined at its BYE (or of RTP alone) once its streams are placed."""
+    fx: list[Effect] = []
+    for d in call.dialogs.values():
+        d.state = dialog_transition(d.state, DialogEvent.BYE)
+    table._end(fx, call, reason, at_ns)
+    return fx

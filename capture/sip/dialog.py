@@ -73,3 +73,4 @@ class Dialog:
     crypto: Crypto | None = None  # the key the phone sends with (CUCM's SDP), if one we can use
     offered: tuple[Crypto, ...] = ()  # every a=crypto of CUCM's SDP (why none could be used)
     fmtp: str = ""  # the audio payload type's a=fmtp parameters (AMR: octet-align)
+    hidden: str = ""  # no SDP seen (a dialog joined at its BYE): why its packets are taken as undecryptable SRTP

@@ -1,32 +1,59 @@
 """Orphan streams: RTP to the recorder on a port no dialog seen so far has given, kept rather than
-dropped, so that a call whose INVITE came before shadowrec started (or before the mirror worked)
-is recorded from its first packet seen once its SIP shows up (a re-INVITE).
+dropped, so that a call whose INVITE came before shadowrec started (or before the mirror worked,
+or that was signalled where it cannot be read) is recorded from its first packet seen.
 
 Each orphan stream (per recorder address and port) is spooled to a private pcap under
-``DIR/orphans/`` as it arrives. When a late call's dialogs have their media mapped to such ports
-(both of them, or one and then a second passed), the recorder starts the call at its orphans'
-first packet and replays their spools, merged in time order, through its usual path, so the
-recording holds everything seen since; the sidecar says ``joined_late``. An orphan that no SIP
-claims within the RTP timeout is dropped with its spool, and counted (without SIP it belongs to
-no known call). At most ``limit`` orphans are kept at once.
+``DIR/orphans/`` as it arrives, with its phone's address, payload type and payload sizes. Its
+call claims it in one of three ways (``LateJoins``); the sidecar says which (``joined_by``):
+
+- **a re-INVITE** (a session refresh, hold, resume) maps a dialog's media to the orphan's port
+  (both dialogs, or one and a second passed): the call starts at its orphans' first packet;
+- **the BYE**, whose From (CUCM's) or To (the recorder's) carries the call's x-parameters but
+  no media: two seconds later, the orphans to that recorder whose phone stopped sending nearest
+  the BYE (its streams' last packet at most a second before it, silent for half a second since)
+  are the call's, if that phone is nearer by 0.1 s than the next, and each phone's streams go
+  to one BYE (else the join is ambiguous, counted, and the orphans go on to the next case).
+  Which stream is near and which far is not in a BYE: the lower recorder port is taken as the
+  near end's (CUCM offers its dialog first and recorders hand out ports in turn), and the
+  sidecar says ``channels_guessed``;
+- **no SIP at all** within the RTP timeout: SIP over TLS, or a mirror missing the signalling.
+  The streams from one phone that began within two seconds of each other become one call of
+  RTP alone (no parties; ``joined_by: rtp``), if each has at least ``MIN_PACKETS``. If SIP over
+  TLS was seen with the recorder's address (``tls_ports``), its streams are taken as SRTP whose
+  keys cannot be seen: the sidecar says ``encrypted`` and why, and the WAV is silence, never
+  ciphertext played as audio; the packets are in the call's pcap. Without TLS, a static
+  payload type gives the codec (0 PCMU, 8 PCMA, 9 G.722, 18 G.729, 3 GSM) unless the G.711
+  payloads' sizes carry an SRTP tag (not a multiple of 5 ms of samples): then it is SRTP too.
+
+Packets to a port whose call ended less than ``GRACE_NS`` ago are that call's stragglers, not
+an orphan (counted). At most ``limit`` orphans are kept at once.
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from capture.wire.frame import key_to_str
+from capture.sip.calls import ByeUnseen, Call, EndReason, MediaMapped, adopt, end_late, packed_address, rtp_call
+from capture.wire.frame import key_to_str, ntop
 from capture.wire.pcapfile import PcapWriter
 
 if TYPE_CHECKING:
     from capture.recorder import Recorder
-    from capture.sip.calls import MediaMapped
 
 NS = 1_000_000_000
+SETTLE_NS = 2 * NS  # after a BYE of a dialog never seen: time for the phone to stop sending
+STOPPED_NS = NS // 2  # a stream silent this long has stopped
+GRACE_NS = 5 * NS  # packets to a port this long after its call ended are stragglers
+MARGIN_NS = NS // 10  # a BYE's phone: the one whose streams stopped nearest it, by this much at least
+SIBLING_NS = 2 * NS  # a phone's two forked streams begin within this of each other
+MIN_PACKETS = 25  # a call of RTP alone needs streams of at least this many packets (0.5 s at 20 ms)
+STATIC_PT = {0: "PCMU", 3: "GSM", 8: "PCMA", 9: "G722", 18: "G729"}  # RFC 3551's static payload types
+TLS_HIDDEN = "SIP over TLS with the recorder: the SDP's SRTP keys cannot be seen"
+TAG_HIDDEN = "no SIP seen, and the payload sizes carry an SRTP authentication tag: keys not seen"
 
 
 @dataclass
@@ -36,7 +63,11 @@ class Orphan:
     last_ns: int
     path: str
     writer: PcapWriter | None
+    src: bytes = b""  # the phone's address (the first packet's source)
+    dst: bytes = b""  # the recorder's address
+    pt: int = -1  # the first packet's payload type
     packets: int = 0
+    tagged: int = 0  # packets whose payload is no whole number of 5 ms of G.711 (an SRTP tag?)
 
 
 class Orphans:
@@ -45,12 +76,17 @@ class Orphans:
         self.timeout_ns = timeout_ns
         self.limit = limit
         self.streams: dict[int, Orphan] = {}
+        self.recent: dict[int, int] = {}  # key -> when the call it was mapped to ended
         self.counters: Counter[str] = Counter()
 
-    def packet(self, key: int, ts: int, frame: bytes, lt: int, payload: bytes) -> None:
-        """An RTP-looking datagram to the recorder on a port no dialog has: spooled."""
+    def packet(self, key: int, ts: int, frame: bytes, lt: int, payload: bytes, src: bytes, dst: bytes) -> None:
+        """An RTP-looking datagram from ``src`` to the recorder (``dst``) on a port no dialog has: spooled."""
         if len(payload) < 12 or payload[0] >> 6 != 2 or 192 <= payload[1] <= 223:
             return  # not RTP (RTCP's packet types are 192-223: RFC 5761)
+        ended = self.recent.get(key)
+        if ended is not None and ts - ended < GRACE_NS:
+            self.counters["rtp_after_end"] += 1
+            return
         o = self.streams.get(key)
         if o is None:
             if len(self.streams) >= self.limit:
@@ -60,7 +96,7 @@ class Orphans:
             name = key_to_str(key).replace(":", "_").replace("[", "").replace("]", "")
             path = os.path.join(self.dir, f"{name}-{ts}.pcap")
             try:
-                o = Orphan(key, ts, ts, path, PcapWriter(path, lt, nanoseconds=True))
+                o = Orphan(key, ts, ts, path, PcapWriter(path, lt, nanoseconds=True), src, dst, payload[1] & 0x7F)
             except OSError:  # a full disk: the orphan is not kept
                 self.counters["orphan_packets_dropped"] += 1
                 return
@@ -69,11 +105,17 @@ class Orphans:
             self.counters["orphans"] += 1
         o.last_ns = max(o.last_ns, ts)
         o.packets += 1
+        if not payload[0] & 0x30 and (len(payload) - 12 - 4 * (payload[0] & 0x0F)) % 40:
+            o.tagged += 1  # no padding, no extension: the payload's own size
         try:
             if o.writer is not None and not o.writer.write(ts, frame, lt):
                 self.counters["orphan_packets_dropped"] += 1
         except OSError:
             self.counters["orphan_packets_dropped"] += 1
+
+    def ended(self, key: int, at_ns: int) -> None:
+        """The call mapped to ``key`` ended: its stragglers are not an orphan for a while."""
+        self.recent[key] = at_ns
 
     def claim(self, key: int) -> Orphan | None:
         """The orphan at ``key``, now a dialog's: its spool closed, to be replayed (then ``done``)."""
@@ -84,11 +126,15 @@ class Orphans:
         return o
 
     def replay(
-        self, orphans: list[Orphan], frame: Callable[[bytes, int, int], None], flush: Callable[[int], None]
+        self,
+        orphans: list[Orphan],
+        frame: Callable[[bytes, int, int], None],
+        flush: Callable[[int], None],
+        until: int = 1 << 62,
     ) -> None:
-        """Hand the spooled frames of ``orphans`` (a call's streams) to ``frame(data, ts, linktype)``
-        in time order, ``flush(ts)`` every quarter second of their time (the engine keeps one
-        second of a call), then drop the spools."""
+        """Hand the spooled frames of ``orphans`` (a call's streams) up to ``until`` to
+        ``frame(data, ts, linktype)`` in time order, ``flush(ts)`` every quarter second of their
+        time (the engine keeps one second of a call), then drop the spools."""
         from capture.wire._pcapfile_py import Indexer
 
         frames = []
@@ -103,6 +149,7 @@ class Orphans:
             frames += [
                 (ts, buf[a : a + n], lt)
                 for a, n, ts, lt in zip(offs.tolist(), lens.tolist(), tss.tolist(), lts.tolist())
+                if ts <= until
             ]
         frames.sort(key=lambda x: x[0])
         next_flush = 0
@@ -120,28 +167,61 @@ class Orphans:
         except OSError:
             pass
 
-    def expire(self, now: int) -> None:
-        """Orphans silent for the RTP timeout, which no SIP claimed: dropped with their spool."""
+    def expire(self, now: int) -> list[list[Orphan]]:
+        """Orphans silent for the RTP timeout, which no SIP claimed, each with its siblings (the
+        same phone's streams begun within ``SIBLING_NS``, silent or not): claimed, in groups."""
+        out = []
         for key in [k for k, o in self.streams.items() if now - o.last_ns > self.timeout_ns]:
-            o = self.streams.pop(key)
-            if o.writer is not None:
-                o.writer.close()
-            self.done(o)
-            self.counters["orphans_expired"] += 1
+            o = self.streams.get(key)
+            if o is None:
+                continue  # a sibling of one before it
+            group = [
+                x.key for x in self.streams.values() if x.src == o.src and abs(x.first_ns - o.first_ns) <= SIBLING_NS
+            ]
+            out.append([c for c in map(self.claim, sorted(group)) if c is not None])
+        for key in [k for k, t in self.recent.items() if now - t >= GRACE_NS]:
+            del self.recent[key]
+        return out
 
-    def close(self) -> None:
-        self.expire(1 << 62)
+
+@dataclass
+class ByeWait:
+    """A call joined at its BYE, waiting for its phone to stop sending."""
+
+    call: Call
+    recorder: bytes
+    at_ns: int
+    roles: set[str] = field(default_factory=set)
+
+
+def by_phone(orphans: list[Orphan]) -> dict[bytes, list[Orphan]]:
+    out: dict[bytes, list[Orphan]] = defaultdict(list)
+    for o in orphans:
+        out[o.src].append(o)
+    return out
 
 
 class LateJoins:
-    """Calls joined late: the orphans of a call whose re-INVITEs map its dialogs are claimed, the
-    call is started at their first packet, and their spools are replayed through the recorder.
-    A call waits (a second of capture time at most) for its second dialog, so that both streams
-    are replayed together, in time order."""
+    """Calls joined late (see the module doc): at a re-INVITE, at the BYE, or of RTP alone. A call
+    joined at a re-INVITE waits (a second of capture time at most) for its second dialog, so
+    that both streams are replayed together, in time order."""
 
     def __init__(self, rec: Recorder):
         self.rec = rec
         self.waiting: dict[str, tuple[int, list[MediaMapped]]] = {}  # call id -> (since, its mappings)
+        self.byes: dict[str, ByeWait] = {}  # call id -> its BYE
+        self.tls: dict[bytes, int] = {}  # address -> when SIP over TLS to or from it was last seen
+
+    def watch(self, addr: bytes) -> None:
+        if len(addr) == 4:
+            self.rec.engine.watch(addr)
+
+    def tls_seen(self, a: bytes, b: bytes, ts: int) -> None:
+        """A TCP segment of SIP over TLS between ``a`` and ``b``: either may be a recorder."""
+        for addr in (a, b):
+            if addr not in self.tls:
+                self.watch(addr)
+            self.tls[addr] = ts
 
     def mapped(self, e: MediaMapped) -> None:
         """A dialog's media: the recorder's address is watched for orphans from now on."""
@@ -173,11 +253,109 @@ class LateJoins:
             rec.calls.mapped(e)
         rec.orphans.replay(orphans, rec._frame, lambda ts: rec.calls.flush_audio(ts, rec.lag))
 
-    def ended(self, call_id: str) -> None:
-        if call_id in self.waiting:
-            self.release(call_id)
+    def bye(self, e: ByeUnseen) -> None:
+        """The BYE of a dialog never seen: its streams are looked for once its phone has stopped."""
+        w = self.byes.get(e.call.id)
+        if w is None:
+            try:
+                addr = packed_address(e.recorder)
+            except ValueError:
+                return
+            self.watch(addr)
+            w = self.byes[e.call.id] = ByeWait(e.call, addr, e.at_ns)
+        w.roles.add(e.role)
+
+    def ended(self, call: Call, at_ns: int) -> None:
+        if call.id in self.waiting:
+            self.release(call.id)
+        for d in call.dialogs.values():
+            if d.key is not None:
+                self.rec.orphans.ended(d.key, at_ns)
+
+    def join_at_byes(self, due: list[ByeWait], now: int) -> None:
+        """The orphans to each BYE's recorder that stopped at that BYE: matched nearest first
+        (each phone's streams to one call at most). A BYE whose nearest phone is not clearly
+        nearer than the next (``MARGIN_NS``), or that has more than two streams, is ambiguous."""
+        orphans = self.rec.orphans
+        stopped = [o for o in orphans.streams.values() if o.last_ns <= now - STOPPED_NS]
+        phones = by_phone(stopped)
+        pairs = sorted(
+            (abs(max(o.last_ns for o in group) - w.at_ns), i, phone)
+            for i, w in enumerate(due)
+            for phone, group in phones.items()
+            if all(o.dst == w.recorder for o in group) and w.at_ns - NS <= max(o.last_ns for o in group)
+        )
+        joined: dict[int, bytes | None] = {}
+        for dist, i, phone in pairs:
+            if i in joined or phone in joined.values():
+                continue
+            rivals = [d for d, j, p in pairs if j == i and p != phone and p not in joined.values()]
+            if len(phones[phone]) > 2 or (rivals and min(rivals) - dist < MARGIN_NS):
+                joined[i] = None
+                orphans.counters["bye_joins_ambiguous"] += 1
+                continue
+            joined[i] = phone
+            claimed = [c for c in (orphans.claim(o.key) for o in phones[phone]) if c is not None]
+            orphans.counters["orphans_joined"] += len(claimed)
+            self.record(due[i].call, claimed, due[i].at_ns, EndReason.BYE, due[i].roles)
+        for i, w in enumerate(due):
+            if i not in joined:
+                orphans.counters["bye_joins_without_rtp"] += 1
+            if joined.get(i) is None:
+                self.rec._apply(end_late(self.rec.table, w.call, w.at_ns, EndReason.BYE))
+
+    def rtp_alone(self, group: list[Orphan], reason: EndReason = EndReason.RTP_TIMEOUT) -> None:
+        """Orphans no SIP claimed (one phone's, begun together): a call of RTP alone, or dropped."""
+        orphans = self.rec.orphans
+        keep = [o for o in group if o.packets >= MIN_PACKETS]
+        for o in group:
+            if o not in keep:
+                orphans.done(o)
+                orphans.counters["orphans_expired"] += 1
+        for i in range(0, len(keep), 2):
+            pair = keep[i : i + 2]
+            first = min(o.first_ns for o in pair)
+            call, fx = rtp_call(self.rec.table, first, ntop(pair[0].dst), key_to_str(pair[0].key))
+            self.rec._apply(fx)
+            orphans.counters["rtp_calls"] += 1
+            self.record(call, pair, max(o.last_ns for o in pair), reason, set())
+
+    def record(self, call: Call, streams: list[Orphan], end_ns: int, reason: EndReason, roles: set[str]) -> None:
+        """Give ``call`` the orphan ``streams`` (near first: the lower recorder port, unless one
+        stream and one known role), replay them, and end it at ``end_ns``."""
+        rec = self.rec
+        streams = sorted(streams, key=lambda o: o.key)
+        names = [next(iter(roles))] if len(streams) == 1 and len(roles) == 1 else ["near", "far"]
+        if streams:
+            rec.calls.start_at(call.id, min(x.first_ns for x in streams))
+        for role, o in zip(names, streams):
+            hidden = TLS_HIDDEN if o.dst in self.tls else ""
+            if not hidden and o.pt in (0, 8) and o.tagged * 2 > o.packets:
+                hidden = TAG_HIDDEN
+            codec = STATIC_PT.get(o.pt, "")
+            fx = adopt(rec.table, call, role, o.key, codec, o.pt, hidden, len(streams) == 2 or len(roles) != 1)
+            for e in fx:
+                if isinstance(e, MediaMapped):
+                    rec.calls.mapped(e)
+                else:
+                    rec._apply([e])  # a port an older dialog held (MediaUnmapped)
+        rec.orphans.replay(streams, rec._frame, lambda ts: rec.calls.flush_audio(ts, rec.lag), until=end_ns)
+        rec._apply(end_late(rec.table, call, end_ns, reason))
 
     def tick(self, now: int) -> None:
         for cid in [c for c, (t, _) in self.waiting.items() if now - t >= NS]:
             self.release(cid)  # the other dialog's SIP did not come within a second
-        self.rec.orphans.expire(now)
+        due = [self.byes.pop(c) for c, w in list(self.byes.items()) if now - w.at_ns >= SETTLE_NS]
+        if due:
+            self.join_at_byes(due, now)
+        for group in self.rec.orphans.expire(now):
+            self.rtp_alone(group)
+
+    def close(self, reason: EndReason) -> None:
+        """The end of the capture (``reason``): every BYE joined, every orphan left a call of RTP alone."""
+        end = 1 << 62
+        if self.byes:
+            self.join_at_byes(list(self.byes.values()), end)
+            self.byes.clear()
+        for group in self.rec.orphans.expire(end):
+            self.rtp_alone(group, reason)

@@ -115,7 +115,7 @@ class Recordings:
             self.writing(rec)
         if e.old_key is not None:
             self.drop_stream(rec, e.role, e.old_key)
-        decrypt = self.srtp.map(e.call.id, e.role, e.key, e.secure, e.crypto, e.offered)
+        decrypt = self.srtp.map(e.call.id, e.role, e.key, e.secure, e.crypto, e.offered, e.hidden)
         # SRTP that cannot be decrypted is never decoded: its audio is silence, not noise
         codec = CODECS.get(e.codec, 0) if decrypt or not e.secure else 0
         raw = self.opts.keep_pcap or codec == 0 or decrypt  # SRTP: every packet through Python
@@ -414,7 +414,7 @@ def sidecar_of(
     ended = c.ended_ns
     sc = Sidecar(
         id=c.id,
-        kind="bib",
+        kind="rtp" if c.joined_by == "rtp" else "bib",
         state="complete" if ended is not None else "recording",
         started_at=iso(c.started_ns),
         ended_at=iso(ended),
@@ -442,6 +442,8 @@ def sidecar_of(
         sip_call_ids={r: d.call_id for r, d in c.dialogs.items()},
         frames=rec.end_frames if rec.end_frames is not None else frames,
         joined_late=c.joined_late,
+        joined_by=c.joined_by,
+        channels_guessed=c.channels_guessed,
         encoding=rec.wav.enc.name.lower() if rec.wav is not None else "pcm16",
         encrypted=encrypted,
         srtp=srtp or {},

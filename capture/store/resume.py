@@ -50,6 +50,7 @@ def call_to_dict(call: Call) -> dict[str, Any]:
         "previous": call.previous,
         "signalled_from": call.signalled_from,
         "state": call.state.value,
+        "joined": [call.joined_late, call.joined_by, call.channels_guessed],
         "evidence": [e.to_state() for e in call.evidence],
         "dialogs": {
             r: {
@@ -65,6 +66,8 @@ def call_to_dict(call: Call) -> dict[str, Any]:
                 "secure": d.secure,
                 "crypto": _crypto_state(d.crypto),
                 "offered": [_crypto_state(c) for c in d.offered],
+                "fmtp": d.fmtp,
+                "hidden": d.hidden,
             }
             for r, d in call.dialogs.items()
         },
@@ -100,6 +103,7 @@ def restore_calls(table: CallTable, items: list[dict[str, Any]]) -> list[Call]:
             CallState(c["state"]),
             evidence=[EvidenceItem.from_state(e) for e in c["evidence"]],
         )
+        call.joined_late, call.joined_by, call.channels_guessed = c.get("joined", (False, "", False))
         for role, d in c["dialogs"].items():
             dl = Dialog(
                 d["call_id"],
@@ -116,6 +120,8 @@ def restore_calls(table: CallTable, items: list[dict[str, Any]]) -> list[Call]:
                 d.get("secure", False),
                 _crypto_of(d.get("crypto")),
                 tuple(c for c in map(_crypto_of, d.get("offered", ())) if c is not None),
+                d.get("fmtp", ""),
+                d.get("hidden", ""),
             )
             call.dialogs[role] = dl
             table.dialogs[dl.call_id] = dl
@@ -193,9 +199,8 @@ def restore(rec: Recorder, path: str) -> int:
         saved_ns = max(saved_ns, it["saved_ns"])
         for role, d in call.dialogs.items():
             if d.key is not None:
-                calls.mapped(
-                    MediaMapped(call, role, d.key, None, d.codec, d.audio_pt, d.event_pt, d.secure, d.crypto, d.offered)
-                )
+                fx = MediaMapped(call, role, d.key, None, d.codec, d.audio_pt, d.event_pt, d.secure, d.crypto)
+                calls.mapped(dataclasses.replace(fx, offered=d.offered, hidden=d.hidden))
                 sid = engine.stream_id(d.key)
                 if sid is not None and role in it.get("anchors", {}):
                     engine.set_anchor(sid, *it["anchors"][role])

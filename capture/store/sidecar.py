@@ -125,7 +125,17 @@ class Sidecar:
     joined_late: bool = field(
         default=False,
         metadata={"description": "its INVITE was not seen (shadowrec started mid-call): joined at a re-INVITE, "
-                  "recorded from the first of its RTP packets seen"},
+                  "at its BYE, or of RTP alone (joined_by), recorded from the first of its RTP packets seen"},
+    )  # fmt: skip
+    joined_by: str = field(
+        default="",
+        metadata={"description": "how a call joined late was found: reinvite, bye (its streams: those that "
+                  "stopped at the BYE), or rtp (no SIP seen: SIP over TLS, a mirror without it; no parties)"},
+    )  # fmt: skip
+    channels_guessed: bool = field(
+        default=False,
+        metadata={"description": "which stream is near and which far was not in the SIP seen (joined at a BYE, "
+                  "or RTP alone): the lower recorder port is taken as the near end's"},
     )  # fmt: skip
     encrypted: bool = field(
         default=False,

@@ -48,9 +48,9 @@ CUCM = "198.18.0.10"
 PRIMARY = "198.18.0.20"
 CUCM6 = "2001:db8::10"  # documentation prefix, used only inside files and namespaces
 PRIMARY6 = "2001:db8::20"
-PT = {"PCMU": 0, "PCMA": 8, "G729": 18, "G722": 9, "GSM": 3, "OPUS": 111, "AMR": 96}
+PT = {"PCMU": 0, "PCMA": 8, "G729": 18, "G722": 9, "GSM": 3, "OPUS": 111, "AMR": 96, "ILBC": 97}
 RTP_CLOCK = {"OPUS": 48000}  # else 8000 (G.722's too: RFC 3551)
-RTPMAP = {"OPUS": "opus/48000/2"}
+RTPMAP = {"OPUS": "opus/48000/2", "ILBC": "iLBC/8000"}
 T0 = 1_790_000_000 * NS  # 2026-09-21, a fixed epoch so output is reproducible
 
 

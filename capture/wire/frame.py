@@ -4,6 +4,7 @@ tests/test_packet.py), and the flow key of an (address, port)."""
 
 from __future__ import annotations
 
+import functools
 import socket
 from typing import NamedTuple
 
@@ -107,3 +108,9 @@ def key_to_str(key: int) -> str:
 
         return f"[{ipaddress.IPv6Address((key >> 16) & ((1 << 128) - 1))}]:{port}"
     return f"{socket.inet_ntop(socket.AF_INET, (key >> 16).to_bytes(4, 'big'))}:{port}"
+
+
+@functools.lru_cache(maxsize=4096)
+def ntop(addr: bytes) -> str:
+    """A packed address as text (the SIP endpoints: a few addresses, each seen many times)."""
+    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
