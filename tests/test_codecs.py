@@ -16,6 +16,7 @@ from conftest import C
 
 from capture.options import Options
 from capture.recorder import Recorder
+from capture.store.catalog import Catalog
 from capture.testing import synth
 
 SECONDS = 3.0
@@ -169,3 +170,42 @@ def test_a_decoder_that_dies_costs_one_call_not_the_recorder(tmp_path):
     assert not sf.read(os.path.join(out, crashed["wav"]), dtype="int16")[0].any()  # silence, not noise
     (other,) = [m for cid, m in metas.items() if cid != first[0]]
     assert other["decoded"] is True and other["decoder"]["codecs"] == ["GSM"]
+
+
+def test_calls_waiting_for_their_decoding_when_killed_are_decoded_at_the_next_start(tmp_path):
+    """kill -9 while two GSM calls wait for their decoding (their jobs queued, none decoded): the
+    next start finds their jobs kept under DIR/decoding/ and decodes them; nothing is left there."""
+    import subprocess
+    import sys
+
+    x, payloads = encoded("GSM")
+    cap, out = str(tmp_path / "cap.pcap"), str(tmp_path / "out")
+    synth.generate(cap, synth.SynthSpec(calls=2, duration_s=2, codec="GSM", payloads=lambda k, role, n: payloads[:n]))
+    killed = subprocess.run(
+        [sys.executable, "-c", f"""
+import os, signal
+from capture.options import Options
+from capture.recorder import Recorder
+rec = Recorder(Options(out_dir={out!r}))
+rec.calls.post.thread = True  # its decoding thread never starts: the jobs wait
+rec.record_file({cap!r})
+rec.tick(rec.now + 10**10)  # the sidecars and catalog rows of the ended calls
+os.kill(os.getpid(), signal.SIGKILL)
+"""],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )  # fmt: skip
+    assert killed.returncode == -9
+    kept = glob.glob(out + "/decoding/record/*.json")
+    metas = [json.load(open(p)) for p in glob.glob(out + "/calls/*/*/*/*.json")]
+    assert len(kept) == 2 and [m["decoded"] for m in metas] == [False, False]
+    rec = Recorder(Options(out_dir=out), C)
+    summary = rec.finish()
+    assert summary["decodes_resumed"] == 2 and summary["calls_decoded"] == 2
+    assert glob.glob(out + "/decoding/record/*") == []
+    for p in glob.glob(out + "/calls/*/*/*/*.json"):
+        m = json.load(open(p))
+        assert m["decoded"] is True and m["decoder"]["codecs"] == ["GSM"]
+        a = sf.read(os.path.join(out, m["wav"]), dtype="int16", always_2d=True)[0]
+        assert snr_at_best_lag(x[: len(a) - 640], a[:, 0], 480, 160)[0] >= MIN_SNR["GSM"]
+        (row,) = Catalog(os.path.join(out, "catalog.sqlite"), readonly=True).query(call_id=m["id"])
+        assert row["decoded"] is True

@@ -26,7 +26,7 @@ from capture.sip.calls import Call, CallEnded, MediaMapped, MediaUnmapped
 from capture.speedups import EngineLike
 from capture.store.catalog import Catalog
 from capture.store.files import to_json
-from capture.store.postdecode import PostDecoder, job_for
+from capture.store.postdecode import PostDecoder, decode_spool, job_for
 from capture.store.sidecar import EvidenceRecord, Primary, Sidecar, Stream, TelephoneEvent, iso, row_of
 from capture.store.space import Space, free_bytes
 from capture.store.wavfile import WavWriter
@@ -78,7 +78,7 @@ class Recordings:
     def __init__(self, opts: Options, engine: EngineLike, io: Writer, counters: Counter[str]):
         self.opts = opts
         self.srtp = SrtpStreams()
-        self.post = PostDecoder()  # calls in other codecs, decoded after their end
+        self.post = PostDecoder(spool=decode_spool(opts))  # calls in other codecs, decoded after their end
         self.engine = engine
         self.io = io
         self.counters = counters
@@ -97,6 +97,8 @@ class Recordings:
         self.space = Space(opts.min_free_mb << 20)
         self.unconfirmed: list[CallRecording] = []  # ended calls whose last sidecar may not be on disk yet
         self.unsaved: list[CallRecording] = []  # ended calls whose last sidecar a failed write may have lost
+        if resumed := self.post.resume():  # calls a killed run left waiting for their decoding
+            counters["decodes_resumed"] += resumed
 
     # effects ---------------------------------------------------------------------------------
     def started(self, call: Call) -> None:

@@ -4,7 +4,12 @@ decoders get what the world sent, so they run in a child process of their own: i
 packet (a crash in C), that call keeps its silent WAV and raw pcap, the failure is counted, and
 the next call gets a new child. The decoded WAV replaces the silent one atomically (a temporary
 file, renamed: 0640); the sidecar and the catalog then say ``decoded: true``, the rate, and what
-each stream's decoding came to."""
+each stream's decoding came to.
+
+Each job is kept in a file of its own (``DIR/decoding/<run>/<call id>.json``, 0640) from its
+submission until its result is applied, so a recorder killed (SIGKILL, power loss) while calls
+wait for decoding decodes them when it starts again (``resume``); a job whose decoding failed is
+not tried again."""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from capture.store.files import to_json
 from capture.store.sidecar import row_of
 
 if TYPE_CHECKING:
+    from capture.options import Options
     from capture.store.outputs import CallRecording, Recordings
 
 log = logging.getLogger("shadowrec")
@@ -34,7 +40,7 @@ G711 = ("PCMU", "PCMA")
 
 
 @dataclass(frozen=True)
-class Job:
+class Job:  # (kept as JSON while it waits: ``to_state``, ``from_state``)
     call_id: str
     wav_path: str
     pcap_path: str
@@ -44,6 +50,13 @@ class Job:
     streams: dict[str, str]  # recorder address:port -> role
     codecs: dict[str, tuple[str, int]]  # role -> (codec, audio payload type)
     fmtp: dict[str, str] | None = None  # role -> its a=fmtp parameters
+
+    def to_state(self) -> dict[str, Any]:
+        return dict(self.__dict__, codecs={r: list(c) for r, c in self.codecs.items()})
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> Job:
+        return cls(**dict(d, codecs={r: (str(c), int(pt)) for r, (c, pt) in d["codecs"].items()}))
 
 
 def job_for(rs: Recordings, rec: CallRecording) -> Job | None:
@@ -143,8 +156,9 @@ class PostDecoder:
     """The decoding child process, the thread that feeds it, and the results handed back to the
     capture thread (``apply``)."""
 
-    def __init__(self, target: Callable[[Connection], None] = serve) -> None:
+    def __init__(self, target: Callable[[Connection], None] = serve, spool: str | None = None) -> None:
         self.target = target  # the child's loop (a test gives one that crashes)
+        self.spool = spool  # where waiting jobs are kept (None: not kept)
         self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.done: list[tuple[Job, dict[str, Any] | None]] = []
         self.lock = threading.Lock()
@@ -154,7 +168,24 @@ class PostDecoder:
         self.conn: Any = None
         self.child_deaths = 0
 
-    def submit(self, job: Job) -> None:
+    def _spooled(self, job: Job) -> str | None:
+        return os.path.join(self.spool, job.call_id + ".json") if self.spool else None
+
+    def submit(self, job: Job, keep: bool = True) -> None:
+        """Decode ``job`` on the decoder's thread; with ``keep``, its file first (a full disk: it
+        is decoded all the same, only not again after a crash)."""
+        path = self._spooled(job)
+        if keep and path is not None:
+            import json
+
+            try:
+                os.makedirs(self.spool or "", mode=0o750, exist_ok=True)
+                tmp = path + ".tmp"
+                with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), "w") as f:
+                    json.dump(job.to_state(), f)
+                os.replace(tmp, path)
+            except OSError as e:
+                log.warning("decoding job of %s not kept: %s", job.call_id, e)
         if self.thread is None:
             self.thread = threading.Thread(target=self._run, name="shadowrec-decoder", daemon=True)
             self.thread.start()
@@ -199,11 +230,36 @@ class PostDecoder:
             self.conn.send(None)
             self.child.join(5)
 
+    def resume(self) -> int:
+        """Submit again the jobs a killed run left (their WAV and pcap still there); returns how many."""
+        import json
+
+        if not self.spool or not os.path.isdir(self.spool):
+            return 0
+        n = 0
+        for name in sorted(os.listdir(self.spool)):
+            path = os.path.join(self.spool, name)
+            try:
+                with open(path) as f:
+                    job = Job.from_state(json.load(f))
+            except (OSError, ValueError, TypeError, KeyError) as e:
+                log.warning("decoding job %s unreadable (%s): dropped", name, e)
+                _unlink(path)
+                continue
+            if os.path.exists(job.wav_path) and os.path.exists(job.pcap_path):
+                self.submit(job, keep=False)
+                n += 1
+            else:
+                _unlink(path)
+        return n
+
     def apply(self, rs: Recordings) -> int:
         """On the capture thread: each decoded call's sidecar and catalog row say so."""
         with self.lock:
             done, self.done = self.done, []
         for job, result in done:
+            if (path := self._spooled(job)) is not None:
+                _unlink(path)  # its result is applied below (its WAV was replaced already)
             if result is None:
                 rs.counters["decode_failures"] += 1
                 continue
@@ -237,3 +293,16 @@ class PostDecoder:
         if self.thread is not None:
             self.jobs.put(None)
             self.thread.join()
+
+
+def decode_spool(opts: Options) -> str:
+    """Where a run keeps its waiting jobs: one folder per run (each live worker has its state file)."""
+    run = os.path.splitext(os.path.basename(opts.state_file))[0] if opts.state_file else "record"
+    return os.path.join(opts.out_dir, "decoding", run)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
