@@ -48,6 +48,8 @@ setup(
         "soundfile>=0.12",
         "pylibsrtp>=0.10",
         "av>=12",
+        "psycopg[binary]>=3.1",
+        "psycopg-pool>=3.2",
     ],
     extras_require={
         "test": [

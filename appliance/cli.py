@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -74,12 +75,33 @@ def _recording_args(p: argparse.ArgumentParser, fsync_default: float) -> None:
         "until their SIP shows (a re-INVITE); addresses SIP shows are added by themselves",
     )
     p.add_argument(
+        "--catalog",
+        metavar="URL",
+        type=_catalog_url,
+        help="a fleet catalog on PostgreSQL (postgresql://user:password@host/db): the calls go there too, "
+        "one row per call whichever appliances recorded it; they wait in the local catalog while it is unreachable",
+    )
+    p.add_argument(
+        "--appliance",
+        default=socket.gethostname(),
+        help="this appliance's name in the fleet catalog (default: the host name)",
+    )
+    p.add_argument(
         "--local-format",
         choices=["wav", "g711"],
         default="wav",
         help="wav: 16-bit PCM (default); g711: a G.711 call's WAV keeps the phones' µ-law/A-law bytes "
         "(half the disk; other codecs stay PCM)",
     )
+
+
+def _catalog_url(text: str) -> str:
+    from appliance.config import check_catalog_url
+
+    try:
+        return str(check_catalog_url(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _options(args: Args, **extra: Any) -> Options:
@@ -134,6 +156,17 @@ def _record(args: Args) -> int:
         rec.record_file(f)
     summary = rec.finish()
     summary["seconds"] = round(time.perf_counter() - t, 3)
+    if args.catalog:
+        from appliance.fleet.push import push_now
+
+        summary["catalog"] = fleet = push_now(args.out, args.catalog, args.appliance)
+        if fleet["waiting"]:
+            print(
+                f"shadowrec: the fleet catalog {fleet['url']} is unreachable ({fleet['last_error']}): "
+                f"{fleet['waiting']} changes wait in {args.out}/catalog.sqlite for the next push "
+                "(any record, capture, run or serve with this catalog)",
+                file=sys.stderr,
+            )
     rc = _print(summary)
     disk = rec.calls.space
     if disk.times_full or rec.io.errors:
@@ -194,18 +227,21 @@ def _add_capture(sub: Any) -> None:
 
 
 def _capture(args: Args) -> int:
+    from appliance.fleet.push import beside
     from capture.live.pool import capture
 
-    summary = capture(
-        args.iface,
-        _options(args),
-        workers=args.workers,
-        ring_mb=args.ring_mb,
-        block_kb=args.block_kb,
-        bpf=args.filter,
-        max_seconds=args.seconds,
-        offloads_off=not args.keep_offloads,
-    )
+    opts = _options(args)
+    with beside(args.out, args.catalog, args.appliance):
+        summary = capture(
+            args.iface,
+            opts,
+            workers=args.workers,
+            ring_mb=args.ring_mb,
+            block_kb=args.block_kb,
+            bpf=args.filter,
+            max_seconds=args.seconds,
+            offloads_off=not args.keep_offloads,
+        )
     _print(summary)
     if summary.get("error"):
         print(f"shadowrec: {summary['error']}", file=sys.stderr)
@@ -222,8 +258,14 @@ def _capture(args: Args) -> int:
 
 # the catalog ------------------------------------------------------------------------------------
 def _add_calls(sub: Any) -> None:
-    c = sub.add_parser("calls", help="list recorded calls from the catalog")
-    c.add_argument("--out", required=True, help="output directory given to record")
+    c = sub.add_parser("calls", help="list recorded calls from the catalog (this appliance's, or the fleet's)")
+    c.add_argument("--out", help="output directory given to record (its catalog.sqlite)")
+    c.add_argument(
+        "--catalog",
+        metavar="URL",
+        type=_catalog_url,
+        help="the fleet catalog on PostgreSQL instead: each call once, with its copies (every appliance's)",
+    )
     c.add_argument("--json", action="store_true", help="print a JSON array of call metadata")
     c.add_argument("--since", help="started at or after (ISO 8601 UTC, e.g. 2026-09-21T00:00:00Z)")
     c.add_argument("--until", help="started before (ISO 8601 UTC)")
@@ -240,22 +282,21 @@ def _calls(args: Args) -> int:
     from appliance.delivery.queue import PENDING_SQL, with_delivery
     from capture.store.catalog import Catalog
 
-    path = os.path.join(args.out, "catalog.sqlite")
-    if not os.path.exists(path):
-        raise ConfigError(f"no catalog in {args.out}")
-    cat = Catalog(path)
-    rows = cat.query(
-        since=args.since,
-        until=args.until,
-        dn=args.dn,
-        device=args.device,
-        end_reason=args.end_reason,
-        primary_failed=True if args.primary_failed else None,
-        limit=args.limit,
-        extra=PENDING_SQL if args.undelivered else None,
-    )
-    rows = with_delivery(cat.db, rows)
-    cat.close()
+    filters = {
+        "since": args.since, "until": args.until, "dn": args.dn, "device": args.device,
+        "end_reason": args.end_reason, "primary_failed": True if args.primary_failed else None, "limit": args.limit,
+    }  # fmt: skip
+    if args.catalog:
+        rows = _fleet_calls(args.catalog, filters, args.undelivered)
+    else:
+        if not args.out:
+            raise ConfigError("calls needs --out (this appliance's catalog) or --catalog (the fleet's)")
+        path = os.path.join(args.out, "catalog.sqlite")
+        if not os.path.exists(path):
+            raise ConfigError(f"no catalog in {args.out}")
+        cat = Catalog(path)
+        rows = with_delivery(cat.db, cat.query(**filters, extra=PENDING_SQL if args.undelivered else None))
+        cat.close()
     if args.json:
         return _print(rows)
     for r in rows:
@@ -265,6 +306,20 @@ def _calls(args: Args) -> int:
             f"<-> {r['far']['dn']:<10}  {r['codec'] or '-':5} {r['end_reason'] or r['state']}{failed}"
         )
     return 0
+
+
+def _fleet_calls(url: str, filters: dict[str, Any], undelivered: bool) -> list[dict[str, Any]]:
+    from appliance.fleet.store import FleetCatalog, redact
+
+    if undelivered:
+        raise ConfigError("--undelivered reads this appliance's delivery queue: give --out, not --catalog")
+    fleet = FleetCatalog(url)
+    try:
+        return fleet.query(**filters)
+    except Exception as e:  # psycopg's OperationalError, the pool's timeout: one line, exit 2
+        raise ConfigError(f"the fleet catalog {redact(url)}: {e}") from None
+    finally:
+        fleet.close()
 
 
 # delivery ---------------------------------------------------------------------------------------
@@ -598,7 +653,9 @@ def _run(args: Args) -> int:
     except ValidationError as e:
         raise ConfigError(settings_error("options", e)) from None
     os.makedirs(args.out, exist_ok=True)
-    with SpanInterface(args.span):
+    from appliance.fleet.push import beside
+
+    with SpanInterface(args.span), beside(args.out, args.catalog, args.appliance):
         opts.recorder_addrs = tuple(dict.fromkeys(opts.recorder_addrs + standby_addrs(sb)))
         summary = Standby(args.span, opts, sb).run(args.seconds)
     _print(summary)

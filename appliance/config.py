@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from contextvars import ContextVar
 from typing import Any, Literal
 
@@ -267,6 +268,30 @@ class RetentionSettings(BaseModel):
         return lim if any(v is not None for v in vars(lim).values()) else None
 
 
+class CatalogSettings(BaseModel):
+    """The fleet catalog: this appliance's calls, pushed to a PostgreSQL shared by the fleet."""
+
+    url: str | None = Field(
+        None,
+        description="postgresql://user:password@host:port/db; none: the local catalog alone (SQLite)",
+    )
+    appliance: str = Field(default_factory=socket.gethostname, description="this appliance's name in the fleet")
+    api_url: str = Field("", description="where other appliances reach this one's API (to play its copies)")
+    push_interval_s: float = Field(1.0, gt=0, le=3600)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return check_catalog_url(v)
+
+
+def check_catalog_url(v: str | None) -> str | None:
+    """A fleet catalog URL: PostgreSQL's (``postgresql://`` or ``postgres://``), or none."""
+    if v and not v.startswith(("postgresql://", "postgres://")):
+        raise ValueError("the fleet catalog is a PostgreSQL URL: postgresql://user:password@host/db")
+    return v or None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHADOWREC_", env_nested_delimiter="__", extra="forbid")
     capture: CaptureSettings = CaptureSettings()
@@ -274,6 +299,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     retention: RetentionSettings = RetentionSettings()
     api: ApiSettings = ApiSettings()
+    catalog: CatalogSettings = CatalogSettings()
 
     @classmethod
     def settings_customise_sources(

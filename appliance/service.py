@@ -82,9 +82,11 @@ def delivery_specs(settings: Settings) -> list:
 
 
 def _delivery_child(settings: Settings) -> None:
-    """Drains the delivery queue and applies retention until SIGTERM (a process of its own: a slow
-    archive or a long prune never holds up the API or the capture)."""
+    """Drains the delivery queue, applies retention and feeds the fleet catalog until SIGTERM (a
+    process of its own: a slow archive, a long prune or an unreachable database never holds up
+    the API or the capture)."""
     from appliance.delivery.deliver import Deliverer
+    from appliance.fleet.push import Pusher
     from appliance.retention.prune import prune
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -94,6 +96,12 @@ def _delivery_child(settings: Settings) -> None:
     specs = delivery_specs(settings)
     limits = settings.retention.limits()
     deliverer = Deliverer(out, specs) if specs else None
+    cat = settings.catalog
+    pusher = None
+    if cat.url:  # on a thread of its own: a slow archive never delays the fleet catalog, nor it the archive
+        pusher = Pusher(out, cat.url, cat.appliance, cat.api_url)
+        pushing = threading.Thread(target=pusher.run, args=(lambda: bool(stop), cat.push_interval_s), daemon=True)
+        pushing.start()
     next_prune = 0.0
     while not stop:
         if deliverer is not None:
@@ -108,6 +116,10 @@ def _delivery_child(settings: Settings) -> None:
             time.sleep(0.1)
     if deliverer is not None:
         deliverer.close()
+    if pusher is not None:
+        pushing.join(30)
+        pusher.tick()  # what the last moments wrote
+        pusher.close()
 
 
 class Supervisor:
@@ -136,7 +148,8 @@ class Supervisor:
         self.proc.start()
 
     def _spawn_delivery(self):
-        if self.settings.delivery.targets or self.settings.retention.limits() is not None:
+        s = self.settings
+        if s.delivery.targets or s.retention.limits() is not None or s.catalog.url:
             self.delivery = self.ctx.Process(target=_delivery_child, args=(self.settings,), name="shadowrec-delivery")
             self.delivery.start()
             self.delivery_started = time.monotonic()

@@ -34,3 +34,23 @@ def sip_sample(name):
     """A sample SIP message with the CRLF line ends it had on the wire."""
     with open(data(name), "rb") as f:
         return f.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One real PostgreSQL for the session (tests/pg.py)."""
+    from pg import PgServer
+
+    server = PgServer()
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def pg_url(pg_server, request):
+    """A fresh database on it, named after the test."""
+    import re
+
+    name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:50]
+    return pg_server.createdb(name)

@@ -415,7 +415,7 @@ def fake_calls(out: str, n: int) -> None:
         with open(os.path.join(day, cid + ".json"), "w") as f:
             f.write(to_json(meta))
         rows.append((cid, meta["started_at"], None, "complete", "bye", "", "", "", "", 0, to_json(meta)))
-    db.executemany("INSERT INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+    db.executemany("INSERT INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?,NULL)", rows)
     db.commit()
     db.close()
 

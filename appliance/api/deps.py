@@ -72,6 +72,29 @@ def catalog(settings: Settings) -> Catalog | None:
     return Catalog(path, readonly=True) if os.path.exists(path) else None
 
 
+def fleet_state(settings: Settings, now: float | None = None) -> dict | None:
+    """The fleet catalog's push, as its pusher last wrote it (``DIR/fleet.json``); None when this
+    appliance has no fleet catalog."""
+    import json
+    import time
+
+    from appliance.fleet.push import STATUS_FILE
+    from appliance.fleet.store import redact
+
+    if not settings.catalog.url:
+        return None
+    now = time.time() if now is None else now
+    try:
+        with open(os.path.join(settings.capture.out, STATUS_FILE)) as f:
+            st = json.load(f)
+    except (OSError, ValueError):  # not pushed yet (the child starting), or a torn read: say so
+        return {"url": redact(settings.catalog.url), "appliance": settings.catalog.appliance, "reachable": None}
+    last, since = st.pop("last_push_at", None), st.pop("failing_since", None)
+    st["last_push_age_s"] = round(now - last, 1) if last else None
+    st["failing_for_s"] = round(now - since, 1) if since else None
+    return st
+
+
 def delivery_state(settings: Settings, now: float | None = None) -> list[dict]:
     """Per archive target: the queue's figures, the oldest undelivered call's age, and ``failing``:
     its oldest unresolved failure is older than ``delivery.failing_after_s``."""

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from appliance.api import calls, health, metrics, page, status
+from appliance.api import calls, fleet, health, metrics, page, status
 from appliance.config import Settings
 from capture import __version__
 
@@ -35,6 +35,6 @@ def create_app(
         "send `Authorization: Bearer <token>`.",
     )
     app.state.settings = settings
-    for r in (health.router, status.router, calls.router, metrics.router, page.router):
+    for r in (health.router, status.router, calls.router, fleet.router, metrics.router, page.router):
         app.include_router(r)
     return app

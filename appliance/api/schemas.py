@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
@@ -97,10 +98,49 @@ class Status(BaseModel):
         "failing_for_s, failing (longer than delivery.failing_after_s), last_error, confirmed, "
         "bytes_confirmed, failed_attempts",
     )
+    catalog: dict | None = Field(
+        None,
+        description="the fleet catalog (PostgreSQL), if configured: url (no password), appliance, reachable, "
+        "waiting (changed calls not yet pushed), pushed, rows_pushed, last_push_age_s, last_error, failing_for_s",
+    )
 
 
 Call = Sidecar  # a call is its sidecar: one typed record (capture/store/sidecar.py) for the file, the
 # catalog, ``shadowrec calls --json`` and this API
+
+
+class Copy(BaseModel):
+    """One appliance's recording of a fleet call."""
+
+    appliance: str
+    id: str = Field(description="the call's id on that appliance")
+    state: str
+    started_at: str | None
+    ended_at: str | None
+    joined_late: bool
+    lost: int = Field(description="RTP packets it lost")
+    frames: int
+    wav: str | None = Field(description="its WAV, relative to that appliance's recordings directory")
+    api: str = Field(description="that appliance's API ([catalog] api_url), to play it from there")
+    archive: list[dict[str, str]] = Field(description="archive targets that confirmed it: target, key")
+
+
+@dataclass
+class FleetCall(Sidecar):
+    """A call of the fleet: its best copy's record, and every copy."""
+
+    call_key: str = field(
+        default="", metadata={"description": "the call's identity in the fleet: cluster, refci pair, start"}
+    )
+    best: str = field(default="", metadata={"description": "the appliance whose copy lost the fewest packets"})
+    copies: list[Copy] = field(default_factory=list)
+
+
+class FleetCallPage(BaseModel):
+    items: list[FleetCall]
+    offset: int
+    limit: int
+    next_offset: int | None = Field(description="pass as offset for the next page; null on the last")
 
 
 class CallPage(BaseModel):

@@ -3,7 +3,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from appliance.api.deps import delivery_state, disk_state, get_settings, require_token, worker_status
+from appliance.api.deps import delivery_state, disk_state, fleet_state, get_settings, require_token, worker_status
 from appliance.api.schemas import Capture, Disk, Role, Status
 from appliance.config import Settings
 from capture import __version__
@@ -58,4 +58,5 @@ def status(settings: Settings = Depends(get_settings)) -> Status:
         capture=Capture(**s["capture"]),
         disk=Disk(**disk_state(settings, worker_status(settings))),
         delivery=delivery_state(settings),
+        catalog=fleet_state(settings),
     )

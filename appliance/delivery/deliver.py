@@ -52,6 +52,7 @@ class Sent:
     nbytes: int = 0
     sha256: str = ""
     error: str | None = None
+    key: str | None = None  # where the WAV is at the target
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ class Deliverer:
 
     def _record_row(self, t: Target, r: Due, sent: Sent, out: Outcome, text: str | None) -> None:
         if sent.error is None:
-            self.queue.confirm(r.call_id, t.url, sent.nbytes, sent.sha256, self.clock())
+            self.queue.confirm(r.call_id, t.url, sent.nbytes, sent.sha256, self.clock(), sent.key)
             out.delivered += 1
             out.bytes += sent.nbytes
             if text is not None:  # a confirmed call had its catalog row, read for the batch
@@ -201,7 +202,7 @@ class Deliverer:
                 t.put(layout.key(prefix, row.call_id, row.started_at, "json"), meta, msize, msha)
             finally:
                 os.unlink(meta)
-            return Sent(size + msize, sha)
+            return Sent(size + msize, sha, key=wav_key)
         except DeliveryError as e:
             return Sent(error=str(e))
         except Exception as e:  # a fault of ours or of a library: counted as a failure, the row stays queued

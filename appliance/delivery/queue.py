@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from appliance.delivery import policy as pol
-from capture.store.catalog import SCHEMA as CALLS_SCHEMA
+from capture.store.catalog import migrate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     sha256 TEXT,
     confirmed_at REAL,
     first_failed_at REAL,
+    key TEXT,                             -- the WAV's object key (or path) at the target, once confirmed
     PRIMARY KEY (call_id, target)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(target, state, started_at);
@@ -50,7 +51,7 @@ class Due:
 
 
 # a call's delivery to one target, as the sidecar, ``calls --json`` and the API show it
-STATE_COLUMNS = ("state", "attempts", "last_error", "bytes", "sha256", "confirmed_at")
+STATE_COLUMNS = ("state", "attempts", "last_error", "bytes", "sha256", "confirmed_at", "key")
 # the catalog's calls with a delivery still pending (for ``Catalog.query(extra=...)``)
 PENDING_SQL: tuple[str, list] = ("id IN (SELECT call_id FROM deliveries WHERE state = 'pending')", [])
 
@@ -104,7 +105,9 @@ class Queue:
         self.db = sqlite3.connect(catalog_path, isolation_level=None, timeout=30, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
-        self.db.executescript(CALLS_SCHEMA)  # the recorder's table (a queue may open first)
+        if "key" not in {r[1] for r in self.db.execute("PRAGMA table_info(deliveries)")}:  # a queue from before
+            self.db.execute("ALTER TABLE deliveries ADD COLUMN key TEXT")
+        migrate(self.db)  # the recorder's table (a queue may open first)
 
     def register(self, target: str, policy: pol.Policy) -> None:
         """A target and its policy: retention keeps every call it wants until it confirmed it."""
@@ -152,15 +155,20 @@ class Queue:
         row = self.db.execute("SELECT meta FROM calls WHERE id = ?", (call_id,)).fetchone()
         return row[0] if row else None
 
-    def confirm(self, call_id: str, target: str, nbytes: int, sha256: str, now: float | None = None) -> None:
+    def confirm(
+        self, call_id: str, target: str, nbytes: int, sha256: str, now: float | None = None, key: str | None = None
+    ) -> None:
+        """The target has the call, verified (its WAV at ``key``). The call's catalog row counts as
+        changed (its next change number): the fleet catalog learns where its archived copy is."""
         self.db.execute(
             "UPDATE delivery_targets SET calls = calls + 1, bytes = bytes + ? WHERE target = ?", (nbytes, target)
         )
         self.db.execute(
-            "UPDATE deliveries SET state = 'confirmed', bytes = ?, sha256 = ?, confirmed_at = ?, last_error = NULL "
-            "WHERE call_id = ? AND target = ?",
-            (nbytes, sha256, time.time() if now is None else now, call_id, target),
+            "UPDATE deliveries SET state = 'confirmed', bytes = ?, sha256 = ?, confirmed_at = ?, last_error = NULL, "
+            "key = ? WHERE call_id = ? AND target = ?",
+            (nbytes, sha256, time.time() if now is None else now, key, call_id, target),
         )
+        self.db.execute("UPDATE calls SET seq = (SELECT MAX(seq) + 1 FROM calls) WHERE id = ?", (call_id,))
 
     def fail(self, call_id: str, target: str, error: str, next_at: float) -> None:
         self.db.execute("UPDATE delivery_targets SET failures = failures + 1 WHERE target = ?", (target,))

@@ -43,6 +43,10 @@ class Target(Protocol):
 
     def put(self, key: str, path: str, size: int, sha256: str) -> None: ...
 
+    def open(self, key: str) -> IO[bytes]:
+        """The object at ``key``, to read (the fleet plays an archived copy from it)."""
+        ...
+
 
 def stream_sha256(f) -> tuple[int, str]:
     """(size, hex SHA-256) of whatever ``f.read`` yields, in chunks: a local file, an S3 body, an
@@ -140,6 +144,9 @@ class FileTarget:
             raise DeliveryError(f"{type(e).__name__}: {e.strerror or e}") from None
         check_copy(got, size, sha256)
 
+    def open(self, key: str) -> IO[bytes]:
+        return open(os.path.join(self.root, *key.split("/")), "rb")
+
 
 class S3Target:
     def __init__(
@@ -181,6 +188,14 @@ class S3Target:
                 check_copy(stream_sha256(self.client.get_object(Bucket=self.bucket, Key=key)["Body"]), size, sha256)
         except (BotoCoreError, ClientError, OSError) as e:
             raise DeliveryError(f"{type(e).__name__}: {e}") from None
+
+    def open(self, key: str) -> IO[bytes]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except (BotoCoreError, ClientError) as e:
+            raise OSError(f"{type(e).__name__}: {e}") from None
 
 
 class SftpTarget:
@@ -241,6 +256,17 @@ class SftpTarget:
             self.local.sftp = None
             raise DeliveryError(f"{type(e).__name__}: {e}") from None
         check_copy(got, size, sha256)
+
+    def open(self, key: str) -> IO[bytes]:
+        import paramiko
+
+        try:
+            f = self._sftp().open("/".join([self.root.rstrip("/"), key]), "rb")
+        except (paramiko.SSHException, EOFError) as e:
+            self.local.sftp = None
+            raise OSError(f"{type(e).__name__}: {e}") from None
+        f.prefetch()
+        return f
 
 
 def target_for(url: str, throttle: Throttle | None = None) -> Target:

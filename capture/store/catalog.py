@@ -1,4 +1,10 @@
-"""The embedded call catalog: SQLite in WAL mode, one row per call, upserted by call id."""
+"""The embedded call catalog: SQLite in WAL mode, one row per call, upserted by call id.
+
+Every write gives the row the next change number (``seq``, one sequence over the whole
+database, whichever process writes), so that what changed since a point can be read in order
+(``changes``): the fleet catalog on PostgreSQL is fed from here, and rows simply wait here
+while it is unreachable. ``uuid`` names this database (a recreated one is a new stream of
+changes). The schema is versioned (``PRAGMA user_version``, ``MIGRATIONS``)."""
 
 from __future__ import annotations
 
@@ -10,7 +16,10 @@ import sqlite3
 import time
 from typing import Any
 
-SCHEMA = """
+MIGRATIONS = [  # (version, SQL): each applied once, in order
+    (
+        1,
+        """
 CREATE TABLE IF NOT EXISTS calls (
     id TEXT PRIMARY KEY,
     started_at TEXT NOT NULL,
@@ -26,7 +35,37 @@ CREATE INDEX IF NOT EXISTS calls_near_dn ON calls(near_dn);
 CREATE INDEX IF NOT EXISTS calls_far_dn ON calls(far_dn);
 CREATE INDEX IF NOT EXISTS calls_near_device ON calls(near_device);
 CREATE INDEX IF NOT EXISTS calls_far_device ON calls(far_device);
-"""
+""",
+    ),
+    (
+        2,
+        """
+ALTER TABLE calls ADD COLUMN seq INTEGER;
+UPDATE calls SET seq = rowid;
+CREATE INDEX calls_seq ON calls(seq);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('uuid', lower(hex(randomblob(16))));
+""",
+    ),
+]
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring the schema to the newest version, each step in one transaction (another process
+    that got there first is seen: the version is read again inside it)."""
+    for version, sql in MIGRATIONS:
+        if db.execute("PRAGMA user_version").fetchone()[0] >= version:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] < version:
+                for stmt in filter(str.strip, sql.split(";")):
+                    db.execute(stmt)
+                db.execute(f"PRAGMA user_version = {int(version)}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
 
 class Catalog:
@@ -49,12 +88,28 @@ class Catalog:
             try:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(SCHEMA)
+                migrate(self.db)
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
+
+    @property
+    def uuid(self) -> str:
+        return str(self.db.execute("SELECT value FROM meta WHERE key = 'uuid'").fetchone()[0])
+
+    def changes(self, after: int, limit: int = 500) -> list[tuple[int, str]]:
+        """(seq, the row's JSON) of the rows written after change ``after``, in order."""
+        sql = "SELECT seq, meta FROM calls WHERE seq > ? ORDER BY seq LIMIT ?"
+        return [(int(a), str(b)) for a, b in self.db.execute(sql, (after, limit))]
+
+    def last_change(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM calls").fetchone()[0])
+
+    def changed_after(self, after: int) -> int:
+        """How many rows changed after change ``after`` (what ``changes`` would give, counted)."""
+        return int(self.db.execute("SELECT COUNT(*) FROM calls WHERE seq > ?", (after,)).fetchone()[0])
 
     def upsert(self, row: tuple) -> None:
         """Queue a call's row (``Sidecar.catalog_row``); ``commit`` writes the queue in one transaction."""
@@ -97,11 +152,12 @@ class Catalog:
     def _write(self, rows: list) -> None:
         self.db.execute("BEGIN")
         self.db.executemany(
-            "INSERT INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+            "INSERT INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?,(SELECT COALESCE(MAX(seq), 0) + 1 FROM calls)) "
+            "ON CONFLICT(id) DO UPDATE SET "
             "started_at=excluded.started_at, ended_at=excluded.ended_at, state=excluded.state, "
             "end_reason=excluded.end_reason, near_dn=excluded.near_dn, far_dn=excluded.far_dn, "
             "near_device=excluded.near_device, far_device=excluded.far_device, "
-            "primary_failed=excluded.primary_failed, meta=excluded.meta",
+            "primary_failed=excluded.primary_failed, meta=excluded.meta, seq=excluded.seq",
             rows,
         )
         self.db.execute("COMMIT")

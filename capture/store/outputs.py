@@ -443,6 +443,7 @@ def sidecar_of(
         answered_by="shadowrec" if any(d.call_id in answered_here for d in c.dialogs.values()) else "primary",
         sip_call_ids={r: d.call_id for r, d in c.dialogs.items()},
         frames=rec.end_frames if rec.end_frames is not None else frames,
+        cluster=str(c.pair_key[0]) if c.joined_by != "rtp" else "",
         joined_late=c.joined_late,
         joined_by=c.joined_by,
         channels_guessed=c.channels_guessed,

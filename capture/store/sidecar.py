@@ -122,6 +122,11 @@ class Sidecar:
     answered_by: str
     sip_call_ids: dict[str, str]
     frames: int
+    cluster: str = field(
+        default="",
+        metadata={"description": "CUCM's cluster id (x-nearendclusterid): with near.refci and far.refci, the "
+                  "call's identity across appliances (the fleet catalog)"},
+    )  # fmt: skip
     joined_late: bool = field(
         default=False,
         metadata={"description": "its INVITE was not seen (shadowrec started mid-call): joined at a re-INVITE, "

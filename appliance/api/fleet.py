@@ -1,0 +1,158 @@
+"""The fleet's calls (``[catalog] url``): every appliance's, each call once with its copies, from
+the shared catalog on PostgreSQL; and a call's audio from wherever a copy is: this appliance's
+disk, an archive target, or the appliance that holds it (its API, with this one's token)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import FileResponse, StreamingResponse
+
+from appliance.api.calls import CALL_ID, _iso
+from appliance.api.deps import get_settings, require_token
+from appliance.api.schemas import FleetCall, FleetCallPage
+from appliance.config import Settings
+from capture.sip.calls import EndReason
+
+router = APIRouter(prefix="/fleet/calls", tags=["fleet"], dependencies=[Depends(require_token)])
+CHUNK = 1 << 16
+_fleets: dict[str, Any] = {}  # one pool per catalog URL for the process (the API's workers share it)
+
+
+def fleet(settings: Settings) -> Any:
+    from appliance.fleet.store import FleetCatalog
+
+    url = settings.catalog.url
+    if not url:
+        raise HTTPException(404, "no fleet catalog is configured ([catalog] url)")
+    if url not in _fleets:
+        _fleets[url] = FleetCatalog(url)
+    return _fleets[url]
+
+
+def _query(settings: Settings, **filters: Any) -> list[dict[str, Any]]:
+    from appliance.fleet.store import redact
+
+    try:
+        return fleet(settings).query(newest_first=True, **filters)
+    except HTTPException:
+        raise
+    except Exception as e:  # unreachable: a state to report, not a crash
+        where = redact(settings.catalog.url or "")
+        raise HTTPException(503, f"the fleet catalog {where} is unreachable: {e}") from None
+
+
+@router.get("", response_model=FleetCallPage, summary="The fleet's calls, each once with its copies, newest first")
+def list_fleet_calls(
+    settings: Settings = Depends(get_settings),
+    since: datetime | None = Query(None, description="started at or after (ISO 8601)"),
+    until: datetime | None = Query(None, description="started before (ISO 8601)"),
+    dn: str | None = Query(None, max_length=64, description="directory number on either side"),
+    device: str | None = Query(None, max_length=64, description="device name on either side"),
+    end_reason: EndReason | None = None,
+    primary_failed: bool | None = Query(None, description="only calls that outlived the primary"),
+    limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=10**9),
+) -> FleetCallPage:
+    items = _query(
+        settings, limit=limit + 1, offset=offset, since=_iso(since), until=_iso(until), dn=dn, device=device,
+        end_reason=end_reason.value if end_reason else None, primary_failed=primary_failed,
+    )  # fmt: skip
+    more = len(items) > limit
+    return FleetCallPage(items=items[:limit], offset=offset, limit=limit, next_offset=offset + limit if more else None)
+
+
+def _one(settings: Settings, call_id: str) -> dict[str, Any]:
+    items = _query(settings, limit=1, call_id=call_id)
+    if not items:
+        raise HTTPException(404, f"no call {call_id} in the fleet")
+    return items[0]
+
+
+@router.get(
+    "/{call_id}",
+    response_model=FleetCall,
+    summary="One call of the fleet (by any copy's id), with its copies",
+    responses={404: {"description": "no such call"}, 503: {"description": "the fleet catalog is unreachable"}},
+)
+def get_fleet_call(call_id: str = CALL_ID, settings: Settings = Depends(get_settings)) -> dict:
+    return _one(settings, call_id)
+
+
+def _stream(f: Any) -> Iterator[bytes]:
+    try:
+        while chunk := f.read(CHUNK):
+            yield chunk
+    finally:
+        f.close()
+
+
+def _local(settings: Settings, copy: dict[str, Any]) -> str | None:
+    root = os.path.realpath(settings.capture.out)
+    path = os.path.realpath(os.path.join(root, copy.get("wav") or ""))
+    return path if copy.get("wav") and path.startswith(root + os.sep) and os.path.exists(path) else None
+
+
+def _archived(settings: Settings, copy: dict[str, Any]) -> Any:
+    """An archived copy opened for reading: through this appliance's own target of that name (its
+    credentials), else the URL itself (file://, s3:// with the standard AWS credentials)."""
+    from appliance.delivery.targets import target_for
+
+    for a in copy.get("archive") or []:
+        if not a.get("key"):
+            continue
+        mine = [t.url for t in settings.delivery.targets]
+        try:
+            target = next((target_for(u) for u in mine if target_for(u).url == a["target"]), None)
+            target = target or target_for(a["target"])
+            return target.open(a["key"])
+        except (OSError, ValueError):
+            continue  # unreachable, or a target this appliance cannot read: the next place
+    return None
+
+
+def _remote(settings: Settings, copy: dict[str, Any]) -> Any:
+    """The copy from the appliance that holds it (its API), or None."""
+    import urllib.request
+
+    if not str(copy.get("api") or "").startswith(("http://", "https://")):
+        return None  # none, or not an API (a file: URL in the catalog is never opened)
+    url = f"{copy['api'].rstrip('/')}/calls/{copy['id']}/audio"
+    req = urllib.request.Request(url)
+    if settings.api.token:
+        req.add_header("Authorization", f"Bearer {settings.api.token}")
+    try:
+        return urllib.request.urlopen(req, timeout=5)
+    except OSError:
+        return None
+
+
+@router.get(
+    "/{call_id}/audio",
+    summary="The call's WAV from the nearest copy: this appliance's disk, an archive target, or the appliance "
+    "that holds it",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"audio/wav": {}}, "description": "the best copy that can be read (header X-Shadowrec-Copy)"},
+        404: {"description": "no such call, or no copy can be read"},
+        503: {"description": "the fleet catalog is unreachable"},
+    },
+)
+def get_fleet_audio(call_id: str = CALL_ID, settings: Settings = Depends(get_settings)) -> Any:
+    call = _one(settings, call_id)
+    me = settings.catalog.appliance
+    copies = sorted(call["copies"], key=lambda c: (c["appliance"] != call["best"], c["appliance"], c["id"]))
+    name = f"{call['id']}.wav"
+    for c in copies:  # the best copy first, from the nearest place it is
+        where = f"{c['appliance']}/{c['id']}"
+        if c["appliance"] == me and (path := _local(settings, c)):
+            return FileResponse(path, media_type="audio/wav", filename=name, headers={"X-Shadowrec-Copy": where})
+        f = _archived(settings, c) or (_remote(settings, c) if c["appliance"] != me else None)
+        if f is not None:
+            headers = {"X-Shadowrec-Copy": where, "Content-Disposition": f'attachment; filename="{name}"'}
+            return StreamingResponse(_stream(f), media_type="audio/wav", headers=headers)
+    raise HTTPException(404, f"no copy of call {call_id} can be read from here")
