@@ -603,6 +603,14 @@ def _add_run(sub: Any) -> None:
     _vrrp_args(r2)
     r2.add_argument("--probe-interval", type=float, default=0.2, help="seconds between OPTIONS probes")
     r2.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="PRIMARY,VIP/LEN,VRID[,PRIORITY]",
+        help="one more primary recorder to guard (repeatable): its own address, VIP and VRRP id (and priority); "
+        "each has its own VRRP instance, probe and SIP server, over one capture",
+    )
+    r2.add_argument(
         "--sip-peer",
         action="append",
         default=[],
@@ -621,6 +629,23 @@ def _add_run(sub: Any) -> None:
     _recording_args(r2, 5.0)
     r2.add_argument("--seconds", type=float)
     r2.set_defaults(func=_run)
+
+
+def _also(args: Args) -> list[dict[str, Any]]:
+    """``--also``: the first primary (``--primary``, ``--vip``, ``--vrid``) and the others, as
+    ``standby.primaries``; none given: no list (the one primary)."""
+    if not args.also:
+        return []
+    out: list[dict[str, Any]] = [{"primary": args.primary, "vips": args.vip, "vrid": args.vrid}]
+    for text in args.also:
+        parts = text.split(",")
+        if len(parts) not in (3, 4) or not all(p.isascii() and p.strip() for p in parts):
+            raise ConfigError(f"--also {text!r}: PRIMARY,VIP/LEN,VRID[,PRIORITY]")
+        entry: dict[str, Any] = {"primary": parts[0], "vips": [parts[1]], "vrid": parts[2]}
+        if len(parts) == 4:
+            entry["priority"] = parts[3]
+        out.append(entry)
+    return out
 
 
 def _run(args: Args) -> int:
@@ -649,6 +674,7 @@ def _run(args: Args) -> int:
             max_call_s=args.max_call,
             rtp_ports=[lo, hi],
             hold_rtcp_ports=not args.no_rtcp_sockets,
+            primaries=_also(args),
         )
     except ValidationError as e:
         raise ConfigError(settings_error("options", e)) from None
@@ -681,6 +707,7 @@ def _add_lab(sub: Any) -> None:
     lc = sub.add_parser("lab-cucm")  # no help=: not listed in --help
     for name in ("--ip", "--vip", "--phones", "--plan", "--manifest"):
         lc.add_argument(name, required=True)
+    lc.add_argument("--first-index", type=int, default=0)  # a second CUCM's calls: their own refci and DNs
     lc.set_defaults(func=_lab_cucm)
     lr = sub.add_parser("lab-recorder")
     lr.add_argument("--address", required=True)
@@ -702,7 +729,7 @@ def _lab_cucm(args: Args) -> int:
     from appliance.lab.sim import Cucm
 
     plan = [tuple(float(x) for x in item.split(":")) for item in args.plan.split(";")]
-    Cucm(args.ip, args.vip, args.phones.split(","), plan, args.manifest).run()
+    Cucm(args.ip, args.vip, args.phones.split(","), plan, args.manifest, args.first_index).run()
     return 0
 
 

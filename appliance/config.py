@@ -107,10 +107,10 @@ class CaptureSettings(RecordingSettings):
 
 
 def standby_addrs(sb: StandbySettings) -> tuple[str, ...]:
-    """The addresses a standby's calls are recorded at: its VIPs (IPv4) and the primary's own."""
+    """The addresses a standby's calls are recorded at: its VIPs (IPv4) and the primaries' own."""
     import ipaddress
 
-    addrs = [v.split("/")[0] for v in sb.vips] + ([sb.primary] if sb.primary else [])
+    addrs = [a for g in sb.guards() for a in [v.split("/")[0] for v in g.vips] + ([g.primary] if g.primary else [])]
     return tuple(a for a in addrs if isinstance(ipaddress.ip_address(a), ipaddress.IPv4Address))
 
 
@@ -130,6 +130,21 @@ def recorder_options(s: RecordingSettings, **extra: Any) -> Options:
         min_free_mb=s.min_free_mb,
         **extra,
     )
+
+
+class PrimarySettings(BaseModel):
+    """One more primary recorder the standby guards (``[[standby.primaries]]``): its own VIP, VRRP
+    instance and health probe; what it does not say comes from ``[standby]``."""
+
+    name: str = Field("", description="how the status names it (default: its address)")
+    primary: str = Field(description="the primary recorder host's own address")
+    vips: list[str] = Field(min_length=1)
+    vrid: int = Field(ge=1, le=255)
+    priority: int | None = Field(None, ge=1, le=254)
+    takeover_priority: int | None = Field(None, ge=1, le=254)
+    vrrp_peers: list[str] | None = None
+    sip_peers: list[str] | None = None
+    rtp_ports: list[int] | None = Field(None, min_length=2, max_length=2)
 
 
 class StandbySettings(BaseModel):
@@ -166,9 +181,35 @@ class StandbySettings(BaseModel):
     )
     sip_tcp_idle_s: float = Field(300.0, gt=0, description="close a SIP TCP connection idle this long")
     sip_max_connections: int = Field(256, ge=1, le=60000, description="SIP TCP connections at most")
+    primaries: list[PrimarySettings] = Field(
+        default_factory=list,
+        description="several primary recorders guarded at once, each with its own VIP, vrid and probe, sharing one "
+        "capture; none: the one that vips, vrid and primary describe",
+    )
+    name: str = Field("", description="how the status names the primary (default: its address)")
+
+    def guards(self) -> list[StandbySettings]:
+        """One settings record per primary guarded: these settings themselves, or one per
+        ``primaries`` entry (what an entry leaves out taken from here)."""
+        if not self.primaries:
+            return [self]
+        keep = ("name", "primary", "vips", "vrid", "priority", "takeover_priority", "vrrp_peers", "sip_peers",
+                "rtp_ports")  # fmt: skip
+        out = []
+        for p in self.primaries:
+            update = {k: getattr(p, k) for k in keep if getattr(p, k) is not None}
+            out.append(StandbySettings.model_validate(self.model_dump() | update | {"primaries": []}))
+        return out
 
     @model_validator(mode="after")
     def _check(self) -> StandbySettings:
+        if self.primaries:
+            guards = self.guards()  # each validated on its own
+            vrids = [g.vrid for g in guards]
+            vips = [str(ipaddress.ip_interface(v).ip) for g in guards for v in g.vips]
+            if len(set(vrids)) < len(vrids) or len(set(vips)) < len(vips):
+                raise ValueError("standby.primaries: each primary needs a vrid and VIPs of its own")
+            return self
         for n in self.sip_peers:
             ipaddress.ip_network(n, strict=False)
         for a in self.vrrp_peers:

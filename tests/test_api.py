@@ -239,3 +239,36 @@ def test_the_standbys_sip_server_and_vrrp_show_in_status_and_metrics(datadir):
     finally:
         with open(path, "w") as f:
             f.write(keep)
+
+
+def test_several_primaries_in_the_config_each_get_their_own_settings(tmp_path):
+    """[[standby.primaries]]: each its own VIP, vrid and probe target; what an entry leaves out comes
+    from [standby]; two with one vrid or one VIP are refused in one line."""
+    p = tmp_path / "two.toml"
+    p.write_text(
+        '[standby]\nenabled = true\npriority = 40\nsip_peers = ["198.18.0.10"]\n'
+        '[[standby.primaries]]\nprimary = "198.18.0.2"\nvips = ["198.18.0.20/16"]\nvrid = 20\n'
+        '[[standby.primaries]]\nname = "rec-b"\nprimary = "198.18.0.4"\nvips = ["198.18.0.21/16"]\nvrid = 21\n'
+        "priority = 60\n"
+    )
+    guards = load(str(p)).standby.guards()
+    assert [(g.name, g.primary, g.vrid, g.priority, g.sip_peers) for g in guards] == [
+        ("", "198.18.0.2", 20, 40, ["198.18.0.10"]),
+        ("rec-b", "198.18.0.4", 21, 60, ["198.18.0.10"]),
+    ]
+    from appliance.config import standby_addrs
+
+    assert standby_addrs(load(str(p)).standby) == ("198.18.0.20", "198.18.0.2", "198.18.0.21", "198.18.0.4")
+    p.write_text(p.read_text().replace("vrid = 21", "vrid = 20"))
+    with pytest.raises(ConfigError, match="a vrid and VIPs of its own"):
+        load(str(p))
+
+
+@pytest.mark.parametrize("also", ["198.18.0.4,198.18.0.21/16", "198.18.0.4,198.18.0.21/16,٢١", "x,y,z"])
+def test_run_refuses_a_malformed_also_in_one_line(tmp_path, capsys, also):
+    from appliance.cli import main
+
+    rc = main(["run", "--span", "lo", "--service", "lo", "--primary", "198.18.0.2", "--vip", "198.18.0.20/16",
+               "--vrid", "20", "--out", str(tmp_path), "--also", also])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("shadowrec: ") and len(err.strip().splitlines()) == 1, err

@@ -41,3 +41,27 @@ def test_primary_dies_mid_call(tmp_path, mode):
     if learned:
         peers = json.load(open(tmp_path / mode / "recordings" / "learned-sip-peers.json"))
         assert peers == ["198.18.0.10"]  # CUCM, and nobody else
+
+
+def test_two_primaries_killing_one_moves_only_its_vip_and_every_call_is_recorded(tmp_path):
+    """One shadowrec guards two primary recorders (two keepalived instances, VIPs .20 and .21, VRRP
+    ids 20 and 21), each called by its own CUCM. The first's recorder dies mid-call: only its VIP
+    moves to shadowrec, which answers its new calls; the second keeps its VIP and answers its own;
+    every call to both is recorded whole, once; the first primary takes its VIP back."""
+    from appliance.lab.site import run_two_primaries
+
+    r = run_two_primaries(str(tmp_path / "two"), calls=2, kill_at=5.0, restore_at=13.0)
+    assert r["takeover_s"] is not None and r["takeover_s"] <= 1.0, r["timeline"]
+    assert r["vip2_always_on_its_primary"] and not r["vip2_ever_on_shadowrec"], r["timeline"]
+    assert r["failback_s"] is not None and r["vip_single_at_end"]
+    for role in ("pri", "pri2"):
+        x = r[role]
+        assert x["in_progress_packets_sent"] > 1000 and x["in_progress_packets_lost"] == 0, x
+        assert x["new_calls_recorded_share"] == 1.0 and x["new_calls_packets_lost"] == 0, x
+        assert all(c["recordings"] == 1 and c["end_reason"] == "bye" for c in x["calls"]), x["calls"]
+    after = {role: [c for c in r[role]["calls"] if not c["before_failure"]] for role in ("pri", "pri2")}
+    assert all(c["answered_by"] == ["shadowrec"] and c["recorded_by"] == "shadowrec" for c in after["pri"])
+    assert all(c["answered_by"] != ["shadowrec"] and c["recorded_by"] == "primary" for c in after["pri2"])
+    names = {p["name"]: p for p in r["primaries_at_end"]}
+    assert set(names) == {"198.18.0.2", "198.18.0.4"} and not any(p["master"] for p in names.values())
+    assert names["198.18.0.2"]["invites"] >= 4 and names["198.18.0.4"]["invites"] == 0

@@ -90,6 +90,11 @@ class Status(BaseModel):
         description="the standby's SIP server: state (answering/failed), problem, heartbeat_age_s, dialogs, "
         "rtp_ports, tcp_connections, peers, request and refusal counters, socket_errors, errors",
     )
+    primaries: list[dict] | None = Field(
+        None,
+        description="with several primaries guarded (standby.primaries): each one's name, primary, vrrp, health "
+        "and sip (the top-level vrrp, sip and primary are the first's)",
+    )
     capture: Capture
     disk: Disk
     delivery: list[dict] = Field(

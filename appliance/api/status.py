@@ -47,7 +47,8 @@ def status(settings: Settings = Depends(get_settings)) -> Status:
     if not settings.standby.enabled:
         role = Role.PASSIVE
     else:
-        role = Role.MASTER if sb and sb.get("vrrp", {}).get("state") == "Master" else Role.BACKUP
+        guards = (sb.get("primaries") or [sb]) if sb else []
+        role = Role.MASTER if any(g.get("vrrp", {}).get("state") == "Master" for g in guards) else Role.BACKUP
     return Status(
         version=__version__,
         role=role,
@@ -55,6 +56,7 @@ def status(settings: Settings = Depends(get_settings)) -> Status:
         primary={"address": settings.standby.primary or None, "health": sb.get("health") if sb else None},
         vrrp=sb.get("vrrp") if sb else None,
         sip=sb.get("sip") if sb else None,
+        primaries=sb.get("primaries") if sb else None,
         capture=Capture(**s["capture"]),
         disk=Disk(**disk_state(settings, worker_status(settings))),
         delivery=delivery_state(settings),

@@ -35,8 +35,10 @@ def audio_codes(seed: int, n: int) -> bytes:
 
 
 class Cucm:
-    def __init__(self, cucm_ip: str, vip: str, phones: list, calls: list, manifest: str):
-        """``calls``: [(start offset s, duration s)], one phone each (round robin)."""
+    def __init__(self, cucm_ip: str, vip: str, phones: list, calls: list, manifest: str, first: int = 0):
+        """``calls``: [(start offset s, duration s)], one phone each (round robin); the calls are
+        numbered from ``first`` (their refci, DNs and devices: two CUCMs' calls differ)."""
+        self.first = first
         self.ip, self.vip = cucm_ip, vip
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((cucm_ip, 5060))
@@ -161,8 +163,8 @@ class Cucm:
 
     def run(self):
         t0 = time.monotonic()
-        for k, (start, dur) in enumerate(self.plan):
-            phone = self.phones[k % len(self.phones)]
+        for k, (start, dur) in enumerate(self.plan, self.first):
+            phone = self.phones[(k - self.first) % len(self.phones)]
             self.calls.append(
                 {
                     "index": k,

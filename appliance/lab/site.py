@@ -31,14 +31,16 @@ import wave
 import numpy as np
 
 VIP, PRIMARY, APP, CUCM = "198.18.0.20", "198.18.0.2", "198.18.0.3", "198.18.0.10"
+VIP2, PRIMARY2, CUCM2 = "198.18.0.21", "198.18.0.4", "198.18.0.11"  # a second primary (run_two_primaries)
+PRIMARIES = {"pri": (PRIMARY, VIP, 20), "pri2": (PRIMARY2, VIP2, 21)}  # namespace -> address, VIP, vrid
 KEEPALIVED = """global_defs {{
-    router_id primary
+    router_id {role}
     vrrp_version 3
 }}
 vrrp_instance VI_REC {{
     state MASTER
     interface eth0
-    virtual_router_id 20
+    virtual_router_id {vrid}
     priority 100
     advert_int {advert}
     virtual_ipaddress {{
@@ -53,9 +55,10 @@ def sh(*cmd, check=True):
 
 
 class Site:
-    def __init__(self, work: str, phones: int = 8, advert: float = 1.0):
+    def __init__(self, work: str, phones: int = 8, advert: float = 1.0, primaries: int = 1):
         tag = uuid.uuid4().hex[:5]
-        self.ns = {r: f"srl{tag}-{r}" for r in ("sw", "site", "pri", "app")}
+        roles = ("sw", "site", "pri", "app") + (("pri2",) if primaries > 1 else ())
+        self.ns = {r: f"srl{tag}-{r}" for r in roles}
         self.work = work
         self.phones = [f"198.18.1.{i + 1}" for i in range(phones)]
         self.advert = advert
@@ -90,7 +93,7 @@ class Site:
         self.ip(role, "link", "set", "eth0", "up")
         if addr:
             self.ip(role, "addr", "add", f"{addr}/16", "dev", "eth0")
-        if role in ("site", "pri"):  # the SPAN session: these ports' traffic to span0
+        if role in ("site", "pri", "pri2"):  # the SPAN session: these ports' traffic to span0
             self.exe("sw", "tc", "qdisc", "add", "dev", f"{role}1", "ingress")
             mirror = f"tc filter add dev {role}1 parent ffff: protocol all u32 match u32 0 0 action mirred egress"
             self.exe("sw", *mirror.split(), "mirror", "dev", "span1")
@@ -125,6 +128,9 @@ class Site:
                 self.ip("site", "addr", "add", f"{ph}/16", "dev", "eth0")
             self._port("app", APP)
             self._port("pri", PRIMARY)
+            if "pri2" in self.ns:
+                self.ip("site", "addr", "add", f"{CUCM2}/16", "dev", "eth0")
+                self._port("pri2", PRIMARY2)
         except BaseException:
             self.__exit__()
             raise
@@ -135,28 +141,34 @@ class Site:
             if p.poll() is None:
                 p.kill()
                 p.wait(5)
-        self.kill_keepalived()
+        for role in PRIMARIES:
+            self.kill_keepalived(role)
         for name in reversed(self.created):
             sh("ip", "netns", "del", name, check=False)
         return False
 
     # the primary ------------------------------------------------------------------------------
-    def start_primary(self):
-        conf = os.path.join(self.work, "keepalived.conf")
+    def start_primary(self, role: str = "pri"):
+        """A primary recorder host (``pri``, or ``pri2``): keepalived and the recorder on its VIP."""
+        _, vip, vrid = PRIMARIES[role]
+        conf = os.path.join(self.work, f"keepalived-{role}.conf")
         with open(conf, "w") as f:
-            f.write(KEEPALIVED.format(advert=self.advert, vip=VIP))
-        self.pidf = os.path.join(self.work, "ka.pid")
-        self.vpidf = os.path.join(self.work, "ka-vrrp.pid")
-        self.popen(
-            "pri", "keepalived", "keepalived", "-n", "-l", "-D", "-P", "-f", conf, "-p", self.pidf, "-r", self.vpidf
-        )
-        self.popen("pri", "recorder", sys.executable, "-m", "appliance.cli", "lab-recorder", "--address", VIP)
+            f.write(KEEPALIVED.format(role=role, vrid=vrid, advert=self.advert, vip=vip))
+        pidf, vpidf = os.path.join(self.work, f"ka-{role}.pid"), os.path.join(self.work, f"ka-vrrp-{role}.pid")
+        self.pidfiles = getattr(self, "pidfiles", {}) | {role: (vpidf, pidf)}
+        self.popen(role, f"keepalived-{role}", "keepalived", "-n", "-l", "-D", "-P", "-f", conf, "-p", pidf,
+                   "-r", vpidf)  # fmt: skip
+        self.start_recorder(role)
 
-    def kill_keepalived(self):
-        p = self.procs.pop("keepalived", None)
+    def start_recorder(self, role: str = "pri"):
+        vip = PRIMARIES[role][1]
+        self.popen(role, f"recorder-{role}", sys.executable, "-m", "appliance.cli", "lab-recorder", "--address", vip)
+
+    def kill_keepalived(self, role: str = "pri"):
+        p = self.procs.pop(f"keepalived-{role}", None)
         if p is None:
             return
-        for f in (getattr(self, "vpidf", ""), getattr(self, "pidf", "")):
+        for f in getattr(self, "pidfiles", {}).get(role, ()):
             try:
                 os.kill(int(open(f).read()), signal.SIGKILL)
             except (OSError, ValueError):
@@ -164,30 +176,30 @@ class Site:
         p.kill()
         p.wait(5)
 
-    def has_vip(self, role) -> bool:
+    def has_vip(self, role, vip: str = VIP) -> bool:
         r = self.ip(role, "-4", "addr", "show", "dev", "eth0", check=False)
-        return f" {VIP}/" in r.stdout
+        return f" {vip}/" in r.stdout
 
-    def kill(self, mode: str):
+    def kill(self, mode: str, role: str = "pri"):
         if mode == "crash":  # the recorder process dies; host and keepalived live
-            self.procs.pop("recorder").kill()
+            self.procs.pop(f"recorder-{role}").kill()
         elif mode == "host":  # everything at once: processes and links
-            self.kill_keepalived()
-            self.procs.pop("recorder").kill()
-            self.ip("pri", "link", "del", "eth0")
+            self.kill_keepalived(role)
+            self.procs.pop(f"recorder-{role}").kill()
+            self.ip(role, "link", "del", "eth0")
         elif mode == "net":  # its switch port stops forwarding; carrier stays up
-            self.exe("sw", "bridge", "link", "set", "dev", "pri1", "state", "0")
+            self.exe("sw", "bridge", "link", "set", "dev", f"{role}1", "state", "0")
         else:
             raise ValueError(mode)
 
-    def restore(self, mode: str):
+    def restore(self, mode: str, role: str = "pri"):
         if mode == "crash":
-            self.popen("pri", "recorder", sys.executable, "-m", "appliance.cli", "lab-recorder", "--address", VIP)
+            self.start_recorder(role)
         elif mode == "host":  # the host boots again: links, keepalived, recorder
-            self._port("pri", PRIMARY)
-            self.start_primary()
+            self._port(role, PRIMARIES[role][0])
+            self.start_primary(role)
         elif mode == "net":
-            self.exe("sw", "bridge", "link", "set", "dev", "pri1", "state", "3")
+            self.exe("sw", "bridge", "link", "set", "dev", f"{role}1", "state", "3")
 
 
 def _expected(seed: int, n: int) -> np.ndarray:
@@ -225,13 +237,13 @@ def check_recording(out: str, meta: dict, dialog: dict, channel: int) -> dict:
     return {"sent": sent - after_end, "recorded": recorded}
 
 
-def _start_appliance(site: Site, out: str, advert: float, probe: float, sip_peers: bool) -> None:
+def _start_appliance(site: Site, out: str, advert: float, probe: float, sip_peers: bool, *extra: str) -> None:
     """``shadowrec run`` on the appliance's namespace, waited for until its first status file. Without
     ``sip_peers`` it answers only the CUCM it saw on the SPAN port calling the primary."""
     peers = ["--sip-peer", CUCM] if sip_peers else []
     site.popen("app", "shadowrec", sys.executable, "-m", "appliance.cli", "run", "--span", "span0",
                "--service", "eth0", "--vrid", "20", "--vip", f"{VIP}/16", "--primary", PRIMARY, "--out", out,
-               *peers, "--advert-int", str(advert), "--probe-interval", str(probe))  # fmt: skip
+               *peers, "--advert-int", str(advert), "--probe-interval", str(probe), *extra)  # fmt: skip
     t = time.monotonic()
     while not glob.glob(os.path.join(out, "status-*.json")) and time.monotonic() - t < 20:
         time.sleep(0.05)
@@ -239,11 +251,12 @@ def _start_appliance(site: Site, out: str, advert: float, probe: float, sip_peer
 
 
 class _VipWatch:
-    """Who holds the VIP, sampled every 5 ms: a timeline of (seconds, primary has it, shadowrec has it)."""
+    """Who holds the VIP, sampled every 5 ms: a timeline of (seconds, primary has it, shadowrec has it),
+    and with ``vip2``, (..., the second primary has its VIP, shadowrec has it)."""
 
-    def __init__(self, site: Site, t0: float):
-        self.site, self.t0 = site, t0
-        self.timeline: list[tuple[float, bool, bool]] = []
+    def __init__(self, site: Site, t0: float, vip2: bool = False):
+        self.site, self.t0, self.vip2 = site, t0, vip2
+        self.timeline: list[tuple] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
         self.thread.start()
@@ -251,7 +264,9 @@ class _VipWatch:
     def _watch(self) -> None:
         last = None
         while not self.stop.is_set():
-            cur = (self.site.has_vip("pri"), self.site.has_vip("app"))
+            cur: tuple = (self.site.has_vip("pri"), self.site.has_vip("app"))
+            if self.vip2:
+                cur += (self.site.has_vip("pri2", VIP2), self.site.has_vip("app", VIP2))
             if cur != last:
                 self.timeline.append((round(time.monotonic() - self.t0, 3), *cur))
                 last = cur
@@ -405,5 +420,88 @@ def run_lab(
         site.procs["shadowrec"].wait(30)
         report.update(_vip_report(watch.timeline, mode, kill_t, restore_t))
     report.update(_calls_report(out, manifest, calls_before))
+    report["work"] = work
+    return report
+
+
+def run_two_primaries(work: str | None = None, calls: int = 2, kill_at: float = 5.0, restore_at: float = 13.0) -> dict:
+    """Two primary recorders (each with its keepalived, VIP and VRRP id: 20 and 21) guarded by one
+    shadowrec (``run --also``), each called by its own CUCM. The first primary's recorder dies
+    mid-call and comes back; the report says who held each VIP when, and, per CUCM, how its calls
+    (before the failure, spanning it; after it) were answered and recorded."""
+    work = work or "/tmp/shadowrec-lab-two-primaries"
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    out = os.path.join(work, "recordings")
+    report: dict = {}
+    with Site(work, primaries=2) as site:
+        for role in ("pri", "pri2"):
+            site.start_primary(role)
+        t = time.monotonic()
+        while not (site.has_vip("pri") and site.has_vip("pri2", VIP2)) and time.monotonic() - t < 10:
+            time.sleep(0.05)
+        _start_appliance(site, out, 1.0, 0.2, True, "--sip-peer", CUCM2, "--also", f"{PRIMARY2},{VIP2}/16,21")
+        plan = [(0.5 + 0.3 * k, kill_at + 6.0 - 0.3 * k) for k in range(calls)]
+        plan += [(kill_at + 2.5 + 0.4 * k, 4.0) for k in range(calls)]
+        plan_s = ";".join(f"{a:.2f}:{b:.2f}" for a, b in plan)
+        half = len(site.phones) // 2
+        manifests = {"pri": os.path.join(work, "calls-pri.json"), "pri2": os.path.join(work, "calls-pri2.json")}
+        cucms = [
+            site.popen(
+                "site",
+                f"cucm-{role}",
+                sys.executable,
+                "-m",
+                "appliance.cli",
+                "lab-cucm",
+                "--ip",
+                ip,
+                "--vip",
+                vip,
+                "--phones",
+                ",".join(phones),
+                "--plan",
+                plan_s,
+                "--manifest",
+                manifests[role],
+                "--first-index",
+                str(first),
+            )  # fmt: skip
+            for role, ip, vip, phones, first in (
+                ("pri", CUCM, VIP, site.phones[:half], 0),
+                ("pri2", CUCM2, VIP2, site.phones[half:], 100),
+            )
+        ]
+        t0 = time.monotonic()
+        watch = _VipWatch(site, t0, vip2=True)
+        time.sleep(max(0.0, kill_at - (time.monotonic() - t0)))
+        kill_t = time.monotonic() - t0
+        site.kill("crash", "pri")
+        time.sleep(max(0.0, restore_at - (time.monotonic() - t0)))
+        restore_t = time.monotonic() - t0
+        site.restore("crash", "pri")
+        for c in cucms:
+            c.wait(120)
+        t = time.monotonic()
+        while time.monotonic() - t < 10 and not watch.primary_alone():
+            time.sleep(0.1)
+        time.sleep(1.0)
+        watch.close()
+        status = json.load(open(os.path.join(out, "status-0.json")))["standby"]
+        report["primaries_at_end"] = [
+            {"name": p["name"], "vrrp": p["vrrp"]["state"], "health": p["health"], "master": p["sip"]["master"],
+             "invites": p["sip"].get("invites", 0)}
+            for p in status.get("primaries", [])
+        ]  # fmt: skip
+        site.procs["shadowrec"].send_signal(signal.SIGTERM)
+        site.procs["shadowrec"].wait(30)
+    tl = watch.timeline
+    report.update(_vip_report([x[:3] for x in tl], "crash", kill_t, restore_t))
+    report["timeline"] = tl
+    report["vip2_ever_on_shadowrec"] = any(x[4] for x in tl)
+    report["vip2_always_on_its_primary"] = bool(tl) and all(x[3] for x in tl)
+    for role, first in (("pri", 0), ("pri2", 100)):
+        r = _calls_report(out, manifests[role], first + calls)
+        report[role] = {k: v for k, v in r.items() if k != "calls"} | {"calls": r["calls"]}
     report["work"] = work
     return report

@@ -1,6 +1,8 @@
-"""shadowrec as the primary recorder's standby: passive recording, VIP takeover, answering calls.
+"""shadowrec as the primary recorders' standby: passive recording, VIP takeover, answering calls.
 
-``Standby.run()`` runs, in one process:
+One standby guards one primary recorder, or several (``standby.primaries``): each its own
+``Guard`` (VIP, VRRP instance, probe, SIP server), all over one capture. ``Standby.run()`` runs,
+in one process:
 - the capture worker on the SPAN port and on the VIP's (service) interface: in-progress calls
   keep recording whoever receives their RTP, and calls shadowrec answers itself are recorded
   by the same passive code, since its own 200 OK and the phones' RTP cross that interface;
@@ -62,9 +64,11 @@ def raise_descriptor_limit() -> int:
     return hard
 
 
-class Standby:
-    def __init__(self, span: str, opts: Options, sb: StandbySettings, ring_mb: int = 256):
-        self.limit = raise_descriptor_limit()
+class Guard:
+    """One primary recorder guarded: its VRRP instance (keepalived's backup for its VIP), its
+    health probe, and the SIP server that answers on its VIP while the VIP is here."""
+
+    def __init__(self, sb: StandbySettings, out_dir: str, answered: set, several: bool):
         vrrp = VrrpConfig(
             vrid=sb.vrid,
             priority=sb.priority,
@@ -72,36 +76,36 @@ class Standby:
             advert_int_cs=round(sb.advert_int_s * 100),
             preempt=sb.preempt,
         )
+        self.name = sb.name or sb.primary
         self.vrrp = VrrpRunner(vrrp, sb.service, sb.vips, sb.believed_peers())
-        vip_ip = sb.vips[0].split("/")[0]
-        self.vip_ip, self.primary = vip_ip, sb.primary
-        self.peers = Peers(sb.sip_peers, path=os.path.join(opts.out_dir, "learned-sip-peers.json"))
-        ports = SocketPorts(vip_ip, sb.rtp_ports[0], sb.rtp_ports[1], rtcp=sb.hold_rtcp_ports)
-        uas = Uas(vip_ip, ports, self.peers, max_call_s=sb.max_call_s)
+        self.vip_ip, self.primary = sb.vips[0].split("/")[0], sb.primary
+        learned = f"learned-sip-peers-{sb.vrid}.json" if several else "learned-sip-peers.json"
+        self.peers = Peers(sb.sip_peers, path=os.path.join(out_dir, learned))
+        self.ports = SocketPorts(self.vip_ip, sb.rtp_ports[0], sb.rtp_ports[1], rtcp=sb.hold_rtcp_ports)
+        uas = Uas(self.vip_ip, self.ports, self.peers, max_call_s=sb.max_call_s)
+        uas.answered = answered  # one set for every guard: the recordings say who answered
         self.sip = SipServer(uas, tcp_idle_s=sb.sip_tcp_idle_s, max_connections=sb.sip_max_connections)
         uas.master = False  # nothing reaches the VIP's sockets until the VIP is here
-        self.worker = Worker([span, sb.service], opts, ring_mb=ring_mb, answered=uas.answered)
-        table = self.worker.rec.table  # read from the SIP thread: single lookups only
-        vip_packed = ipaddress.ip_address(vip_ip).packed
-        ports.busy = lambda port: flow_key(vip_packed, port) in table.media
+        self.vrrp.on_vip = self._vip
+        self.prober = Prober(
+            sb.primary, self._verdict, interval=sb.probe_interval_s, local=vrrp.local_ip, ifname=sb.service
+        )
+        self.thread = threading.Thread(target=self.vrrp.run, name=f"shadowrec-vrrp-{sb.vrid}", daemon=True)
+
+    def attach(self, worker: Worker) -> None:
+        """The capture's call table answers which ports are busy and which dialogs live."""
+        table = worker.rec.table  # read from the SIP thread: single lookups only
+        vip_packed = ipaddress.ip_address(self.vip_ip).packed
+        self.ports.busy = lambda port: flow_key(vip_packed, port) in table.media
 
         def live(call_id: str) -> bool:
             d = table.dialogs.get(call_id)
             return d is not None and d.call.state is not CallState.ENDED
 
-        uas.live = live
-        self.worker.rec.on_call_started = self._learn
-        self.vrrp.on_vip = self._vip
-        self.sip.on_death = self._sip_died
-        self.prober = Prober(
-            sb.primary, self._verdict, interval=sb.probe_interval_s, local=vrrp.local_ip, ifname=sb.service
-        )
-        self.worker.extra_status = self.status_of_standby
-        self.vrrp_thread = threading.Thread(target=self.vrrp.run, name="shadowrec-vrrp", daemon=True)
-        self.failure: str | None = None
+        self.sip.uas.live = live
 
-    def _learn(self, call: Call) -> None:
-        """A BiB call seen starting (capture thread): its INVITE's sender is CUCM if it went to the
+    def learn(self, call: Call) -> None:
+        """A BiB call seen starting (capture thread): its INVITE's sender is CUCM if it went to this
         primary recorder: its own address, or the VIP while the primary holds it (while shadowrec
         holds it, an INVITE to the VIP is sent to shadowrec and teaches nothing)."""
         to = call.primary_address
@@ -116,11 +120,66 @@ class Standby:
     def _verdict(self, v: Verdict):
         self.vrrp.post(Event.PRIMARY_DEAD if v is Verdict.DEAD else Event.PRIMARY_ALIVE)
 
+    def status(self) -> dict:
+        return {
+            "name": self.name,
+            "primary": self.primary,
+            "vrrp": self.vrrp.status(),
+            "health": self.prober.policy.verdict.value,
+            "sip": self.sip.status(),
+        }
+
+    def start(self) -> None:
+        self.sip.start()
+        self.thread.start()
+        self.prober.start()
+
+    def stop(self) -> None:
+        self.prober.close()
+        self.vrrp.post(Event.SHUTDOWN)
+        self.thread.join(3)
+        self.sip.close()
+
+
+class Standby:
+    """Every guarded primary (``Guard``) over one capture worker on the SPAN port and the service
+    interfaces."""
+
+    def __init__(self, span: str, opts: Options, sb: StandbySettings, ring_mb: int = 256):
+        self.limit = raise_descriptor_limit()
+        answered: set = set()
+        settings = sb.guards()
+        self.guards = [Guard(g, opts.out_dir, answered, len(settings) > 1) for g in settings]
+        services = list(dict.fromkeys(g.service for g in settings))
+        self.worker = Worker([span, *services], opts, ring_mb=ring_mb, answered=answered)
+        for g in self.guards:
+            g.attach(self.worker)
+            g.sip.on_death = self._sip_died
+        self.worker.rec.on_call_started = self._learn
+        self.worker.extra_status = self.status_of_standby
+        self.failure: str | None = None
+
+    @property
+    def vrrp(self) -> VrrpRunner:  # the first primary's (one primary: the only one)
+        return self.guards[0].vrrp
+
+    @property
+    def sip(self) -> SipServer:
+        return self.guards[0].sip
+
+    @property
+    def prober(self) -> Prober:
+        return self.guards[0].prober
+
+    def _learn(self, call: Call) -> None:
+        for g in self.guards:
+            g.learn(call)
+
     def _sip_died(self, why: str) -> None:
         self._fail(f"SIP server stopped: {why}")  # the same words as the watchdog's
 
     def _fail(self, why: str) -> None:
-        """The SIP server cannot answer: stop, so the supervisor starts a whole new standby (a VIP
+        """A SIP server cannot answer: stop, so the supervisor starts a whole new standby (a VIP
         held by a standby that cannot answer loses every new call while VRRP says all is well)."""
         if self.failure is None:
             self.failure = why
@@ -129,19 +188,21 @@ class Standby:
 
     def _watch(self) -> None:
         while not self.worker.stop:
-            problem = self.sip.alive(SIP_FROZEN_S)
-            if problem:
-                self._fail(problem)
-                return
+            for g in self.guards:
+                problem = g.sip.alive(SIP_FROZEN_S)
+                if problem:
+                    self._fail(problem)
+                    return
             time.sleep(SIP_WATCH_S)
 
     def status_of_standby(self) -> dict:
-        return {
-            "vrrp": self.vrrp.status(),
-            "health": self.prober.policy.verdict.value,
-            "sip": self.sip.status(),
-            "descriptor_limit": self.limit,
-        }
+        """The first primary's VRRP, health and SIP at the top (one primary: all there is), and
+        with several, each in ``primaries``."""
+        first = self.guards[0].status()
+        out = {"vrrp": first["vrrp"], "health": first["health"], "sip": first["sip"], "descriptor_limit": self.limit}
+        if len(self.guards) > 1:
+            out["primaries"] = [first] + [g.status() for g in self.guards[1:]]
+        return out
 
     def status(self) -> dict:
         return {**self.status_of_standby(), "capture": self.worker.counters()}
@@ -151,22 +212,21 @@ class Standby:
             self.worker.stop = True
 
         old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-        self.sip.start()
-        self.vrrp_thread.start()
-        self.prober.start()
+        for g in self.guards:
+            g.start()
         watch = threading.Thread(target=self._watch, name="shadowrec-sip-watch", daemon=True)
         watch.start()
         try:
             summary = self.worker.run(max_seconds)
         finally:
-            self.prober.close()
-            self.vrrp.post(Event.SHUTDOWN)
-            self.vrrp_thread.join(3)
-            self.sip.close()
+            for g in self.guards:
+                g.stop()
             for s, h in old.items():
                 signal.signal(s, h)
         summary["vrrp"] = self.vrrp.status()
         summary["sip"] = self.sip.status()
+        if len(self.guards) > 1:
+            summary["primaries"] = [g.status() for g in self.guards]
         if self.failure:
             summary["error"] = self.failure
         return summary
