@@ -8,8 +8,8 @@ of each call loses every 10th packet), counts the changes each call makes in the
 (the rows a push sends), then pushes both appliances' catalogs to a throwaway PostgreSQL
 (Debian's, started here, fsync on) and times it; the baseline is psycopg's ``executemany`` of
 one INSERT per row (the same JSON) into a bare table, committed once. It prints rows per
-second, and what a site of N concurrent calls of mean length L asks: N / L calls end a
-second, each making that many changes.
+second, the bytes a call takes there, and what a site of N concurrent calls of mean length L
+asks: N / L calls end a second, each making that many changes.
 """
 
 from __future__ import annotations
@@ -84,7 +84,12 @@ def main() -> None:
                 n = p.push_once()
                 speeds.append(n / (time.perf_counter() - t))
                 p.close()
-            print(f"{r + 1:5d} {speeds[0]:16.0f} {speeds[1]:16.0f} {plain:22.0f}")
+            with psycopg.connect(url) as conn:
+                size = conn.execute(
+                    "SELECT pg_total_relation_size('calls') + pg_total_relation_size('copies')"
+                ).fetchone()[0]
+            print(f"{r + 1:5d} {speeds[0]:16.0f} {speeds[1]:16.0f} {plain:22.0f}"
+                  f"   (PostgreSQL: {size / len(rows):.0f} bytes a call, two copies, indexes)")  # fmt: skip
         per_call = changes / args.calls
         for n, mean_s in ((1000, 180.0), (5000, 180.0), (20000, 180.0)):
             print(f"a site of {n} concurrent calls of {mean_s:.0f} s on average: {n / mean_s:.1f} calls end a second, "
