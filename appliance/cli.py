@@ -603,6 +603,14 @@ def _add_run(sub: Any) -> None:
     _vrrp_args(r2)
     r2.add_argument("--probe-interval", type=float, default=0.2, help="seconds between OPTIONS probes")
     r2.add_argument(
+        "--fellow",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="another shadowrec appliance guarding the same primary (repeatable; an appliance pair): its VRRP "
+        "adverts are obeyed by priority while the primary is dead; give each a different --takeover-priority",
+    )
+    r2.add_argument(
         "--also",
         action="append",
         default=[],
@@ -675,6 +683,7 @@ def _run(args: Args) -> int:
             rtp_ports=[lo, hi],
             hold_rtcp_ports=not args.no_rtcp_sockets,
             primaries=_also(args),
+            fellows=args.fellow,
         )
     except ValidationError as e:
         raise ConfigError(settings_error("options", e)) from None

@@ -187,6 +187,12 @@ class StandbySettings(BaseModel):
         "capture; none: the one that vips, vrid and primary describe",
     )
     name: str = Field("", description="how the status names the primary (default: its address)")
+    fellows: list[str] = Field(
+        default_factory=list,
+        description="the other shadowrec appliances guarding the same primaries (an appliance pair): their VRRP "
+        "adverts are believed and obeyed by priority while a primary is dead (give each a different "
+        "takeover_priority: the highest answers, the others take over when it dies)",
+    )
 
     def guards(self) -> list[StandbySettings]:
         """One settings record per primary guarded: these settings themselves, or one per
@@ -212,7 +218,7 @@ class StandbySettings(BaseModel):
             return self
         for n in self.sip_peers:
             ipaddress.ip_network(n, strict=False)
-        for a in self.vrrp_peers:
+        for a in [*self.vrrp_peers, *self.fellows]:
             ipaddress.ip_address(a)
         lo, hi = self.rtp_ports
         if not 1024 <= lo < hi <= 65534:
@@ -228,8 +234,9 @@ class StandbySettings(BaseModel):
         return self
 
     def believed_peers(self) -> list[str]:
-        """Whose VRRP adverts are believed: the configured peers, or the primary's own address."""
-        return self.vrrp_peers or [self.primary]
+        """Whose VRRP adverts are believed: the configured peers, or the primary's own address; and
+        the fellow appliances."""
+        return list(dict.fromkeys((self.vrrp_peers or [self.primary]) + self.fellows))
 
 
 class ApiSettings(BaseModel):

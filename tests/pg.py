@@ -52,7 +52,11 @@ class PgServer:
     def stop(self) -> None:
         self._run(_bin("pg_ctl"), "-D", self.data, "-m", "immediate", "-w", "stop")
 
-    def url(self, db: str = "postgres") -> str:
+    def url(self, db: str = "postgres", unix: bool = False) -> str:
+        """Over TCP on 127.0.0.1, or (``unix``) its socket in the cluster's directory, which
+        processes in other network namespaces reach too (the labs' appliances)."""
+        if unix:
+            return f"postgresql://{self.USER}@/{db}?host={self.dir}&port={self.port}"
         return f"postgresql://{self.USER}@127.0.0.1:{self.port}/{db}"
 
     def createdb(self, name: str) -> str:

@@ -65,3 +65,36 @@ def test_two_primaries_killing_one_moves_only_its_vip_and_every_call_is_recorded
     names = {p["name"]: p for p in r["primaries_at_end"]}
     assert set(names) == {"198.18.0.2", "198.18.0.4"} and not any(p["master"] for p in names.values())
     assert names["198.18.0.2"]["invites"] >= 4 and names["198.18.0.4"]["invites"] == 0
+
+
+def test_an_appliance_pair_the_second_takes_over_when_the_answering_one_dies(tmp_path, pg_server):
+    """Two appliances guard one primary (takeover priorities 254 and 253, each the other's fellow),
+    both record from the SPAN. The primary's recorder dies: a answers (b stays Backup on a's
+    adverts); a's host dies mid-outage: b takes the VIP and a's calls (their BYEs answered, not
+    481), answers new ones, and hands the VIP back when the primary returns. b's recordings hold
+    every call whole, and the shared catalog has one row per call."""
+    from appliance.fleet.store import FleetCatalog
+    from appliance.lab.site import run_pair
+
+    pg_server.createdb("pair")
+    pg_url = pg_server.url("pair", unix=True)  # the appliances' namespaces reach its socket, not its 127.0.0.1
+    r = run_pair(pg_url, str(tmp_path / "pair"))
+    assert r["a_took_over_s"] is not None and r["a_took_over_s"] <= 1.0, r["timeline"]
+    assert r["b_before_a_died"] == [] and r["a_and_b_held_it_together"] == [], r["timeline"]
+    assert r["b_took_over_s"] is not None and r["b_took_over_s"] <= 5.0, r["timeline"]
+    assert r["handed_back_s"] is not None, r["timeline"]
+    assert r["in_progress_packets_sent"] > 1500 and r["in_progress_packets_lost"] == 0, r
+    assert r["new_calls_recorded_share"] == 1.0 and r["new_calls_packets_lost"] == 0, r["calls"]
+    assert all(c["recordings"] == 1 for c in r["calls"]), r["calls"]
+    sip = r["b_sip_at_end"]
+    assert sip["calls_taken_over"] >= 4 and sip["byes_taken_over"] >= 4 and sip["invites"] >= 4, sip
+    assert sip["dialogs"] == 0 and sip["rtp_ports"] == 0, sip
+    fleet = FleetCatalog(pg_url)
+    rows = fleet.query()
+    fleet.close()
+    assert len(rows) == len(r["calls"]) == 6
+    by_dn = {row["near"]["dn"]: row for row in rows}
+    for c in r["calls"]:
+        row = by_dn[str(8110000 + c["index"])]
+        assert row["best"] == "b" and "b" in [cp["appliance"] for cp in row["copies"]]
+    assert sum(len(row["copies"]) == 2 for row in rows) >= 4  # the calls a saw too: one row, two copies

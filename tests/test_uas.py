@@ -170,3 +170,29 @@ def test_a_closed_tcp_connection_gets_no_retransmissions_and_the_dialog_waits_fo
     assert u.on_timer(1.5) == [] and u.on_timer(20.0) == [] and u.dialogs
     u.on_timer(64 * T1)
     assert not u.dialogs
+
+
+def test_calls_in_progress_on_the_vip_are_taken_up_when_it_comes_here():
+    """The primary's (or a dead fellow's) calls on the VIP: when the VIP is claimed their RTP ports
+    are held, their BYEs answered 200 (not 481), and a call that ends elsewhere lets its port go."""
+    live = {"c-primary", "c-fellow"}
+    u = Uas("198.18.0.20", ports=PortPool(16384, 16400))
+    u.live = lambda cid: cid in live
+    u.taken_over = lambda: [("c-primary", 40000), ("c-fellow", 16390)]
+    u.release(0.0)
+    assert u.adopted == {}  # nothing is taken up while the VIP is elsewhere
+    u.claim()
+    assert u.adopted == {"c-primary": 40000, "c-fellow": 16390} and u.ports.in_use == {40000, 16390}
+    assert u.counters["calls_taken_over"] == 2 and u.status()["taken_over"] == 2
+    assert u.ports.acquire() not in (16390, 40000)  # never offered to a new call meanwhile
+    bye = (
+        invite()
+        .replace(b"INVITE sip:8675309@10.48.32.170:5060", b"BYE sip:10.48.32.170:5060")
+        .replace(b"101 INVITE", b"102 BYE")
+        .replace(b"abbb8e00-4291f775-204c-5a20300e@10.48.32.90", b"c-primary")
+    )
+    (out,) = u.on_message(bye, CUCM, 1.0)
+    assert sip.parse(out[1]).status == 200 and "c-primary" not in u.adopted and 40000 not in u.ports.in_use
+    live.discard("c-fellow")  # its BYE went elsewhere, or its RTP stopped: the recorder ended it
+    u.on_timer(2.0)
+    assert u.adopted == {} and u.counters["byes_taken_over"] == 1

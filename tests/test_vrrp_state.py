@@ -132,3 +132,48 @@ def test_shutdown_releases_with_priority_zero():
 def test_owner_priority_255_starts_as_master():
     v = VrrpInstance(VrrpConfig(vrid=1, priority=255, local_ip="198.18.0.3"))
     assert v.handle(Event.STARTUP, 0) == [SendAdvert(255), ClaimVip()] and v.state is VrrpState.MASTER
+
+
+def pair_member(ip, takeover, fellow):
+    v = VrrpInstance(
+        VrrpConfig(vrid=20, priority=50, takeover_priority=takeover, local_ip=ip, fellows=frozenset({fellow}))
+    )
+    v.handle(Event.STARTUP, 0)
+    return v
+
+
+def test_an_appliance_pair_the_highest_takeover_priority_answers_and_the_other_takes_over_when_it_dies():
+    a = pair_member("198.18.0.3", 254, "198.18.0.5")
+    b = pair_member("198.18.0.5", 253, "198.18.0.3")
+    t = 5 * NS
+    assert a.handle(Event.PRIMARY_DEAD, t) == [] and b.handle(Event.PRIMARY_DEAD, t) == []  # each waits
+    assert a.deadline == t + NS // 4 and b.deadline == t + NS // 2
+    t += NS // 4
+    assert a.handle(Event.TIMER, t) == [SendAdvert(254), ClaimVip()] and a.state is VrrpState.MASTER
+    assert b.handle(Event.ADVERT, t + MS, Received("198.18.0.3", 254, 100)) == []  # the fellow answers
+    for k in range(1, 20):  # its adverts hold b Backup, however long the outage
+        t = 5 * NS + NS // 4 + k * NS
+        assert a.handle(Event.TIMER, t) == [SendAdvert(254)]
+        assert b.handle(Event.ADVERT, t, Received("198.18.0.3", 254, 100)) == []
+        assert b.handle(Event.TIMER, t + 1) == [] and b.state is VrrpState.BACKUP
+    # a dies mid-outage: b's down timer (3 intervals and its skew) takes the VIP
+    assert b.handle(Event.TIMER, t + b.master_down_interval() - 1) == []
+    assert b.handle(Event.TIMER, t + b.master_down_interval()) == [SendAdvert(253), ClaimVip()]
+    assert b.state is VrrpState.MASTER
+
+
+def test_a_master_steps_down_for_a_fellow_of_higher_priority_but_not_for_the_primarys_advert():
+    b = pair_member("198.18.0.5", 253, "198.18.0.3")
+    b.handle(Event.PRIMARY_DEAD, 0)
+    assert b.handle(Event.TIMER, NS // 2)[1] == ClaimVip()
+    assert b.handle(Event.ADVERT, NS, Received("198.18.0.2", 254, 100)) == [] and b.conflicts == 1  # the primary's
+    assert b.handle(Event.ADVERT, NS, Received("198.18.0.3", 254, 100)) == [ReleaseVip()]  # its fellow's
+    assert b.state is VrrpState.BACKUP and b.master_ip == "198.18.0.3"
+
+
+def test_a_standby_learning_the_primary_is_dead_while_a_fellow_answers_stays_backup():
+    b = pair_member("198.18.0.5", 253, "198.18.0.3")
+    b.handle(Event.ADVERT, NS, Received("198.18.0.3", 254, 100))  # the fellow already master
+    down = b.deadline
+    assert b.handle(Event.PRIMARY_DEAD, NS + 1) == [] and b.deadline == down  # its down timer, not a claim
+    assert b.state is VrrpState.BACKUP

@@ -32,6 +32,7 @@ import numpy as np
 
 VIP, PRIMARY, APP, CUCM = "198.18.0.20", "198.18.0.2", "198.18.0.3", "198.18.0.10"
 VIP2, PRIMARY2, CUCM2 = "198.18.0.21", "198.18.0.4", "198.18.0.11"  # a second primary (run_two_primaries)
+APP2 = "198.18.0.5"  # a second appliance (run_pair)
 PRIMARIES = {"pri": (PRIMARY, VIP, 20), "pri2": (PRIMARY2, VIP2, 21)}  # namespace -> address, VIP, vrid
 KEEPALIVED = """global_defs {{
     router_id {role}
@@ -55,9 +56,11 @@ def sh(*cmd, check=True):
 
 
 class Site:
-    def __init__(self, work: str, phones: int = 8, advert: float = 1.0, primaries: int = 1):
+    def __init__(self, work: str, phones: int = 8, advert: float = 1.0, primaries: int = 1, appliances: int = 1):
         tag = uuid.uuid4().hex[:5]
-        roles = ("sw", "site", "pri", "app") + (("pri2",) if primaries > 1 else ())
+        roles = ("sw", "site", "pri", "app") + ("pri2",) * (primaries > 1) + ("app2",) * (appliances > 1)
+        # each appliance's SPAN port: span0 in its namespace, its peer on the switch (every mirror copies to each)
+        self.spans = {"app": "span1"} | ({"app2": "span2"} if appliances > 1 else {})
         self.ns = {r: f"srl{tag}-{r}" for r in roles}
         self.work = work
         self.phones = [f"198.18.1.{i + 1}" for i in range(phones)]
@@ -93,10 +96,14 @@ class Site:
         self.ip(role, "link", "set", "eth0", "up")
         if addr:
             self.ip(role, "addr", "add", f"{addr}/16", "dev", "eth0")
-        if role in ("site", "pri", "pri2"):  # the SPAN session: these ports' traffic to span0
+        # the SPAN session: these ports' traffic to each appliance's span0 (with two appliances, theirs too:
+        # each sees the other's answers)
+        if role in ("site", "pri", "pri2") or (role in ("app", "app2") and len(self.spans) > 1):
             self.exe("sw", "tc", "qdisc", "add", "dev", f"{role}1", "ingress")
-            mirror = f"tc filter add dev {role}1 parent ffff: protocol all u32 match u32 0 0 action mirred egress"
-            self.exe("sw", *mirror.split(), "mirror", "dev", "span1")
+            mirror = f"tc filter add dev {role}1 parent ffff: protocol all u32 match u32 0 0".split()
+            for dev in self.spans.values():
+                mirror += ["action", "mirred", "egress", "mirror", "dev", dev, "pipe"]
+            self.exe("sw", *mirror)
 
     def __enter__(self):
         try:
@@ -107,26 +114,16 @@ class Site:
                 self.ip(role, "link", "set", "lo", "up")
             self.ip("sw", "link", "add", "br0", "type", "bridge")
             self.ip("sw", "link", "set", "br0", "up")
-            sh(
-                "ip",
-                "link",
-                "add",
-                "span0",
-                "netns",
-                self.ns["app"],
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "span1",
-                "netns",
-                self.ns["sw"],
-            )
-            self.ip("sw", "link", "set", "span1", "up")
+            for app, peer in self.spans.items():
+                sh("ip", "link", "add", "span0", "netns", self.ns[app], "type", "veth", "peer", "name", peer,
+                   "netns", self.ns["sw"])  # fmt: skip
+                self.ip("sw", "link", "set", peer, "up")
             self._port("site", CUCM)
             for ph in self.phones:
                 self.ip("site", "addr", "add", f"{ph}/16", "dev", "eth0")
             self._port("app", APP)
+            if "app2" in self.ns:
+                self._port("app2", APP2)
             self._port("pri", PRIMARY)
             if "pri2" in self.ns:
                 self.ip("site", "addr", "add", f"{CUCM2}/16", "dev", "eth0")
@@ -175,6 +172,19 @@ class Site:
                 pass
         p.kill()
         p.wait(5)
+
+    def kill_appliance(self, role: str) -> None:
+        """An appliance's host dies: every process in its namespace at once, then its links."""
+        for pid in sh("ip", "netns", "pids", self.ns[role], check=False).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        p = self.procs.pop("shadowrec" if role == "app" else f"shadowrec-{role}", None)
+        if p is not None:
+            p.wait(5)
+        self.ip(role, "link", "del", "eth0", check=False)
+        self.ip(role, "link", "del", "span0", check=False)
 
     def has_vip(self, role, vip: str = VIP) -> bool:
         r = self.ip(role, "-4", "addr", "show", "dev", "eth0", check=False)
@@ -237,11 +247,14 @@ def check_recording(out: str, meta: dict, dialog: dict, channel: int) -> dict:
     return {"sent": sent - after_end, "recorded": recorded}
 
 
-def _start_appliance(site: Site, out: str, advert: float, probe: float, sip_peers: bool, *extra: str) -> None:
+def _start_appliance(
+    site: Site, out: str, advert: float, probe: float, sip_peers: bool, *extra: str, role: str = "app"
+) -> None:
     """``shadowrec run`` on the appliance's namespace, waited for until its first status file. Without
     ``sip_peers`` it answers only the CUCM it saw on the SPAN port calling the primary."""
     peers = ["--sip-peer", CUCM] if sip_peers else []
-    site.popen("app", "shadowrec", sys.executable, "-m", "appliance.cli", "run", "--span", "span0",
+    name = "shadowrec" if role == "app" else f"shadowrec-{role}"
+    site.popen(role, name, sys.executable, "-m", "appliance.cli", "run", "--span", "span0",
                "--service", "eth0", "--vrid", "20", "--vip", f"{VIP}/16", "--primary", PRIMARY, "--out", out,
                *peers, "--advert-int", str(advert), "--probe-interval", str(probe), *extra)  # fmt: skip
     t = time.monotonic()
@@ -252,10 +265,11 @@ def _start_appliance(site: Site, out: str, advert: float, probe: float, sip_peer
 
 class _VipWatch:
     """Who holds the VIP, sampled every 5 ms: a timeline of (seconds, primary has it, shadowrec has it),
-    and with ``vip2``, (..., the second primary has its VIP, shadowrec has it)."""
+    or of (seconds, each of ``probes``: (namespace, VIP) holds it)."""
 
-    def __init__(self, site: Site, t0: float, vip2: bool = False):
-        self.site, self.t0, self.vip2 = site, t0, vip2
+    def __init__(self, site: Site, t0: float, probes: list[tuple[str, str]] | None = None):
+        self.site, self.t0 = site, t0
+        self.probes = probes or [("pri", VIP), ("app", VIP)]
         self.timeline: list[tuple] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
@@ -264,9 +278,7 @@ class _VipWatch:
     def _watch(self) -> None:
         last = None
         while not self.stop.is_set():
-            cur: tuple = (self.site.has_vip("pri"), self.site.has_vip("app"))
-            if self.vip2:
-                cur += (self.site.has_vip("pri2", VIP2), self.site.has_vip("app", VIP2))
+            cur = tuple(self.site.has_vip(role, vip) for role, vip in self.probes)
             if cur != last:
                 self.timeline.append((round(time.monotonic() - self.t0, 3), *cur))
                 last = cur
@@ -473,7 +485,7 @@ def run_two_primaries(work: str | None = None, calls: int = 2, kill_at: float = 
             )
         ]
         t0 = time.monotonic()
-        watch = _VipWatch(site, t0, vip2=True)
+        watch = _VipWatch(site, t0, [("pri", VIP), ("app", VIP), ("pri2", VIP2), ("app", VIP2)])
         time.sleep(max(0.0, kill_at - (time.monotonic() - t0)))
         kill_t = time.monotonic() - t0
         site.kill("crash", "pri")
@@ -504,4 +516,79 @@ def run_two_primaries(work: str | None = None, calls: int = 2, kill_at: float = 
         r = _calls_report(out, manifests[role], first + calls)
         report[role] = {k: v for k, v in r.items() if k != "calls"} | {"calls": r["calls"]}
     report["work"] = work
+    return report
+
+
+def run_pair(
+    catalog: str | None = None,
+    work: str | None = None,
+    kill_at: float = 5.0,
+    app_dies_at: float = 11.0,
+    restore_at: float = 21.0,
+) -> dict:
+    """An appliance pair: two shadowrec appliances (a: takeover priority 254, b: 253; each the
+    other's ``--fellow``) guard one primary, both recording from the SPAN port (each also sees the
+    other's port). The primary's recorder dies; a answers; a dies mid-outage (its host: every
+    process and its links); b takes the VIP and a's calls; the primary comes back. With ``catalog``
+    both push to it. The report: who held the VIP when, each call against b's recordings, and b's
+    SIP server's counters."""
+    work = work or "/tmp/shadowrec-lab-pair"
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    outs = {"app": os.path.join(work, "recordings-a"), "app2": os.path.join(work, "recordings-b")}
+    manifest = os.path.join(work, "calls.json")
+    report: dict = {}
+    cat = ["--catalog", catalog] if catalog else []
+    with Site(work, appliances=2) as site:
+        site.start_primary("pri")
+        t = time.monotonic()
+        while not site.has_vip("pri") and time.monotonic() - t < 10:
+            time.sleep(0.05)
+        _start_appliance(site, outs["app"], 1.0, 0.2, True, "--fellow", APP2, "--takeover-priority", "254",
+                         "--appliance", "a", *cat, role="app")  # fmt: skip
+        _start_appliance(site, outs["app2"], 1.0, 0.2, True, "--fellow", APP, "--priority", "40",
+                         "--takeover-priority", "253", "--appliance", "b", *cat, role="app2")  # fmt: skip
+        end = restore_at - 0.5
+        plan = [(0.5 + 0.3 * k, end - 0.5 - 0.3 * k) for k in range(2)]  # the primary's, spanning everything
+        plan += [(kill_at + 2.0 + 0.4 * k, app_dies_at + 5.0 - kill_at - 2.0) for k in range(2)]  # a's: past its death
+        plan += [(app_dies_at + 4.5 + 0.4 * k, 3.5) for k in range(2)]  # b's
+        plan_s = ";".join(f"{a:.2f}:{b:.2f}" for a, b in plan)
+        cucm = site.popen("site", "cucm", sys.executable, "-m", "appliance.cli", "lab-cucm", "--ip", CUCM,
+                          "--vip", VIP, "--phones", ",".join(site.phones), "--plan", plan_s,
+                          "--manifest", manifest)  # fmt: skip
+        t0 = time.monotonic()
+        watch = _VipWatch(site, t0, [("pri", VIP), ("app", VIP), ("app2", VIP)])
+        marks = {}
+        for at, what in ((kill_at, "primary_killed"), (app_dies_at, "a_died"), (restore_at, "primary_restored")):
+            time.sleep(max(0.0, at - (time.monotonic() - t0)))
+            marks[what] = round(time.monotonic() - t0, 3)
+            if what == "primary_killed":
+                site.kill("crash", "pri")
+            elif what == "a_died":
+                site.kill_appliance("app")
+            else:
+                site.restore("crash", "pri")
+        cucm.wait(120)
+        t = time.monotonic()
+        while time.monotonic() - t < 10 and not (watch.timeline and watch.timeline[-1][1:] == (True, False, False)):
+            time.sleep(0.1)
+        time.sleep(1.5)
+        watch.close()
+        report["b_sip_at_end"] = json.load(open(os.path.join(outs["app2"], "status-0.json")))["standby"]["sip"]
+        site.procs["shadowrec-app2"].send_signal(signal.SIGTERM)
+        site.procs["shadowrec-app2"].wait(30)
+    tl = watch.timeline
+
+    def first(after: float, cond) -> float | None:
+        return next((round(x[0] - after, 3) for x in tl if x[0] >= after and cond(x)), None)
+
+    report.update(marks)
+    report["timeline"] = tl
+    report["a_took_over_s"] = first(marks["primary_killed"], lambda x: x[2] and not x[1])
+    report["b_took_over_s"] = first(marks["a_died"], lambda x: x[3])
+    report["handed_back_s"] = first(marks["primary_restored"], lambda x: x[1] and not x[2] and not x[3])
+    report["a_and_b_held_it_together"] = [x[0] for x in tl if x[2] and x[3]]
+    report["b_before_a_died"] = [x[0] for x in tl if x[3] and x[0] < marks["a_died"]]
+    report.update(_calls_report(outs["app2"], manifest, 2))
+    report["outs"] = outs
     return report

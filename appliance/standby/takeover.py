@@ -75,6 +75,7 @@ class Guard:
             takeover_priority=sb.takeover_priority,
             advert_int_cs=round(sb.advert_int_s * 100),
             preempt=sb.preempt,
+            fellows=frozenset(sb.fellows),
         )
         self.name = sb.name or sb.primary
         self.vrrp = VrrpRunner(vrrp, sb.service, sb.vips, sb.believed_peers())
@@ -103,6 +104,26 @@ class Guard:
             return d is not None and d.call.state is not CallState.ENDED
 
         self.sip.uas.live = live
+        vip_key = flow_key(vip_packed, 0)
+
+        def taken_over() -> list[tuple[str, int]]:
+            """The live calls with their media on this VIP (the wire's view; read from the SIP thread,
+            so the table is copied first, and copied again if the capture changed it meanwhile)."""
+            for _ in range(5):
+                try:
+                    media = list(table.media.items())
+                    break
+                except RuntimeError:  # changed size while copied
+                    continue
+            else:
+                return []
+            return [
+                (d.call_id, key - vip_key)
+                for key, d in media
+                if 0 <= key - vip_key < 65536 and d.call.state is not CallState.ENDED
+            ]
+
+        self.sip.uas.taken_over = taken_over
 
     def learn(self, call: Call) -> None:
         """A BiB call seen starting (capture thread): its INVITE's sender is CUCM if it went to this

@@ -48,6 +48,17 @@ class PortPool:
             return p
         return None
 
+    def hold(self, port: int) -> bool:
+        """Hold this port (a call in progress taken up with the VIP), if free and holdable."""
+        if port in self.in_use or not 0 < port < 65535:
+            return False
+        why = self._hold(port)
+        if why:
+            self.refused[why] += 1
+            return False
+        self.in_use.add(port)
+        return True
+
     def release(self, port: int) -> None:
         if port in self.in_use:
             self.in_use.discard(port)

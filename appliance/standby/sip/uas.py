@@ -73,6 +73,10 @@ class Uas:
     user_agent: str = "shadowrec"
     # is the recorder still tracking this SIP Call-ID as a live call? (after a VIP release)
     live: Callable[[str], bool] = lambda call_id: False
+    # the live calls the wire shows on this VIP that no dialog here has, as (Call-ID, RTP port): the
+    # primary's, or (an appliance pair) a fellow's that died; taken up when the VIP comes here
+    taken_over: Callable[[], list[tuple[str, int]]] = list
+    adopted: dict = field(default_factory=dict)  # Call-ID -> RTP port held for a call taken up
     dialogs: dict = field(default_factory=dict)
     answered: set = field(default_factory=set)  # Call-IDs answered here (for the recordings' metadata)
     counters: Counter = field(default_factory=Counter)
@@ -82,7 +86,7 @@ class Uas:
         self.unacked: dict[str, _Dialog] = {}  # dialogs whose 2xx is being retransmitted
         self.expiry: list[tuple[float, str, str]] = []  # heap of (expires, call_id, to_tag)
         self.master = True  # False after a VIP release, until the next claim
-        self.next_released_check = 0.0
+        self.next_released_check = self.next_adopted_check = 0.0
 
     # answers ------------------------------------------------------------------------------
     def _sdp(self, d: _Dialog) -> bytes:
@@ -154,6 +158,10 @@ class Uas:
             return []
         if m == "BYE":
             self.counters["byes"] += 1
+            if d is None and cid in self.adopted:  # a call taken up with the VIP: it ends here
+                self.counters["byes_taken_over"] += 1
+                self.ports.release(self.adopted.pop(cid))
+                return [(src, self._response(msg, 200, "OK"))]
             if d is None:
                 return [(src, self._response(msg, 481, "Call/Transaction Does Not Exist"))]
             self._clear(d)
@@ -222,6 +230,10 @@ class Uas:
             for d in [d for cid, d in self.dialogs.items() if not self.live(cid)]:
                 self.counters["ended_after_release"] += 1
                 self._clear(d)
+        if self.adopted and now >= self.next_adopted_check:  # calls taken up that ended (RTP gone, BYE elsewhere)
+            self.next_adopted_check = now + RELEASED_CHECK_S
+            for cid in [c for c in self.adopted if not self.live(c)]:
+                self.ports.release(self.adopted.pop(cid))
         return out
 
     def _clear(self, d: _Dialog) -> None:
@@ -231,7 +243,14 @@ class Uas:
 
     # the VIP ------------------------------------------------------------------------------
     def claim(self) -> None:
+        """The VIP is here: the calls in progress on it that no dialog here has (the primary's, or a
+        dead fellow's) are taken up: their RTP ports held (no ICMP to their phones) and their BYEs
+        answered."""
         self.master = True
+        for cid, port in self.taken_over():
+            if cid not in self.dialogs and cid not in self.adopted and self.ports.hold(port):
+                self.adopted[cid] = port
+                self.counters["calls_taken_over"] += 1
 
     def release(self, now: float) -> None:
         """The VIP went away: BYEs go to the primary now; dialogs are cleared as their calls end."""
@@ -250,6 +269,7 @@ class Uas:
             "dialogs": len(self.dialogs),
             "unacked": len(self.unacked),
             "rtp_ports": len(self.ports.in_use),
+            "taken_over": len(self.adopted),
             "rtp_ports_free": self.ports.size - len(self.ports.in_use),
             "master": self.master,
             **dict(self.counters),  # dict() copies in one step: read from other threads

@@ -21,6 +21,13 @@ counted as a ``conflict``: the primary's keepalived would have to be the address
 on entering Backup, so the takeover comes no later than the local Master_Down_Interval. The
 interval an advert announces is bounded (``bounded_interval``): a forged 40.95 s cannot stretch
 the down timer to two minutes.
+
+An appliance pair (``fellows``: other shadowrec appliances guarding the same primary) is plain
+VRRP among the standbys: their adverts are obeyed by priority even while the primary is dead. A
+standby that judges the primary dead waits ``fellow_wait`` (a quarter advert interval for each
+step its takeover priority lies below 255) before it claims, so the fellow with the highest
+takeover priority answers, the others stay Backup on its adverts, and when it dies their down
+timers take over; a Master that hears a fellow of higher priority steps down.
 """
 
 from __future__ import annotations
@@ -76,6 +83,7 @@ class VrrpConfig:
     advert_int_cs: int = 100  # centiseconds
     preempt: bool = True
     local_ip: str = "0.0.0.0"
+    fellows: frozenset = frozenset()  # the other standbys' addresses (an appliance pair): obeyed by priority
 
 
 @dataclass
@@ -107,6 +115,11 @@ class VrrpInstance:
     def master_down_interval(self) -> int:
         return 3 * self.master_adver_int_cs * NS // 100 + self.skew_time()
 
+    def fellow_wait(self) -> int:
+        """How long a standby with fellows waits, the primary dead, before it claims: the highest
+        takeover priority claims first, and its advert reaches the others before they would."""
+        return (255 - self.cfg.takeover_priority) * self.cfg.advert_int_cs * NS // 400
+
     def _arm(self, now: int, how: str) -> None:
         """The one place the deadline is computed."""
         if how == "advert":
@@ -115,6 +128,8 @@ class VrrpInstance:
             self.deadline = now + self.master_down_interval()
         elif how == "skew":
             self.deadline = now + self.skew_time()
+        elif how == "fellows":
+            self.deadline = now + self.fellow_wait()
         else:
             self.deadline = None
 
@@ -157,7 +172,12 @@ class VrrpInstance:
     def backup_primary_dead(self, now, _rx):
         self.primary_dead = True
         self.priority = self.cfg.takeover_priority
-        return self._become_master(now, "primary dead (health probes)")
+        if not self.cfg.fellows:
+            return self._become_master(now, "primary dead (health probes)")
+        if self.master_ip in self.cfg.fellows and self.deadline is not None and now < self.deadline:
+            return []  # a fellow answers already: its adverts hold this one Backup, its silence ends it
+        self._arm(now, "fellows")  # the backup_timer claims then, unless a fellow's advert came first
+        return []
 
     def backup_primary_alive(self, now, _rx):
         self.primary_dead = False
@@ -165,7 +185,7 @@ class VrrpInstance:
         return []
 
     def backup_advert(self, now, rx: Received):
-        if self.primary_dead:  # the probes decide: no advert postpones the takeover
+        if self.primary_dead and rx.src not in self.cfg.fellows:  # the probes decide: no advert postpones it
             return []
         if rx.priority == 0:
             self._arm(now, "skew")
@@ -193,7 +213,7 @@ class VrrpInstance:
             self._arm(now, "advert")
             return [SendAdvert(self.priority)]
         if rx.priority > self.priority or (rx.priority == self.priority and _ip_gt(rx.src, self.cfg.local_ip)):
-            if self.primary_dead:
+            if self.primary_dead and rx.src not in self.cfg.fellows:
                 self.conflicts += 1
                 self.last_conflict = f"priority {rx.priority} from {rx.src} while the primary is dead: VIP kept"
                 return []
