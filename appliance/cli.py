@@ -757,6 +757,12 @@ def _add_serve(sub: Any) -> None:
         help="TOML settings (default $SHADOWREC_CONFIG or /etc/shadowrec/shadowrec.toml); "
         "SHADOWREC_<SECTION>__<KEY> variables override it",
     )
+    sv.add_argument(
+        "--catalog",
+        metavar="URL",
+        type=_catalog_url,
+        help="the fleet catalog on PostgreSQL ([catalog] url): calls pushed there, and the fleet's listed by the API",
+    )
     sv.set_defaults(func=_serve)
 
 
@@ -764,7 +770,10 @@ def _serve(args: Args) -> int:
     from appliance.config import load
     from appliance.service import serve
 
-    return serve(load(args.config))
+    settings = load(args.config)
+    if args.catalog:
+        settings.catalog = settings.catalog.model_copy(update={"url": args.catalog})
+    return serve(settings)
 
 
 # the command ----------------------------------------------------------------------------------

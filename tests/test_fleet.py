@@ -377,3 +377,47 @@ def test_the_fleet_operations_never_answer_5xx_whatever_the_schema_allows(tmp_pa
         check()
         checked += 1
     assert checked == 3
+
+
+def test_the_service_pushes_from_its_delivery_child_and_serve_takes_catalog_on_its_command_line(
+    tmp_path, pg_url, monkeypatch
+):
+    """``serve``: with [catalog] url (or ``serve --catalog``), the delivery child pushes on a thread
+    of its own; /status.catalog reports it."""
+    import signal
+    import time
+
+    from fastapi.testclient import TestClient
+
+    import appliance.service as service
+    from appliance.api.main import create_app
+    from appliance.config import ApiSettings, CaptureSettings, Settings
+
+    _, path = capture(tmp_path, synth.SynthSpec(calls=2, duration_s=2, spacing_s=0.3, seed=69))
+    out = str(tmp_path / "out")
+    record(path, out)
+    seen = {}
+    monkeypatch.setattr(service, "serve", lambda settings: seen.setdefault("settings", settings) and 0)
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(f'[capture]\nout = "{out}"\n[catalog]\nappliance = "svc"\n')
+    assert main(["serve", "--config", str(cfg), "--catalog", pg_url]) == 0
+    settings = seen["settings"]
+    assert settings.catalog.url == pg_url and settings.catalog.appliance == "svc"
+    sup = service.Supervisor(settings)
+    sup._spawn_delivery()
+    try:
+        f = FleetCatalog(pg_url)
+        deadline = time.monotonic() + 30
+        while len(f.query()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [r["copies"][0]["appliance"] for r in f.query()] == ["svc", "svc"]
+        f.close()
+        api = Settings(
+            capture=CaptureSettings(out=out), api=ApiSettings(hosts=["testserver"]), catalog=settings.catalog
+        )
+        st = TestClient(create_app(api)).get("/status").json()["catalog"]
+        assert st["reachable"] is True and st["waiting"] == 0 and st["appliance"] == "svc"
+    finally:
+        os.kill(sup.delivery.pid, signal.SIGTERM)
+        sup.delivery.join(30)
+    assert sup.delivery.exitcode == 0
