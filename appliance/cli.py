@@ -74,11 +74,9 @@ def _recording_args(p: argparse.ArgumentParser, fsync_default: float) -> None:
         help="a recorder's IPv4 address (repeatable): RTP to it from calls up before the start is kept "
         "until their SIP shows (a re-INVITE); addresses SIP shows are added by themselves",
     )
-    p.add_argument(
-        "--catalog",
-        metavar="URL",
-        type=_catalog_url,
-        help="a fleet catalog on PostgreSQL (postgresql://user:password@host/db): the calls go there too, "
+    _catalog_arg(
+        p,
+        "a fleet catalog on PostgreSQL (postgresql://user:password@host/db): the calls go there too, "
         "one row per call whichever appliances recorded it; they wait in the local catalog while it is unreachable",
     )
     p.add_argument(
@@ -93,6 +91,10 @@ def _recording_args(p: argparse.ArgumentParser, fsync_default: float) -> None:
         help="wav: 16-bit PCM (default); g711: a G.711 call's WAV keeps the phones' µ-law/A-law bytes "
         "(half the disk; other codecs stay PCM)",
     )
+
+
+def _catalog_arg(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--catalog", metavar="URL", type=_catalog_url, help=text)
 
 
 def _catalog_url(text: str) -> str:
@@ -260,12 +262,7 @@ def _capture(args: Args) -> int:
 def _add_calls(sub: Any) -> None:
     c = sub.add_parser("calls", help="list recorded calls from the catalog (this appliance's, or the fleet's)")
     c.add_argument("--out", help="output directory given to record (its catalog.sqlite)")
-    c.add_argument(
-        "--catalog",
-        metavar="URL",
-        type=_catalog_url,
-        help="the fleet catalog on PostgreSQL instead: each call once, with its copies (every appliance's)",
-    )
+    _catalog_arg(c, "the fleet catalog on PostgreSQL instead: each call once, with its copies (every appliance's)")
     c.add_argument("--json", action="store_true", help="print a JSON array of call metadata")
     c.add_argument("--since", help="started at or after (ISO 8601 UTC, e.g. 2026-09-21T00:00:00Z)")
     c.add_argument("--until", help="started before (ISO 8601 UTC)")
@@ -757,11 +754,8 @@ def _add_serve(sub: Any) -> None:
         help="TOML settings (default $SHADOWREC_CONFIG or /etc/shadowrec/shadowrec.toml); "
         "SHADOWREC_<SECTION>__<KEY> variables override it",
     )
-    sv.add_argument(
-        "--catalog",
-        metavar="URL",
-        type=_catalog_url,
-        help="the fleet catalog on PostgreSQL ([catalog] url): calls pushed there, and the fleet's listed by the API",
+    _catalog_arg(
+        sv, "the fleet catalog on PostgreSQL ([catalog] url): calls pushed there, and the fleet's listed by the API"
     )
     sv.set_defaults(func=_serve)
 

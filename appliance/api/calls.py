@@ -34,33 +34,38 @@ def _query(settings: Settings, limit: int = 1000, offset: int = 0, **filters: An
         cat.close()
 
 
+class CallFilters:
+    """The listing filters of ``/calls`` and ``/fleet/calls`` (a dependency: one definition)."""
+
+    def __init__(
+        self,
+        since: datetime | None = Query(None, description="started at or after (ISO 8601)"),
+        until: datetime | None = Query(None, description="started before (ISO 8601)"),
+        dn: str | None = Query(None, max_length=64, description="directory number on either side"),
+        device: str | None = Query(None, max_length=64, description="device name on either side"),
+        end_reason: EndReason | None = None,
+        primary_failed: bool | None = Query(None, description="only calls that outlived the primary"),
+        limit: int = Query(50, ge=1, le=1000),
+        offset: int = Query(0, ge=0, le=10**9),
+    ):
+        self.limit, self.offset = limit, offset
+        self.query: dict[str, Any] = {
+            "since": _iso(since), "until": _iso(until), "dn": dn, "device": device,
+            "end_reason": end_reason.value if end_reason else None, "primary_failed": primary_failed,
+        }  # fmt: skip
+
+
 @router.get("", response_model=CallPage, summary="Recorded calls, newest first, filtered and paged")
 def list_calls(
     settings: Settings = Depends(get_settings),
-    since: datetime | None = Query(None, description="started at or after (ISO 8601)"),
-    until: datetime | None = Query(None, description="started before (ISO 8601)"),
-    dn: str | None = Query(None, max_length=64, description="directory number on either side"),
-    device: str | None = Query(None, max_length=64, description="device name on either side"),
-    end_reason: EndReason | None = None,
-    primary_failed: bool | None = Query(None, description="only calls that outlived the primary"),
+    f: CallFilters = Depends(),
     undelivered: bool | None = Query(None, description="only calls an archive target has not confirmed yet"),
-    limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0, le=10**9),
 ) -> CallPage:
-    items = _query(
-        settings,
-        limit + 1,
-        offset,
-        since=_iso(since),
-        until=_iso(until),
-        dn=dn,
-        device=device,
-        end_reason=end_reason.value if end_reason else None,
-        primary_failed=primary_failed,
-        extra=PENDING_SQL if undelivered else None,
+    items = _query(settings, f.limit + 1, f.offset, **f.query, extra=PENDING_SQL if undelivered else None)
+    more = len(items) > f.limit
+    return CallPage(
+        items=items[: f.limit], offset=f.offset, limit=f.limit, next_offset=f.offset + f.limit if more else None
     )
-    more = len(items) > limit
-    return CallPage(items=items[:limit], offset=offset, limit=limit, next_offset=offset + limit if more else None)
 
 
 @router.get("/live", response_model=list[Call], summary="Calls being recorded now")

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse, StreamingResponse
 
-from appliance.api.calls import CALL_ID, _iso
+from appliance.api.calls import CALL_ID, CallFilters
 from appliance.api.deps import get_settings, require_token
 from appliance.api.schemas import FleetCall, FleetCallPage
 from appliance.config import Settings
-from capture.sip.calls import EndReason
 
 router = APIRouter(prefix="/fleet/calls", tags=["fleet"], dependencies=[Depends(require_token)])
 CHUNK = 1 << 16
@@ -47,23 +45,12 @@ def _query(settings: Settings, **filters: Any) -> list[dict[str, Any]]:
 
 
 @router.get("", response_model=FleetCallPage, summary="The fleet's calls, each once with its copies, newest first")
-def list_fleet_calls(
-    settings: Settings = Depends(get_settings),
-    since: datetime | None = Query(None, description="started at or after (ISO 8601)"),
-    until: datetime | None = Query(None, description="started before (ISO 8601)"),
-    dn: str | None = Query(None, max_length=64, description="directory number on either side"),
-    device: str | None = Query(None, max_length=64, description="device name on either side"),
-    end_reason: EndReason | None = None,
-    primary_failed: bool | None = Query(None, description="only calls that outlived the primary"),
-    limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0, le=10**9),
-) -> FleetCallPage:
-    items = _query(
-        settings, limit=limit + 1, offset=offset, since=_iso(since), until=_iso(until), dn=dn, device=device,
-        end_reason=end_reason.value if end_reason else None, primary_failed=primary_failed,
-    )  # fmt: skip
-    more = len(items) > limit
-    return FleetCallPage(items=items[:limit], offset=offset, limit=limit, next_offset=offset + limit if more else None)
+def list_fleet_calls(settings: Settings = Depends(get_settings), f: CallFilters = Depends()) -> FleetCallPage:
+    items = _query(settings, limit=f.limit + 1, offset=f.offset, **f.query)
+    more = len(items) > f.limit
+    return FleetCallPage(
+        items=items[: f.limit], offset=f.offset, limit=f.limit, next_offset=f.offset + f.limit if more else None
+    )
 
 
 def _one(settings: Settings, call_id: str) -> dict[str, Any]:

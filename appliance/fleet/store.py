@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from appliance.fleet.identity import Copy, best, copy_of, pair_of, same_call
+from capture.store.catalog import filter_clauses
 
 MIGRATE_LOCK = 0x73687264  # pg_advisory_xact_lock key of migrations ("shrd")
 
@@ -240,20 +241,11 @@ class FleetCatalog:
         copy's id on its appliance."""
         if not self.migrated:
             self.migrate()
-        dev = device.upper() if device else None
-        filters = (
-            (call_id or None, "(c.call_key = %s OR c.call_key IN (SELECT call_key FROM copies WHERE call_id = %s))",
-             [call_id, call_id]),
-            (state or None, "c.state = %s", [state]),
-            (since or None, "c.started_at >= %s", [since]),
-            (until or None, "c.started_at < %s", [until]),
-            (dn or None, "(c.near_dn = %s OR c.far_dn = %s)", [dn, dn]),
-            (dev, "(c.near_device = %s OR c.far_device = %s)", [dev, dev]),
-            (end_reason or None, "c.end_reason = %s", [end_reason]),
-            (primary_failed, "c.primary_failed = %s", [bool(primary_failed)]),
-        )  # fmt: skip
-        where = [clause for value, clause, _ in filters if value is not None]
-        args: list[Any] = [a for value, _, values in filters if value is not None for a in values]
+        where, args = filter_clauses(since, until, dn, device, end_reason, primary_failed, state, "c.", True)
+        if call_id:
+            where.append("(c.call_key = ? OR c.call_key IN (SELECT call_key FROM copies WHERE call_id = ?))")
+            args += [call_id, call_id]
+        where = [w.replace("?", "%s") for w in where]
         sql = (
             "SELECT c.call_key, c.best, c.meta, (SELECT coalesce(json_agg(json_build_object("
             "'appliance', cp.appliance, 'id', cp.call_id, 'state', cp.state, 'started_at', cp.meta->>'started_at', "

@@ -68,6 +68,35 @@ def migrate(db: sqlite3.Connection) -> None:
             raise
 
 
+def filter_clauses(
+    since: str | None = None,
+    until: str | None = None,
+    dn: str | None = None,
+    device: str | None = None,
+    end_reason: str | None = None,
+    primary_failed: bool | None = None,
+    state: str | None = None,
+    prefix: str = "",
+    booleans: bool = False,
+) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses (``?`` marks) and arguments of ``query``'s filters, over the columns the
+    local catalog and the fleet's (``prefix``: its table's alias; ``booleans``: a real boolean
+    column) both have; a filter given as None is no filter."""
+    dev = device.upper() if device else None
+    c = prefix
+    filters = (  # (value, clause, its arguments)
+        (state or None, f"{c}state = ?", [state]),
+        (since or None, f"{c}started_at >= ?", [since]),
+        (until or None, f"{c}started_at < ?", [until]),
+        (dn or None, f"({c}near_dn = ? OR {c}far_dn = ?)", [dn, dn]),
+        (dev, f"({c}near_device = ? OR {c}far_device = ?)", [dev, dev]),
+        (end_reason or None, f"{c}end_reason = ?", [end_reason]),
+        (primary_failed, f"{c}primary_failed = ?", [bool(primary_failed) if booleans else int(bool(primary_failed))]),
+    )
+    where = [clause for value, clause, _ in filters if value is not None]
+    return where, [a for value, _, values in filters if value is not None for a in values]
+
+
 class Catalog:
     def __init__(self, path: str, readonly: bool = False):
         if readonly:  # readers (the API) never block the recorder: WAL
@@ -180,21 +209,8 @@ class Catalog:
         """Calls filtered by time range (ISO strings), DN or device on either side, end reason,
         primary failure, state or id; oldest first unless ``newest_first``. ``extra`` is one more
         WHERE clause and its arguments from a layer above (the delivery queue's pending calls)."""
-        dev = device.upper() if device else None
-        filters = (  # (value, clause, its arguments); None: no filter
-            (call_id or None, "id = ?", [call_id]),
-            (state or None, "state = ?", [state]),
-            (since or None, "started_at >= ?", [since]),
-            (until or None, "started_at < ?", [until]),
-            (dn or None, "(near_dn = ? OR far_dn = ?)", [dn, dn]),
-            (dev, "(near_device = ? OR far_device = ?)", [dev, dev]),
-            (end_reason or None, "end_reason = ?", [end_reason]),
-            (primary_failed, "primary_failed = ?", [1 if primary_failed else 0]),
-            (extra, extra[0] if extra else "", extra[1] if extra else []),
-        )
-        where: list[str] = []
-        args: list[Any] = []
-        for value, clause, values in filters:
+        where, args = filter_clauses(since, until, dn, device, end_reason, primary_failed, state)
+        for value, clause, values in ((call_id or None, "id = ?", [call_id]), (extra, *(extra or ("", [])))):
             if value is not None:
                 where.append(clause)
                 args += values
