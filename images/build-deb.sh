@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+umask 022  # a package's and an image's files are world-readable, whatever the caller's umask (dpkg-deb insists)
 py=/usr/bin/python3.11
 [ -x "$py" ] || { echo "build-deb: needs Debian's python3.11 (apt install python3 python3-venv python3-dev)" >&2; exit 1; }
 version=$($py -c "import re;print(re.search(r'__version__ = \"(.+)\"', open('capture/__init__.py').read())[1])")

@@ -5,6 +5,7 @@
 # resolve from Debian). The serial console is ttyS0. Root (needs debootstrap, extlinux, losetup, mount).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+umask 022  # a package's and an image's files are world-readable, whatever the caller's umask (dpkg-deb insists)
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 for tool in debootstrap extlinux sfdisk losetup mkfs.ext4 chroot; do
     command -v "$tool" >/dev/null || { echo "build-image: $tool is missing (apt install debootstrap extlinux syslinux-common fdisk e2fsprogs mount)" >&2; exit 1; }

@@ -54,3 +54,13 @@ def pg_url(pg_server, request):
 
     name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:50]
     return pg_server.createdb(name)
+
+
+@pytest.fixture(autouse=True)
+def _umask():
+    """Each test leaves the process's umask as it found it (``shadowrec``'s main() tightens it for the
+    recordings; a later test's subprocess, a package build, must not inherit that)."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield
+    os.umask(old)
