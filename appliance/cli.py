@@ -40,7 +40,7 @@ def _recording_args(p: argparse.ArgumentParser, fsync_default: float) -> None:
         type=int,
         action="append",
         help="SIP over TLS port (repeatable; default 5061): its calls cannot be read, but RTP to a recorder "
-        "signalled there is recorded as a call of RTP alone, marked encrypted",
+        "serving it (give its --recorder-addr) is recorded as a call of RTP alone, marked encrypted",
     )
     p.add_argument(
         "--rtp-timeout",

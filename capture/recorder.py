@@ -200,8 +200,8 @@ class Recorder:
         frame: bytes | None, lt: int,
     ) -> None:  # fmt: skip
         if sport not in self.sip_ports and dport not in self.sip_ports:
-            if sport in self.tls_ports or dport in self.tls_ports:
-                self.late.tls_seen(src, dst, ts)
+            if dport in self.tls_ports or sport in self.tls_ports:
+                self.late.tls_seen(dst if dport in self.tls_ports else src, ts)
             return
         for data in self.tcp.feed((src, sport, dst, dport), seq, flags, payload, ts):
             self.counters["sip_tcp"] += 1

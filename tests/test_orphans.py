@@ -250,3 +250,23 @@ def test_only_rtp_becomes_an_orphan(tmp_path):
     assert list(o.streams) == [1] and o.counters["orphans"] == 1
     (group,) = o.expire(5 + 31 * NS)
     assert o.streams == {} and [x.key for x in group] == [1] and group[0].src == b"\1\2\3\4"
+
+
+def test_phones_talking_tls_to_cucm_do_not_make_their_calls_orphans(tmp_path):
+    """Secure phones talk SIP over TLS to CUCM too: neither end is a recorder, and the RTP between
+    two phones is never an orphan (only the recorder's address, configured, is watched)."""
+    from capture.wire.pcapfile import PcapWriter
+
+    net = synth._Net(synth.SynthSpec())
+    path = str(tmp_path / "tls-phones.pcap")
+    w = PcapWriter(path, 1, nanoseconds=True)
+    t0 = synth.T0
+    for i in range(5):  # the phone's TLS connection to CUCM, and CUCM's answers
+        w.write(t0 + i * 1000, net.tcp("198.18.1.10", synth.CUCM, 50000, 5061, 100 * i, 0, 0x18, bytes(40)), 1)
+        w.write(t0 + i * 1000 + 500, net.tcp(synth.CUCM, "198.18.1.10", 5061, 50000, 100 * i, 0, 0x18, bytes(40)), 1)
+    for j in range(200):  # a phone-to-phone call's RTP, 20 ms apart
+        rtp = bytes([0x80, 0]) + j.to_bytes(2, "big") + bytes(8) + bytes(160)
+        w.write(t0 + NS + j * 20_000_000, net.udp("198.18.1.11", "198.18.1.10", 30000, 30002, rtp), 1)
+    w.close()
+    summary, ms = record(path, str(tmp_path / "out"))
+    assert ms == [] and "orphans" not in summary and "rtp_calls" not in summary

@@ -18,8 +18,8 @@ call claims it in one of three ways (``LateJoins``); the sidecar says which (``j
   sidecar says ``channels_guessed``;
 - **no SIP at all** within the RTP timeout: SIP over TLS, or a mirror missing the signalling.
   The streams from one phone that began within two seconds of each other become one call of
-  RTP alone (no parties; ``joined_by: rtp``), if each has at least ``MIN_PACKETS``. If SIP over
-  TLS was seen with the recorder's address (``tls_ports``), its streams are taken as SRTP whose
+  RTP alone (no parties; ``joined_by: rtp``), if each has at least ``MIN_PACKETS``. If the
+  recorder's address was seen serving SIP over TLS (``tls_ports``), its streams are taken as SRTP whose
   keys cannot be seen: the sidecar says ``encrypted`` and why, and the WAV is silence, never
   ciphertext played as audio; the packets are in the call's pcap. Without TLS, a static
   payload type gives the codec (0 PCMU, 8 PCMA, 9 G.722, 18 G.729, 3 GSM) unless the G.711
@@ -216,12 +216,11 @@ class LateJoins:
         if len(addr) == 4:
             self.rec.engine.watch(addr)
 
-    def tls_seen(self, a: bytes, b: bytes, ts: int) -> None:
-        """A TCP segment of SIP over TLS between ``a`` and ``b``: either may be a recorder."""
-        for addr in (a, b):
-            if addr not in self.tls:
-                self.watch(addr)
-            self.tls[addr] = ts
+    def tls_seen(self, server: bytes, ts: int) -> None:
+        """A TCP segment of SIP over TLS to or from ``server`` (the end on the TLS port: CUCM, or a
+        recorder CUCM signals to). It is not watched for orphans by this alone: phones talk TLS to
+        CUCM too, and CUCM may take RTP (an MTP); a recorder's address is configured, or SIP shows it."""
+        self.tls[server] = ts
 
     def mapped(self, e: MediaMapped) -> None:
         """A dialog's media: the recorder's address is watched for orphans from now on."""
