@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -285,11 +286,22 @@ def test_kill_9_in_the_middle_of_an_upload_then_a_restart_delivers_each_call_onc
         cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT, **env),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    time.sleep(3.0)
-    p.send_signal(signal.SIGKILL)
-    p.wait(10)
     q = Queue(os.path.join(rec, "catalog.sqlite"))
     name = url.split("?")[0] if kind != "sftp" else f"sftp://root@198.19.7.2:22{tmp_path / 'k'}"
+    # killed once a call or two are confirmed (however long the process took to start: a loaded CI
+    # machine took over 3 s), 0.3 s into the next one's upload
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and p.poll() is None:
+        try:
+            sql = "SELECT count(*) FROM deliveries WHERE target = ? AND state = 'confirmed'"
+            if q.db.execute(sql, (name,)).fetchone()[0]:
+                break
+        except sqlite3.OperationalError:  # the queue's table not there yet, or busy
+            pass
+        time.sleep(0.05)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGKILL)
+    p.wait(10)
     before = 6 - q.depth(name)
     assert 0 < before < 6  # some calls done, one in flight, some not started
     r = archive("--out", rec, "--to", url, "--once", env=env)
