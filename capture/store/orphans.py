@@ -37,7 +37,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from capture.media.codecs import CODECS as DECODED_AFTER
 from capture.sip.calls import ByeUnseen, Call, EndReason, MediaMapped, adopt, end_late, packed_address, rtp_call
+from capture.sip.sdp import STATIC_PT
+from capture.store.outputs import CODECS as DECODED_LIVE
 from capture.wire.frame import key_to_str, ntop
 from capture.wire.pcapfile import PcapWriter
 
@@ -51,7 +54,6 @@ GRACE_NS = 5 * NS  # packets to a port this long after its call ended are stragg
 MARGIN_NS = NS // 10  # a BYE's phone: the one whose streams stopped nearest it, by this much at least
 SIBLING_NS = 2 * NS  # a phone's two forked streams begin within this of each other
 MIN_PACKETS = 25  # a call of RTP alone needs streams of at least this many packets (0.5 s at 20 ms)
-STATIC_PT = {0: "PCMU", 3: "GSM", 8: "PCMA", 9: "G722", 18: "G729"}  # RFC 3551's static payload types
 TLS_HIDDEN = "SIP over TLS with the recorder: the SDP's SRTP keys cannot be seen"
 TAG_HIDDEN = "no SIP seen, and the payload sizes carry an SRTP authentication tag: keys not seen"
 
@@ -194,6 +196,13 @@ class ByeWait:
     roles: set[str] = field(default_factory=set)
 
 
+def static_codec(pt: int) -> str:
+    """The codec an RTP/AVP static payload type names (RFC 3551: the SDP's table), if one recorded
+    here (G.711 live, the others after the call); else "" (its packets are kept, not decoded)."""
+    name = STATIC_PT.get(pt, ("", 0))[0]
+    return name if name in DECODED_LIVE or name in DECODED_AFTER else ""
+
+
 def by_phone(orphans: list[Orphan]) -> dict[bytes, list[Orphan]]:
     out: dict[bytes, list[Orphan]] = defaultdict(list)
     for o in orphans:
@@ -225,8 +234,8 @@ class LateJoins:
     def mapped(self, e: MediaMapped) -> None:
         """A dialog's media: the recorder's address is watched for orphans from now on."""
         rec = self.rec
-        if e.key < 1 << 48:
-            rec.engine.watch((e.key >> 16).to_bytes(4, "big"))
+        if e.key < 1 << 48:  # IPv4
+            self.watch((e.key >> 16).to_bytes(4, "big"))
         waiting = self.waiting.get(e.call.id)
         if waiting is None and not (e.call.joined_late and e.key in rec.orphans.streams):
             early = rec.orphans.claim(e.key)  # a call seen from its INVITE: what came before is not its
@@ -331,7 +340,7 @@ class LateJoins:
             hidden = TLS_HIDDEN if o.dst in self.tls else ""
             if not hidden and o.pt in (0, 8) and o.tagged * 2 > o.packets:
                 hidden = TAG_HIDDEN
-            codec = STATIC_PT.get(o.pt, "")
+            codec = static_codec(o.pt)
             fx = adopt(rec.table, call, role, o.key, codec, o.pt, hidden, len(streams) == 2 or len(roles) != 1)
             for e in fx:
                 if isinstance(e, MediaMapped):
