@@ -54,6 +54,12 @@ class CallFilters:
             "end_reason": end_reason.value if end_reason else None, "primary_failed": primary_failed,
         }  # fmt: skip
 
+    def page(self, items: list) -> dict[str, Any]:
+        """A page's fields from the ``limit + 1`` items fetched (one more: there is a next page)."""
+        more = len(items) > self.limit
+        next_offset = self.offset + self.limit if more else None
+        return {"items": items[: self.limit], "offset": self.offset, "limit": self.limit, "next_offset": next_offset}
+
 
 @router.get("", response_model=CallPage, summary="Recorded calls, newest first, filtered and paged")
 def list_calls(
@@ -62,10 +68,7 @@ def list_calls(
     undelivered: bool | None = Query(None, description="only calls an archive target has not confirmed yet"),
 ) -> CallPage:
     items = _query(settings, f.limit + 1, f.offset, **f.query, extra=PENDING_SQL if undelivered else None)
-    more = len(items) > f.limit
-    return CallPage(
-        items=items[: f.limit], offset=f.offset, limit=f.limit, next_offset=f.offset + f.limit if more else None
-    )
+    return CallPage(**f.page(items))
 
 
 @router.get("/live", response_model=list[Call], summary="Calls being recorded now")

@@ -46,11 +46,7 @@ def _query(settings: Settings, **filters: Any) -> list[dict[str, Any]]:
 
 @router.get("", response_model=FleetCallPage, summary="The fleet's calls, each once with its copies, newest first")
 def list_fleet_calls(settings: Settings = Depends(get_settings), f: CallFilters = Depends()) -> FleetCallPage:
-    items = _query(settings, limit=f.limit + 1, offset=f.offset, **f.query)
-    more = len(items) > f.limit
-    return FleetCallPage(
-        items=items[: f.limit], offset=f.offset, limit=f.limit, next_offset=f.offset + f.limit if more else None
-    )
+    return FleetCallPage(**f.page(_query(settings, limit=f.limit + 1, offset=f.offset, **f.query)))
 
 
 def _one(settings: Settings, call_id: str) -> dict[str, Any]:
@@ -89,14 +85,18 @@ def _archived(settings: Settings, copy: dict[str, Any]) -> Any:
     credentials), else the URL itself (file://, s3:// with the standard AWS credentials)."""
     from appliance.delivery.targets import target_for
 
+    mine = {}
+    for t in settings.delivery.targets:
+        try:
+            target = target_for(t.url)
+            mine[target.url] = target  # the queue names a target by its URL without options
+        except ValueError:
+            continue
     for a in copy.get("archive") or []:
         if not a.get("key"):
             continue
-        mine = [t.url for t in settings.delivery.targets]
         try:
-            target = next((target_for(u) for u in mine if target_for(u).url == a["target"]), None)
-            target = target or target_for(a["target"])
-            return target.open(a["key"])
+            return (mine.get(a["target"]) or target_for(a["target"])).open(a["key"])
         except (OSError, ValueError):
             continue  # unreachable, or a target this appliance cannot read: the next place
     return None

@@ -12,6 +12,7 @@ back off (1 s doubling to a minute) and are reported in ``DIR/fleet.json`` (``/s
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -61,8 +62,6 @@ class Pusher:
             changes = local.changes(self.mark, BATCH)
             if not changes:
                 break
-            import json
-
             metas = with_delivery(local.db, [json.loads(text) for _, text in changes])
             self.mark = self.fleet.push(
                 self.appliance, local.uuid, [(seq, m) for (seq, _), m in zip(changes, metas, strict=True)], self.api

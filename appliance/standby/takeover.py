@@ -188,10 +188,6 @@ class Standby:
     def sip(self) -> SipServer:
         return self.guards[0].sip
 
-    @property
-    def prober(self) -> Prober:
-        return self.guards[0].prober
-
     def _learn(self, call: Call) -> None:
         for g in self.guards:
             g.learn(call)
