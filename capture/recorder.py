@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import mmap
+import queue
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -81,6 +82,8 @@ class Recorder:
         self.calls = Recordings(opts, self.engine, self.io, self.counters)
         self.orphans = Orphans(opts.out_dir, int(opts.rtp_timeout_s * NS))  # RTP no dialog of ours has yet
         self.late = LateJoins(self)  # calls up before the start, joined at a re-INVITE or BYE, or RTP alone
+        # what other threads hand the capture thread (a standby's takeover): f(now) -> effects, at the next tick
+        self.posted: queue.SimpleQueue[Callable[[int], list[Effect]]] = queue.SimpleQueue()
         for addr in opts.recorder_addrs:  # watched from the start: a call may be up already
             self.engine.watch(socket.inet_aton(addr))
         # told of each call as it starts (the standby learns CUCM from it), inside the packet's boundary
@@ -292,6 +295,8 @@ class Recorder:
         self.now = max(self.now, now)
         now = self.now
         self.deadline = now + int(self.opts.tick_s * NS)
+        while not self.posted.empty():
+            self._apply(self.posted.get_nowait()(now))
         self.calls.open_seen()
         self.calls.flush_audio(now, self.lag)
         if now >= self.next_sync:

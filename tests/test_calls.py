@@ -283,3 +283,19 @@ def test_sdp_that_will_not_parse_is_counted_under_its_class():
     )
     table.on_sip(nowhere, NS // 50, REC, CUCM, "udp")
     assert table.errors == {"SdpError": 2}
+
+
+def test_a_standby_taking_the_vip_over_marks_the_calls_in_progress_there_once():
+    """The standby holds a dead primary's VIP now: its calls in progress lost their recorder (the
+    evidence that sets primary.failed_at), once each; a call the standby answered itself is not
+    marked, nor a call elsewhere."""
+    from capture.sip.calls import Evidence, taken_over
+
+    table = CallTable()
+    call = [e for e in near_setup(None, table) if isinstance(e, CallStarted)][0].call
+    vip = bytes([10, 48, 32, 170])
+    assert taken_over(table, bytes([10, 48, 32, 171]), 5 * NS, "elsewhere", set()) == []
+    assert taken_over(table, vip, 5 * NS, "x", {call.dialogs["near"].call_id}) == []  # answered here
+    (fx,) = taken_over(table, vip, 5 * NS, "rec-a: its VIP taken over here", set())
+    assert isinstance(fx, Evidence) and fx.call is call and call.failed_ns == 5 * NS
+    assert fx.kind == "standby_takeover" and taken_over(table, vip, 6 * NS, "again", set()) == []

@@ -31,6 +31,7 @@ import resource
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 from appliance.config import StandbySettings
 from appliance.standby.probe import Prober, Verdict
@@ -42,6 +43,7 @@ from appliance.standby.vrrp.state import Event, VrrpConfig
 from capture.live.worker import Worker
 from capture.options import Options
 from capture.sip.calls import Call, CallState
+from capture.sip.calls import taken_over as taken_over_calls
 from capture.wire.frame import flow_key
 
 log = logging.getLogger("shadowrec")
@@ -92,6 +94,7 @@ class Guard:
             sb.primary, self._verdict, interval=sb.probe_interval_s, local=vrrp.local_ip, ifname=sb.service
         )
         self.thread = threading.Thread(target=self.vrrp.run, name=f"shadowrec-vrrp-{sb.vrid}", daemon=True)
+        self.post_takeover: Callable[[], None] = lambda: None  # set by ``attach``
 
     def attach(self, worker: Worker) -> None:
         """The capture's call table answers which ports are busy and which dialogs live."""
@@ -124,6 +127,10 @@ class Guard:
             ]
 
         self.sip.uas.taken_over = taken_over
+        answered = self.sip.uas.answered
+        self.post_takeover = lambda: worker.rec.posted.put(
+            lambda now: taken_over_calls(table, vip_packed, now, f"{self.name}: its VIP taken over here", answered)
+        )
 
     def learn(self, call: Call) -> None:
         """A BiB call seen starting (capture thread): its INVITE's sender is CUCM if it went to this
@@ -134,7 +141,10 @@ class Guard:
             self.peers.learn(call.signalled_from)
 
     def _vip(self, held: bool) -> None:
-        """The VRRP thread claimed or released the VIP: the UAS is told in its own thread."""
+        """The VRRP thread claimed or released the VIP: the UAS is told in its own thread, and the
+        capture thread marks the calls in progress on the VIP (their recorder failed: evidence)."""
+        if held:
+            self.post_takeover()
         uas = self.sip.uas
         self.sip.call(uas.claim if held else (lambda: uas.release(self.sip.clock())))
 

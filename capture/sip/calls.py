@@ -53,6 +53,7 @@ __all__ = [
     "adopt",
     "end_late",
     "rtp_call",
+    "taken_over",
     "Dialog",
     "DialogEvent",
     "DialogState",
@@ -604,4 +605,26 @@ def end_late(table: CallTable, call: Call, at_ns: int, reason: EndReason) -> lis
     for d in call.dialogs.values():
         d.state = dialog_transition(d.state, DialogEvent.BYE)
     table._end(fx, call, reason, at_ns)
+    return fx
+
+
+# a standby taking the primary's address over ---------------------------------------------------
+TAKEOVER = "standby_takeover"
+
+
+def taken_over(table: CallTable, addr: bytes, ts: int, detail: str, answered: set) -> list[Effect]:
+    """A standby took over the recorder address ``addr`` (the primary's VIP) at ``ts``: each call
+    still up with its media there, which that standby did not answer itself (its SIP Call-IDs in
+    ``answered``), lost its recorder then. Evidence, once per call (``primary.failed_at``)."""
+    fx: list[Effect] = []
+    base = flow_key(addr, 0)
+    for key, d in list(table.media.items()):
+        call = d.call
+        if not 0 <= key - base < 65536 or call.state is CallState.ENDED:
+            continue
+        if any(x.call_id in answered for x in call.dialogs.values()) or any(e.kind == TAKEOVER for e in call.evidence):
+            continue
+        item = EvidenceItem(TAKEOVER, ts, detail)
+        call.evidence.append(item)
+        fx.append(Evidence(call, item))
     return fx
