@@ -47,7 +47,7 @@ setup(
         "paramiko>=3.4",
         "soundfile>=0.12",
         "pylibsrtp>=0.10",
-        "av>=12",
+        "av>=12,<=18.1.0",  # 18.1.1 (Dec 2026) ships no libopencore_amrnb encoder, the AMR tests' reference
         "psycopg[binary]>=3.1",
         "psycopg-pool>=3.2",
     ],
